@@ -1,0 +1,149 @@
+package bridge
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/moonbridge/moonbridge/core"
+)
+
+// Args are the arguments Lua passed to a bridge function, decoded: nil,
+// bool, int64, float64, string, []any or map[string]any. Indexes start at
+// 0; error messages count from 1, as Lua does. Returned from the function,
+// such an error is raised in Lua as "kv.get: bad argument #1 (string
+// expected, got table)".
+type Args struct {
+	fn   string
+	vals []any
+}
+
+// NewArgs returns Args holding vals, for calling a Func from Go (tests).
+func NewArgs(fn string, vals ...any) Args { return Args{fn: fn, vals: vals} }
+
+// Name is the name the function was registered under.
+func (a Args) Name() string { return a.fn }
+
+// Len is the number of arguments.
+func (a Args) Len() int { return len(a.vals) }
+
+// Get returns argument i, or nil when there is none.
+func (a Args) Get(i int) any {
+	if i < 0 || i >= len(a.vals) {
+		return nil
+	}
+	return a.vals[i]
+}
+
+func (a Args) bad(i int, want string) error {
+	got := "no value"
+	if i >= 0 && i < len(a.vals) {
+		got = luaType(a.vals[i])
+	}
+	return fmt.Errorf("bad argument #%d (%s expected, got %s)", i+1, want, got)
+}
+
+func luaType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "nil"
+	case bool:
+		return "boolean"
+	case int64:
+		return "integer"
+	case float64:
+		return "number"
+	case string:
+		return "string"
+	case []any, map[string]any:
+		return "table"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// String returns argument i, which must be a string (numbers are
+// converted, as Lua does).
+func (a Args) String(i int) (string, error) {
+	switch v := a.Get(i).(type) {
+	case string:
+		return v, nil
+	case int64:
+		return fmt.Sprint(v), nil
+	case float64:
+		return fmt.Sprint(v), nil
+	}
+	return "", a.bad(i, "string")
+}
+
+// Int returns argument i, which must be an integer or a float with an
+// exact integer value.
+func (a Args) Int(i int) (int64, error) {
+	switch v := a.Get(i).(type) {
+	case int64:
+		return v, nil
+	case float64:
+		if v == math.Trunc(v) && v >= math.MinInt64 && v < math.MaxInt64 {
+			return int64(v), nil
+		}
+		return 0, fmt.Errorf("bad argument #%d (number has no integer representation)", i+1)
+	}
+	return 0, a.bad(i, "integer")
+}
+
+// Float returns argument i, which must be a number.
+func (a Args) Float(i int) (float64, error) {
+	switch v := a.Get(i).(type) {
+	case float64:
+		return v, nil
+	case int64:
+		return float64(v), nil
+	}
+	return 0, a.bad(i, "number")
+}
+
+// Bool returns argument i, which must be a boolean.
+func (a Args) Bool(i int) (bool, error) {
+	if v, ok := a.Get(i).(bool); ok {
+		return v, nil
+	}
+	return false, a.bad(i, "boolean")
+}
+
+// Map returns argument i, which must be a table with string keys (an empty
+// table is an empty map).
+func (a Args) Map(i int) (map[string]any, error) {
+	switch v := a.Get(i).(type) {
+	case map[string]any:
+		return v, nil
+	case []any:
+		if len(v) == 0 {
+			return map[string]any{}, nil
+		}
+	}
+	return nil, a.bad(i, "table with string keys")
+}
+
+// Slice returns argument i, which must be a sequence (an empty table is an
+// empty slice).
+func (a Args) Slice(i int) ([]any, error) {
+	switch v := a.Get(i).(type) {
+	case []any:
+		return v, nil
+	case map[string]any:
+		if len(v) == 0 {
+			return []any{}, nil
+		}
+	}
+	return nil, a.bad(i, "sequence")
+}
+
+// Decode stores argument i in the value out points to: a struct (fields
+// matched by `lua:"name"` tags, then by name), a map, a slice or a scalar.
+func (a Args) Decode(i int, out any) error {
+	if i < 0 || i >= len(a.vals) {
+		return a.bad(i, "value")
+	}
+	if err := core.DecodeInto(a.vals[i], out); err != nil {
+		return fmt.Errorf("bad argument #%d (%w)", i+1, err)
+	}
+	return nil
+}

@@ -1,0 +1,235 @@
+// Package bridge embeds Lua 5.4 scripts that drive asynchronous Go work.
+//
+// A Runtime is one Lua state on a libuv event loop, run by a C core.
+// Go functions registered with RegisterFunc are called from Lua like plain
+// functions: the calling coroutine suspends while the function runs in its
+// own goroutine, other Lua tasks run meanwhile, and the call returns the
+// function's results. Streams registered with RegisterStream are read with
+// a generic for loop, with backpressure; leaving the loop early cancels the
+// Go side's context.
+//
+//	rt, err := bridge.New(bridge.Options{})
+//	if err != nil { ... }
+//	defer rt.Close()
+//	rt.RegisterFunc("kv.get", func(ctx context.Context, args bridge.Args) ([]any, error) {
+//		key, err := args.String(0)
+//		if err != nil {
+//			return nil, err
+//		}
+//		return []any{store[key]}, nil
+//	})
+//	err = rt.RunString(ctx, "main", `
+//		local kv = require("kv")
+//		local task = require("task")
+//		local a = task.spawn(kv.get, "a")   -- two lookups at once
+//		print(kv.get("b"), a:wait())
+//	`)
+//
+// Values crossing between Go and Lua are nil, booleans, integers (int64),
+// floats (float64), strings (bytes), sequences ([]any) and string-keyed
+// maps (map[string]any), nested to any depth; Go structs cross as maps
+// through `lua:"name"` field tags. Functions, channels and cycles cannot
+// cross and give an error naming the value.
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/moonbridge/moonbridge/core"
+)
+
+// Func is a Go function callable from Lua. It runs in its own goroutine;
+// ctx is cancelled when the run ends, the runtime closes, or the calling
+// task no longer waits for the result.
+type Func func(ctx context.Context, args Args) ([]any, error)
+
+// StreamFunc is a Go function that Lua iterates with a generic for. Each
+// emit delivers one value to the loop; emit blocks while Lua is behind, and
+// returns an error (ctx's) once Lua has left the loop. emit must be called
+// from the goroutine running the StreamFunc, and not after it returned.
+type StreamFunc func(ctx context.Context, args Args, emit func(any) error) error
+
+// Options configure a Runtime. The zero value is ready to use.
+type Options struct {
+	// Stdout and Stderr receive print, io.write and writes to io.stdout and
+	// io.stderr. They default to os.Stdout and os.Stderr.
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// Runtime is a Lua 5.4 state on an event loop. Every method is safe to
+// call from any goroutine.
+type Runtime struct {
+	loop *core.Loop
+}
+
+// New creates a Runtime with the standard libraries and moonbridge's
+// modules (task) loaded.
+func New(opts Options) (*Runtime, error) {
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	l, err := core.NewLoop(core.Options{Stdout: opts.Stdout, Stderr: opts.Stderr})
+	if err != nil {
+		return nil, err
+	}
+	return &Runtime{loop: l}, nil
+}
+
+// FuncOption modifies how RegisterFunc registers a function.
+type FuncOption interface{ apply(*funcConfig) }
+
+type funcConfig struct{ inline bool }
+
+type inlineOption struct{}
+
+func (inlineOption) apply(c *funcConfig) { c.inline = true }
+
+// Inline registers a function that never blocks (a lookup, an encoding):
+// it runs on the loop's own thread, with no goroutine and no wake-up, and
+// its ctx is the Runtime's. Blocking in an inline function stalls every
+// task of the Runtime: that is a misuse.
+func Inline() FuncOption { return inlineOption{} }
+
+// RegisterFunc makes fn callable from Lua. A name with dots, "kv.get", is
+// field get of module kv (require("kv"), also the global kv); a name
+// without one is a global function. Registering a name again replaces it.
+func (rt *Runtime) RegisterFunc(name string, fn Func, opts ...FuncOption) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if fn == nil {
+		return fmt.Errorf("moonbridge: RegisterFunc %q: nil function", name)
+	}
+	var cfg funcConfig
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	return rt.loop.RegisterFunc(name, cfg.inline, func(ctx context.Context, args []any) ([]any, error) {
+		return fn(ctx, Args{fn: name, vals: args})
+	})
+}
+
+// RegisterStream makes fn iterable from Lua: `for v in name(args) do`.
+func (rt *Runtime) RegisterStream(name string, fn StreamFunc) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if fn == nil {
+		return fmt.Errorf("moonbridge: RegisterStream %q: nil function", name)
+	}
+	return rt.loop.RegisterStream(name, func(ctx context.Context, args []any, emit func(any) error) error {
+		return fn(ctx, Args{fn: name, vals: args}, emit)
+	})
+}
+
+func checkName(name string) error {
+	if name == "" || name[0] == '.' || name[len(name)-1] == '.' {
+		return fmt.Errorf("moonbridge: invalid function name %q", name)
+	}
+	return nil
+}
+
+// RunString runs src as the main chunk of a run and returns when the chunk
+// and every task it spawned have finished. name appears in error messages
+// and tracebacks. ctx bounds the run: its cancellation cancels every task
+// and in-flight call of the run.
+func (rt *Runtime) RunString(ctx context.Context, name, src string) error {
+	return wrap(rt.loop.RunChunk(ctx, "="+name, []byte(src)), ctx)
+}
+
+// RunFile runs the Lua file at path, as RunString does.
+func (rt *Runtime) RunFile(ctx context.Context, path string) error {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("moonbridge: %w", err)
+	}
+	if len(src) > 0 && src[0] == '#' { // a shebang line, as lua does
+		for i, b := range src {
+			if b == '\n' {
+				src = append([]byte("--"), src[i:]...)
+				break
+			}
+		}
+	}
+	return wrap(rt.loop.RunChunk(ctx, "@"+filepath.Clean(path), src), ctx)
+}
+
+// Call runs the Lua global function fn with args as a new task and returns
+// its results. It is safe from any goroutine, including while a run is in
+// progress: the call runs concurrently with the run's tasks.
+func (rt *Runtime) Call(ctx context.Context, fn string, args ...any) ([]any, error) {
+	vals, err := rt.loop.CallGlobal(ctx, fn, args)
+	return vals, wrap(err, ctx)
+}
+
+// SetGlobal sets the Lua global name to v (any value that can cross).
+func (rt *Runtime) SetGlobal(ctx context.Context, name string, v any) error {
+	return wrap(rt.loop.SetGlobal(ctx, name, v), ctx)
+}
+
+// Close cancels every in-flight call's context, ends every run with
+// ErrClosed, waits for the loop and for the goroutines of calls to return,
+// and frees every C resource. It is idempotent.
+func (rt *Runtime) Close() error {
+	return rt.loop.Close()
+}
+
+// Errors that runs end with, for errors.Is.
+var (
+	// ErrDeadlock: every remaining task waits for something that nothing
+	// can bring about any more.
+	ErrDeadlock = errors.New("moonbridge: deadlock")
+	// ErrCancelled: the run's context was cancelled or its task was.
+	ErrCancelled = errors.New("moonbridge: cancelled")
+	// ErrClosed: the Runtime was closed.
+	ErrClosed = core.ErrClosed
+)
+
+// LuaError is an error raised in Lua that ended a run or a Call.
+type LuaError struct {
+	Message   string // the error message
+	Kind      string // "runtime", "bridge", "cancelled", "deadlock", "closed", ...
+	Op        string // the bridge function involved, if any
+	Traceback string // the failing task's traceback, then each awaiting task's
+	ctxErr    error
+}
+
+func (e *LuaError) Error() string { return e.Message }
+
+// Is reports whether the error is of the kind target names.
+func (e *LuaError) Is(target error) bool {
+	switch target {
+	case ErrDeadlock:
+		return e.Kind == "deadlock"
+	case ErrCancelled:
+		return e.Kind == "cancelled"
+	case ErrClosed:
+		return e.Kind == "closed"
+	}
+	return false
+}
+
+// Unwrap returns the context's error when the run was cancelled through
+// it, so errors.Is(err, context.Canceled) holds.
+func (e *LuaError) Unwrap() error { return e.ctxErr }
+
+func wrap(err error, ctx context.Context) error {
+	var ce *core.Error
+	if !errors.As(err, &ce) {
+		return err
+	}
+	le := &LuaError{Message: ce.Message, Kind: ce.Kind, Op: ce.Op, Traceback: ce.Traceback}
+	if le.Kind == "cancelled" {
+		le.ctxErr = context.Cause(ctx)
+	}
+	return le
+}

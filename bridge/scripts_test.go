@@ -1,0 +1,196 @@
+package bridge_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moonbridge/moonbridge/bridge"
+)
+
+// person crosses to Lua as a map through its lua tags.
+type person struct {
+	Name   string   `lua:"name"`
+	Age    int      `lua:"age"`
+	Tags   []string `lua:"tags"`
+	Hidden string   `lua:"-"`
+}
+
+// registerTestModule registers module "t", the Go side of testdata/*.lua.
+func registerTestModule(t testing.TB, rt *bridge.Runtime) {
+	t.Helper()
+	cancelled := make(chan struct{}, 16)
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(rt.RegisterFunc("t.echo", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		out := make([]any, a.Len())
+		for i := range out {
+			out[i] = a.Get(i)
+		}
+		return out, nil
+	}))
+	must(rt.RegisterFunc("t.add", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		x, err := a.Int(0)
+		if err != nil {
+			return nil, err
+		}
+		y, err := a.Int(1)
+		if err != nil {
+			return nil, err
+		}
+		return []any{x + y}, nil
+	}))
+	must(rt.RegisterFunc("t.inc", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		x, err := a.Int(0)
+		return []any{x + 1}, err
+	}, bridge.Inline()))
+	must(rt.RegisterFunc("t.sleep_echo", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		secs, err := a.Float(0)
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-time.After(time.Duration(secs * float64(time.Second))):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return []any{a.Get(1)}, nil
+	}))
+	must(rt.RegisterFunc("t.fail", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		msg, _ := a.String(0)
+		return nil, errors.New(msg)
+	}))
+	must(rt.RegisterFunc("t.panic", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		msg, _ := a.String(0)
+		panic(msg)
+	}))
+	must(rt.RegisterFunc("t.person", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		return []any{person{Name: "Ada", Age: 36, Tags: []string{"logic", "math"}, Hidden: "x"}}, nil
+	}))
+	must(rt.RegisterStream("t.count", func(ctx context.Context, a bridge.Args, emit func(any) error) error {
+		n, err := a.Int(0)
+		if err != nil {
+			return err
+		}
+		for i := int64(0); i < n; i++ {
+			if err := emit(i); err != nil {
+				if ctx.Err() != nil {
+					cancelled <- struct{}{}
+				}
+				return err
+			}
+		}
+		return nil
+	}))
+	must(rt.RegisterStream("t.chunks", func(ctx context.Context, a bridge.Args, emit func(any) error) error {
+		n, _ := a.Int(0)
+		words := []string{"one", "two", "three", "four"}
+		for i := int64(0); i < n; i++ {
+			if err := emit(map[string]any{"index": i + 1, "text": words[i%4]}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	must(rt.RegisterStream("t.count_then_fail", func(ctx context.Context, a bridge.Args, emit func(any) error) error {
+		n, _ := a.Int(0)
+		for i := int64(0); i < n; i++ {
+			if err := emit(i); err != nil {
+				return err
+			}
+		}
+		return fmt.Errorf("failed after %d", n)
+	}))
+	must(rt.RegisterFunc("t.last_stream_cancelled", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		select {
+		case <-cancelled:
+			return []any{true}, nil
+		case <-time.After(10 * time.Second):
+			return []any{false}, nil
+		}
+	}))
+}
+
+// TestScripts runs testdata/NAME.lua and compares what it prints with
+// testdata/NAME.out.
+func TestScripts(t *testing.T) {
+	files, err := filepath.Glob("../testdata/*.lua")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scripts: %v", err)
+	}
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".lua")
+		t.Run(name, func(t *testing.T) {
+			want, err := os.ReadFile(strings.TrimSuffix(file, ".lua") + ".out")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			rt, err := bridge.New(bridge.Options{Stdout: &out, Stderr: &out})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rt.Close()
+			registerTestModule(t, rt)
+			src, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := rt.RunString(ctx, name, string(src)); err != nil {
+				var le *bridge.LuaError
+				if errors.As(err, &le) {
+					t.Fatalf("run failed: %v\n%s\noutput so far:\n%s", err, le.Traceback, out.String())
+				}
+				t.Fatalf("run failed: %v", err)
+			}
+			if got := out.String(); got != string(want) {
+				t.Errorf("output differs\n--- got\n%s--- want\n%s", got, want)
+			}
+		})
+	}
+}
+
+// TestStockLua runs testdata/stock/*.lua under the stock lua5.4
+// interpreter and under moonbridge: they must print the same.
+func TestStockLua(t *testing.T) {
+	lua, err := exec.LookPath("lua5.4")
+	if err != nil {
+		t.Fatal("lua5.4 is needed to compare with stock Lua: run 'make deps'")
+	}
+	files, _ := filepath.Glob("../testdata/stock/*.lua")
+	if len(files) == 0 {
+		t.Fatal("no scripts in testdata/stock")
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			want, err := exec.Command(lua, file).CombinedOutput()
+			if err != nil {
+				t.Fatalf("lua5.4 %s: %v\n%s", file, err, want)
+			}
+			var out bytes.Buffer
+			rt, err := bridge.New(bridge.Options{Stdout: &out, Stderr: &out})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rt.Close()
+			if err := rt.RunFile(context.Background(), file); err != nil {
+				t.Fatalf("moonbridge: %v\n%s", err, out.String())
+			}
+			if out.String() != string(want) {
+				t.Errorf("moonbridge differs from lua5.4\n--- moonbridge\n%s--- lua5.4\n%s", out.String(), want)
+			}
+		})
+	}
+}

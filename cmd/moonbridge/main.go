@@ -1,0 +1,139 @@
+// Command moonbridge runs Lua 5.4 scripts on moonbridge's event loop, with
+// the task module and Go bridge functions.
+//
+//	moonbridge run [flags] script.lua [args...]
+//	moonbridge demo
+//	moonbridge version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+
+	"github.com/moonbridge/moonbridge/bridge"
+)
+
+// version is the program's version; release builds set it with -ldflags.
+var version = "0.1.0-dev"
+
+const usage = `moonbridge runs Lua 5.4 scripts that drive asynchronous Go work.
+
+Usage:
+  moonbridge run [flags] script.lua [args...]   run a script ("-" reads standard input)
+  moonbridge demo                               run the showcase
+  moonbridge version                            print the version
+
+Run 'moonbridge COMMAND --help' for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stdin, stdout, stderr)
+	case "demo":
+		return cmdDemo(args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintf(stdout, "moonbridge %s (Lua 5.4, libuv)\n", version)
+		return 0
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "moonbridge: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+// signalContext is cancelled by the first Ctrl-C; a second one kills.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt)
+}
+
+// report prints an error that ended a run as lua does: the message, then
+// the traceback.
+func report(stderr io.Writer, err error) {
+	var le *bridge.LuaError
+	if errors.As(err, &le) {
+		fmt.Fprintf(stderr, "moonbridge: %s\n", le.Message)
+		if le.Traceback != "" {
+			fmt.Fprintln(stderr, le.Traceback)
+		}
+		return
+	}
+	fmt.Fprintf(stderr, "moonbridge: %v\n", err)
+}
+
+func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: moonbridge run [flags] script.lua [args...]\n\n"+
+			"Runs a Lua 5.4 script with the task module. The script's arguments\n"+
+			"are in the global table arg (arg[0] is the script).\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	script := fs.Arg(0)
+	ctx, stop := signalContext()
+	defer stop()
+
+	rt, err := bridge.New(bridge.Options{Stdout: stdout, Stderr: stderr})
+	if err != nil {
+		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
+		return 1
+	}
+	defer rt.Close()
+
+	// arg counts from 0 (the script); build it in Lua from a sequence.
+	luaArgs := make([]any, fs.NArg())
+	for i, a := range fs.Args() {
+		luaArgs[i] = a
+	}
+	if err := rt.SetGlobal(ctx, "arg", luaArgs); err != nil {
+		report(stderr, err)
+		return 1
+	}
+	if err := rt.RunString(ctx, "=(arg)", "local a = arg; arg = {}; for i, v in ipairs(a) do arg[i - 1] = v end"); err != nil {
+		report(stderr, err)
+		return 1
+	}
+	if script == "-" {
+		src, err := io.ReadAll(stdin)
+		if err != nil {
+			fmt.Fprintf(stderr, "moonbridge: %v\n", err)
+			return 1
+		}
+		err = rt.RunString(ctx, "stdin", string(src))
+		if err != nil {
+			report(stderr, err)
+			return 1
+		}
+		return 0
+	}
+	if err := rt.RunFile(ctx, script); err != nil {
+		report(stderr, err)
+		return 1
+	}
+	return 0
+}

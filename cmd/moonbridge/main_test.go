@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCmd(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func writeScript(t *testing.T, src string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "s.lua")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestRunScriptWithArgs(t *testing.T) {
+	path := writeScript(t, `print(#arg, arg[0]:match("s.lua$"), arg[1], arg[2])
+local task = require("task")
+local t = task.spawn(function(x) return x * 2 end, 21)
+io.write("answer ", t:wait(), "\n")`)
+	code, out, errs := runCmd(t, "", "run", path, "one", "two")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if out != "2\ts.lua\tone\ttwo\nanswer 42\n" {
+		t.Errorf("stdout %q", out)
+	}
+}
+
+func TestRunUncaughtErrorExitsOne(t *testing.T) {
+	path := writeScript(t, "local function f()\n  error('kaput')\nend\nf()\n")
+	code, _, errs := runCmd(t, "", "run", path)
+	if code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"s.lua:2: kaput", "stack traceback:", "in local 'f'"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+}
+
+func TestRunStdinAndUsage(t *testing.T) {
+	code, out, _ := runCmd(t, "print('from stdin')", "run", "-")
+	if code != 0 || out != "from stdin\n" {
+		t.Errorf("exit %d, stdout %q", code, out)
+	}
+	if code, _, errs := runCmd(t, "", "run"); code != 2 || !strings.Contains(errs, "Usage: moonbridge run") {
+		t.Errorf("no script: exit %d, %q", code, errs)
+	}
+	if code, _, errs := runCmd(t, "", "run", "--help"); code != 0 || !strings.Contains(errs, "Usage: moonbridge run") {
+		t.Errorf("--help: exit %d, %q", code, errs)
+	}
+	if code, _, errs := runCmd(t, "", "run", "/no/such/file.lua"); code != 1 || !strings.Contains(errs, "no such file") {
+		t.Errorf("missing file: exit %d, %q", code, errs)
+	}
+	if code, _, errs := runCmd(t, "", "frobnicate"); code != 2 || !strings.Contains(errs, "unknown command") {
+		t.Errorf("unknown: exit %d, %q", code, errs)
+	}
+	if code, out, _ := runCmd(t, "", "--help"); code != 0 || !strings.Contains(out, "moonbridge run") {
+		t.Errorf("help: exit %d, %q", code, out)
+	}
+	if code, out, _ := runCmd(t, "", "version"); code != 0 || !strings.HasPrefix(out, "moonbridge ") {
+		t.Errorf("version: exit %d, %q", code, out)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	code, out, errs := runCmd(t, "", "demo", "--latency", "20ms")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"sequential", "concurrent", "ITEM1, ITEM2, ITEM3, ITEM4, ITEM5",
+		"the ticker ticked 5 times", "ALPHA", "GAMMA", "false\twork.fetch: bad argument #1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if code, _, errs := runCmd(t, "", "demo", "--help"); code != 0 || !strings.Contains(errs, "Usage: moonbridge demo") {
+		t.Errorf("demo --help: exit %d %q", code, errs)
+	}
+}

@@ -1,0 +1,54 @@
+/*
+** codec.h
+** Value codec between Lua and Go: one wire format ("message") that both
+** sides encode and decode.  See codec.c for the format.
+*/
+
+#ifndef MB_CODEC_H
+#define MB_CODEC_H
+
+#include <stddef.h>
+
+#include <lua.h>
+
+/* wire tags */
+#define MB_CODEC_NIL	0x00
+#define MB_CODEC_FALSE	0x01
+#define MB_CODEC_TRUE	0x02
+#define MB_CODEC_INT	0x03
+#define MB_CODEC_FLOAT	0x04
+#define MB_CODEC_STRING	0x05
+#define MB_CODEC_ARRAY	0x06
+#define MB_CODEC_MAP	0x07
+
+/* nesting limits: encoders refuse more, decoders accept up to twice that */
+#define MB_CODEC_MAX_ENCODE_DEPTH	100
+#define MB_CODEC_MAX_DECODE_DEPTH	200
+
+/* malloc-owned growable byte buffer; the zero value {0} is an empty buffer */
+typedef struct mb_buf {
+  char *data;
+  size_t len, cap;
+} mb_buf;
+
+void mb_buf_free(mb_buf *b);
+int mb_buf_reserve(mb_buf *b, size_t extra);  /* 0 ok, -1 out of memory */
+
+/*
+** Encode the n Lua values at stack indices first..first+n-1 of L as one
+** message appended to out.  Returns 0, or -1 with a NUL-terminated message
+** in err; on error out->len and the Lua stack are as they were.  Never
+** raises a Lua error.
+*/
+int mb_codec_encode(lua_State *L, int first, int n, mb_buf *out,
+                    char *err, size_t errlen);
+
+/*
+** Decode a message and push its values on L.  Returns the number of values
+** pushed, or -1 with a message in err and the stack as it was.  Only memory
+** errors may raise, so call it in a protected context.
+*/
+int mb_codec_decode(lua_State *L, const char *data, size_t len,
+                    char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,259 @@
+/*
+** coro.c — the coroutine library, kept stock while the runtime's own yields
+** pass through it.
+**
+** Layer: C core. A bridge call inside a user coroutine yields that
+** coroutine with the runtime's mark (rt->yielding). Our resume sees the
+** mark and suspends its own thread too, with a continuation, so the yield
+** travels up to the scheduler and no C stack is held while it waits. When
+** the wait ends the scheduler resumes the task's root; each continuation
+** resumes the coroutine below it, and the innermost one receives the
+** result. Any other yield is the user's and behaves as in stock Lua.
+**
+** Each thread's extra space (LUA_EXTRASPACE) tells what it is: NULL for a
+** plain coroutine, the mb_task for a task's root thread (which behaves like
+** stock Lua's main thread), or &mb_coro_waiting_mark for a coroutine
+** suspended inside a runtime wait (which behaves like a "normal" one: it is
+** busy, and nobody else may resume it).
+*/
+#include <string.h>
+
+#include "mb.h"
+
+char mb_coro_waiting_mark;
+
+#define mb_mark(co) (*(void **)lua_getextraspace(co))
+
+static int mb_coro_is_root(lua_State *co) {
+  void *m = mb_mark(co);
+  return m != NULL && m != &mb_coro_waiting_mark;
+}
+
+static lua_State *mb_coro_get(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  luaL_argexpected(L, co, 1, "coroutine");
+  return co;
+}
+
+enum { MB_CO_RUN, MB_CO_DEAD, MB_CO_YIELD, MB_CO_NORM };
+static const char *const mb_coro_statname[] = {"running", "dead", "suspended", "normal"};
+
+static int mb_coro_status_of(lua_State *L, lua_State *co) {
+  if (L == co) return MB_CO_RUN;
+  if (mb_mark(co) != NULL) return MB_CO_NORM; /* a task root, or busy waiting */
+  switch (lua_status(co)) {
+    case LUA_YIELD:
+      return MB_CO_YIELD;
+    case LUA_OK: {
+      lua_Debug ar;
+      if (lua_getstack(co, 0, &ar)) return MB_CO_NORM; /* it has frames: running */
+      if (lua_gettop(co) == 0) return MB_CO_DEAD;
+      return MB_CO_YIELD; /* initial state */
+    }
+    default:
+      return MB_CO_DEAD;
+  }
+}
+
+/* The coroutine could not carry the runtime's yield up because our own
+** thread cannot yield here. End its wait with an error raised inside it,
+** so it unwinds instead of staying suspended forever. */
+static int mb_coro_abort_wait(lua_State *L, lua_State *co, int *nres) {
+  mb_rt *rt = mb_rt_of(L);
+  mb_task *t = rt->current;
+  rt->yielding = 0;
+  if (t != NULL) {
+    mb_task_wait_end(rt, t);
+    t->wake_err =
+        "cannot wait here: the coroutine's resumer is inside a C function "
+        "Lua cannot yield across (attempt to yield across a C-call boundary)";
+  }
+  return lua_resume(co, L, 0, nres);
+}
+
+/* After resuming co: pass a runtime yield up (never returns), or move the
+** results to L (>= 0) or the error message (-1), as stock auxresume does. */
+static int mb_coro_after(lua_State *L, lua_State *co, int status, int nres,
+                         lua_KFunction k) {
+  mb_rt *rt = mb_rt_of(L);
+  if (status == LUA_YIELD && rt->yielding) {
+    lua_pop(co, nres);
+    if (lua_isyieldable(L) && !(mb_coro_is_root(L) && rt->current == NULL)) {
+      mb_mark(co) = &mb_coro_waiting_mark;
+      return lua_yieldk(L, 0, (lua_KContext)co, k);
+    }
+    status = mb_coro_abort_wait(L, co, &nres);
+  }
+  if (status == LUA_OK || status == LUA_YIELD) {
+    if (!lua_checkstack(L, nres + 1)) {
+      lua_pop(co, nres);
+      lua_pushliteral(L, "too many results to resume");
+      return -1;
+    }
+    lua_xmove(co, L, nres);
+    return nres;
+  }
+  lua_xmove(co, L, 1);
+  return -1;
+}
+
+static int mb_coro_resume_aux(lua_State *L, lua_State *co, int narg, lua_KFunction k) {
+  int nres, status;
+  if (mb_mark(co) != NULL) {
+    /* A task's root or a coroutine busy in a wait: like stock's main thread
+    ** or a "normal" coroutine, it is not suspended. */
+    lua_pop(L, narg);
+    lua_pushliteral(L, "cannot resume non-suspended coroutine");
+    return -1;
+  }
+  if (!lua_checkstack(co, narg)) {
+    lua_pushliteral(L, "too many arguments to resume");
+    return -1;
+  }
+  lua_xmove(L, co, narg);
+  status = lua_resume(co, L, narg, &nres);
+  return mb_coro_after(L, co, status, nres, k);
+}
+
+/* The continuation shared by resume and wrap: co's wait ended. */
+static int mb_coro_continue(lua_State *L, lua_State *co, lua_KFunction k) {
+  int nres, status;
+  mb_mark(co) = NULL;
+  status = lua_resume(co, L, 0, &nres);
+  return mb_coro_after(L, co, status, nres, k);
+}
+
+/* coroutine.resume */
+static int mb_coro_resume_finish(lua_State *L, int r) {
+  if (r < 0) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  lua_insert(L, -(r + 1));
+  return r + 1;
+}
+
+static int mb_coro_resume_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return mb_coro_resume_finish(L, mb_coro_continue(L, (lua_State *)ctx, mb_coro_resume_k));
+}
+
+static int mb_coro_resume(lua_State *L) {
+  lua_State *co = mb_coro_get(L);
+  int r = mb_coro_resume_aux(L, co, lua_gettop(L) - 1, mb_coro_resume_k);
+  return mb_coro_resume_finish(L, r);
+}
+
+/* coroutine.wrap */
+static int mb_coro_wrap_finish(lua_State *L, lua_State *co, int r) {
+  if (r < 0) {
+    int stat = lua_status(co);
+    if (stat != LUA_OK && stat != LUA_YIELD) { /* error in the coroutine */
+      stat = lua_resetthread(co);              /* close its tbc variables */
+      lua_xmove(co, L, 1);
+    }
+    if (stat != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+      luaL_where(L, 1); /* as stock: add where the wrapped function was called */
+      lua_insert(L, -2);
+      lua_concat(L, 2);
+    }
+    return lua_error(L);
+  }
+  return r;
+}
+
+static int mb_coro_wrap_k(lua_State *L, int status, lua_KContext ctx) {
+  lua_State *co = (lua_State *)ctx;
+  (void)status;
+  return mb_coro_wrap_finish(L, co, mb_coro_continue(L, co, mb_coro_wrap_k));
+}
+
+static int mb_coro_wrap_call(lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+  int r = mb_coro_resume_aux(L, co, lua_gettop(L), mb_coro_wrap_k);
+  return mb_coro_wrap_finish(L, co, r);
+}
+
+static int mb_coro_wrap(lua_State *L) {
+  lua_State *co;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  co = lua_newthread(L);
+  mb_mark(co) = NULL;
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_pushcclosure(L, mb_coro_wrap_call, 1);
+  return 1;
+}
+
+static int mb_coro_create(lua_State *L) {
+  lua_State *co;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  co = lua_newthread(L);
+  mb_mark(co) = NULL; /* new threads copy the main thread's extra space */
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  return 1;
+}
+
+static int mb_coro_status(lua_State *L) {
+  lua_State *co = mb_coro_get(L);
+  lua_pushstring(L, mb_coro_statname[mb_coro_status_of(L, co)]);
+  return 1;
+}
+
+/* At a task's root, as at stock Lua's main thread, user code cannot yield. */
+static int mb_coro_yield(lua_State *L) {
+  if (mb_coro_is_root(L)) {
+    lua_pushliteral(L, "attempt to yield from outside a coroutine");
+    return lua_error(L);
+  }
+  return lua_yield(L, lua_gettop(L));
+}
+
+static int mb_coro_isyieldable(lua_State *L) {
+  lua_State *co = lua_isnone(L, 1) ? L : mb_coro_get(L);
+  lua_pushboolean(L, lua_isyieldable(co) && !mb_coro_is_root(co));
+  return 1;
+}
+
+static int mb_coro_running(lua_State *L) {
+  int ismain = lua_pushthread(L);
+  lua_pushboolean(L, ismain || mb_coro_is_root(L));
+  return 2;
+}
+
+static int mb_coro_close(lua_State *L) {
+  lua_State *co = mb_coro_get(L);
+  int status = mb_coro_status_of(L, co);
+  switch (status) {
+    case MB_CO_DEAD:
+    case MB_CO_YIELD:
+      status = lua_resetthread(co);
+      if (status == LUA_OK) {
+        lua_pushboolean(L, 1);
+        return 1;
+      }
+      lua_pushboolean(L, 0);
+      lua_xmove(co, L, 1);
+      return 2;
+    default:
+      return luaL_error(L, "cannot close a %s coroutine", mb_coro_statname[status]);
+  }
+}
+
+static const luaL_Reg mb_coro_funcs[] = {
+    {"create", mb_coro_create},       {"resume", mb_coro_resume},
+    {"running", mb_coro_running},     {"status", mb_coro_status},
+    {"wrap", mb_coro_wrap},           {"yield", mb_coro_yield},
+    {"isyieldable", mb_coro_isyieldable}, {"close", mb_coro_close},
+    {NULL, NULL}};
+
+/* Replace the functions of the already opened coroutine library in place,
+** so package.loaded.coroutine and the global are the same table. */
+void mb_coro_open(lua_State *L) {
+  lua_getglobal(L, "coroutine");
+  luaL_setfuncs(L, mb_coro_funcs, 0);
+  lua_pop(L, 1);
+}

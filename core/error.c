@@ -1,0 +1,138 @@
+/*
+** error.c — moonbridge's error objects.
+**
+** Layer: C core. An error raised by the runtime, or one that ended a task,
+** is a table {message, kind, op, traceback, cause} whose __tostring is its
+** message. A task's message handler turns any other error value into one
+** (keeping the original as `cause`) and stamps the traceback while the
+** failing stack is still there; when the error is re-raised in a task that
+** waited for the failed one, that task's traceback is appended, so the
+** traceback shows every hop the error crossed.
+*/
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mb.h"
+
+static int mb_error_is(lua_State *L, int idx) {
+  mb_rt *rt = mb_rt_of(L);
+  int is;
+  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->error_mt_ref);
+  is = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return is;
+}
+
+void mb_error_push(lua_State *L, const char *kind, const char *op,
+                   const char *msg, size_t msglen) {
+  mb_rt *rt = mb_rt_of(L);
+  lua_createtable(L, 0, 5);
+  lua_pushlstring(L, msg, msglen);
+  lua_setfield(L, -2, "message");
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "kind");
+  if (op != NULL) {
+    lua_pushstring(L, op);
+    lua_setfield(L, -2, "op");
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->error_mt_ref);
+  lua_setmetatable(L, -2);
+}
+
+int mb_error_throw(lua_State *L, const char *kind, const char *op,
+                   const char *fmt, ...) {
+  const char *msg;
+  va_list ap;
+  va_start(ap, fmt);
+  msg = lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  mb_error_push(L, kind, op, msg, strlen(msg));
+  return lua_error(L);
+}
+
+/* The message handler of every task: see the file comment. */
+int mb_error_handler(lua_State *L) {
+  mb_rt *rt = mb_rt_of(L);
+  mb_task *t = rt->current;
+  char head[96];
+  if (t != NULL && t->name != NULL)
+    snprintf(head, sizeof head, "in task '%s'", t->name);
+  else if (t != NULL)
+    snprintf(head, sizeof head, "in task #%lld", (long long)t->id);
+  else
+    snprintf(head, sizeof head, "in the runtime");
+  if (!mb_error_is(L, 1)) {
+    const char *msg;
+    if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER)
+      msg = lua_tostring(L, 1);
+    else if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    mb_error_push(L, "runtime", NULL, msg, strlen(msg));
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "cause");
+    lua_replace(L, 1);
+    lua_settop(L, 1);
+  }
+  lua_settop(L, 1);
+  luaL_traceback(L, L, head, 1);
+  if (lua_getfield(L, 1, "traceback") == LUA_TSTRING) {
+    /* Re-raised after an await: the older hops come first. */
+    lua_insert(L, -2); /* old new */
+    lua_pushliteral(L, "\n");
+    lua_insert(L, -2); /* old "\n" new */
+    lua_concat(L, 3);
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_setfield(L, 1, "traceback");
+  return 1;
+}
+
+static int mb_error_tostring(lua_State *L) {
+  lua_getfield(L, 1, "message");
+  if (!lua_isstring(L, -1)) lua_pushliteral(L, "error");
+  return 1;
+}
+
+/* Encode an error value as four strings for Go: message, kind, op,
+** traceback. Any value is accepted; non-error values become "runtime". */
+int mb_error_fields(lua_State *L, int idx, mb_buf *out) {
+  static const char *const names[] = {"message", "kind", "op", "traceback"};
+  char err[128];
+  int i, top = lua_gettop(L);
+  idx = lua_absindex(L, idx);
+  out->len = 0;
+  if (mb_error_is(L, idx)) {
+    for (i = 0; i < 4; i++) {
+      lua_getfield(L, idx, names[i]);
+      if (!lua_isstring(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushstring(L, i == 1 ? "runtime" : "");
+      }
+    }
+  } else {
+    const char *s = lua_tostring(L, idx);
+    if (s == NULL) s = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+    lua_pushstring(L, s);
+    if (lua_gettop(L) > top + 1) lua_remove(L, -2);
+    lua_pushliteral(L, "runtime");
+    lua_pushliteral(L, "");
+    lua_pushliteral(L, "");
+  }
+  i = mb_codec_encode(L, top + 1, 4, out, err, sizeof err);
+  lua_settop(L, top);
+  return i;
+}
+
+static const luaL_Reg mb_error_meta[] = {{"__tostring", mb_error_tostring}, {NULL, NULL}};
+
+void mb_error_open(lua_State *L) {
+  mb_rt *rt = mb_rt_of(L);
+  luaL_newmetatable(L, "moonbridge.Error");
+  luaL_setfuncs(L, mb_error_meta, 0);
+  rt->error_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}

@@ -1,0 +1,538 @@
+package core
+
+/*
+#include <stdlib.h>
+#include "mb.h"
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/cgo"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Function kinds, as the C core knows them.
+const (
+	KindAsync  = C.MB_FN_ASYNC
+	KindInline = C.MB_FN_INLINE
+	KindStream = C.MB_FN_STREAM
+)
+
+// Func is a bridge function as the loop sees it: decoded arguments in,
+// values out.
+type Func func(ctx context.Context, args []any) ([]any, error)
+
+// StreamFunc is a streaming bridge function: it calls emit for each value
+// Lua's for loop receives.
+type StreamFunc func(ctx context.Context, args []any, emit func(any) error) error
+
+// ErrClosed is returned by a Loop that has been closed.
+var ErrClosed = errors.New("moonbridge: runtime is closed")
+
+// Error is an error that ended a run: the fields of a moonbridge error
+// table.
+type Error struct {
+	Message   string
+	Kind      string
+	Op        string
+	Traceback string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+type function struct {
+	name   string
+	kind   int
+	fn     Func
+	stream StreamFunc
+}
+
+// callState is the driver's record of a call started in a goroutine.
+type callState struct {
+	cancel context.CancelFunc
+	credit chan struct{} // streams: room again after backpressure
+}
+
+type runWaiter struct {
+	ctx  context.Context
+	done chan runResult
+}
+
+type runResult struct {
+	vals []any
+	err  error
+}
+
+// Loop is one C runtime (a lua_State on a libuv loop) and the goroutine
+// that drives it. All its methods are safe from any goroutine.
+type Loop struct {
+	c      *C.mb_rt
+	handle cgo.Handle
+	stdout io.Writer
+	stderr io.Writer
+
+	wake chan struct{} // the driver parks here when only Go can wake it
+	done chan struct{} // closed when the driver has freed everything
+
+	mu     sync.RWMutex // held for reading while pushing requests; Close takes it
+	closed bool
+
+	funcs  atomic.Pointer[[]*function] // copy on write, indexed by fn
+	regMu  sync.Mutex
+	nextID atomic.Int64
+	runs   sync.Map // id -> *runWaiter
+
+	// Driver-owned: no other goroutine touches these.
+	calls []callState
+	free  []int32
+
+	wg       sync.WaitGroup // goroutines of calls and streams
+	baseCtx  context.Context
+	baseStop context.CancelFunc
+}
+
+// Options configure a Loop.
+type Options struct {
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// NewLoop creates the C runtime and starts its driver goroutine.
+func NewLoop(opts Options) (*Loop, error) {
+	c := C.mb_rt_new()
+	if c == nil {
+		return nil, errors.New("moonbridge: cannot create the runtime (out of memory or libuv failure)")
+	}
+	l := &Loop{
+		c:      c,
+		stdout: opts.Stdout,
+		stderr: opts.Stderr,
+		wake:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
+	}
+	if l.stdout == nil {
+		l.stdout = os.Stdout
+	}
+	if l.stderr == nil {
+		l.stderr = os.Stderr
+	}
+	l.baseCtx, l.baseStop = context.WithCancel(context.Background())
+	l.funcs.Store(&[]*function{})
+	l.handle = cgo.NewHandle(l)
+	c.go_handle = C.uintptr_t(l.handle)
+	go l.drive()
+	return l, nil
+}
+
+// signal wakes the driver if it is parked (or about to park).
+func (l *Loop) signal() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Loop) pushed(rc C.int) {
+	if rc == 1 {
+		l.signal()
+	}
+}
+
+// Register makes fn callable from Lua under name. Later registrations of
+// the same name replace earlier ones.
+func (l *Loop) Register(name string, f *function) error {
+	l.regMu.Lock()
+	defer l.regMu.Unlock()
+	old := *l.funcs.Load()
+	fs := make([]*function, len(old), len(old)+1)
+	copy(fs, old)
+	fs = append(fs, f)
+	l.funcs.Store(&fs)
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return ErrClosed
+	}
+	rc := C.mb_rt_submit_register(l.c, cname, C.int(len(fs)-1), C.int(f.kind))
+	if rc < 0 {
+		return errors.New("moonbridge: out of memory registering " + name)
+	}
+	l.pushed(rc)
+	return nil
+}
+
+// RegisterFunc registers an async or inline function.
+func (l *Loop) RegisterFunc(name string, inline bool, fn Func) error {
+	kind := KindAsync
+	if inline {
+		kind = KindInline
+	}
+	return l.Register(name, &function{name: name, kind: kind, fn: fn})
+}
+
+// RegisterStream registers a streaming function.
+func (l *Loop) RegisterStream(name string, fn StreamFunc) error {
+	return l.Register(name, &function{name: name, kind: KindStream, stream: fn})
+}
+
+// RunChunk runs Lua source as a new run and waits until it and every task
+// it spawned have finished.
+func (l *Loop) RunChunk(ctx context.Context, name string, src []byte) error {
+	_, err := l.submit(ctx, C.MB_RUN_CHUNK, name, src)
+	return err
+}
+
+// CallGlobal runs the global function name with args as a task and waits
+// for its results.
+func (l *Loop) CallGlobal(ctx context.Context, name string, args []any) ([]any, error) {
+	enc, err := AppendMessage(nil, args...)
+	if err != nil {
+		return nil, fmt.Errorf("moonbridge: Call %q: %w", name, err)
+	}
+	return l.submit(ctx, C.MB_RUN_CALL, name, enc)
+}
+
+// SetGlobal sets a Lua global variable.
+func (l *Loop) SetGlobal(ctx context.Context, name string, v any) error {
+	enc, err := AppendMessage(nil, v)
+	if err != nil {
+		return fmt.Errorf("moonbridge: SetGlobal %q: %w", name, err)
+	}
+	_, err = l.submit(ctx, C.MB_RUN_SET, name, enc)
+	return err
+}
+
+func cbytes(b []byte) (*C.char, C.size_t) {
+	if len(b) == 0 {
+		return nil, 0
+	}
+	return (*C.char)(unsafe.Pointer(&b[0])), C.size_t(len(b))
+}
+
+func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte) ([]any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	id := l.nextID.Add(1)
+	w := &runWaiter{ctx: ctx, done: make(chan runResult, 1)}
+	nb := []byte(name)
+	np, nn := cbytes(nb)
+	dp, dn := cbytes(data)
+	r := C.mb_run_new(C.int64_t(id), kind, np, nn, dp, dn)
+	if r == nil {
+		return nil, errors.New("moonbridge: out of memory")
+	}
+	l.runs.Store(id, w)
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		l.runs.Delete(id)
+		C.mb_run_free(r)
+		return nil, ErrClosed
+	}
+	l.pushed(C.mb_rt_submit_run(l.c, r))
+	l.mu.RUnlock()
+
+	stop := context.AfterFunc(ctx, func() {
+		l.mu.RLock()
+		defer l.mu.RUnlock()
+		if !l.closed {
+			l.pushed(C.mb_rt_cancel_run(l.c, C.int64_t(id)))
+		}
+	})
+	res := <-w.done
+	stop()
+	return res.vals, res.err
+}
+
+// Close stops the loop: every run ends with ErrClosed, every in-flight
+// call's context is cancelled, and Close returns once those goroutines
+// have returned and every C resource is freed. It is idempotent.
+func (l *Loop) Close() error {
+	l.mu.Lock()
+	already := l.closed
+	l.closed = true
+	if !already {
+		l.pushed(C.mb_rt_close(l.c))
+	}
+	l.mu.Unlock()
+	<-l.done
+	return nil
+}
+
+// ---------------------------------------------------------------------
+// The driver.
+
+func (l *Loop) drive() {
+	defer close(l.done)
+	for {
+		switch C.mb_rt_step(l.c) {
+		case C.MB_STEP_EVENTS:
+			l.events()
+		case C.MB_STEP_PARK:
+			<-l.wake
+		case C.MB_STEP_CLOSED:
+			l.shutdown(nil)
+			return
+		case C.MB_STEP_FATAL:
+			l.shutdown(errors.New("moonbridge: scheduler failed: " + C.GoString(&l.c.fatal[0])))
+			return
+		}
+	}
+}
+
+// shutdown runs on the driver once the loop has stopped: cancel what is
+// still in flight, wait for it, then free the C runtime.
+func (l *Loop) shutdown(fatal error) {
+	l.baseStop()
+	for i := range l.calls {
+		if c := l.calls[i].cancel; c != nil {
+			c()
+		}
+	}
+	if fatal != nil {
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		l.runs.Range(func(k, v any) bool {
+			v.(*runWaiter).done <- runResult{err: fatal}
+			l.runs.Delete(k)
+			return true
+		})
+	}
+	l.wg.Wait()
+	C.mb_rt_free(l.c)
+	l.c = nil
+	l.handle.Delete()
+}
+
+func (l *Loop) events() {
+	evs := unsafe.Slice(l.c.ev, int(l.c.nev))
+	for i := range evs {
+		e := &evs[i]
+		switch e.kind {
+		case C.MB_EV_CALL:
+			l.start((*C.mb_call)(e.ptr))
+		case C.MB_EV_CANCEL:
+			slot := int(e.slot)
+			if e.ptr != nil {
+				slot = int((*C.mb_call)(e.ptr).slot)
+			}
+			if slot >= 0 && l.calls[slot].cancel != nil {
+				l.calls[slot].cancel()
+			}
+		case C.MB_EV_FREE:
+			l.release(int(e.slot))
+		case C.MB_EV_CREDIT:
+			select {
+			case l.calls[e.slot].credit <- struct{}{}:
+			default:
+			}
+		case C.MB_EV_RUN_DONE:
+			l.finish((*C.mb_run)(e.ptr))
+		}
+	}
+}
+
+func (l *Loop) alloc() int {
+	if n := len(l.free); n > 0 {
+		s := l.free[n-1]
+		l.free = l.free[:n-1]
+		return int(s)
+	}
+	l.calls = append(l.calls, callState{})
+	return len(l.calls) - 1
+}
+
+func (l *Loop) release(slot int) {
+	if slot < 0 {
+		return
+	}
+	cs := &l.calls[slot]
+	if cs.cancel != nil {
+		cs.cancel()
+	}
+	*cs = callState{}
+	l.free = append(l.free, int32(slot))
+}
+
+func (l *Loop) runCtx(id int64) context.Context {
+	if w, ok := l.runs.Load(id); ok {
+		return w.(*runWaiter).ctx
+	}
+	return l.baseCtx
+}
+
+func (l *Loop) start(c *C.mb_call) {
+	f := (*l.funcs.Load())[c.fn]
+	slot := l.alloc()
+	c.slot = C.int(slot)
+	ctx, cancel := context.WithCancel(l.runCtx(int64(c.run)))
+	cs := &l.calls[slot]
+	cs.cancel = cancel
+	l.wg.Add(1)
+	if f.kind == KindStream {
+		cs.credit = make(chan struct{}, 1)
+		go l.runStream(f, (*C.mb_stream)(unsafe.Pointer(c)), ctx, cs.credit)
+		return
+	}
+	go l.runCall(f, c, ctx)
+}
+
+func (l *Loop) finish(r *C.mb_run) {
+	id := int64(r.id)
+	wv, ok := l.runs.LoadAndDelete(id)
+	if ok {
+		w := wv.(*runWaiter)
+		out := C.GoBytes(unsafe.Pointer(r.out.data), C.int(r.out.len))
+		var res runResult
+		if r.status != C.MB_RUNST_OK {
+			res.err = decodeError(out)
+		} else if r.kind == C.MB_RUN_CALL {
+			res.vals, res.err = DecodeMessage(out)
+		}
+		w.done <- res
+	}
+	C.mb_run_release(l.c, r)
+}
+
+func decodeError(b []byte) error {
+	vals, err := DecodeMessage(b)
+	if err != nil || len(vals) != 4 {
+		return &Error{Message: "moonbridge: undecodable error", Kind: "runtime"}
+	}
+	s := func(i int) string { v, _ := vals[i].(string); return v }
+	return &Error{Message: s(0), Kind: s(1), Op: s(2), Traceback: s(3)}
+}
+
+// ---------------------------------------------------------------------
+// Goroutines of calls and streams.
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+func cslice(p *C.char, n C.size_t) []byte {
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n))
+}
+
+// invoke runs fn, turning a panic into a status the C side raises.
+func invoke(fn func() ([]any, error)) (vals []any, status C.int, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			status = C.MB_PANIC
+			err = fmt.Errorf("%v", p)
+		}
+	}()
+	vals, err = fn()
+	if err != nil {
+		return nil, C.MB_ERR, err
+	}
+	return vals, C.MB_OK, nil
+}
+
+// outcome encodes results, or the error text, into *bp.
+func outcome(bp *[]byte, vals []any, status C.int, err error) C.int {
+	if status == C.MB_OK {
+		out, eerr := AppendMessage((*bp)[:0], vals...)
+		if eerr == nil {
+			*bp = out
+			return status
+		}
+		status, err = C.MB_ERR, fmt.Errorf("bad result: %w", eerr)
+	}
+	msg := err.Error()
+	if msg == "" {
+		msg = "error"
+	}
+	*bp = append((*bp)[:0], msg...)
+	return status
+}
+
+func (l *Loop) runCall(f *function, c *C.mb_call, ctx context.Context) {
+	defer l.wg.Done()
+	vals, status, err := invoke(func() ([]any, error) {
+		args, err := DecodeMessage(cslice(c.buf.data, c.buf.len))
+		if err != nil {
+			return nil, err
+		}
+		return f.fn(ctx, args)
+	})
+	bp := bufPool.Get().(*[]byte)
+	status = outcome(bp, vals, status, err)
+	p, n := cbytes(*bp)
+	l.pushed(C.mb_call_complete(l.c, c, status, p, n))
+	bufPool.Put(bp)
+}
+
+var errNilChunk = errors.New("emit: nil cannot be sent: it would end the Lua for loop")
+var errEmitAfterReturn = errors.New("emit: called after the stream function returned")
+
+func (l *Loop) runStream(f *function, s *C.mb_stream, ctx context.Context, credit chan struct{}) {
+	defer l.wg.Done()
+	produced := (*int64)(unsafe.Pointer(&s.produced))
+	consumed := (*int64)(unsafe.Pointer(&s.consumed))
+	waiting := (*int32)(unsafe.Pointer(&s.go_waiting))
+	var returned atomic.Bool
+	buf := make([]byte, 0, 128)
+	emit := func(v any) error {
+		if returned.Load() {
+			return errEmitAfterReturn
+		}
+		if v == nil {
+			return errNilChunk
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// Backpressure: wait while Lua is a whole window behind.
+		for atomic.LoadInt64(produced)-atomic.LoadInt64(consumed) >= C.MB_STREAM_WINDOW {
+			atomic.StoreInt32(waiting, 1)
+			if atomic.LoadInt64(produced)-atomic.LoadInt64(consumed) < C.MB_STREAM_WINDOW {
+				continue // Lua caught up meanwhile; a stale credit is harmless
+			}
+			select {
+			case <-credit:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		out, err := AppendMessage(buf[:0], v)
+		if err != nil {
+			return fmt.Errorf("emit: %w", err)
+		}
+		buf = out
+		p, n := cbytes(out)
+		rc := C.mb_stream_emit(l.c, s, p, n)
+		if rc < 0 {
+			return errors.New("emit: out of memory")
+		}
+		l.pushed(rc)
+		return nil
+	}
+	_, status, err := invoke(func() ([]any, error) {
+		args, err := DecodeMessage(cslice(s.call.buf.data, s.call.buf.len))
+		if err != nil {
+			return nil, err
+		}
+		return nil, f.stream(ctx, args, emit)
+	})
+	returned.Store(true)
+	if status == C.MB_OK {
+		buf = buf[:0]
+	} else {
+		buf = append(buf[:0], err.Error()...)
+	}
+	p, n := cbytes(buf)
+	l.pushed(C.mb_stream_end(l.c, s, status, p, n))
+}

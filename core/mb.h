@@ -1,0 +1,333 @@
+/*
+** mb.h — the C core's internal header: the runtime, tasks, the completion
+** queue and the events handed to the Go driver.
+**
+** Layer: C core. Only the C files of core and its cgo seam include this.
+** One mb_rt owns one lua_State and one uv_loop_t; exactly one thread at a
+** time calls into it (the Go loop driver), except mb_rt_push*, which any
+** thread may call (the completion path).
+*/
+#ifndef MB_H
+#define MB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <uv.h>
+
+#include "codec.h"
+
+/* ---------------------------------------------------------------------
+** Intrusive doubly linked list (libuv's queue.h shape). A head is a link
+** pointing at itself when empty; an unlinked node also points at itself,
+** so removing twice is harmless.
+** ------------------------------------------------------------------- */
+typedef struct mb_link {
+  struct mb_link *next, *prev;
+} mb_link;
+
+#define mb_container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+
+static inline void mb_list_init(mb_link *h) { h->next = h->prev = h; }
+static inline int mb_list_empty(const mb_link *h) { return h->next == h; }
+static inline void mb_list_push(mb_link *h, mb_link *n) {
+  n->prev = h->prev;
+  n->next = h;
+  h->prev->next = n;
+  h->prev = n;
+}
+static inline void mb_list_remove(mb_link *n) {
+  n->prev->next = n->next;
+  n->next->prev = n->prev;
+  n->next = n->prev = n;
+}
+
+/* ---------------------------------------------------------------------
+** Completion queue: Vyukov's intrusive multi-producer single-consumer
+** queue. Producers (any thread) exchange the head; the loop alone pops at
+** the tail. No lock, no allocation: the message is embedded in its record.
+** ------------------------------------------------------------------- */
+enum {
+  MB_MSG_RESULT = 1, /* a bridge call finished (mb_call) */
+  MB_MSG_CHUNK,      /* a stream emitted a value (mb_chunk) */
+  MB_MSG_END,        /* a stream's Go function returned (mb_stream) */
+  MB_MSG_RUN,        /* Go asks to run a chunk or call a global (mb_run) */
+  MB_MSG_CANCEL,     /* Go cancels a run (mb_cancel) */
+  MB_MSG_REGISTER,   /* Go registered a function (mb_reg) */
+  MB_MSG_CLOSE       /* the runtime is closing (embedded in mb_rt) */
+};
+
+typedef struct mb_msg {
+  struct mb_msg *next;
+  int kind;
+} mb_msg;
+
+typedef struct mb_mpsc {
+  mb_msg *head; /* last pushed; producers exchange it */
+  char pad_[64 - sizeof(mb_msg *)];
+  mb_msg *tail; /* next to pop; the consumer's alone */
+  mb_msg stub;
+} mb_mpsc;
+
+void mb_mpsc_init(mb_mpsc *q);
+void mb_mpsc_push(mb_mpsc *q, mb_msg *m);
+mb_msg *mb_mpsc_pop(mb_mpsc *q);
+int mb_mpsc_empty(mb_mpsc *q);
+
+/* ---------------------------------------------------------------------
+** Records that cross between Go and the loop.
+** ------------------------------------------------------------------- */
+enum { MB_OK = 0, MB_ERR = 1, MB_PANIC = 2 };
+
+struct mb_task;
+
+/* A bridge call in flight. Created by the loop, handed to Go in an
+** MB_EV_CALL event, completed by a goroutine (mb_call_complete), freed by
+** the loop when it drains the completion. `task` is NULL once nobody waits
+** (the task was killed or the runtime is closing): the result is dropped. */
+typedef struct mb_call {
+  mb_msg msg;            /* queue node, first member */
+  struct mb_task *task;  /* the waiting task, or NULL */
+  int fn;                /* index of the Go function */
+  int slot;              /* Go-side state, assigned by the driver */
+  int64_t run;           /* id of the run whose context bounds the call */
+  int status;            /* MB_OK, MB_ERR or MB_PANIC, written by Go */
+  mb_buf buf;            /* arguments, then (reused) results or error text */
+} mb_call;
+
+/* A stream: like a call, plus the chunks it emitted that Lua has not yet
+** taken. Owned jointly by Lua (the iterator's closing value) and Go (until
+** the END message is drained); freed when both have let go. */
+typedef struct mb_chunk {
+  mb_msg msg;
+  struct mb_stream *s;
+  size_t len;
+  struct mb_chunk *qnext; /* the stream's own FIFO once drained */
+  char data[];
+} mb_chunk;
+
+typedef struct mb_stream {
+  mb_call call;          /* start record; call.msg is reused as the END message */
+  mb_chunk *first, *last; /* drained, not yet taken by Lua */
+  struct mb_task *waiter; /* task blocked in the iterator */
+  int64_t produced;      /* chunks pushed by Go (atomic: Go writes, loop reads) */
+  int64_t consumed;      /* chunks taken by Lua (atomic: loop writes, Go reads) */
+  int32_t go_waiting;    /* Go blocks for room (atomic; claimed by exchange) */
+  int ended;             /* END drained: the Go function returned */
+  int lua_closed;        /* the for loop ended or the iterator was collected */
+  int refs;              /* Lua + Go owners */
+} mb_stream;
+
+/* Backpressure window: Go may run this many chunks ahead of Lua, and is
+** let go again when Lua is within half of it. */
+#define MB_STREAM_WINDOW 64
+
+/* A run: RunString/RunFile (wait for every task), Call (wait for the
+** function's task), or SetGlobal (no task). Allocated by Go's request, freed by Go after the
+** MB_EV_RUN_DONE event. */
+enum { MB_RUN_CHUNK = 0, MB_RUN_CALL = 1, MB_RUN_SET = 2 };
+enum { MB_RUNST_OK = 0, MB_RUNST_ERROR = 1 };
+
+typedef struct mb_run {
+  mb_msg msg;
+  int64_t id;      /* Go's id */
+  int kind;        /* MB_RUN_CHUNK or MB_RUN_CALL */
+  int status;      /* MB_RUNST_* once done */
+  int ntasks;      /* live tasks */
+  int done;        /* result reported */
+  int released;    /* Go took the result */
+  struct mb_task *main;
+  mb_link tasks;   /* live tasks of this run */
+  mb_link failed;  /* failed tasks nobody has waited on yet */
+  mb_link link;    /* in rt->runs */
+  mb_buf in;       /* chunk name + source, or function name + arguments */
+  size_t namelen;
+  mb_buf out;      /* results (Call) or error: [message, kind, op, traceback] */
+} mb_run;
+
+typedef struct mb_reg {
+  mb_msg msg;
+  int fn, flags;
+  char name[];
+} mb_reg;
+
+typedef struct mb_cancel {
+  mb_msg msg;
+  int64_t id;
+} mb_cancel;
+
+/* Events handed to the Go driver when a step returns. */
+enum {
+  MB_EV_CALL = 1, /* ptr: mb_call* (or mb_stream*) to start in a goroutine */
+  MB_EV_CANCEL,   /* slot; or, before Go assigned one, ptr: the mb_call */
+  MB_EV_FREE,     /* slot: the call is finished and its record gone */
+  MB_EV_CREDIT,   /* slot: a stream has room again */
+  MB_EV_RUN_DONE  /* ptr: mb_run* with its result */
+};
+
+typedef struct mb_event {
+  int kind;
+  int slot;
+  void *ptr;
+} mb_event;
+
+/* ---------------------------------------------------------------------
+** Tasks.
+** ------------------------------------------------------------------- */
+enum {
+  MB_TASK_PENDING = 0, /* spawned, not yet started */
+  MB_TASK_RUNNING,
+  MB_TASK_SUSPENDED,
+  MB_TASK_DONE,
+  MB_TASK_FAILED,
+  MB_TASK_CANCELLED
+};
+
+/* What a suspended task waits for: the one place to undo when it is
+** woken another way (killed, or its wait aborted). */
+enum {
+  MB_WAIT_NONE = 0,
+  MB_WAIT_READY,  /* in the run queue */
+  MB_WAIT_CALL,   /* wait_obj: mb_call* */
+  MB_WAIT_STREAM, /* wait_obj: mb_stream* */
+  MB_WAIT_TASK,   /* wait_obj: mb_task* (in its waiters list) */
+  MB_WAIT_SLEEP   /* in the sleep heap */
+};
+
+typedef struct mb_task {
+  lua_State *co;        /* the task's root thread */
+  mb_run *run;
+  int ref;              /* registry ref anchoring the Task userdata while alive */
+  int status;           /* MB_TASK_* */
+  int wait;             /* MB_WAIT_* */
+  void *wait_obj;
+  int nres;             /* DONE: results on co's stack (1..nres); FAILED: error at top */
+  int observed;         /* someone took its result or error */
+  int detached;
+  int64_t id;           /* sequence number, for names */
+  const char *name;     /* or NULL; anchored as the Task's second user value */
+  const char *wake_err; /* set to make the waiting continuation raise instead */
+  uint64_t deadline;    /* MB_WAIT_SLEEP: loop time (ms) to wake */
+  int heap_idx;
+  mb_link ready;        /* run queue link */
+  mb_link waiters;      /* tasks waiting for this one */
+  mb_link wait_link;    /* link in the awaited task's waiters list */
+  mb_link run_link;     /* in run->tasks */
+  mb_link fail_link;    /* in run->failed */
+} mb_task;
+
+/* ---------------------------------------------------------------------
+** The runtime.
+** ------------------------------------------------------------------- */
+enum { MB_SLEEP_NONE = 0, MB_SLEEP_GO = 1, MB_SLEEP_UV = 2 };
+enum { MB_STEP_EVENTS = 1, MB_STEP_PARK = 2, MB_STEP_CLOSED = 3, MB_STEP_FATAL = 4 };
+
+typedef struct mb_rt {
+  mb_mpsc q;            /* completions and requests from any thread */
+  int32_t sleeping;     /* MB_SLEEP_*: how the driver waits (atomic) */
+  char pad_[60];
+  lua_State *L;
+  uv_loop_t loop;
+  uv_async_t async;     /* wakes the loop while it sleeps in libuv */
+  uv_timer_t timer;     /* armed at the earliest sleeper's deadline */
+  int timer_armed;
+  mb_link ready;        /* run queue */
+  mb_task **heap;       /* sleepers, min-heap by deadline */
+  int nheap, capheap;
+  int inflight;         /* calls and streams whose Go side has not finished */
+  mb_event *ev;         /* events of the current step */
+  int nev, capev;
+  mb_link runs;         /* live runs */
+  mb_task *current;     /* task being resumed, or NULL */
+  int yielding;         /* the yield in progress is the runtime's, not the user's */
+  int closing;
+  int64_t ntask_ids;
+  int pool_ref;         /* registry ref of the pool of finished threads */
+  int npool;
+  int task_mt_ref;      /* registry refs of the metatables */
+  int error_mt_ref;
+  uintptr_t go_handle;  /* the Go Runtime, for inline calls */
+  mb_buf scratch_in;    /* inline calls: arguments, then results */
+  mb_buf scratch_out;
+  char fatal[256];      /* why the loop cannot continue (MB_STEP_FATAL) */
+  mb_msg close_msg;
+} mb_rt;
+
+/* Runtime life cycle and stepping (rt.c). */
+mb_rt *mb_rt_new(void);
+int mb_rt_step(mb_rt *rt);
+void mb_rt_free(mb_rt *rt);
+void mb_run_release(mb_rt *rt, mb_run *r);
+void mb_timer_arm(mb_rt *rt);
+int mb_rt_event(mb_rt *rt, int kind, int slot, void *ptr);
+
+/* The completion path, callable from any thread (rt.c). Each returns 1 when
+** the driver parked Go-side and must be woken by the caller. */
+int mb_rt_push(mb_rt *rt, mb_msg *m);
+int mb_call_complete(mb_rt *rt, mb_call *c, int status, const char *data, size_t len);
+int mb_stream_emit(mb_rt *rt, mb_stream *s, const char *data, size_t len);
+int mb_stream_end(mb_rt *rt, mb_stream *s, int status, const char *data, size_t len);
+int mb_rt_submit_run(mb_rt *rt, mb_run *r);
+int mb_rt_cancel_run(mb_rt *rt, int64_t id);
+int mb_rt_close(mb_rt *rt);
+int mb_rt_submit_register(mb_rt *rt, const char *name, int fn, int flags);
+mb_run *mb_run_new(int64_t id, int kind, const char *name, size_t namelen,
+                   const char *data, size_t len);
+void mb_run_free(mb_run *r);
+
+static inline mb_rt *mb_rt_of(lua_State *L) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  return (mb_rt *)ud;
+}
+
+/* Tasks and the scheduler (task.c). */
+int mb_task_open(lua_State *L);
+mb_task *mb_task_spawn(lua_State *L, mb_run *run, int nargs, const char *name);
+void mb_task_ready(mb_rt *rt, mb_task *t);
+void mb_task_resume(mb_rt *rt, mb_task *t);
+void mb_task_kill(mb_rt *rt, mb_task *t, const char *why);
+void mb_task_wait_end(mb_rt *rt, mb_task *t);
+int mb_wait_yield(lua_State *L, mb_task *t, int wait, void *obj,
+                  lua_KContext ctx, lua_KFunction k);
+void mb_wait_check(lua_State *L);
+mb_task *mb_task_of(lua_State *L);
+int mb_task_blocked_where(mb_task *t, char *buf, size_t len);
+void mb_sleep_fire(mb_rt *rt);
+void mb_sleep_remove(mb_rt *rt, mb_task *t);
+
+/* Coroutine library overrides (coro.c). */
+extern char mb_coro_waiting_mark;
+void mb_coro_open(lua_State *L);
+
+/* Bridge functions and streams (bridge.c). */
+void mb_bridge_open(lua_State *L);
+int mb_rt_register(mb_rt *rt, const char *name, int fn, int flags);
+void mb_bridge_drain(mb_rt *rt, mb_msg *m);
+void mb_call_free(mb_rt *rt, mb_call *c);
+void mb_call_cancel(mb_rt *rt, mb_call *c);
+void mb_stream_release(mb_stream *s);
+enum { MB_FN_ASYNC = 0, MB_FN_INLINE = 1, MB_FN_STREAM = 2 };
+
+/* Inline calls: the one C→Go callback, off the completion path. */
+typedef struct mb_inline_ret {
+  int status;
+  const char *data;
+  size_t len;
+} mb_inline_ret;
+
+/* print and io writes to Go (stdio.c). */
+void mb_stdio_open(lua_State *L);
+
+/* Errors (error.c). */
+void mb_error_open(lua_State *L);
+void mb_error_push(lua_State *L, const char *kind, const char *op,
+                   const char *msg, size_t msglen);
+int mb_error_throw(lua_State *L, const char *kind, const char *op,
+                   const char *fmt, ...);
+int mb_error_handler(lua_State *L);
+int mb_error_fields(lua_State *L, int idx, mb_buf *out);
+
+#endif

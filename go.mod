@@ -1,0 +1,3 @@
+module github.com/moonbridge/moonbridge
+
+go 1.26
