@@ -107,10 +107,33 @@ static const char *mb_bridge_encode_args(lua_State *L, const char *name, mb_buf 
 /* ---------------------------------------------------------------------
 ** Async calls.
 ** ------------------------------------------------------------------- */
+/* Call records are recycled, with their buffers, by the loop (the only
+** thread that creates or frees them): no allocation per call once warm. */
+#define MB_CALL_POOL_MAX 4096
+#define MB_CALL_BUF_KEEP 4096 /* larger buffers are not kept in the pool */
+
+mb_call *mb_call_new(mb_rt *rt) {
+  mb_call *c = rt->call_pool;
+  mb_buf buf = {0};
+  if (c == NULL) return calloc(1, sizeof *c);
+  rt->call_pool = (mb_call *)c->msg.next;
+  rt->ncall_pool--;
+  buf = c->buf;
+  memset(c, 0, sizeof *c);
+  c->buf = buf;
+  c->buf.len = 0;
+  return c;
+}
+
 void mb_call_free(mb_rt *rt, mb_call *c) {
-  (void)rt;
-  mb_buf_free(&c->buf);
-  free(c);
+  if (rt->closing || rt->ncall_pool >= MB_CALL_POOL_MAX || c->buf.cap > MB_CALL_BUF_KEEP) {
+    mb_buf_free(&c->buf);
+    free(c);
+    return;
+  }
+  c->msg.next = (mb_msg *)rt->call_pool;
+  rt->call_pool = c;
+  rt->ncall_pool++;
 }
 
 /* Cancel the Go side of a call nobody waits for any more. Once Go started
@@ -150,7 +173,7 @@ static int mb_l_call(lua_State *L) {
   const char *err;
   if (t == NULL) return luaL_error(L, "%s: not inside a task", name);
   if (!lua_isyieldable(L)) return mb_bridge_cannot_yield(L, name);
-  c = calloc(1, sizeof *c);
+  c = mb_call_new(rt);
   if (c == NULL) return luaL_error(L, "not enough memory");
   c->fn = (int)lua_tointeger(L, lua_upvalueindex(1));
   c->slot = -1;

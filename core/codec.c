@@ -36,7 +36,7 @@ _Static_assert(sizeof(lua_Number) == 8, "codec needs double Lua floats");
 #endif
 
 /* longer paths in error messages are shortened in the middle */
-#define MB_CODEC_MAX_PATH	120
+#define MB_CODEC_MAX_PATH	72
 
 /* cap on table preallocation hints; bigger tables grow by rehashing */
 #define MB_CODEC_MAX_HINT	(1 << 20)

@@ -27,24 +27,24 @@ import (
 
 // Wire tags, as in codec.h.
 const (
-	tagNil byte = iota
-	tagFalse
-	tagTrue
-	tagInt
-	tagFloat
-	tagString
-	tagArray
-	tagMap
+	wireNil byte = iota
+	wireFalse
+	wireTrue
+	wireInt
+	wireFloat
+	wireString
+	wireArray
+	wireMap
 )
 
 const (
-	maxEncodeDepth = 100 // containers (and, separately, pointers) on one path
-	maxDecodeDepth = 200 // decoders accept more than encoders produce
+	wireMaxEncodeDepth = 100 // containers (and, separately, pointers) on one path
+	wireMaxDecodeDepth = 200 // decoders accept more than encoders produce
 )
 
 var (
-	anySliceType = reflect.TypeFor[[]any]()
-	anyMapType   = reflect.TypeFor[map[string]any]()
+	typeOfAnySlice = reflect.TypeFor[[]any]()
+	typeOfAnyMap   = reflect.TypeFor[map[string]any]()
 )
 
 // ---------------------------------------------------------------------------
@@ -63,7 +63,7 @@ func AppendMessage(dst []byte, vals ...any) ([]byte, error) {
 	if uint64(len(vals)) > math.MaxUint32 {
 		return dst, fmt.Errorf("cannot send %d values to Lua in one message", len(vals))
 	}
-	e := encoder{buf: binary.LittleEndian.AppendUint32(dst, uint32(len(vals)))}
+	e := msgEncoder{buf: binary.LittleEndian.AppendUint32(dst, uint32(len(vals)))}
 	for i, v := range vals {
 		if err := e.value(v); err != nil {
 			return dst, err.finish(i + 1)
@@ -72,16 +72,16 @@ func AppendMessage(dst []byte, vals ...any) ([]byte, error) {
 	return e.buf, nil
 }
 
-type encoder struct {
+type msgEncoder struct {
 	buf   []byte
 	depth int // open containers on the current path
 	ptrs  int // pointers followed on the current path
 }
 
-func (e *encoder) value(v any) *encodeError {
+func (e *msgEncoder) value(v any) *encodeError {
 	switch x := v.(type) {
 	case nil:
-		e.buf = append(e.buf, tagNil)
+		e.buf = append(e.buf, wireNil)
 	case string:
 		return e.str(x)
 	case int:
@@ -102,37 +102,37 @@ func (e *encoder) value(v any) *encodeError {
 	return nil
 }
 
-func (e *encoder) bool(b bool) {
+func (e *msgEncoder) bool(b bool) {
 	if b {
-		e.buf = append(e.buf, tagTrue)
+		e.buf = append(e.buf, wireTrue)
 	} else {
-		e.buf = append(e.buf, tagFalse)
+		e.buf = append(e.buf, wireFalse)
 	}
 }
 
-func (e *encoder) int(i int64) {
-	e.buf = binary.LittleEndian.AppendUint64(append(e.buf, tagInt), uint64(i))
+func (e *msgEncoder) int(i int64) {
+	e.buf = binary.LittleEndian.AppendUint64(append(e.buf, wireInt), uint64(i))
 }
 
-func (e *encoder) float(f float64) {
-	e.buf = binary.LittleEndian.AppendUint64(append(e.buf, tagFloat), math.Float64bits(f))
+func (e *msgEncoder) float(f float64) {
+	e.buf = binary.LittleEndian.AppendUint64(append(e.buf, wireFloat), math.Float64bits(f))
 }
 
 // head appends a tag and a u32 count or length.
-func (e *encoder) head(tag byte, n int) {
+func (e *msgEncoder) head(tag byte, n int) {
 	e.buf = binary.LittleEndian.AppendUint32(append(e.buf, tag), uint32(n))
 }
 
-func (e *encoder) str(s string) *encodeError {
+func (e *msgEncoder) str(s string) *encodeError {
 	if uint64(len(s)) > math.MaxUint32 {
 		return &encodeError{msg: fmt.Sprintf("string too long (%d bytes)", len(s))}
 	}
-	e.head(tagString, len(s))
+	e.head(wireString, len(s))
 	e.buf = append(e.buf, s...)
 	return nil
 }
 
-func (e *encoder) key(k string) *encodeError {
+func (e *msgEncoder) key(k string) *encodeError {
 	if uint64(len(k)) > math.MaxUint32 {
 		return &encodeError{msg: fmt.Sprintf("map key too long (%d bytes)", len(k))}
 	}
@@ -141,61 +141,61 @@ func (e *encoder) key(k string) *encodeError {
 }
 
 // count checks the size of a container about to be opened.
-func (e *encoder) count(n int) *encodeError {
+func (e *msgEncoder) count(n int) *encodeError {
 	if uint64(n) > math.MaxUint32 {
 		return &encodeError{msg: fmt.Sprintf("too many elements (%d)", n)}
 	}
 	return nil
 }
 
-func (e *encoder) anySlice(s []any) *encodeError {
-	if e.depth >= maxEncodeDepth {
-		return tooDeep(ident{anySliceType, unsafe.Pointer(unsafe.SliceData(s)), len(s)})
+func (e *msgEncoder) anySlice(s []any) *encodeError {
+	if e.depth >= wireMaxEncodeDepth {
+		return tooDeepError(refIdent{typeOfAnySlice, unsafe.Pointer(unsafe.SliceData(s)), len(s)})
 	}
 	if err := e.count(len(s)); err != nil {
 		return err
 	}
 	e.depth++
-	e.head(tagArray, len(s))
+	e.head(wireArray, len(s))
 	for i, x := range s {
 		if err := e.value(x); err != nil {
-			return err.at(step{index: i, id: ident{anySliceType, unsafe.Pointer(unsafe.SliceData(s)), len(s)}})
+			return err.at(pathStep{index: i, id: refIdent{typeOfAnySlice, unsafe.Pointer(unsafe.SliceData(s)), len(s)}})
 		}
 	}
 	e.depth--
 	return nil
 }
 
-func (e *encoder) anyMap(m map[string]any) *encodeError {
-	if e.depth >= maxEncodeDepth {
-		return tooDeep(mapIdent(m))
+func (e *msgEncoder) anyMap(m map[string]any) *encodeError {
+	if e.depth >= wireMaxEncodeDepth {
+		return tooDeepError(refOfMap(m))
 	}
 	if err := e.count(len(m)); err != nil {
 		return err
 	}
 	e.depth++
-	e.head(tagMap, len(m))
+	e.head(wireMap, len(m))
 	for k, x := range m {
 		if err := e.key(k); err != nil {
 			return err
 		}
 		if err := e.value(x); err != nil {
-			return err.at(step{key: k, isKey: true, id: mapIdent(m)})
+			return err.at(pathStep{key: k, isKey: true, id: refOfMap(m)})
 		}
 	}
 	e.depth--
 	return nil
 }
 
-func mapIdent(m map[string]any) ident {
-	return ident{anyMapType, reflect.ValueOf(m).UnsafePointer(), 0}
+func refOfMap(m map[string]any) refIdent {
+	return refIdent{typeOfAnyMap, reflect.ValueOf(m).UnsafePointer(), 0}
 }
 
 // reflect encodes what the type switch in value does not cover.
-func (e *encoder) reflect(v reflect.Value) *encodeError {
+func (e *msgEncoder) reflect(v reflect.Value) *encodeError {
 	switch v.Kind() {
 	case reflect.Invalid:
-		e.buf = append(e.buf, tagNil)
+		e.buf = append(e.buf, wireNil)
 	case reflect.Bool:
 		e.bool(v.Bool())
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
@@ -212,7 +212,7 @@ func (e *encoder) reflect(v reflect.Value) *encodeError {
 		return e.str(v.String())
 	case reflect.Interface:
 		if v.IsNil() {
-			e.buf = append(e.buf, tagNil)
+			e.buf = append(e.buf, wireNil)
 			return nil
 		}
 		return e.reflect(v.Elem())
@@ -236,19 +236,19 @@ func (e *encoder) reflect(v reflect.Value) *encodeError {
 	return nil
 }
 
-func (e *encoder) pointer(v reflect.Value) *encodeError {
+func (e *msgEncoder) pointer(v reflect.Value) *encodeError {
 	if v.IsNil() {
-		e.buf = append(e.buf, tagNil)
+		e.buf = append(e.buf, wireNil)
 		return nil
 	}
 	// Pointers do not nest on the wire, but a pointer cycle
 	// (p = &p through an interface) would recurse forever.
-	if e.ptrs >= maxEncodeDepth {
-		return tooDeep(ident{v.Type(), v.UnsafePointer(), 0})
+	if e.ptrs >= wireMaxEncodeDepth {
+		return tooDeepError(refIdent{v.Type(), v.UnsafePointer(), 0})
 	}
 	e.ptrs++
 	if err := e.reflect(v.Elem()); err != nil {
-		return err.at(step{deref: true, id: ident{v.Type(), v.UnsafePointer(), 0}})
+		return err.at(pathStep{deref: true, id: refIdent{v.Type(), v.UnsafePointer(), 0}})
 	}
 	e.ptrs--
 	return nil
@@ -256,82 +256,82 @@ func (e *encoder) pointer(v reflect.Value) *encodeError {
 
 // sliceIdent names a slice for cycle detection; arrays held by value
 // cannot be part of a cycle and get none.
-func sliceIdent(v reflect.Value) ident {
+func refOfSlice(v reflect.Value) refIdent {
 	if v.Kind() != reflect.Slice {
-		return ident{}
+		return refIdent{}
 	}
-	return ident{v.Type(), v.UnsafePointer(), v.Len()}
+	return refIdent{v.Type(), v.UnsafePointer(), v.Len()}
 }
 
-func (e *encoder) list(v reflect.Value) *encodeError {
+func (e *msgEncoder) list(v reflect.Value) *encodeError {
 	n := v.Len()
-	if e.depth >= maxEncodeDepth {
-		return tooDeep(sliceIdent(v))
+	if e.depth >= wireMaxEncodeDepth {
+		return tooDeepError(refOfSlice(v))
 	}
 	if err := e.count(n); err != nil {
 		return err
 	}
 	e.depth++
-	e.head(tagArray, n)
+	e.head(wireArray, n)
 	for i := 0; i < n; i++ {
 		if err := e.reflect(v.Index(i)); err != nil {
-			return err.at(step{index: i, id: sliceIdent(v)})
+			return err.at(pathStep{index: i, id: refOfSlice(v)})
 		}
 	}
 	e.depth--
 	return nil
 }
 
-func (e *encoder) mapValue(v reflect.Value) *encodeError {
+func (e *msgEncoder) mapValue(v reflect.Value) *encodeError {
 	t := v.Type()
 	if t.Key().Kind() != reflect.String {
 		return &encodeError{msg: fmt.Sprintf("map key type %s cannot cross to Lua (keys must be strings)", t.Key())}
 	}
-	if t == anyMapType && v.CanInterface() {
+	if t == typeOfAnyMap && v.CanInterface() {
 		return e.anyMap(v.Interface().(map[string]any))
 	}
-	id := ident{t, v.UnsafePointer(), 0}
-	if e.depth >= maxEncodeDepth {
-		return tooDeep(id)
+	id := refIdent{t, v.UnsafePointer(), 0}
+	if e.depth >= wireMaxEncodeDepth {
+		return tooDeepError(id)
 	}
 	if err := e.count(v.Len()); err != nil {
 		return err
 	}
 	e.depth++
-	e.head(tagMap, v.Len())
+	e.head(wireMap, v.Len())
 	for it := v.MapRange(); it.Next(); {
 		k := it.Key().String()
 		if err := e.key(k); err != nil {
 			return err
 		}
 		if err := e.reflect(it.Value()); err != nil {
-			return err.at(step{key: k, isKey: true, id: id})
+			return err.at(pathStep{key: k, isKey: true, id: id})
 		}
 	}
 	e.depth--
 	return nil
 }
 
-func (e *encoder) structValue(v reflect.Value) *encodeError {
-	if e.depth >= maxEncodeDepth {
-		return tooDeep(ident{})
+func (e *msgEncoder) structValue(v reflect.Value) *encodeError {
+	if e.depth >= wireMaxEncodeDepth {
+		return tooDeepError(refIdent{})
 	}
 	e.depth++
-	si := structInfoOf(v.Type())
+	si := luaStructOf(v.Type())
 	at := len(e.buf)
-	e.head(tagMap, 0) // count patched below: omitempty decides it
+	e.head(wireMap, 0) // count patched below: omitempty decides it
 	n := 0
 	for i := range si.fields {
 		f := &si.fields[i]
 		fv := v.FieldByIndex(f.index)
-		if f.omitEmpty && isEmptyValue(fv) {
+		if f.omitEmpty && isEmptyLuaValue(fv) {
 			continue
 		}
 		if err := e.key(f.name); err != nil {
 			return err
 		}
 		if err := e.reflect(fv); err != nil {
-			return err.at(step{key: f.name, isKey: true})
+			return err.at(pathStep{key: f.name, isKey: true})
 		}
 		n++
 	}
@@ -341,7 +341,7 @@ func (e *encoder) structValue(v reflect.Value) *encodeError {
 }
 
 // isEmptyValue is encoding/json's notion of empty, for omitempty.
-func isEmptyValue(v reflect.Value) bool {
+func isEmptyLuaValue(v reflect.Value) bool {
 	switch v.Kind() {
 	case reflect.Array, reflect.Map, reflect.Slice, reflect.String:
 		return v.Len() == 0
@@ -355,26 +355,26 @@ func isEmptyValue(v reflect.Value) bool {
 
 // ident identifies a container reached by reference, to tell a cycle
 // from mere depth. The zero ident matches nothing.
-type ident struct {
+type refIdent struct {
 	typ reflect.Type
 	ptr unsafe.Pointer
 	n   int
 }
 
 // step is one level of the path from a value # to where an error arose.
-type step struct {
+type pathStep struct {
 	key   string
 	index int
 	isKey bool // key, else index, unless deref
 	deref bool // a pointer followed: no path text
 	end   bool // the container that was one level too deep
-	id    ident
+	id    refIdent
 }
 
 // encodeError collects its path while it unwinds, so that the success
 // path pays nothing for error reporting.
 type encodeError struct {
-	steps   []step // innermost first until finish
+	steps   []pathStep // innermost first until finish
 	msg     string
 	tooDeep bool
 	arg     int
@@ -382,15 +382,15 @@ type encodeError struct {
 	cyclic  bool
 }
 
-func tooDeep(id ident) *encodeError {
+func tooDeepError(id refIdent) *encodeError {
 	return &encodeError{
-		msg:     fmt.Sprintf("nested too deeply (more than %d levels)", maxEncodeDepth),
+		msg:     fmt.Sprintf("nested too deeply (more than %d levels)", wireMaxEncodeDepth),
 		tooDeep: true,
-		steps:   []step{{end: true, id: id}},
+		steps:   []pathStep{{end: true, id: id}},
 	}
 }
 
-func (e *encodeError) at(s step) *encodeError {
+func (e *encodeError) at(s pathStep) *encodeError {
 	e.steps = append(e.steps, s)
 	return e
 }
@@ -420,7 +420,7 @@ func (e *encodeError) finish(arg int) error {
 		}
 	}
 	if !e.tooDeep || e.cyclic { // a path 100 levels long says nothing
-		e.path = formatPath(s)
+		e.path = formatValuePath(s)
 	}
 	e.steps = nil
 	return e
@@ -439,7 +439,7 @@ func (e *encodeError) Error() string {
 }
 
 // formatPath writes steps (outermost first) as a.b[2]["odd key"].
-func formatPath(steps []step) string {
+func formatValuePath(steps []pathStep) string {
 	var b strings.Builder
 	for _, s := range steps {
 		switch {
@@ -448,7 +448,7 @@ func formatPath(steps []step) string {
 			b.WriteByte('[')
 			b.WriteString(strconv.Itoa(s.index))
 			b.WriteByte(']')
-		case isName(s.key):
+		case isLuaName(s.key):
 			if b.Len() > 0 {
 				b.WriteByte('.')
 			}
@@ -466,7 +466,7 @@ func formatPath(steps []step) string {
 	return b.String()
 }
 
-func isName(s string) bool {
+func isLuaName(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -488,7 +488,7 @@ func isName(s string) bool {
 // anything malformed: short data, counts the remaining bytes cannot hold,
 // unknown tags, nesting deeper than 200 levels and trailing bytes.
 func DecodeMessage(data []byte) ([]any, error) {
-	d := decoder{data: data}
+	d := msgDecoder{data: data}
 	n, err := d.count()
 	if err != nil {
 		return nil, err
@@ -508,19 +508,19 @@ func DecodeMessage(data []byte) ([]any, error) {
 	return vals, nil
 }
 
-type decoder struct {
+type msgDecoder struct {
 	data []byte
 	pos  int
 }
 
-func (d *decoder) left() int { return len(d.data) - d.pos }
+func (d *msgDecoder) left() int { return len(d.data) - d.pos }
 
 // fail reports a malformed message; codec.c words its errors the same.
-func (d *decoder) fail(at int, format string, args ...any) error {
+func (d *msgDecoder) fail(at int, format string, args ...any) error {
 	return fmt.Errorf("malformed message at offset %d: "+format, append([]any{at}, args...)...)
 }
 
-func (d *decoder) need(n int) error {
+func (d *msgDecoder) need(n int) error {
 	if d.left() < n {
 		return d.fail(d.pos, "truncated (need %d bytes, have %d)", n, d.left())
 	}
@@ -529,7 +529,7 @@ func (d *decoder) need(n int) error {
 
 // count reads a u32 count or length; callers never trust it beyond the
 // bytes left.
-func (d *decoder) count() (int, error) {
+func (d *msgDecoder) count() (int, error) {
 	if err := d.need(4); err != nil {
 		return 0, err
 	}
@@ -538,7 +538,7 @@ func (d *decoder) count() (int, error) {
 	return int(n), nil
 }
 
-func (d *decoder) value(depth int) (any, error) {
+func (d *msgDecoder) value(depth int) (any, error) {
 	at := d.pos
 	if err := d.need(1); err != nil {
 		return nil, err
@@ -546,23 +546,23 @@ func (d *decoder) value(depth int) (any, error) {
 	tag := d.data[d.pos]
 	d.pos++
 	switch tag {
-	case tagNil:
+	case wireNil:
 		return nil, nil
-	case tagFalse:
+	case wireFalse:
 		return false, nil
-	case tagTrue:
+	case wireTrue:
 		return true, nil
-	case tagInt, tagFloat:
+	case wireInt, wireFloat:
 		if err := d.need(8); err != nil {
 			return nil, err
 		}
 		u := binary.LittleEndian.Uint64(d.data[d.pos:])
 		d.pos += 8
-		if tag == tagInt {
+		if tag == wireInt {
 			return int64(u), nil
 		}
 		return math.Float64frombits(u), nil
-	case tagString:
+	case wireString:
 		n, err := d.count()
 		if err != nil {
 			return nil, err
@@ -573,21 +573,21 @@ func (d *decoder) value(depth int) (any, error) {
 		s := string(d.data[d.pos : d.pos+n])
 		d.pos += n
 		return s, nil
-	case tagArray:
+	case wireArray:
 		return d.array(depth, at)
-	case tagMap:
+	case wireMap:
 		return d.object(depth, at)
 	}
 	return nil, d.fail(at, "unknown tag 0x%02x", tag)
 }
 
-func (d *decoder) array(depth, at int) (any, error) {
+func (d *msgDecoder) array(depth, at int) (any, error) {
 	n, err := d.count()
 	if err != nil {
 		return nil, err
 	}
-	if depth >= maxDecodeDepth {
-		return nil, d.fail(at, "nested too deeply (more than %d levels)", maxDecodeDepth)
+	if depth >= wireMaxDecodeDepth {
+		return nil, d.fail(at, "nested too deeply (more than %d levels)", wireMaxDecodeDepth)
 	}
 	if n > d.left() { // each value takes at least one byte
 		return nil, d.fail(at, "array count %d exceeds the %d bytes left", n, d.left())
@@ -601,13 +601,13 @@ func (d *decoder) array(depth, at int) (any, error) {
 	return a, nil
 }
 
-func (d *decoder) object(depth, at int) (any, error) {
+func (d *msgDecoder) object(depth, at int) (any, error) {
 	n, err := d.count()
 	if err != nil {
 		return nil, err
 	}
-	if depth >= maxDecodeDepth {
-		return nil, d.fail(at, "nested too deeply (more than %d levels)", maxDecodeDepth)
+	if depth >= wireMaxDecodeDepth {
+		return nil, d.fail(at, "nested too deeply (more than %d levels)", wireMaxDecodeDepth)
 	}
 	if n > d.left()/5 { // each entry takes at least 5 bytes
 		return nil, d.fail(at, "map count %d exceeds what the %d bytes left can hold", n, d.left())
@@ -639,9 +639,9 @@ func (d *decoder) object(depth, at int) (any, error) {
 // DecodeInto converts a decoded value (as DecodeMessage returns them) into
 // *out. Structs come from maps by `lua:"name"` field tags (exported fields
 // only; `lua:"-"` skips a field; untagged fields match their Go name, and
-// failing an exact match a case-insensitive one; embedded structs without
-// a tag are flattened); unknown keys are ignored and missing fields keep
-// their value. Integers, unsigned integers and floats are range-checked,
+// failing an exact match a case-insensitive one; embedded structs, not
+// pointers to them, without a tag are flattened, as AppendMessage does);
+// unknown keys are ignored and missing fields keep their value. Integers, unsigned integers and floats are range-checked,
 // and a float fills an integer only when integral (3.0 fits an int, 3.5
 // does not). []T comes from an array (or an empty map, which is what Lua
 // sends for {}), [N]T from an array of exactly N elements, map[string]T
@@ -662,12 +662,12 @@ func DecodeInto(v any, out any) error {
 // intoError is a DecodeInto error; like encodeError it collects its path
 // while unwinding.
 type intoError struct {
-	steps []step
+	steps []pathStep
 	msg   string
 	path  string
 }
 
-func (e *intoError) at(s step) *intoError {
+func (e *intoError) at(s pathStep) *intoError {
 	e.steps = append(e.steps, s)
 	return e
 }
@@ -677,7 +677,7 @@ func (e *intoError) finishInto() error {
 	for i, j := 0, len(s)-1; i < j; i, j = i+1, j-1 {
 		s[i], s[j] = s[j], s[i]
 	}
-	e.path = formatPath(s)
+	e.path = formatValuePath(s)
 	e.steps = nil
 	return e
 }
@@ -694,7 +694,7 @@ func intoErrorf(format string, args ...any) *intoError {
 }
 
 // kindName names a decoded value the way the wire does.
-func kindName(v any) string {
+func wireKindName(v any) string {
 	switch x := v.(type) {
 	case nil:
 		return "nil"
@@ -717,15 +717,15 @@ func kindName(v any) string {
 
 // mismatch is the error for a value that does not fit dst, unless the
 // value is of a Go type that can simply be assigned.
-func mismatch(src any, dst reflect.Value) *intoError {
+func intoMismatch(src any, dst reflect.Value) *intoError {
 	if sv := reflect.ValueOf(src); sv.IsValid() && sv.Type().AssignableTo(dst.Type()) {
 		dst.Set(sv)
 		return nil
 	}
-	return intoErrorf("cannot use %s as %s", kindName(src), dst.Type())
+	return intoErrorf("cannot use %s as %s", wireKindName(src), dst.Type())
 }
 
-func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+func codecFloatString(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
 func decodeInto(src any, dst reflect.Value) *intoError {
 	if src == nil {
@@ -736,7 +736,7 @@ func decodeInto(src any, dst reflect.Value) *intoError {
 	case reflect.Interface:
 		sv := reflect.ValueOf(src)
 		if !sv.Type().Implements(dst.Type()) {
-			return intoErrorf("cannot use %s as %s", kindName(src), dst.Type())
+			return intoErrorf("cannot use %s as %s", wireKindName(src), dst.Type())
 		}
 		dst.Set(sv)
 	case reflect.Pointer:
@@ -747,13 +747,13 @@ func decodeInto(src any, dst reflect.Value) *intoError {
 	case reflect.Bool:
 		b, ok := src.(bool)
 		if !ok {
-			return mismatch(src, dst)
+			return intoMismatch(src, dst)
 		}
 		dst.SetBool(b)
 	case reflect.String:
 		s, ok := src.(string)
 		if !ok {
-			return mismatch(src, dst)
+			return intoMismatch(src, dst)
 		}
 		dst.SetString(s)
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
@@ -767,14 +767,14 @@ func decodeInto(src any, dst reflect.Value) *intoError {
 	case reflect.Array:
 		a, ok := src.([]any)
 		if !ok {
-			return mismatch(src, dst)
+			return intoMismatch(src, dst)
 		}
 		if len(a) != dst.Len() {
 			return intoErrorf("array of %d elements does not fit %s", len(a), dst.Type())
 		}
 		for i, x := range a {
 			if err := decodeInto(x, dst.Index(i)); err != nil {
-				return err.at(step{index: i})
+				return err.at(pathStep{index: i})
 			}
 		}
 	case reflect.Map:
@@ -788,9 +788,9 @@ func decodeInto(src any, dst reflect.Value) *intoError {
 }
 
 // overflow reports a number out of the range of dst.
-func overflow(src any, dst reflect.Value) *intoError {
+func intoOverflow(src any, dst reflect.Value) *intoError {
 	if f, ok := src.(float64); ok {
-		return intoErrorf("float %s overflows %s", fmtFloat(f), dst.Type())
+		return intoErrorf("float %s overflows %s", codecFloatString(f), dst.Type())
 	}
 	return intoErrorf("integer %v overflows %s", src, dst.Type())
 }
@@ -802,17 +802,17 @@ func intInto(src any, dst reflect.Value) *intoError {
 		i = x
 	case float64:
 		if x != math.Trunc(x) { // also NaN and ±Inf
-			return intoErrorf("float %s is not an integer, cannot use it as %s", fmtFloat(x), dst.Type())
+			return intoErrorf("float %s is not an integer, cannot use it as %s", codecFloatString(x), dst.Type())
 		}
 		if x < -(1<<63) || x >= 1<<63 {
-			return overflow(src, dst)
+			return intoOverflow(src, dst)
 		}
 		i = int64(x)
 	default:
-		return mismatch(src, dst)
+		return intoMismatch(src, dst)
 	}
 	if dst.OverflowInt(i) {
-		return overflow(src, dst)
+		return intoOverflow(src, dst)
 	}
 	dst.SetInt(i)
 	return nil
@@ -823,22 +823,22 @@ func uintInto(src any, dst reflect.Value) *intoError {
 	switch x := src.(type) {
 	case int64:
 		if x < 0 {
-			return overflow(src, dst)
+			return intoOverflow(src, dst)
 		}
 		u = uint64(x)
 	case float64:
 		if x != math.Trunc(x) {
-			return intoErrorf("float %s is not an integer, cannot use it as %s", fmtFloat(x), dst.Type())
+			return intoErrorf("float %s is not an integer, cannot use it as %s", codecFloatString(x), dst.Type())
 		}
 		if x < 0 || x >= 1<<64 {
-			return overflow(src, dst)
+			return intoOverflow(src, dst)
 		}
 		u = uint64(x)
 	default:
-		return mismatch(src, dst)
+		return intoMismatch(src, dst)
 	}
 	if dst.OverflowUint(u) {
-		return overflow(src, dst)
+		return intoOverflow(src, dst)
 	}
 	dst.SetUint(u)
 	return nil
@@ -848,7 +848,7 @@ func floatInto(src any, dst reflect.Value) *intoError {
 	switch x := src.(type) {
 	case float64:
 		if dst.OverflowFloat(x) {
-			return overflow(src, dst)
+			return intoOverflow(src, dst)
 		}
 		dst.SetFloat(x)
 	case int64:
@@ -862,7 +862,7 @@ func floatInto(src any, dst reflect.Value) *intoError {
 		}
 		dst.SetFloat(f)
 	default:
-		return mismatch(src, dst)
+		return intoMismatch(src, dst)
 	}
 	return nil
 }
@@ -874,24 +874,24 @@ func sliceInto(src any, dst reflect.Value) *intoError {
 		s := reflect.MakeSlice(t, len(x), len(x))
 		for i, el := range x {
 			if err := decodeInto(el, s.Index(i)); err != nil {
-				return err.at(step{index: i})
+				return err.at(pathStep{index: i})
 			}
 		}
 		dst.Set(s)
 	case map[string]any:
 		if len(x) != 0 {
-			return mismatch(src, dst)
+			return intoMismatch(src, dst)
 		}
 		dst.Set(reflect.MakeSlice(t, 0, 0)) // Lua sends {} as an empty map
 	case string:
 		if t.Elem().Kind() != reflect.Uint8 {
-			return mismatch(src, dst)
+			return intoMismatch(src, dst)
 		}
 		b := reflect.MakeSlice(t, len(x), len(x))
 		reflect.Copy(b, reflect.ValueOf(x))
 		dst.Set(b)
 	default:
-		return mismatch(src, dst)
+		return intoMismatch(src, dst)
 	}
 	return nil
 }
@@ -907,10 +907,10 @@ func mapInto(src any, dst reflect.Value) *intoError {
 		m = x
 	case []any:
 		if len(x) != 0 {
-			return mismatch(src, dst)
+			return intoMismatch(src, dst)
 		}
 	default:
-		return mismatch(src, dst)
+		return intoMismatch(src, dst)
 	}
 	if dst.IsNil() {
 		dst.Set(reflect.MakeMapWithSize(t, len(m)))
@@ -919,7 +919,7 @@ func mapInto(src any, dst reflect.Value) *intoError {
 	for k, x := range m {
 		ev.SetZero()
 		if err := decodeInto(x, ev); err != nil {
-			return err.at(step{key: k, isKey: true})
+			return err.at(pathStep{key: k, isKey: true})
 		}
 		dst.SetMapIndex(reflect.ValueOf(k).Convert(t.Key()), ev)
 	}
@@ -933,13 +933,13 @@ func structInto(src any, dst reflect.Value) *intoError {
 		m = x
 	case []any:
 		if len(x) != 0 {
-			return mismatch(src, dst)
+			return intoMismatch(src, dst)
 		}
 		return nil
 	default:
-		return mismatch(src, dst)
+		return intoMismatch(src, dst)
 	}
-	si := structInfoOf(dst.Type())
+	si := luaStructOf(dst.Type())
 	for k, x := range m {
 		i, ok := si.byName[k]
 		if !ok {
@@ -951,7 +951,7 @@ func structInto(src any, dst reflect.Value) *intoError {
 			}
 		}
 		if err := decodeInto(x, dst.FieldByIndex(si.fields[i].index)); err != nil {
-			return err.at(step{key: k, isKey: true})
+			return err.at(pathStep{key: k, isKey: true})
 		}
 	}
 	return nil
@@ -960,7 +960,7 @@ func structInto(src any, dst reflect.Value) *intoError {
 // ---------------------------------------------------------------------------
 // Struct fields, shared by AppendMessage and DecodeInto
 
-type fieldInfo struct {
+type luaField struct {
 	name      string
 	index     []int
 	omitEmpty bool
@@ -968,25 +968,25 @@ type fieldInfo struct {
 	tagged    bool // named by a tag, which wins a tie
 }
 
-type structInfo struct {
-	fields []fieldInfo
+type luaStruct struct {
+	fields []luaField
 	byName map[string]int
 	byFold map[string]int // lower-cased names
 }
 
-var structCache sync.Map // reflect.Type -> *structInfo
+var luaStructCache sync.Map // reflect.Type -> *structInfo
 
-func structInfoOf(t reflect.Type) *structInfo {
-	if si, ok := structCache.Load(t); ok {
-		return si.(*structInfo)
+func luaStructOf(t reflect.Type) *luaStruct {
+	if si, ok := luaStructCache.Load(t); ok {
+		return si.(*luaStruct)
 	}
-	si, _ := structCache.LoadOrStore(t, buildStructInfo(t))
-	return si.(*structInfo)
+	si, _ := luaStructCache.LoadOrStore(t, buildLuaStruct(t))
+	return si.(*luaStruct)
 }
 
-func buildStructInfo(t reflect.Type) *structInfo {
-	var all []fieldInfo
-	collectFields(t, nil, 0, &all)
+func buildLuaStruct(t reflect.Type) *luaStruct {
+	var all []luaField
+	collectLuaFields(t, nil, 0, &all)
 	// The shallowest field of a name wins; at equal depth a single tagged
 	// one wins; otherwise the name is ambiguous and dropped (as in
 	// encoding/json).
@@ -994,9 +994,9 @@ func buildStructInfo(t reflect.Type) *structInfo {
 	for i, f := range all {
 		byName[f.name] = append(byName[f.name], i)
 	}
-	si := &structInfo{byName: make(map[string]int), byFold: make(map[string]int)}
+	si := &luaStruct{byName: make(map[string]int), byFold: make(map[string]int)}
 	for i, f := range all {
-		if !dominates(all, i, byName[f.name]) {
+		if !fieldDominates(all, i, byName[f.name]) {
 			continue
 		}
 		si.byName[f.name] = len(si.fields)
@@ -1011,7 +1011,7 @@ func buildStructInfo(t reflect.Type) *structInfo {
 }
 
 // dominates reports whether field i beats every other field of its name.
-func dominates(all []fieldInfo, i int, cands []int) bool {
+func fieldDominates(all []luaField, i int, cands []int) bool {
 	for _, j := range cands {
 		if j == i {
 			continue
@@ -1024,7 +1024,7 @@ func dominates(all []fieldInfo, i int, cands []int) bool {
 	return true
 }
 
-func collectFields(t reflect.Type, index []int, depth int, out *[]fieldInfo) {
+func collectLuaFields(t reflect.Type, index []int, depth int, out *[]luaField) {
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)
 		tag := sf.Tag.Get("lua")
@@ -1034,13 +1034,13 @@ func collectFields(t reflect.Type, index []int, depth int, out *[]fieldInfo) {
 		name, opts, _ := strings.Cut(tag, ",")
 		idx := append(append([]int(nil), index...), i)
 		if sf.Anonymous && name == "" && sf.Type.Kind() == reflect.Struct {
-			collectFields(sf.Type, idx, depth+1, out)
+			collectLuaFields(sf.Type, idx, depth+1, out)
 			continue
 		}
 		if !sf.IsExported() {
 			continue
 		}
-		f := fieldInfo{name: name, index: idx, depth: depth, tagged: name != ""}
+		f := luaField{name: name, index: idx, depth: depth, tagged: name != ""}
 		if name == "" {
 			f.name = sf.Name
 		}

@@ -38,7 +38,10 @@ int mb_buf_reserve(mb_buf *b, size_t extra);  /* 0 ok, -1 out of memory */
 ** Encode the n Lua values at stack indices first..first+n-1 of L as one
 ** message appended to out.  Returns 0, or -1 with a NUL-terminated message
 ** in err; on error out->len and the Lua stack are as they were.  Never
-** raises a Lua error.
+** raises a Lua error.  Messages name the place, as in
+** "argument #1 (field 'opts.stop[3]'): cannot send a userdata to Go";
+** long paths are shortened in the middle, so 200 bytes of err hold all but
+** freak messages (longer ones are truncated, still NUL-terminated).
 */
 int mb_codec_encode(lua_State *L, int first, int n, mb_buf *out,
                     char *err, size_t errlen);

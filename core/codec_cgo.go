@@ -187,9 +187,9 @@ import (
 	"unsafe"
 )
 
-const testErrLen = 512
+const codecErrLen = 512
 
-func bytesPtr(b []byte) *C.char {
+func codecBytesPtr(b []byte) *C.char {
 	if len(b) == 0 {
 		return nil
 	}
@@ -197,7 +197,7 @@ func bytesPtr(b []byte) *C.char {
 }
 
 // takeBuf copies out and frees the C buffer.
-func takeBuf(out *C.mb_buf) []byte {
+func codecTakeBuf(out *C.mb_buf) []byte {
 	defer C.mb_buf_free(out)
 	if out.len == 0 {
 		return []byte{}
@@ -209,9 +209,9 @@ func takeBuf(out *C.mb_buf) []byte {
 // protected mode) and encodes all the values back with mb_codec_encode.
 func luaRoundTrip(msg []byte) ([]byte, error) {
 	var out C.mb_buf
-	var errbuf [testErrLen]C.char
-	rc := C.mb_test_roundtrip(bytesPtr(msg), C.size_t(len(msg)), 0, &out, &errbuf[0], testErrLen)
-	b := takeBuf(&out)
+	var errbuf [codecErrLen]C.char
+	rc := C.mb_test_roundtrip(codecBytesPtr(msg), C.size_t(len(msg)), 0, &out, &errbuf[0], codecErrLen)
+	b := codecTakeBuf(&out)
 	if rc != 0 {
 		return nil, fmt.Errorf("lua round trip: %w", errors.New(C.GoString(&errbuf[0])))
 	}
@@ -226,8 +226,8 @@ func luaDecodeCheck(msg []byte) error {
 // luaDecodeLimited runs the C decoder on a state that may allocate at most
 // limit bytes (0: no limit).
 func luaDecodeLimited(msg []byte, limit int) error {
-	var errbuf [testErrLen]C.char
-	if C.mb_test_roundtrip(bytesPtr(msg), C.size_t(len(msg)), C.size_t(limit), nil, &errbuf[0], testErrLen) != 0 {
+	var errbuf [codecErrLen]C.char
+	if C.mb_test_roundtrip(codecBytesPtr(msg), C.size_t(len(msg)), C.size_t(limit), nil, &errbuf[0], codecErrLen) != 0 {
 		return errors.New(C.GoString(&errbuf[0]))
 	}
 	return nil
@@ -242,9 +242,9 @@ func luaEncodeChunk(src string) ([]byte, error) {
 // index first to the top; a negative first counts from the top.
 func luaEncodeChunkFrom(src string, first int) ([]byte, error) {
 	var out C.mb_buf
-	var errbuf [testErrLen]C.char
-	rc := C.mb_test_chunk(src, C.int(first), &out, &errbuf[0], testErrLen)
-	b := takeBuf(&out)
+	var errbuf [codecErrLen]C.char
+	rc := C.mb_test_chunk(src, C.int(first), &out, &errbuf[0], codecErrLen)
+	b := codecTakeBuf(&out)
 	if rc != 0 {
 		return nil, errors.New(C.GoString(&errbuf[0]))
 	}
@@ -253,8 +253,8 @@ func luaEncodeChunkFrom(src string, first int) ([]byte, error) {
 
 // luaCodecLoop decodes and re-encodes msg iters times on one lua_State.
 func luaCodecLoop(msg []byte, iters int) error {
-	var errbuf [testErrLen]C.char
-	if C.mb_test_loop_run(bytesPtr(msg), C.size_t(len(msg)), C.int(iters), &errbuf[0], testErrLen) != 0 {
+	var errbuf [codecErrLen]C.char
+	if C.mb_test_loop_run(codecBytesPtr(msg), C.size_t(len(msg)), C.int(iters), &errbuf[0], codecErrLen) != 0 {
 		return errors.New(C.GoString(&errbuf[0]))
 	}
 	return nil

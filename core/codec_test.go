@@ -16,7 +16,7 @@ import (
 
 // equalBits is reflect.DeepEqual for decoded values, comparing floats by
 // their bits so that NaN equals itself and -0.0 differs from 0.0.
-func equalBits(a, b any) bool {
+func codecEqualBits(a, b any) bool {
 	switch x := a.(type) {
 	case float64:
 		y, ok := b.(float64)
@@ -27,7 +27,7 @@ func equalBits(a, b any) bool {
 			return false
 		}
 		for i := range x {
-			if !equalBits(x[i], y[i]) {
+			if !codecEqualBits(x[i], y[i]) {
 				return false
 			}
 		}
@@ -39,7 +39,7 @@ func equalBits(a, b any) bool {
 		}
 		for k, xv := range x {
 			yv, ok := y[k]
-			if !ok || !equalBits(xv, yv) {
+			if !ok || !codecEqualBits(xv, yv) {
 				return false
 			}
 		}
@@ -52,10 +52,10 @@ func equalBits(a, b any) bool {
 // empty arrays turn into empty maps, nil map values vanish, trailing nils
 // of arrays vanish. It reports false when Lua cannot send the value back:
 // an array with a hole, or more than maxEncodeDepth levels.
-func luaView(v any, depth int) (any, bool) {
+func codecLuaView(v any, depth int) (any, bool) {
 	switch x := v.(type) {
 	case []any:
-		if depth >= maxEncodeDepth {
+		if depth >= wireMaxEncodeDepth {
 			return nil, false
 		}
 		n, last := 0, -1
@@ -73,13 +73,13 @@ func luaView(v any, depth int) (any, bool) {
 		out := make([]any, n)
 		for i := range out {
 			var ok bool
-			if out[i], ok = luaView(x[i], depth+1); !ok {
+			if out[i], ok = codecLuaView(x[i], depth+1); !ok {
 				return nil, false
 			}
 		}
 		return out, true
 	case map[string]any:
-		if depth >= maxEncodeDepth {
+		if depth >= wireMaxEncodeDepth {
 			return nil, false
 		}
 		out := make(map[string]any, len(x))
@@ -88,7 +88,7 @@ func luaView(v any, depth int) (any, bool) {
 				continue
 			}
 			var ok bool
-			if out[k], ok = luaView(el, depth+1); !ok {
+			if out[k], ok = codecLuaView(el, depth+1); !ok {
 				return nil, false
 			}
 		}
@@ -97,11 +97,11 @@ func luaView(v any, depth int) (any, bool) {
 	return v, true
 }
 
-func luaViewAll(vals []any) ([]any, bool) {
+func codecLuaViewAll(vals []any) ([]any, bool) {
 	out := make([]any, len(vals))
 	for i, v := range vals {
 		var ok bool
-		if out[i], ok = luaView(v, 0); !ok {
+		if out[i], ok = codecLuaView(v, 0); !ok {
 			return nil, false
 		}
 	}
@@ -109,24 +109,24 @@ func luaViewAll(vals []any) ([]any, bool) {
 }
 
 // containerDepth is the number of nested arrays and maps in v.
-func containerDepth(v any) int {
+func codecDepth(v any) int {
 	d := 0
 	switch x := v.(type) {
 	case []any:
 		for _, el := range x {
-			d = max(d, containerDepth(el))
+			d = max(d, codecDepth(el))
 		}
 		return d + 1
 	case map[string]any:
 		for _, el := range x {
-			d = max(d, containerDepth(el))
+			d = max(d, codecDepth(el))
 		}
 		return d + 1
 	}
 	return 0
 }
 
-func mustEncode(t testing.TB, vals ...any) []byte {
+func codecEncode(t testing.TB, vals ...any) []byte {
 	t.Helper()
 	msg, err := AppendMessage(nil, vals...)
 	if err != nil {
@@ -135,7 +135,7 @@ func mustEncode(t testing.TB, vals ...any) []byte {
 	return msg
 }
 
-func mustDecode(t testing.TB, msg []byte) []any {
+func codecDecode(t testing.TB, msg []byte) []any {
 	t.Helper()
 	vals, err := DecodeMessage(msg)
 	if err != nil {
@@ -144,7 +144,7 @@ func mustDecode(t testing.TB, msg []byte) []any {
 	return vals
 }
 
-func nestArrays(levels int) any {
+func codecNestArrays(levels int) any {
 	var v any = "leaf"
 	for range levels {
 		v = []any{v}
@@ -152,7 +152,7 @@ func nestArrays(levels int) any {
 	return v
 }
 
-func nestMaps(levels int) any {
+func codecNestMaps(levels int) any {
 	var v any = int64(1)
 	for range levels {
 		v = map[string]any{"k": v}
@@ -160,7 +160,7 @@ func nestMaps(levels int) any {
 	return v
 }
 
-func errContains(t *testing.T, err error, want string) {
+func codecErrContains(t *testing.T, err error, want string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("no error, want one containing %q", want)
@@ -174,37 +174,37 @@ func errContains(t *testing.T, err error, want string) {
 // round trips Go -> C/Lua -> Go
 
 type (
-	myString string
-	myInt    int16
-	myFloat  float32
-	myBytes  []byte
-	mySlice  []myInt
-	myMap    map[myString]myInt
+	codecString string
+	codecInt    int16
+	codecFloat  float32
+	codecBytes  []byte
+	codecSlice  []codecInt
+	codecMap    map[codecString]codecInt
 )
 
-type inner struct {
+type codecInner struct {
 	X int      `lua:"x"`
 	Y []string `lua:"y,omitempty"`
 }
 
-type Embedded struct {
+type codecEmbedded struct {
 	E     int `lua:"e"`
 	Other string
 }
 
-type outer struct {
+type codecOuter struct {
 	Name     string `lua:"name"`
 	Skip     int    `lua:"-"`
 	Untagged bool
-	In       inner  `lua:"in"`
-	P        *inner `lua:"p"`
-	Opt      string `lua:"opt,omitempty"`
-	Any      any    `lua:"any,omitempty"`
+	In       codecInner  `lua:"in"`
+	P        *codecInner `lua:"p"`
+	Opt      string      `lua:"opt,omitempty"`
+	Any      any         `lua:"any,omitempty"`
 	hidden   int
-	Embedded
+	codecEmbedded
 }
 
-func TestRoundTrip(t *testing.T) {
+func TestCodecRoundTrip(t *testing.T) {
 	negZero := math.Copysign(0, -1)
 	payloadNaN := math.Float64frombits(0x7ff8_0000_0000_0123)
 	allBytes := make([]byte, 256)
@@ -212,7 +212,7 @@ func TestRoundTrip(t *testing.T) {
 		allBytes[i] = byte(i)
 	}
 	long := strings.Repeat("0123456789\x00", 10000)
-	var nilPtr *inner
+	var nilPtr *codecInner
 	var nilSlice []int
 	var nilMap map[string]any
 	var iface fmt.Stringer
@@ -263,58 +263,58 @@ func TestRoundTrip(t *testing.T) {
 		{"map", map[string]any{"a": 1, "": "empty key", "\x00": 0.5}, map[string]any{"a": int64(1), "": "empty key", "\x00": 0.5}},
 		{"map nil value vanishes", map[string]any{"a": nil, "b": 1}, map[string]any{"b": int64(1)}},
 		{"typed map", map[string]int{"a": 1}, map[string]any{"a": int64(1)}},
-		{"named string", myString("s"), "s"},
-		{"named int", myInt(-3), int64(-3)},
-		{"named float", myFloat(0.5), 0.5},
-		{"named bytes", myBytes("b"), "b"},
-		{"named slice", mySlice{1, 2}, []any{int64(1), int64(2)}},
-		{"named map", myMap{"k": 9}, map[string]any{"k": int64(9)}},
+		{"named string", codecString("s"), "s"},
+		{"named int", codecInt(-3), int64(-3)},
+		{"named float", codecFloat(0.5), 0.5},
+		{"named bytes", codecBytes("b"), "b"},
+		{"named slice", codecSlice{1, 2}, []any{int64(1), int64(2)}},
+		{"named map", codecMap{"k": 9}, map[string]any{"k": int64(9)}},
 		{"nil pointer", nilPtr, nil},
 		{"nil interface", iface, nil},
 		{"pointer to int", new(int), int64(0)},
-		{"struct", outer{
-			Name: "n", Skip: 5, Untagged: true, In: inner{X: 1, Y: []string{"y"}},
-			hidden: 3, Embedded: Embedded{E: 4, Other: "o"},
+		{"struct", codecOuter{
+			Name: "n", Skip: 5, Untagged: true, In: codecInner{X: 1, Y: []string{"y"}},
+			hidden: 3, codecEmbedded: codecEmbedded{E: 4, Other: "o"},
 		}, map[string]any{
 			"name": "n", "Untagged": true, "in": map[string]any{"x": int64(1), "y": []any{"y"}},
 			"e": int64(4), "Other": "o", // p (nil) vanishes in Lua
 		}},
-		{"pointer to struct", &outer{P: &inner{X: 2}, Opt: "o", Any: 1.5}, map[string]any{
+		{"pointer to struct", &codecOuter{P: &codecInner{X: 2}, Opt: "o", Any: 1.5}, map[string]any{
 			"name": "", "Untagged": false, "in": map[string]any{"x": int64(0)},
 			"p": map[string]any{"x": int64(2)}, "opt": "o", "any": 1.5, "e": int64(0), "Other": "",
 		}},
-		{"nested arrays 50", nestArrays(50), nestArrays(50)},
-		{"nested maps 50", nestMaps(50), nestMaps(50)},
-		{"nested 100", nestArrays(100), nestArrays(100)},
+		{"nested arrays 50", codecNestArrays(50), codecNestArrays(50)},
+		{"nested maps 50", codecNestMaps(50), codecNestMaps(50)},
+		{"nested 100", codecNestArrays(100), codecNestArrays(100)},
 		{"shared subvalue", func() any { s := []any{1}; return []any{s, s} }(),
 			[]any{[]any{int64(1)}, []any{int64(1)}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			msg := mustEncode(t, c.in, "after")
+			msg := codecEncode(t, c.in, "after")
 			back, err := luaRoundTrip(msg)
 			if err != nil {
 				t.Fatalf("luaRoundTrip: %v", err)
 			}
-			got := mustDecode(t, back)
-			if want := []any{c.want, "after"}; !equalBits(got, want) {
+			got := codecDecode(t, back)
+			if want := []any{c.want, "after"}; !codecEqualBits(got, want) {
 				t.Fatalf("got %#v\nwant %#v", got, want)
 			}
 			// The Go decoder alone sees the value as encoded.
-			direct := mustDecode(t, msg)
-			if view, ok := luaViewAll(direct); !ok || !equalBits(view, got) {
+			direct := codecDecode(t, msg)
+			if view, ok := codecLuaViewAll(direct); !ok || !codecEqualBits(view, got) {
 				t.Fatalf("luaView(%#v) = %#v, %v; Lua gave %#v", direct, view, ok, got)
 			}
 		})
 	}
 }
 
-func TestRoundTripGoOnly(t *testing.T) {
+func TestCodecRoundTripGoOnly(t *testing.T) {
 	// Without Lua in the middle, empty slices and nil values survive.
-	in := []any{[]any{}, []any{nil, 1, nil}, map[string]any{"n": nil}, nestArrays(100)}
-	got := mustDecode(t, mustEncode(t, in...))
-	want := []any{[]any{}, []any{nil, int64(1), nil}, map[string]any{"n": nil}, nestArrays(100)}
-	if !equalBits(got, want) {
+	in := []any{[]any{}, []any{nil, 1, nil}, map[string]any{"n": nil}, codecNestArrays(100)}
+	got := codecDecode(t, codecEncode(t, in...))
+	want := []any{[]any{}, []any{nil, int64(1), nil}, map[string]any{"n": nil}, codecNestArrays(100)}
+	if !codecEqualBits(got, want) {
 		t.Fatalf("got %#v", got)
 	}
 }
@@ -328,7 +328,7 @@ func TestAppendMessageAppends(t *testing.T) {
 	if !bytes.HasPrefix(msg, prefix) {
 		t.Fatalf("prefix lost: %q", msg)
 	}
-	if got := mustDecode(t, msg[len(prefix):]); !equalBits(got, []any{"x"}) {
+	if got := codecDecode(t, msg[len(prefix):]); !codecEqualBits(got, []any{"x"}) {
 		t.Fatalf("got %#v", got)
 	}
 	// On error dst comes back unchanged.
@@ -337,13 +337,13 @@ func TestAppendMessageAppends(t *testing.T) {
 		t.Fatalf("got %q, %v", out, err)
 	}
 	// No values: just a zero count.
-	if msg := mustEncode(t); !bytes.Equal(msg, []byte{0, 0, 0, 0}) {
+	if msg := codecEncode(t); !bytes.Equal(msg, []byte{0, 0, 0, 0}) {
 		t.Fatalf("empty message % x", msg)
 	}
 }
 
-func TestWireFormat(t *testing.T) {
-	msg := mustEncode(t, nil, false, true, int64(-2), 1.0, "ab", []any{1}, map[string]any{"k": nil})
+func TestCodecWireFormat(t *testing.T) {
+	msg := codecEncode(t, nil, false, true, int64(-2), 1.0, "ab", []any{1}, map[string]any{"k": nil})
 	want := []byte{
 		8, 0, 0, 0,
 		0x00,
@@ -363,7 +363,7 @@ func TestWireFormat(t *testing.T) {
 // ---------------------------------------------------------------------------
 // Lua -> Go
 
-func TestLuaEncode(t *testing.T) {
+func TestCodecLuaEncode(t *testing.T) {
 	cases := []struct {
 		src   string
 		first int
@@ -398,13 +398,13 @@ func TestLuaEncode(t *testing.T) {
 			t.Errorf("%s: %v", c.src, err)
 			continue
 		}
-		if got := mustDecode(t, msg); !equalBits(got, c.want) {
+		if got := codecDecode(t, msg); !codecEqualBits(got, c.want) {
 			t.Errorf("%s:\ngot  %#v\nwant %#v", c.src, got, c.want)
 		}
 	}
 }
 
-func TestLuaEncodeErrors(t *testing.T) {
+func TestCodecLuaEncodeErrors(t *testing.T) {
 	cases := []struct{ src, want string }{
 		{`return 1, function() end`, "argument #2: cannot send a function to Go"},
 		{`return print`, "argument #1: cannot send a function to Go"},
@@ -423,9 +423,9 @@ func TestLuaEncodeErrors(t *testing.T) {
 		{`local t = {} for i = 1, 100 do t = {t} end return t`, "argument #1: nested too deeply (more than 100 levels)"},
 		{`local t = {} for i = 1, 100 do t = {x=t} end return 1, {t}`, "argument #2: nested too deeply (more than 100 levels)"},
 		{`local t = {f=print} for i = 1, 30 do t = {["key_"..i]=t} end return t`,
-			"argument #1 (field 'key_30.key_29.key_28.key_27.key_26...key_12.key_11.key_10.key_9.key_8.key_7.key_6.key_5.key_4.key_3.key_2.key_1.f'): cannot send a function to Go"},
+			"argument #1 (field 'key_30.key_29.key_28...key_7.key_6.key_5.key_4.key_3.key_2.key_1.f'): cannot send a function to Go"},
 		{`local t = {f=print} for i = 1, 50 do t = {t} end return t`,
-			"argument #1 (field '[1][1][1][1][1][1][1][1][1][1][1][1][1]...[1][1][1][1][1][1][1][1][1][1][1][1][1][1][1][1][1][1][1][1][1][1][1][1][1][1].f'): cannot"},
+			"argument #1 (field '[1][1][1][1][1][1][1][1]...[1][1][1][1][1][1][1][1][1][1][1][1][1][1][1].f'): cannot send a function to Go"},
 		{`return {[string.rep("x", 40)]=print}`, `argument #1 (field 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'): cannot`},
 		{`return {[string.rep("x", 200)]=print}`, `argument #1 (field '["xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx..."]'): cannot`},
 		{`return {[string.rep("\1", 200)]={f=print}}`, `argument #1 (field '["` + strings.Repeat(`\1`, 32) + `..."].f'): cannot send a function to Go`},
@@ -447,26 +447,26 @@ func TestLuaEncodeErrors(t *testing.T) {
 	}
 	// A bad stack range is refused, not crashed on.
 	_, err := luaEncodeChunkFrom(`return 1`, 3)
-	errContains(t, err, "bad stack range")
+	codecErrContains(t, err, "bad stack range")
 }
 
 // ---------------------------------------------------------------------------
 // Go encode errors
 
-type node struct {
-	Next *node `lua:"next"`
+type codecNode struct {
+	Next *codecNode `lua:"next"`
 }
 
-type withFunc struct {
+type codecWithFunc struct {
 	Cb func() `lua:"cb"`
 }
 
-func TestEncodeErrors(t *testing.T) {
+func TestCodecEncodeErrors(t *testing.T) {
 	cyclicSlice := []any{nil}
 	cyclicSlice[0] = cyclicSlice
 	cyclicMap := map[string]any{}
 	cyclicMap["a"] = map[string]any{"b": cyclicMap}
-	var n node
+	var n codecNode
 	n.Next = &n
 	var self any
 	self = &self
@@ -488,7 +488,7 @@ func TestEncodeErrors(t *testing.T) {
 		{[]any{make(chan int)}, "value #1: cannot send a chan to Lua"},
 		{[]any{complex(1, 2)}, "value #1: cannot send a complex128 to Lua"},
 		{[]any{unsafe.Pointer(&n)}, "value #1: cannot send a unsafe.Pointer to Lua"},
-		{[]any{withFunc{}}, `value #1 (field "cb"): cannot send a func to Lua`},
+		{[]any{codecWithFunc{}}, `value #1 (field "cb"): cannot send a func to Lua`},
 		{[]any{map[int]string{1: "a"}}, "value #1: map key type int cannot cross to Lua (keys must be strings)"},
 		{[]any{[]any{map[bool]int{}}}, `value #1 (field "[0]"): map key type bool cannot cross`},
 		{[]any{uint64(math.MaxUint64)}, "value #1: uint64 value 18446744073709551615 overflows int64"},
@@ -499,8 +499,8 @@ func TestEncodeErrors(t *testing.T) {
 		{[]any{n}, `value #1: value is cyclic (field "next.next" refers back to an enclosing value)`},
 		{[]any{self}, `value #1: value is cyclic (a pointer refers back to itself)`},
 		{[]any{typedCycle}, `value #1: value is cyclic (field "l[0]" refers back to an enclosing value)`},
-		{[]any{nestArrays(101)}, "value #1: nested too deeply (more than 100 levels)"},
-		{[]any{nestMaps(101)}, "nested too deeply (more than 100 levels)"},
+		{[]any{codecNestArrays(101)}, "value #1: nested too deeply (more than 100 levels)"},
+		{[]any{codecNestMaps(101)}, "nested too deeply (more than 100 levels)"},
 		{[]any{map[string]any{"a b": func() {}}}, `value #1 (field "["a b"]"): cannot send a func to Lua`},
 	}
 	for _, c := range cases {
@@ -519,7 +519,7 @@ func TestEncodeErrors(t *testing.T) {
 // malformed messages, for both decoders
 
 // decodeBoth runs both decoders and checks they agree, word for word.
-func decodeBoth(t *testing.T, msg []byte) error {
+func codecDecodeBoth(t *testing.T, msg []byte) error {
 	t.Helper()
 	_, goErr := DecodeMessage(msg)
 	cErr := luaDecodeCheck(msg)
@@ -529,80 +529,80 @@ func decodeBoth(t *testing.T, msg []byte) error {
 	return goErr
 }
 
-func u32(n uint32) []byte { return binary.LittleEndian.AppendUint32(nil, n) }
+func wireU32(n uint32) []byte { return binary.LittleEndian.AppendUint32(nil, n) }
 
-func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+func wireCat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
-func nestedRaw(levels int) []byte {
-	b := u32(1)
+func wireNested(levels int) []byte {
+	b := wireU32(1)
 	for range levels {
-		b = append(b, tagArray, 1, 0, 0, 0)
+		b = append(b, wireArray, 1, 0, 0, 0)
 	}
-	return append(b, tagNil)
+	return append(b, wireNil)
 }
 
-func TestDecodeMalformed(t *testing.T) {
+func TestCodecDecodeMalformed(t *testing.T) {
 	cases := []struct {
 		msg  []byte
 		want string
 	}{
 		{nil, "malformed message at offset 0: truncated (need 4 bytes, have 0)"},
 		{[]byte{1, 0}, "offset 0: truncated (need 4 bytes, have 2)"},
-		{u32(1), "offset 0: value count 1 exceeds the 0 bytes left"},
-		{cat(u32(1), []byte{0x08}), "offset 4: unknown tag 0x08"},
-		{cat(u32(1), []byte{0xff}), "offset 4: unknown tag 0xff"},
-		{cat(u32(1), []byte{0}, []byte{0}), "offset 5: 1 bytes of trailing garbage"},
-		{cat(u32(0), []byte{1, 2, 3}), "offset 4: 3 bytes of trailing garbage"},
-		{u32(math.MaxUint32), "offset 0: value count 4294967295 exceeds the 0 bytes left"},
-		{cat(u32(2), []byte{0}), "offset 0: value count 2 exceeds the 1 bytes left"},
-		{cat(u32(2), []byte{tagArray}, u32(0)), "offset 9: truncated (need 1 bytes, have 0)"},
-		{cat(u32(1), []byte{tagInt, 1, 2, 3}), "offset 5: truncated (need 8 bytes, have 3)"},
-		{cat(u32(1), []byte{tagFloat}), "offset 5: truncated (need 8 bytes, have 0)"},
-		{cat(u32(1), []byte{tagString, 1, 0}), "offset 5: truncated (need 4 bytes, have 2)"},
-		{cat(u32(1), []byte{tagString}, u32(5), []byte("abc")), "offset 4: string length 5 exceeds the 3 bytes left"},
-		{cat(u32(1), []byte{tagArray}, u32(3), []byte{0, 0}), "offset 4: array count 3 exceeds the 2 bytes left"},
-		{cat(u32(1), []byte{tagArray}, u32(math.MaxUint32)), "array count 4294967295 exceeds the 0 bytes left"},
-		{cat(u32(1), []byte{tagMap}, u32(2), make([]byte, 9)), "offset 4: map count 2 exceeds what the 9 bytes left can hold"},
-		{cat(u32(1), []byte{tagMap}, u32(1), u32(9), []byte{0}), "offset 9: key length 9 exceeds the 1 bytes left"},
-		{cat(u32(1), []byte{tagMap}, u32(1), u32(0), []byte{9}), "offset 13: unknown tag 0x09"},
-		{cat(u32(1), []byte{tagArray}, u32(1), []byte{tagArray}), "offset 10: truncated (need 4 bytes, have 0)"},
-		{nestedRaw(201), "nested too deeply (more than 200 levels)"},
-		{cat(u32(1), []byte{tagMap}, u32(1), u32(1), []byte{'k', tagArray}, u32(1)), "offset 14: array count 1 exceeds the 0 bytes left"},
-		{cat(u32(1), []byte{tagMap}, u32(1), u32(1), []byte{'k', tagArray}, u32(0), []byte{0}), "offset 19: 1 bytes of trailing garbage"},
+		{wireU32(1), "offset 0: value count 1 exceeds the 0 bytes left"},
+		{wireCat(wireU32(1), []byte{0x08}), "offset 4: unknown tag 0x08"},
+		{wireCat(wireU32(1), []byte{0xff}), "offset 4: unknown tag 0xff"},
+		{wireCat(wireU32(1), []byte{0}, []byte{0}), "offset 5: 1 bytes of trailing garbage"},
+		{wireCat(wireU32(0), []byte{1, 2, 3}), "offset 4: 3 bytes of trailing garbage"},
+		{wireU32(math.MaxUint32), "offset 0: value count 4294967295 exceeds the 0 bytes left"},
+		{wireCat(wireU32(2), []byte{0}), "offset 0: value count 2 exceeds the 1 bytes left"},
+		{wireCat(wireU32(2), []byte{wireArray}, wireU32(0)), "offset 9: truncated (need 1 bytes, have 0)"},
+		{wireCat(wireU32(1), []byte{wireInt, 1, 2, 3}), "offset 5: truncated (need 8 bytes, have 3)"},
+		{wireCat(wireU32(1), []byte{wireFloat}), "offset 5: truncated (need 8 bytes, have 0)"},
+		{wireCat(wireU32(1), []byte{wireString, 1, 0}), "offset 5: truncated (need 4 bytes, have 2)"},
+		{wireCat(wireU32(1), []byte{wireString}, wireU32(5), []byte("abc")), "offset 4: string length 5 exceeds the 3 bytes left"},
+		{wireCat(wireU32(1), []byte{wireArray}, wireU32(3), []byte{0, 0}), "offset 4: array count 3 exceeds the 2 bytes left"},
+		{wireCat(wireU32(1), []byte{wireArray}, wireU32(math.MaxUint32)), "array count 4294967295 exceeds the 0 bytes left"},
+		{wireCat(wireU32(1), []byte{wireMap}, wireU32(2), make([]byte, 9)), "offset 4: map count 2 exceeds what the 9 bytes left can hold"},
+		{wireCat(wireU32(1), []byte{wireMap}, wireU32(1), wireU32(9), []byte{0}), "offset 9: key length 9 exceeds the 1 bytes left"},
+		{wireCat(wireU32(1), []byte{wireMap}, wireU32(1), wireU32(0), []byte{9}), "offset 13: unknown tag 0x09"},
+		{wireCat(wireU32(1), []byte{wireArray}, wireU32(1), []byte{wireArray}), "offset 10: truncated (need 4 bytes, have 0)"},
+		{wireNested(201), "nested too deeply (more than 200 levels)"},
+		{wireCat(wireU32(1), []byte{wireMap}, wireU32(1), wireU32(1), []byte{'k', wireArray}, wireU32(1)), "offset 14: array count 1 exceeds the 0 bytes left"},
+		{wireCat(wireU32(1), []byte{wireMap}, wireU32(1), wireU32(1), []byte{'k', wireArray}, wireU32(0), []byte{0}), "offset 19: 1 bytes of trailing garbage"},
 	}
 	for _, c := range cases {
-		err := decodeBoth(t, c.msg)
+		err := codecDecodeBoth(t, c.msg)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("% x: got %v, want %q", c.msg, err, c.want)
 		}
 	}
 	// 200 levels are accepted by both decoders, but Lua cannot send them back.
-	if err := decodeBoth(t, nestedRaw(200)); err != nil {
+	if err := codecDecodeBoth(t, wireNested(200)); err != nil {
 		t.Fatalf("200 levels: %v", err)
 	}
-	_, err := luaRoundTrip(nestedRaw(200))
-	errContains(t, err, "nested too deeply (more than 100 levels)")
+	_, err := luaRoundTrip(wireNested(200))
+	codecErrContains(t, err, "nested too deeply (more than 100 levels)")
 }
 
-func richMessage(t testing.TB) []byte {
-	return mustEncode(t, nil, true, false, -7, 2.5, "str\x00", []byte{},
+func codecRichMessage(t testing.TB) []byte {
+	return codecEncode(t, nil, true, false, -7, 2.5, "str\x00", []byte{},
 		[]any{1, "two", []any{3.0}, map[string]any{"four": 4}},
 		map[string]any{"a": []any{"b"}, "c": map[string]any{"d": nil}, "": 1},
-		outer{Name: "x", P: &inner{Y: []string{"z"}}})
+		codecOuter{Name: "x", P: &codecInner{Y: []string{"z"}}})
 }
 
-func TestDecodeTruncations(t *testing.T) {
-	msg := richMessage(t)
-	if err := decodeBoth(t, msg); err != nil {
+func TestCodecDecodeTruncations(t *testing.T) {
+	msg := codecRichMessage(t)
+	if err := codecDecodeBoth(t, msg); err != nil {
 		t.Fatal(err)
 	}
 	for i := range msg {
-		if err := decodeBoth(t, msg[:i]); err == nil {
+		if err := codecDecodeBoth(t, msg[:i]); err == nil {
 			t.Fatalf("prefix of %d/%d bytes accepted", i, len(msg))
 		}
 	}
 	for _, extra := range [][]byte{{0}, {0xff}, msg} {
-		if err := decodeBoth(t, cat(msg, extra)); err == nil {
+		if err := codecDecodeBoth(t, wireCat(msg, extra)); err == nil {
 			t.Fatalf("trailing % x accepted", extra)
 		}
 	}
@@ -611,13 +611,13 @@ func TestDecodeTruncations(t *testing.T) {
 		for _, x := range []byte{0x00, 0x01, 0x7f, 0x80, 0xff} {
 			m := bytes.Clone(msg)
 			m[i] ^= x
-			decodeBoth(t, m)
+			codecDecodeBoth(t, m)
 		}
 	}
 }
 
-func TestLuaDecodeOutOfMemory(t *testing.T) {
-	msg := mustEncode(t, strings.Repeat("x", 1<<16), []any{nestMaps(20), strings.Repeat("y", 1<<12)})
+func TestCodecLuaDecodeOutOfMemory(t *testing.T) {
+	msg := codecEncode(t, strings.Repeat("x", 1<<16), []any{codecNestMaps(20), strings.Repeat("y", 1<<12)})
 	sawMemErr, sawOK := false, false
 	for limit := 1 << 10; limit < 1<<20; limit += limit / 4 {
 		err := luaDecodeLimited(msg, limit)
@@ -639,19 +639,19 @@ func TestLuaDecodeOutOfMemory(t *testing.T) {
 // ---------------------------------------------------------------------------
 // DecodeInto
 
-type Inner struct {
+type codecItem struct {
 	Name string `lua:"name"`
 	N    int    `lua:"n"`
 }
 
-type Opts struct {
+type codecOpts struct {
 	MaxTokens   int            `lua:"max_tokens"`
 	Temperature float64        `lua:"temperature"`
 	Stop        []string       `lua:"stop"`
 	Model       string         // matches "Model", then "model"
 	Meta        map[string]int `lua:"meta"`
-	Inner       *Inner         `lua:"inner"`
-	Inners      []Inner        `lua:"inners"`
+	Inner       *codecItem     `lua:"inner"`
+	Inners      []codecItem    `lua:"inners"`
 	Any         any            `lua:"any"`
 	Skip        string         `lua:"-"`
 	U8          uint8          `lua:"u8"`
@@ -659,19 +659,19 @@ type Opts struct {
 	F32         float32        `lua:"f32"`
 	Arr         [2]int         `lua:"arr"`
 	Bytes       []byte         `lua:"bytes"`
-	Named       myString       `lua:"named"`
+	Named       codecString    `lua:"named"`
 	Flag        bool           `lua:"flag"`
 	Keep        string         `lua:"keep"`
-	Embedded
+	codecEmbedded
 }
 
-func decodeLua(t *testing.T, src string) any {
+func codecFromLua(t *testing.T, src string) any {
 	t.Helper()
 	msg, err := luaEncodeChunk(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vals := mustDecode(t, msg)
+	vals := codecDecode(t, msg)
 	if len(vals) != 1 {
 		t.Fatalf("%d values", len(vals))
 	}
@@ -679,44 +679,44 @@ func decodeLua(t *testing.T, src string) any {
 }
 
 func TestDecodeInto(t *testing.T) {
-	v := decodeLua(t, `return {
+	v := codecFromLua(t, `return {
 		max_tokens = 100, temperature = 1, stop = {"a", "b"}, model = "m",
 		meta = {x = 1, y = 2.0}, inner = {name = "in", n = 3.0}, inners = {{n = 1}, {name = "b"}},
 		any = {1, {k = "v"}}, Skip = "no", u8 = 255, i8 = -128, f32 = 1.5, arr = {1, 2},
 		bytes = "a\0b", named = "nm", flag = true, unknown = {1, 2, 3}, e = 7, other = "o",
 	}`)
-	opts := Opts{Keep: "kept", Skip: "skip"}
+	opts := codecOpts{Keep: "kept", Skip: "skip"}
 	if err := DecodeInto(v, &opts); err != nil {
 		t.Fatal(err)
 	}
-	want := Opts{
+	want := codecOpts{
 		MaxTokens: 100, Temperature: 1, Stop: []string{"a", "b"}, Model: "m",
-		Meta: map[string]int{"x": 1, "y": 2}, Inner: &Inner{Name: "in", N: 3},
-		Inners: []Inner{{N: 1}, {Name: "b"}},
+		Meta: map[string]int{"x": 1, "y": 2}, Inner: &codecItem{Name: "in", N: 3},
+		Inners: []codecItem{{N: 1}, {Name: "b"}},
 		Any:    []any{int64(1), map[string]any{"k": "v"}}, Skip: "skip", U8: 255, I8: -128, F32: 1.5,
 		Arr: [2]int{1, 2}, Bytes: []byte("a\x00b"), Named: "nm", Flag: true, Keep: "kept",
-		Embedded: Embedded{E: 7, Other: "o"},
+		codecEmbedded: codecEmbedded{E: 7, Other: "o"},
 	}
 	if !reflect.DeepEqual(opts, want) {
 		t.Fatalf("got  %+v\nwant %+v", opts, want)
 	}
 
 	// {} arrives as an empty map and still fills a slice; nil clears.
-	var o2 Opts
-	if err := DecodeInto(decodeLua(t, `return {stop = {}, inner = {}, meta = {}}`), &o2); err != nil {
+	var o2 codecOpts
+	if err := DecodeInto(codecFromLua(t, `return {stop = {}, inner = {}, meta = {}}`), &o2); err != nil {
 		t.Fatal(err)
 	}
 	if o2.Stop == nil || len(o2.Stop) != 0 || o2.Inner == nil || o2.Meta == nil || len(o2.Meta) != 0 {
 		t.Fatalf("got %+v", o2)
 	}
-	p := &Inner{}
+	p := &codecItem{}
 	if err := DecodeInto(nil, &p); err != nil || p != nil {
 		t.Fatalf("nil into pointer: %v, %v", p, err)
 	}
 
 	// The exact key wins over a case-insensitive one, whatever the order.
 	for range 20 {
-		var o Opts
+		var o codecOpts
 		if err := DecodeInto(map[string]any{"model": "lower", "Model": "exact", "MAX_TOKENS": int64(3)}, &o); err != nil {
 			t.Fatal(err)
 		}
@@ -769,21 +769,21 @@ func TestDecodeIntoErrors(t *testing.T) {
 		dst  any
 		want string
 	}{
-		{map[string]any{"max_tokens": "x"}, &Opts{}, `field "max_tokens": cannot use string as int`},
-		{map[string]any{"u8": int64(256)}, &Opts{}, `field "u8": integer 256 overflows uint8`},
-		{map[string]any{"u8": int64(-1)}, &Opts{}, `field "u8": integer -1 overflows uint8`},
-		{map[string]any{"i8": int64(128)}, &Opts{}, `field "i8": integer 128 overflows int8`},
-		{map[string]any{"max_tokens": 3.5}, &Opts{}, `field "max_tokens": float 3.5 is not an integer, cannot use it as int`},
-		{map[string]any{"inner": map[string]any{"n": "x"}}, &Opts{}, `field "inner.n": cannot use string as int`},
-		{map[string]any{"inners": []any{map[string]any{}, map[string]any{"n": true}}}, &Opts{}, `field "inners[1].n": cannot use boolean as int`},
-		{map[string]any{"stop": []any{"a", int64(1)}}, &Opts{}, `field "stop[1]": cannot use integer as string`},
-		{map[string]any{"stop": map[string]any{"a": "b"}}, &Opts{}, `field "stop": cannot use map as []string`},
-		{map[string]any{"meta": map[string]any{"x": 1.5}}, &Opts{}, `field "meta.x": float 1.5 is not an integer`},
-		{map[string]any{"arr": []any{int64(1)}}, &Opts{}, `field "arr": array of 1 elements does not fit [2]int`},
-		{map[string]any{"named": int64(1)}, &Opts{}, `field "named": cannot use integer as core.myString`},
+		{map[string]any{"max_tokens": "x"}, &codecOpts{}, `field "max_tokens": cannot use string as int`},
+		{map[string]any{"u8": int64(256)}, &codecOpts{}, `field "u8": integer 256 overflows uint8`},
+		{map[string]any{"u8": int64(-1)}, &codecOpts{}, `field "u8": integer -1 overflows uint8`},
+		{map[string]any{"i8": int64(128)}, &codecOpts{}, `field "i8": integer 128 overflows int8`},
+		{map[string]any{"max_tokens": 3.5}, &codecOpts{}, `field "max_tokens": float 3.5 is not an integer, cannot use it as int`},
+		{map[string]any{"inner": map[string]any{"n": "x"}}, &codecOpts{}, `field "inner.n": cannot use string as int`},
+		{map[string]any{"inners": []any{map[string]any{}, map[string]any{"n": true}}}, &codecOpts{}, `field "inners[1].n": cannot use boolean as int`},
+		{map[string]any{"stop": []any{"a", int64(1)}}, &codecOpts{}, `field "stop[1]": cannot use integer as string`},
+		{map[string]any{"stop": map[string]any{"a": "b"}}, &codecOpts{}, `field "stop": cannot use map as []string`},
+		{map[string]any{"meta": map[string]any{"x": 1.5}}, &codecOpts{}, `field "meta.x": float 1.5 is not an integer`},
+		{map[string]any{"arr": []any{int64(1)}}, &codecOpts{}, `field "arr": array of 1 elements does not fit [2]int`},
+		{map[string]any{"named": int64(1)}, &codecOpts{}, `field "named": cannot use integer as core.codecString`},
 		{map[string]any{"a b": map[string]any{}}, &map[string]int{}, `field "["a b"]": cannot use map as int`},
-		{"x", &Opts{}, `cannot use string as core.Opts`},
-		{[]any{int64(1)}, &Opts{}, `cannot use array as core.Opts`},
+		{"x", &codecOpts{}, `cannot use string as core.codecOpts`},
+		{[]any{int64(1)}, &codecOpts{}, `cannot use array as core.codecOpts`},
 		{math.NaN(), &i, "float NaN is not an integer"},
 		{math.Inf(1), &i, "float +Inf overflows int"},
 		{math.Inf(-1), &u8, "float -Inf overflows uint8"},
@@ -806,30 +806,30 @@ func TestDecodeIntoErrors(t *testing.T) {
 			t.Errorf("%#v into %T: got %v, want %q", c.src, c.dst, err, c.want)
 		}
 	}
-	for _, out := range []any{nil, Opts{}, (*Opts)(nil)} {
-		errContains(t, DecodeInto(map[string]any{}, out), "out must be a non-nil pointer")
+	for _, out := range []any{nil, codecOpts{}, (*codecOpts)(nil)} {
+		codecErrContains(t, DecodeInto(map[string]any{}, out), "out must be a non-nil pointer")
 	}
 }
 
-type ambiguous struct {
-	A
-	B
+type codecAmbiguous struct {
+	codecA
+	codecB
 	Name string `lua:"x"`
 }
 
-type A struct {
+type codecA struct {
 	Dup  int `lua:"dup"`
 	Only int `lua:"only"`
 	Name string
 }
 
-type B struct {
+type codecB struct {
 	Dup int `lua:"dup"`
 	X   int `lua:"x"`
 }
 
-func TestStructFields(t *testing.T) {
-	si := structInfoOf(reflect.TypeFor[ambiguous]())
+func TestCodecStructFields(t *testing.T) {
+	si := luaStructOf(reflect.TypeFor[codecAmbiguous]())
 	var names []string
 	for _, f := range si.fields {
 		names = append(names, f.name)
@@ -838,9 +838,9 @@ func TestStructFields(t *testing.T) {
 	if got := strings.Join(names, ","); got != "only,Name,x" {
 		t.Fatalf("fields %s", got)
 	}
-	got := mustDecode(t, mustEncode(t, ambiguous{A: A{Dup: 1, Only: 2, Name: "a"}, Name: "outer"}))
+	got := codecDecode(t, codecEncode(t, codecAmbiguous{codecA: codecA{Dup: 1, Only: 2, Name: "a"}, Name: "outer"}))
 	want := []any{map[string]any{"only": int64(2), "Name": "a", "x": "outer"}}
-	if !equalBits(got, want) {
+	if !codecEqualBits(got, want) {
 		t.Fatalf("got %#v", got)
 	}
 }
@@ -848,21 +848,21 @@ func TestStructFields(t *testing.T) {
 // ---------------------------------------------------------------------------
 // fuzzing
 
-func fuzzSeeds(f *testing.F) {
+func codecFuzzSeeds(f *testing.F) {
 	f.Add([]byte{})
-	f.Add(u32(0))
-	f.Add(richMessage(f))
-	f.Add(nestedRaw(99))
-	f.Add(nestedRaw(101))
-	f.Add(nestedRaw(200))
-	f.Add(mustEncode(f, []any{nil, 1}, []any{1, nil}, map[string]any{"a": nil}, []any{}))
-	f.Add(mustEncode(f, math.NaN(), math.Copysign(0, -1), "x\x00", int64(math.MinInt64)))
-	f.Add(cat(u32(1), []byte{tagMap}, u32(2), u32(1), []byte{'k', tagNil}, u32(1), []byte{'k', tagTrue}))
-	f.Add(cat(u32(1), []byte{tagMap}, u32(2), u32(1), []byte{'k', tagTrue}, u32(1), []byte{'k', tagNil}))
+	f.Add(wireU32(0))
+	f.Add(codecRichMessage(f))
+	f.Add(wireNested(99))
+	f.Add(wireNested(101))
+	f.Add(wireNested(200))
+	f.Add(codecEncode(f, []any{nil, 1}, []any{1, nil}, map[string]any{"a": nil}, []any{}))
+	f.Add(codecEncode(f, math.NaN(), math.Copysign(0, -1), "x\x00", int64(math.MinInt64)))
+	f.Add(wireCat(wireU32(1), []byte{wireMap}, wireU32(2), wireU32(1), []byte{'k', wireNil}, wireU32(1), []byte{'k', wireTrue}))
+	f.Add(wireCat(wireU32(1), []byte{wireMap}, wireU32(2), wireU32(1), []byte{'k', wireTrue}, wireU32(1), []byte{'k', wireNil}))
 }
 
 func FuzzDecode(f *testing.F) {
-	fuzzSeeds(f)
+	codecFuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		vals, goErr := DecodeMessage(data)
 		cErr := luaDecodeCheck(data)
@@ -879,19 +879,19 @@ func FuzzDecode(f *testing.F) {
 		// Go re-encodes what it decoded, unless it is too deep to send.
 		deep := false
 		for _, v := range vals {
-			deep = deep || containerDepth(v) > maxEncodeDepth
+			deep = deep || codecDepth(v) > wireMaxEncodeDepth
 		}
 		again, err := AppendMessage(nil, vals...)
 		if deep {
-			errContains(t, err, "nested too deeply")
+			codecErrContains(t, err, "nested too deeply")
 		} else if err != nil {
 			t.Fatalf("re-encode: %v", err)
-		} else if got := mustDecode(t, again); !equalBits(got, vals) {
+		} else if got := codecDecode(t, again); !codecEqualBits(got, vals) {
 			t.Fatalf("Go round trip: got %#v, want %#v", got, vals)
 		}
 
 		back, err := luaRoundTrip(data)
-		want, ok := luaViewAll(vals)
+		want, ok := codecLuaViewAll(vals)
 		if !ok {
 			if err == nil || !strings.Contains(err.Error(), "not a sequence") && !strings.Contains(err.Error(), "nested too deeply") {
 				t.Fatalf("Lua sent back what it cannot hold: %v", err)
@@ -905,19 +905,19 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			t.Fatalf("decoding what Lua sent: %v", err)
 		}
-		if !equalBits(got, want) {
+		if !codecEqualBits(got, want) {
 			t.Fatalf("Lua round trip:\ngot  %#v\nwant %#v", got, want)
 		}
 	})
 }
 
 // valueGen builds Go values, and what they decode to, from fuzz bytes.
-type valueGen struct {
+type codecGen struct {
 	data []byte
 	pos  int
 }
 
-func (g *valueGen) byte() byte {
+func (g *codecGen) byte() byte {
 	if g.pos >= len(g.data) {
 		return 0
 	}
@@ -925,7 +925,7 @@ func (g *valueGen) byte() byte {
 	return g.data[g.pos-1]
 }
 
-func (g *valueGen) u64() uint64 {
+func (g *codecGen) u64() uint64 {
 	var v uint64
 	for i := range 8 {
 		v |= uint64(g.byte()) << (8 * i)
@@ -933,7 +933,7 @@ func (g *valueGen) u64() uint64 {
 	return v
 }
 
-func (g *valueGen) str() string {
+func (g *codecGen) str() string {
 	b := make([]byte, g.byte()%24)
 	for i := range b {
 		b[i] = g.byte()
@@ -941,7 +941,7 @@ func (g *valueGen) str() string {
 	return string(b)
 }
 
-type fuzzStruct struct {
+type codecFuzzStruct struct {
 	A int64  `lua:"a"`
 	B any    `lua:"b,omitempty"`
 	C string // untagged
@@ -949,7 +949,7 @@ type fuzzStruct struct {
 }
 
 // value returns a Go value and its decoded form.
-func (g *valueGen) value(depth, ptrs int) (any, any) {
+func (g *codecGen) value(depth, ptrs int) (any, any) {
 	op := g.byte()
 	if depth > 110 || g.pos >= len(g.data) {
 		op %= 9 // leaves only
@@ -974,7 +974,7 @@ func (g *valueGen) value(depth, ptrs int) (any, any) {
 		return i, int64(i)
 	case 6:
 		u := uint16(g.byte())<<8 | uint16(g.byte())
-		return myInt(u), int64(int16(u))
+		return codecInt(u), int64(int16(u))
 	case 7:
 		f := float32(int8(g.byte())) / 4
 		return f, float64(f)
@@ -1009,10 +1009,10 @@ func (g *valueGen) value(depth, ptrs int) (any, any) {
 		return vs, cs
 	case 13:
 		n := int(g.byte() % 3)
-		vs, cs := make(map[myString][]string, n), make(map[string]any, n)
+		vs, cs := make(map[codecString][]string, n), make(map[string]any, n)
 		for range n {
 			k, s := g.str(), g.str()
-			vs[myString(k)], cs[k] = []string{s}, []any{s}
+			vs[codecString(k)], cs[k] = []string{s}, []any{s}
 		}
 		return vs, cs
 	case 14:
@@ -1022,7 +1022,7 @@ func (g *valueGen) value(depth, ptrs int) (any, any) {
 		v, c := g.value(depth, ptrs+1)
 		return &v, c
 	default:
-		s := fuzzStruct{A: int64(g.u64()), C: g.str(), d: 1}
+		s := codecFuzzStruct{A: int64(g.u64()), C: g.str(), d: 1}
 		var cb any
 		s.B, cb = g.value(depth+1, ptrs)
 		c := map[string]any{"a": s.A, "C": s.C}
@@ -1042,7 +1042,7 @@ func FuzzRoundTrip(f *testing.F) {
 	f.Add(bytes.Repeat([]byte{14}, 10))
 	f.Add([]byte{9, 3, 0, 1, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		g := &valueGen{data: data}
+		g := &codecGen{data: data}
 		var vals, canon []any
 		for g.pos < len(data) && len(vals) < 8 {
 			v, c := g.value(0, 0)
@@ -1050,29 +1050,29 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 		deep := false
 		for _, c := range canon {
-			deep = deep || containerDepth(c) > maxEncodeDepth
+			deep = deep || codecDepth(c) > wireMaxEncodeDepth
 		}
 		msg, err := AppendMessage(nil, vals...)
 		if deep {
-			errContains(t, err, "nested too deeply (more than 100 levels)")
+			codecErrContains(t, err, "nested too deeply (more than 100 levels)")
 			return
 		}
 		if err != nil {
 			t.Fatalf("AppendMessage: %v", err)
 		}
-		if got := mustDecode(t, msg); !equalBits(got, canon) {
+		if got := codecDecode(t, msg); !codecEqualBits(got, canon) {
 			t.Fatalf("Go: got %#v\nwant %#v", got, canon)
 		}
 		back, err := luaRoundTrip(msg)
-		want, ok := luaViewAll(canon)
+		want, ok := codecLuaViewAll(canon)
 		if !ok {
-			errContains(t, err, "not a sequence")
+			codecErrContains(t, err, "not a sequence")
 			return
 		}
 		if err != nil {
 			t.Fatalf("luaRoundTrip: %v", err)
 		}
-		if got := mustDecode(t, back); !equalBits(got, want) {
+		if got := codecDecode(t, back); !codecEqualBits(got, want) {
 			t.Fatalf("Lua: got %#v\nwant %#v", got, want)
 		}
 	})
@@ -1081,7 +1081,7 @@ func FuzzRoundTrip(f *testing.F) {
 // ---------------------------------------------------------------------------
 // benchmarks
 
-func nested1K() map[string]any {
+func codecNested1K() map[string]any {
 	m := map[string]any{
 		"model":       "some-model-name",
 		"max_tokens":  1024,
@@ -1101,7 +1101,7 @@ func nested1K() map[string]any {
 	return m
 }
 
-func benchAppend(b *testing.B, vals ...any) {
+func codecBenchAppend(b *testing.B, vals ...any) {
 	buf, err := AppendMessage(nil, vals...)
 	if err != nil {
 		b.Fatal(err)
@@ -1113,7 +1113,7 @@ func benchAppend(b *testing.B, vals ...any) {
 	}
 }
 
-func benchDecode(b *testing.B, msg []byte) {
+func codecBenchDecode(b *testing.B, msg []byte) {
 	b.SetBytes(int64(len(msg)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -1123,7 +1123,7 @@ func benchDecode(b *testing.B, msg []byte) {
 	}
 }
 
-func benchLuaRoundTrip(b *testing.B, msg []byte) {
+func codecBenchLuaRoundTrip(b *testing.B, msg []byte) {
 	b.SetBytes(int64(len(msg)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -1133,7 +1133,7 @@ func benchLuaRoundTrip(b *testing.B, msg []byte) {
 	}
 }
 
-func benchLuaCodec(b *testing.B, msg []byte) {
+func codecBenchLuaCodec(b *testing.B, msg []byte) {
 	b.SetBytes(int64(len(msg)))
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -1151,29 +1151,33 @@ func BenchmarkAppendMessageSmall(b *testing.B) {
 }
 
 func BenchmarkDecodeMessageSmall(b *testing.B) {
-	benchDecode(b, mustEncode(b, "hello", 42, 3.25))
+	codecBenchDecode(b, codecEncode(b, "hello", 42, 3.25))
 }
 
 // BenchmarkLuaRoundTripSmall includes creating and closing a lua_State.
 func BenchmarkLuaRoundTripSmall(b *testing.B) {
-	benchLuaRoundTrip(b, mustEncode(b, "hello", 42, 3.25))
+	codecBenchLuaRoundTrip(b, codecEncode(b, "hello", 42, 3.25))
 }
 
 // BenchmarkLuaCodecSmall is decode + encode in C on one lua_State.
 func BenchmarkLuaCodecSmall(b *testing.B) {
-	benchLuaCodec(b, mustEncode(b, "hello", 42, 3.25))
+	codecBenchLuaCodec(b, codecEncode(b, "hello", 42, 3.25))
 }
 
-func BenchmarkAppendMessageNested1K(b *testing.B) { benchAppend(b, nested1K()) }
+func BenchmarkAppendMessageNested1K(b *testing.B) { codecBenchAppend(b, codecNested1K()) }
 
-func BenchmarkDecodeMessageNested1K(b *testing.B) { benchDecode(b, mustEncode(b, nested1K())) }
+func BenchmarkDecodeMessageNested1K(b *testing.B) {
+	codecBenchDecode(b, codecEncode(b, codecNested1K()))
+}
 
-func BenchmarkLuaRoundTripNested1K(b *testing.B) { benchLuaRoundTrip(b, mustEncode(b, nested1K())) }
+func BenchmarkLuaRoundTripNested1K(b *testing.B) {
+	codecBenchLuaRoundTrip(b, codecEncode(b, codecNested1K()))
+}
 
-func BenchmarkLuaCodecNested1K(b *testing.B) { benchLuaCodec(b, mustEncode(b, nested1K())) }
+func BenchmarkLuaCodecNested1K(b *testing.B) { codecBenchLuaCodec(b, codecEncode(b, codecNested1K())) }
 
-func TestNested1KSize(t *testing.T) {
-	n := len(mustEncode(t, nested1K()))
+func TestCodecNested1KSize(t *testing.T) {
+	n := len(codecEncode(t, codecNested1K()))
 	if n < 900 || n > 1300 {
 		t.Fatalf("nested1K encodes to %d bytes", n)
 	}

@@ -3,6 +3,14 @@ package core
 /*
 #include <stdlib.h>
 #include "mb.h"
+
+// The completion path: these keep no Go pointer and never call into Go.
+#cgo noescape mb_call_complete
+#cgo nocallback mb_call_complete
+#cgo noescape mb_stream_emit
+#cgo nocallback mb_stream_emit
+#cgo noescape mb_stream_end
+#cgo nocallback mb_stream_end
 */
 import "C"
 
@@ -56,7 +64,7 @@ type function struct {
 
 // callState is the driver's record of a call started in a goroutine.
 type callState struct {
-	cancel context.CancelFunc
+	ctx    *callCtx
 	credit chan struct{} // streams: room again after backpressure
 }
 
@@ -90,8 +98,10 @@ type Loop struct {
 	runs   sync.Map // id -> *runWaiter
 
 	// Driver-owned: no other goroutine touches these.
-	calls []callState
-	free  []int32
+	calls   []callState
+	free    []int32
+	lastRun int64 // the run whose context lastCtx is: calls come in runs
+	lastCtx context.Context
 
 	wg       sync.WaitGroup // goroutines of calls and streams
 	baseCtx  context.Context
@@ -278,6 +288,9 @@ func (l *Loop) drive() {
 		switch C.mb_rt_step(l.c) {
 		case C.MB_STEP_EVENTS:
 			l.events()
+		case C.MB_STEP_EVENTS_PARK:
+			l.events()
+			<-l.wake
 		case C.MB_STEP_PARK:
 			<-l.wake
 		case C.MB_STEP_CLOSED:
@@ -295,8 +308,8 @@ func (l *Loop) drive() {
 func (l *Loop) shutdown(fatal error) {
 	l.baseStop()
 	for i := range l.calls {
-		if c := l.calls[i].cancel; c != nil {
-			c()
+		if c := l.calls[i].ctx; c != nil {
+			c.cancel()
 		}
 	}
 	if fatal != nil {
@@ -327,8 +340,8 @@ func (l *Loop) events() {
 			if e.ptr != nil {
 				slot = int((*C.mb_call)(e.ptr).slot)
 			}
-			if slot >= 0 && l.calls[slot].cancel != nil {
-				l.calls[slot].cancel()
+			if slot >= 0 && l.calls[slot].ctx != nil {
+				l.calls[slot].ctx.cancel()
 			}
 		case C.MB_EV_FREE:
 			l.release(int(e.slot))
@@ -357,28 +370,29 @@ func (l *Loop) release(slot int) {
 	if slot < 0 {
 		return
 	}
-	cs := &l.calls[slot]
-	if cs.cancel != nil {
-		cs.cancel()
-	}
-	*cs = callState{}
+	l.calls[slot] = callState{}
 	l.free = append(l.free, int32(slot))
 }
 
 func (l *Loop) runCtx(id int64) context.Context {
-	if w, ok := l.runs.Load(id); ok {
-		return w.(*runWaiter).ctx
+	if id == l.lastRun && l.lastCtx != nil {
+		return l.lastCtx
 	}
-	return l.baseCtx
+	ctx := l.baseCtx
+	if w, ok := l.runs.Load(id); ok {
+		ctx = w.(*runWaiter).ctx
+	}
+	l.lastRun, l.lastCtx = id, ctx
+	return ctx
 }
 
 func (l *Loop) start(c *C.mb_call) {
 	f := (*l.funcs.Load())[c.fn]
 	slot := l.alloc()
 	c.slot = C.int(slot)
-	ctx, cancel := context.WithCancel(l.runCtx(int64(c.run)))
+	ctx := &callCtx{parent: l.runCtx(int64(c.run))}
 	cs := &l.calls[slot]
-	cs.cancel = cancel
+	cs.ctx = ctx
 	l.wg.Add(1)
 	if f.kind == KindStream {
 		cs.credit = make(chan struct{}, 1)
@@ -390,6 +404,9 @@ func (l *Loop) start(c *C.mb_call) {
 
 func (l *Loop) finish(r *C.mb_run) {
 	id := int64(r.id)
+	if id == l.lastRun {
+		l.lastCtx = nil
+	}
 	wv, ok := l.runs.LoadAndDelete(id)
 	if ok {
 		w := wv.(*runWaiter)

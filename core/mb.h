@@ -222,7 +222,13 @@ typedef struct mb_task {
 ** The runtime.
 ** ------------------------------------------------------------------- */
 enum { MB_SLEEP_NONE = 0, MB_SLEEP_GO = 1, MB_SLEEP_UV = 2 };
-enum { MB_STEP_EVENTS = 1, MB_STEP_PARK = 2, MB_STEP_CLOSED = 3, MB_STEP_FATAL = 4 };
+enum {
+  MB_STEP_EVENTS = 1,      /* handle rt->ev, then step again */
+  MB_STEP_EVENTS_PARK = 2, /* handle rt->ev, then park until woken */
+  MB_STEP_PARK = 3,        /* park until woken */
+  MB_STEP_CLOSED = 4,
+  MB_STEP_FATAL = 5
+};
 
 typedef struct mb_rt {
   mb_mpsc q;            /* completions and requests from any thread */
@@ -240,6 +246,8 @@ typedef struct mb_rt {
   mb_event *ev;         /* events of the current step */
   int nev, capev;
   mb_link runs;         /* live runs */
+  mb_call *call_pool;   /* finished call records, linked by msg.next */
+  int ncall_pool;
   mb_task *current;     /* task being resumed, or NULL */
   int yielding;         /* the yield in progress is the runtime's, not the user's */
   int closing;
@@ -307,6 +315,7 @@ void mb_bridge_open(lua_State *L);
 int mb_rt_register(mb_rt *rt, const char *name, int fn, int flags);
 void mb_bridge_drain(mb_rt *rt, mb_msg *m);
 void mb_call_free(mb_rt *rt, mb_call *c);
+mb_call *mb_call_new(mb_rt *rt);
 void mb_call_cancel(mb_rt *rt, mb_call *c);
 void mb_stream_release(mb_stream *s);
 enum { MB_FN_ASYNC = 0, MB_FN_INLINE = 1, MB_FN_STREAM = 2 };

@@ -467,11 +467,36 @@ static void mb_sleep_uv(mb_rt *rt) {
   __atomic_store_n(&rt->sleeping, MB_SLEEP_NONE, __ATOMIC_SEQ_CST);
 }
 
+/* Nothing can move until a message arrives: no ready task, no sleeper,
+** and Go work in flight (or no task at all: otherwise it is a deadlock). */
+static int mb_idle(mb_rt *rt) {
+  return mb_list_empty(&rt->ready) && !rt->closing && rt->nheap == 0 &&
+         (rt->inflight > 0 || !mb_has_live_tasks(rt));
+}
+
+/* Park the Go way: claim the sleep, then look at the queue once more. A
+** producer that pushed before the claim is seen here; one that pushes
+** after it sees the claim and wakes the driver. Returns 0 if the queue
+** was not empty after all (a producer that already took the claim will
+** also signal: a spurious wake-up for the driver, which is harmless). */
+static int mb_park_go(mb_rt *rt) {
+  __atomic_store_n(&rt->sleeping, MB_SLEEP_GO, __ATOMIC_SEQ_CST);
+  if (mb_mpsc_empty(&rt->q)) return 1;
+  __atomic_store_n(&rt->sleeping, MB_SLEEP_NONE, __ATOMIC_SEQ_CST);
+  return 0;
+}
+
 static int mb_step_loop(mb_rt *rt) {
   for (;;) {
     int drained = mb_drain(rt);
     mb_run_ready(rt);
-    if (rt->nev > 0) return MB_STEP_EVENTS;
+    if (rt->nev > 0) {
+      /* When the loop would park right after Go handled these events, say
+      ** so now: the driver parks without another step, so a goroutine it
+      ** just started runs on the driver's own thread, not a woken one. */
+      if (mb_idle(rt) && mb_park_go(rt)) return MB_STEP_EVENTS_PARK;
+      return MB_STEP_EVENTS;
+    }
     if (!mb_list_empty(&rt->ready) || drained > 0) continue;
     if (!mb_mpsc_empty(&rt->q)) continue;
     if (rt->closing) return MB_STEP_CLOSED;
@@ -483,16 +508,7 @@ static int mb_step_loop(mb_rt *rt) {
       mb_deadlock(rt);
       continue;
     }
-    /* Only Go can wake us: park the Go way. A producer that pushed before
-    ** this store is seen by the emptiness check after it. */
-    __atomic_store_n(&rt->sleeping, MB_SLEEP_GO, __ATOMIC_SEQ_CST);
-    if (!mb_mpsc_empty(&rt->q)) {
-      /* If a producer already claimed the sleep it will also signal: a
-      ** spurious wake-up for the driver, which is harmless. */
-      __atomic_store_n(&rt->sleeping, MB_SLEEP_NONE, __ATOMIC_SEQ_CST);
-      continue;
-    }
-    return MB_STEP_PARK;
+    if (mb_park_go(rt)) return MB_STEP_PARK;
   }
 }
 
@@ -618,6 +634,12 @@ void mb_rt_free(mb_rt *rt) {
     }
     lua_close(rt->L); /* collects iterators: releases Lua's share of streams */
     rt->L = NULL;
+  }
+  while (rt->call_pool != NULL) {
+    mb_call *c = rt->call_pool;
+    rt->call_pool = (mb_call *)c->msg.next;
+    mb_buf_free(&c->buf);
+    free(c);
   }
   uv_close((uv_handle_t *)&rt->async, mb_close_cb);
   uv_close((uv_handle_t *)&rt->timer, mb_close_cb);
