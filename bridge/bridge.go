@@ -194,6 +194,15 @@ var (
 	ErrClosed = core.ErrClosed
 )
 
+// ExitError reports that the script called os.exit with a non-zero code.
+// os.exit ends the run (every task of it), never the host process; with
+// code 0 (or true) the run simply succeeds.
+type ExitError struct {
+	Code int
+}
+
+func (e *ExitError) Error() string { return fmt.Sprintf("moonbridge: os.exit(%d)", e.Code) }
+
 // LuaError is an error raised in Lua that ended a run or a Call.
 type LuaError struct {
 	Message   string // the error message
@@ -226,6 +235,14 @@ func wrap(err error, ctx context.Context) error {
 	var ce *core.Error
 	if !errors.As(err, &ce) {
 		return err
+	}
+	if ce.Kind == "exit" {
+		var code int
+		fmt.Sscanf(ce.Message, "os.exit(%d)", &code)
+		if code == 0 {
+			return nil
+		}
+		return &ExitError{Code: code}
 	}
 	le := &LuaError{Message: ce.Message, Kind: ce.Kind, Op: ce.Op, Traceback: ce.Traceback}
 	if le.Kind == "cancelled" {

@@ -138,6 +138,8 @@ typedef struct mb_run {
   int ntasks;      /* live tasks */
   int done;        /* result reported */
   int released;    /* Go took the result */
+  int exiting;     /* os.exit was called: end the run at once */
+  int exit_code;
   struct mb_task *main;
   mb_link tasks;   /* live tasks of this run */
   mb_link failed;  /* failed tasks nobody has waited on yet */
@@ -268,6 +270,7 @@ mb_rt *mb_rt_new(void);
 int mb_rt_step(mb_rt *rt);
 void mb_rt_free(mb_rt *rt);
 void mb_run_release(mb_rt *rt, mb_run *r);
+void mb_run_exit(mb_rt *rt, mb_run *r);
 void mb_timer_arm(mb_rt *rt);
 int mb_rt_event(mb_rt *rt, int kind, int slot, void *ptr);
 

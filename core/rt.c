@@ -287,6 +287,22 @@ static void mb_run_start(mb_rt *rt, mb_run *r) {
   lua_pop(L, 1); /* the Task: anchored in the registry while it lives */
 }
 
+/* os.exit(code): the run ends now with its code, and every task of it is
+** killed (their to-be-closed variables closed). The host process lives on. */
+void mb_run_exit(mb_rt *rt, mb_run *r) {
+  char msg[64];
+  snprintf(msg, sizeof msg, "os.exit(%d)", r->exit_code);
+  r->exiting = 0;
+  mb_error_push(rt->L, "exit", NULL, msg, strlen(msg));
+  lua_pushinteger(rt->L, r->exit_code);
+  lua_setfield(rt->L, -2, "code");
+  mb_run_fail_top(rt, r);
+  while (!mb_list_empty(&r->tasks)) {
+    mb_task *t = mb_container_of(r->tasks.next, mb_task, run_link);
+    mb_task_kill(rt, t, msg);
+  }
+}
+
 /* Called by the scheduler when one of the run's tasks ended. */
 void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
   lua_State *L = rt->L;

@@ -297,6 +297,7 @@ void mb_task_resume(mb_rt *rt, mb_task *t) {
     if (!rt->yielding) mb_task_ready(rt, t); /* a preemption: run again later */
     rt->yielding = 0;
     t->status = MB_TASK_SUSPENDED;
+    if (t->run->exiting) mb_run_exit(rt, t->run);
     return;
   }
   if (st == LUA_OK && lua_toboolean(co, -nres)) {
@@ -456,6 +457,33 @@ static int mb_l_sleep(lua_State *L) {
   return mb_wait_yield(L, self, MB_WAIT_SLEEP, NULL, 0, mb_yield_k);
 }
 
+static int mb_exit_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  mb_wait_check(L); /* only a kill resumes it; never a normal wake-up */
+  return 0;
+}
+
+/* os.exit([code [, close]]): ends the run with the code, as the process
+** would end in stock Lua; the host Go process keeps running. */
+static int mb_l_os_exit(lua_State *L) {
+  mb_task *self = mb_task_of(L);
+  int code;
+  if (lua_isboolean(L, 1)) code = lua_toboolean(L, 1) ? 0 : 1;
+  else code = (int)luaL_optinteger(L, 1, 0);
+  self->run->exit_code = code;
+  if (!lua_isyieldable(L)) {
+    /* Cannot suspend here: end the run with an error carrying the code. */
+    const char *msg = lua_pushfstring(L, "os.exit(%d)", code);
+    mb_error_push(L, "exit", NULL, msg, strlen(msg));
+    lua_pushinteger(L, code);
+    lua_setfield(L, -2, "code");
+    return lua_error(L);
+  }
+  self->run->exiting = 1;
+  return mb_wait_yield(L, self, MB_WAIT_NONE, NULL, 0, mb_exit_k);
+}
+
 static int mb_l_current(lua_State *L) {
   mb_task *self = mb_task_of(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, self->ref);
@@ -493,6 +521,10 @@ int mb_task_open(lua_State *L) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, mb_luaopen_task);
   lua_setfield(L, -2, "task");
+  lua_pop(L, 1);
+  lua_getglobal(L, "os");
+  lua_pushcfunction(L, mb_l_os_exit);
+  lua_setfield(L, -2, "exit");
   lua_pop(L, 1);
   return 0;
 }

@@ -64,6 +64,10 @@ func signalContext() (context.Context, context.CancelFunc) {
 // report prints an error that ended a run as lua does: the message, then
 // the traceback.
 func report(stderr io.Writer, err error) {
+	var ee *bridge.ExitError
+	if errors.As(err, &ee) {
+		return // os.exit: the code says it all
+	}
 	var le *bridge.LuaError
 	if errors.As(err, &le) {
 		fmt.Fprintf(stderr, "moonbridge: %s\n", le.Message)
@@ -124,16 +128,21 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "moonbridge: %v\n", err)
 			return 1
 		}
-		err = rt.RunString(ctx, "stdin", string(src))
-		if err != nil {
-			report(stderr, err)
-			return 1
-		}
+		return exitCode(stderr, rt.RunString(ctx, "stdin", string(src)))
+	}
+	return exitCode(stderr, rt.RunFile(ctx, script))
+}
+
+// exitCode reports err and turns it into the program's exit code: the
+// script's own for os.exit, 1 for an error.
+func exitCode(stderr io.Writer, err error) int {
+	if err == nil {
 		return 0
 	}
-	if err := rt.RunFile(ctx, script); err != nil {
-		report(stderr, err)
-		return 1
+	report(stderr, err)
+	var ee *bridge.ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
 	}
-	return 0
+	return 1
 }

@@ -91,3 +91,24 @@ func TestDemo(t *testing.T) {
 		t.Errorf("demo --help: exit %d %q", code, errs)
 	}
 }
+
+func TestRunOsExit(t *testing.T) {
+	path := writeScript(t, `local task = require("task")
+local closed = false
+task.spawn(function()
+  local x <close> = setmetatable({}, {__close = function() io.write("closed\n") end})
+  task.sleep(10)
+end)
+task.sleep(0.01)
+print("before")
+os.exit(3)
+print("never")`)
+	code, out, errs := runCmd(t, "", "run", path)
+	if code != 3 || out != "before\nclosed\n" || errs != "" {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, _ = runCmd(t, "print(1); os.exit(true); print(2)", "run", "-")
+	if code != 0 || out != "1\n" {
+		t.Errorf("os.exit(true): exit %d, stdout %q", code, out)
+	}
+}
