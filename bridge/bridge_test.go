@@ -630,3 +630,41 @@ print(pcall(task.sleep, -1))`)
 		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
 	}
 }
+
+// A lone call may run on the loop's own driving goroutine; while it blocks,
+// the loop must keep serving: here a Call from Go and another task's timer
+// complete while the first call is still blocked.
+func TestLoopServesWhileALoneCallBlocks(t *testing.T) {
+	rt, out := newRuntime(t)
+	release := make(chan struct{})
+	rt.RegisterFunc("block", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		select {
+		case <-release:
+			return []any{"released"}, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	mustRun(t, rt, `function ping(x) return x + 1 end`)
+	done := make(chan error, 1)
+	go func() { done <- run(t, rt, `print(block())`) }()
+	time.Sleep(20 * time.Millisecond) // block() is now the only thing the loop waits for
+	for i := 0; i < 50; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		res, err := rt.Call(ctx, "ping", i)
+		cancel()
+		if err != nil || res[0] != int64(i+1) {
+			t.Fatalf("Call while a call blocks: %v %v", res, err)
+		}
+	}
+	if err := run(t, rt, `require("task").sleep(0.01); print("timer fired")`); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "timer fired\nreleased\n" {
+		t.Errorf("output %q", got)
+	}
+}

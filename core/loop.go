@@ -11,6 +11,8 @@ package core
 #cgo nocallback mb_stream_emit
 #cgo noescape mb_stream_end
 #cgo nocallback mb_stream_end
+#cgo noescape mb_call_complete_driver
+#cgo nocallback mb_call_complete_driver
 */
 import "C"
 
@@ -86,8 +88,17 @@ type Loop struct {
 	stdout io.Writer
 	stderr io.Writer
 
-	wake chan struct{} // the driver parks here when only Go can wake it
-	done chan struct{} // closed when the driver has freed everything
+	// Driving. Exactly one goroutine at a time steps the C loop: the one
+	// holding token. A goroutine that finds nothing to do gives the token
+	// back and waits on wake; a push that finds the loop parked signals
+	// wake, and the waiter that receives it takes the token. Two such
+	// goroutines exist per Loop, so one can take over while the other runs
+	// a call itself (see runHere).
+	token   chan struct{} // capacity 1: holding its value is the right to step
+	wake    chan struct{} // capacity 1: the parked loop has work
+	stop    chan struct{} // closed at shutdown: waiters leave
+	standby atomic.Int32  // goroutines waiting on wake
+	done    chan struct{} // closed when everything is freed
 
 	mu     sync.RWMutex // held for reading while pushing requests; Close takes it
 	closed bool
@@ -124,7 +135,9 @@ func NewLoop(opts Options) (*Loop, error) {
 		c:      c,
 		stdout: opts.Stdout,
 		stderr: opts.Stderr,
+		token:  make(chan struct{}, 1),
 		wake:   make(chan struct{}, 1),
+		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
 	if l.stdout == nil {
@@ -137,7 +150,9 @@ func NewLoop(opts Options) (*Loop, error) {
 	l.funcs.Store(&[]*function{})
 	l.handle = cgo.NewHandle(l)
 	c.go_handle = C.uintptr_t(l.handle)
-	go l.drive()
+	l.token <- struct{}{}
+	go l.driver()
+	go l.driver()
 	return l, nil
 }
 
@@ -282,25 +297,82 @@ func (l *Loop) Close() error {
 // ---------------------------------------------------------------------
 // The driver.
 
-func (l *Loop) drive() {
-	defer close(l.done)
+// driver is one of the Loop's driving goroutines: it steps the loop while
+// it holds the token, and waits for work while it does not.
+func (l *Loop) driver() {
 	for {
-		switch C.mb_rt_step(l.c) {
-		case C.MB_STEP_EVENTS:
-			l.events()
-		case C.MB_STEP_EVENTS_PARK:
-			l.events()
-			<-l.wake
-		case C.MB_STEP_PARK:
-			<-l.wake
-		case C.MB_STEP_CLOSED:
-			l.shutdown(nil)
+		l.standby.Add(1)
+		select {
+		case <-l.wake:
+		case <-l.stop:
+			l.standby.Add(-1)
 			return
-		case C.MB_STEP_FATAL:
-			l.shutdown(errors.New("moonbridge: scheduler failed: " + C.GoString(&l.c.fatal[0])))
+		}
+		l.standby.Add(-1)
+		select {
+		case <-l.token:
+		case <-l.stop:
+			return
+		}
+		if !l.drive() {
 			return
 		}
 	}
+}
+
+// drive steps the loop until it parks (true: the token is given back) or
+// stops (false: everything is freed).
+func (l *Loop) drive() bool {
+	for {
+		switch C.mb_rt_step(l.c) {
+		case C.MB_STEP_EVENTS:
+			l.events(false)
+		case C.MB_STEP_EVENTS_PARK:
+			if c := l.events(true); c != nil {
+				if l.runHere(c) {
+					continue // nobody took over: still the driver
+				}
+				return true
+			}
+			l.token <- struct{}{}
+			return true
+		case C.MB_STEP_PARK:
+			l.token <- struct{}{}
+			return true
+		case C.MB_STEP_CLOSED:
+			l.shutdown(nil)
+			return false
+		case C.MB_STEP_FATAL:
+			l.shutdown(errors.New("moonbridge: scheduler failed: " + C.GoString(&l.c.fatal[0])))
+			return false
+		}
+	}
+}
+
+// runHere runs the one call the loop waits for on this goroutine instead
+// of a new one: with nothing else to do the loop is parked, so the token
+// is given back and a standby driver takes over should anything arrive
+// meanwhile. Afterwards, if nobody did, this goroutine takes the token
+// back and hands the result straight to the loop: a sequential call costs
+// no goroutine and no wake-up. Reports whether it is still the driver.
+func (l *Loop) runHere(c *C.mb_call) bool {
+	f := (*l.funcs.Load())[c.fn]
+	ctx := l.begin(c)
+	l.token <- struct{}{}
+	bp := bufPool.Get().(*[]byte)
+	status := l.callFunc(f, c, ctx, bp)
+	p, n := cbytes(*bp)
+	held := false
+	select {
+	case <-l.token:
+		held = true
+		C.mb_call_complete_driver(l.c, c, status, p, n)
+	default:
+		l.pushed(C.mb_call_complete(l.c, c, status, p, n))
+	}
+	bufPool.Put(bp)
+	l.wg.Done()
+	return held
 }
 
 // shutdown runs on the driver once the loop has stopped: cancel what is
@@ -322,19 +394,29 @@ func (l *Loop) shutdown(fatal error) {
 			return true
 		})
 	}
+	close(l.stop)
 	l.wg.Wait()
 	C.mb_rt_free(l.c)
 	l.c = nil
 	l.handle.Delete()
+	close(l.done)
 }
 
-func (l *Loop) events() {
+// events handles the events of the last step. With park set (the loop
+// parks right after), a lone call to an ordinary function is not started
+// but returned, for runHere, provided a standby driver exists to take over.
+func (l *Loop) events(park bool) (here *C.mb_call) {
 	evs := unsafe.Slice(l.c.ev, int(l.c.nev))
+	if park && l.standby.Load() > 0 {
+		here = l.loneCall(evs)
+	}
 	for i := range evs {
 		e := &evs[i]
 		switch e.kind {
 		case C.MB_EV_CALL:
-			l.start((*C.mb_call)(e.ptr))
+			if c := (*C.mb_call)(e.ptr); c != here {
+				l.start(c)
+			}
 		case C.MB_EV_CANCEL:
 			slot := int(e.slot)
 			if e.ptr != nil {
@@ -354,6 +436,28 @@ func (l *Loop) events() {
 			l.finish((*C.mb_run)(e.ptr))
 		}
 	}
+	return here
+}
+
+// loneCall returns the batch's only call if there is exactly one and it is
+// an ordinary (not streaming) function that nothing has cancelled.
+func (l *Loop) loneCall(evs []C.mb_event) *C.mb_call {
+	var lone *C.mb_call
+	for i := range evs {
+		switch evs[i].kind {
+		case C.MB_EV_CALL:
+			if lone != nil {
+				return nil
+			}
+			lone = (*C.mb_call)(evs[i].ptr)
+		case C.MB_EV_CANCEL:
+			return nil
+		}
+	}
+	if lone == nil || (*l.funcs.Load())[lone.fn].kind != KindAsync {
+		return nil
+	}
+	return lone
 }
 
 func (l *Loop) alloc() int {
@@ -386,17 +490,24 @@ func (l *Loop) runCtx(id int64) context.Context {
 	return ctx
 }
 
-func (l *Loop) start(c *C.mb_call) {
-	f := (*l.funcs.Load())[c.fn]
+// begin gives a call its slot and context; the caller runs it.
+func (l *Loop) begin(c *C.mb_call) *callCtx {
 	slot := l.alloc()
 	c.slot = C.int(slot)
 	ctx := &callCtx{parent: l.runCtx(int64(c.run))}
-	cs := &l.calls[slot]
-	cs.ctx = ctx
+	l.calls[slot].ctx = ctx
 	l.wg.Add(1)
+	return ctx
+}
+
+// start runs a call in a goroutine of its own.
+func (l *Loop) start(c *C.mb_call) {
+	f := (*l.funcs.Load())[c.fn]
+	ctx := l.begin(c)
 	if f.kind == KindStream {
-		cs.credit = make(chan struct{}, 1)
-		go l.runStream(f, (*C.mb_stream)(unsafe.Pointer(c)), ctx, cs.credit)
+		credit := make(chan struct{}, 1)
+		l.calls[c.slot].credit = credit
+		go l.runStream(f, (*C.mb_stream)(unsafe.Pointer(c)), ctx, credit)
 		return
 	}
 	go l.runCall(f, c, ctx)
@@ -476,8 +587,8 @@ func outcome(bp *[]byte, vals []any, status C.int, err error) C.int {
 	return status
 }
 
-func (l *Loop) runCall(f *function, c *C.mb_call, ctx context.Context) {
-	defer l.wg.Done()
+// callFunc runs an ordinary call and leaves its encoded outcome in *bp.
+func (l *Loop) callFunc(f *function, c *C.mb_call, ctx context.Context, bp *[]byte) C.int {
 	vals, status, err := invoke(func() ([]any, error) {
 		args, err := DecodeMessage(cslice(c.buf.data, c.buf.len))
 		if err != nil {
@@ -485,8 +596,13 @@ func (l *Loop) runCall(f *function, c *C.mb_call, ctx context.Context) {
 		}
 		return f.fn(ctx, args)
 	})
+	return outcome(bp, vals, status, err)
+}
+
+func (l *Loop) runCall(f *function, c *C.mb_call, ctx context.Context) {
+	defer l.wg.Done()
 	bp := bufPool.Get().(*[]byte)
-	status = outcome(bp, vals, status, err)
+	status := l.callFunc(f, c, ctx, bp)
 	p, n := cbytes(*bp)
 	l.pushed(C.mb_call_complete(l.c, c, status, p, n))
 	bufPool.Put(bp)

@@ -278,6 +278,7 @@ int mb_rt_event(mb_rt *rt, int kind, int slot, void *ptr);
 ** the driver parked Go-side and must be woken by the caller. */
 int mb_rt_push(mb_rt *rt, mb_msg *m);
 int mb_call_complete(mb_rt *rt, mb_call *c, int status, const char *data, size_t len);
+void mb_call_complete_driver(mb_rt *rt, mb_call *c, int status, const char *data, size_t len);
 int mb_stream_emit(mb_rt *rt, mb_stream *s, const char *data, size_t len);
 int mb_stream_end(mb_rt *rt, mb_stream *s, int status, const char *data, size_t len);
 int mb_rt_submit_run(mb_rt *rt, mb_run *r);

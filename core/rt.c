@@ -111,6 +111,21 @@ int mb_call_complete(mb_rt *rt, mb_call *c, int status, const char *data, size_t
   return mb_call_finish(rt, c, MB_MSG_RESULT, status, data, len);
 }
 
+/* The driver ran the call itself while the loop was parked and has taken
+** the loop back: it is no longer asleep, and nobody needs waking. A
+** producer that claimed the sleep meanwhile has signalled; that wake-up is
+** spurious now, and harmless. */
+void mb_call_complete_driver(mb_rt *rt, mb_call *c, int status, const char *data, size_t len) {
+  __atomic_store_n(&rt->sleeping, MB_SLEEP_NONE, __ATOMIC_SEQ_CST);
+  c->status = status;
+  if (mb_buf_set(&c->buf, data, len) != 0) {
+    c->status = MB_ERR;
+    c->buf.len = 0;
+  }
+  c->msg.kind = MB_MSG_RESULT;
+  mb_mpsc_push(&rt->q, &c->msg);
+}
+
 /* A chunk is its own allocation: it outlives the emit call in the stream's
 ** FIFO. Returns -1 when memory is exhausted (Go reports it as an error). */
 int mb_stream_emit(mb_rt *rt, mb_stream *s, const char *data, size_t len) {
@@ -604,6 +619,7 @@ mb_rt *mb_rt_new(void) {
   mb_rt *rt = calloc(1, sizeof *rt);
   if (rt == NULL) return NULL;
   mb_mpsc_init(&rt->q);
+  rt->sleeping = MB_SLEEP_GO; /* no driver steps it until the first push */
   mb_list_init(&rt->ready);
   mb_list_init(&rt->runs);
   if (uv_loop_init(&rt->loop) != 0) {
