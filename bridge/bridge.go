@@ -96,7 +96,8 @@ func (inlineOption) apply(c *funcConfig) { c.inline = true }
 // Inline registers a function that never blocks (a lookup, an encoding):
 // it runs on the loop's own thread, with no goroutine and no wake-up, and
 // its ctx is the Runtime's. Blocking in an inline function stalls every
-// task of the Runtime: that is a misuse.
+// task of the Runtime: that is a misuse. Its Args are reused by the next
+// inline call: keep the values, not the Args, past the call.
 func Inline() FuncOption { return inlineOption{} }
 
 // RegisterFunc makes fn callable from Lua. A name with dots, "kv.get", is

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -488,6 +489,12 @@ func isLuaName(s string) bool {
 // anything malformed: short data, counts the remaining bytes cannot hold,
 // unknown tags, nesting deeper than 200 levels and trailing bytes.
 func DecodeMessage(data []byte) ([]any, error) {
+	return AppendDecoded(nil, data)
+}
+
+// AppendDecoded decodes one message like DecodeMessage, appending its
+// values to dst (so a caller can reuse one slice across messages).
+func AppendDecoded(dst []any, data []byte) ([]any, error) {
 	d := msgDecoder{data: data}
 	n, err := d.count()
 	if err != nil {
@@ -496,7 +503,8 @@ func DecodeMessage(data []byte) ([]any, error) {
 	if n > d.left() {
 		return nil, d.fail(0, "value count %d exceeds the %d bytes left", n, d.left())
 	}
-	vals := make([]any, n)
+	out := slices.Grow(dst, n)[:len(dst)+n]
+	vals := out[len(dst):]
 	for i := range vals {
 		if vals[i], err = d.value(0); err != nil {
 			return nil, err
@@ -505,7 +513,7 @@ func DecodeMessage(data []byte) ([]any, error) {
 	if d.pos != len(d.data) {
 		return nil, d.fail(d.pos, "%d bytes of trailing garbage", d.left())
 	}
-	return vals, nil
+	return out, nil
 }
 
 type msgDecoder struct {

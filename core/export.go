@@ -11,6 +11,7 @@ package core
 import "C"
 
 import (
+	"fmt"
 	"runtime/cgo"
 	"unsafe"
 )
@@ -19,24 +20,30 @@ import (
 func mbGoInline(h C.uintptr_t, fn C.int, args *C.char, n C.size_t, out *C.mb_buf) C.int {
 	l := cgo.Handle(h).Value().(*Loop)
 	f := (*l.funcs.Load())[fn]
-	vals, status, err := invoke(func() ([]any, error) {
-		a, err := DecodeMessage(cslice(args, n))
-		if err != nil {
-			return nil, err
+	vals, status, err := call(f, l.baseCtx, cslice(args, n), l.args)
+	clear(l.args[:cap(l.args)]) // keep no argument alive past the call
+	if status == C.MB_OK {
+		// Encode straight into the C buffer when it is big enough; it is
+		// sized at creation so that it nearly always is.
+		dst := unsafe.Slice((*byte)(unsafe.Pointer(out.data)), int(out.cap))[:0]
+		enc, eerr := AppendMessage(dst, vals...)
+		if eerr == nil {
+			return putC(out, enc, status)
 		}
-		return f.fn(l.baseCtx, a)
-	})
-	bp := bufPool.Get().(*[]byte)
-	status = outcome(bp, vals, status, err)
-	if len(*bp) > 0 {
-		if C.mb_buf_reserve(out, C.size_t(len(*bp))) != 0 {
-			bufPool.Put(bp)
+		status, err = C.MB_ERR, fmt.Errorf("bad result: %w", eerr)
+	}
+	return putC(out, []byte(err.Error()), status)
+}
+
+// putC leaves b in the C buffer out, unless it was written there in place.
+func putC(out *C.mb_buf, b []byte, status C.int) C.int {
+	if len(b) > 0 && unsafe.Pointer(&b[0]) != unsafe.Pointer(out.data) {
+		if C.mb_buf_reserve(out, C.size_t(len(b))) != 0 {
 			return C.MB_ERR // an empty message: out of memory
 		}
-		copy(unsafe.Slice((*byte)(unsafe.Pointer(out.data)), len(*bp)), *bp)
-		out.len = C.size_t(len(*bp))
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(out.data)), len(b)), b)
 	}
-	bufPool.Put(bp)
+	out.len = C.size_t(len(b))
 	return status
 }
 

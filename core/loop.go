@@ -113,6 +113,7 @@ type Loop struct {
 	free    []int32
 	lastRun int64 // the run whose context lastCtx is: calls come in runs
 	lastCtx context.Context
+	args    []any // inline calls' arguments, reused (inline calls never nest)
 
 	wg       sync.WaitGroup // goroutines of calls and streams
 	baseCtx  context.Context
@@ -147,6 +148,7 @@ func NewLoop(opts Options) (*Loop, error) {
 		l.stderr = os.Stderr
 	}
 	l.baseCtx, l.baseStop = context.WithCancel(context.Background())
+	l.args = make([]any, 0, 8)
 	l.funcs.Store(&[]*function{})
 	l.handle = cgo.NewHandle(l)
 	c.go_handle = C.uintptr_t(l.handle)
@@ -554,15 +556,19 @@ func cslice(p *C.char, n C.size_t) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n))
 }
 
-// invoke runs fn, turning a panic into a status the C side raises.
-func invoke(fn func() ([]any, error)) (vals []any, status C.int, err error) {
+// call decodes a call's arguments and runs f, turning an error or a panic
+// into the status the C side raises.
+// The arguments are decoded into buf's space when it has room.
+func call(f *function, ctx context.Context, data []byte, buf []any) (vals []any, status C.int, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			status = C.MB_PANIC
-			err = fmt.Errorf("%v", p)
+			vals, status, err = nil, C.MB_PANIC, fmt.Errorf("%v", p)
 		}
 	}()
-	vals, err = fn()
+	args, err := AppendDecoded(buf[:0], data)
+	if err == nil {
+		vals, err = f.fn(ctx, args)
+	}
 	if err != nil {
 		return nil, C.MB_ERR, err
 	}
@@ -589,13 +595,7 @@ func outcome(bp *[]byte, vals []any, status C.int, err error) C.int {
 
 // callFunc runs an ordinary call and leaves its encoded outcome in *bp.
 func (l *Loop) callFunc(f *function, c *C.mb_call, ctx context.Context, bp *[]byte) C.int {
-	vals, status, err := invoke(func() ([]any, error) {
-		args, err := DecodeMessage(cslice(c.buf.data, c.buf.len))
-		if err != nil {
-			return nil, err
-		}
-		return f.fn(ctx, args)
-	})
+	vals, status, err := call(f, ctx, cslice(c.buf.data, c.buf.len), nil)
 	return outcome(bp, vals, status, err)
 }
 
@@ -653,13 +653,10 @@ func (l *Loop) runStream(f *function, s *C.mb_stream, ctx context.Context, credi
 		l.pushed(rc)
 		return nil
 	}
-	_, status, err := invoke(func() ([]any, error) {
-		args, err := DecodeMessage(cslice(s.call.buf.data, s.call.buf.len))
-		if err != nil {
-			return nil, err
-		}
+	streamer := &function{name: f.name, fn: func(ctx context.Context, args []any) ([]any, error) {
 		return nil, f.stream(ctx, args, emit)
-	})
+	}}
+	_, status, err := call(streamer, ctx, cslice(s.call.buf.data, s.call.buf.len), nil)
 	returned.Store(true)
 	if status == C.MB_OK {
 		buf = buf[:0]

@@ -630,6 +630,11 @@ mb_rt *mb_rt_new(void) {
   uv_unref((uv_handle_t *)&rt->async); /* it must not keep the loop alive */
   uv_timer_init(&rt->loop, &rt->timer);
   rt->timer.data = rt;
+  /* Inline calls encode their results here: sized so they rarely grow. */
+  if (mb_buf_reserve(&rt->scratch_out, 4096) != 0) {
+    mb_rt_free(rt);
+    return NULL;
+  }
   rt->L = lua_newstate(mb_alloc, rt);
   if (rt->L == NULL) {
     mb_rt_free(rt);
