@@ -18,15 +18,39 @@ import (
 	"github.com/moonbridge/moonbridge/bridge"
 )
 
-func newRuntime(t testing.TB) (*bridge.Runtime, *bytes.Buffer) {
+// syncBuffer is a bytes.Buffer a test may read while the runtime writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *syncBuffer) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Reset()
+}
+
+func newRuntime(t testing.TB) (*bridge.Runtime, *syncBuffer) {
 	t.Helper()
-	var out bytes.Buffer
-	rt, err := bridge.New(bridge.Options{Stdout: &out, Stderr: &out})
+	out := &syncBuffer{}
+	rt, err := bridge.New(bridge.Options{Stdout: out, Stderr: out})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close() })
-	return rt, &out
+	return rt, out
 }
 
 func run(t testing.TB, rt *bridge.Runtime, src string) error {
@@ -666,5 +690,37 @@ func TestLoopServesWhileALoneCallBlocks(t *testing.T) {
 	}
 	if got := out.String(); got != "timer fired\nreleased\n" {
 		t.Errorf("output %q", got)
+	}
+}
+
+// No failure is lost: the first unawaited failure fails the run, further
+// ones, and those of tasks a finished Call left running, go to Stderr.
+func TestUnawaitedFailuresAreReported(t *testing.T) {
+	rt, out := newRuntime(t)
+	err := run(t, rt, `
+local task = require("task")
+task.spawn(function() error("first") end)
+task.spawn(function() error("second") end)`)
+	if err == nil || !strings.Contains(err.Error(), "first") {
+		t.Fatalf("run: %v", err)
+	}
+	if !strings.Contains(out.String(), "nobody waited for it: test:4: second") {
+		t.Errorf("second failure not reported:\n%s", out.String())
+	}
+	out.Reset()
+	mustRun(t, rt, `function handler()
+  require("task").spawn(function() require("task").sleep(0.01); error("after return") end)
+  return "ok"
+end`)
+	res, err := rt.Call(context.Background(), "handler")
+	if err != nil || res[0] != "ok" {
+		t.Fatalf("call: %v %v", res, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "after return") {
+		if time.Now().After(deadline) {
+			t.Fatalf("failure after the Call returned was not reported: %q", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -78,7 +78,7 @@ static int mb_coro_after(lua_State *L, lua_State *co, int status, int nres,
   mb_rt *rt = mb_rt_of(L);
   if (status == LUA_YIELD && rt->yielding) {
     lua_pop(co, nres);
-    if (lua_isyieldable(L) && !(mb_coro_is_root(L) && rt->current == NULL)) {
+    if (lua_isyieldable(L)) {
       mb_mark(co) = &mb_coro_waiting_mark;
       return lua_yieldk(L, 0, (lua_KContext)co, k);
     }

@@ -333,6 +333,7 @@ typedef struct mb_inline_ret {
 
 /* print and io writes to Go (stdio.c). */
 void mb_stdio_open(lua_State *L);
+void mb_stdio_report(lua_State *L, int idx);
 
 /* Errors (error.c). */
 void mb_error_open(lua_State *L);

@@ -96,14 +96,18 @@ static int mb_buf_set(mb_buf *b, const char *data, size_t len) {
 
 /* Store the Go side's results (or error text) in the record and queue it.
 ** The argument buffer is reused: no allocation when the results fit. */
-static int mb_call_finish(mb_rt *rt, mb_call *c, int kind, int status,
-                          const char *data, size_t len) {
+static void mb_call_store(mb_call *c, int kind, int status, const char *data, size_t len) {
   c->status = status;
   if (mb_buf_set(&c->buf, data, len) != 0) {
     c->status = MB_ERR; /* an empty error message means out of memory */
     c->buf.len = 0;
   }
   c->msg.kind = kind;
+}
+
+static int mb_call_finish(mb_rt *rt, mb_call *c, int kind, int status,
+                          const char *data, size_t len) {
+  mb_call_store(c, kind, status, data, len);
   return mb_rt_push(rt, &c->msg);
 }
 
@@ -117,12 +121,7 @@ int mb_call_complete(mb_rt *rt, mb_call *c, int status, const char *data, size_t
 ** spurious now, and harmless. */
 void mb_call_complete_driver(mb_rt *rt, mb_call *c, int status, const char *data, size_t len) {
   __atomic_store_n(&rt->sleeping, MB_SLEEP_NONE, __ATOMIC_SEQ_CST);
-  c->status = status;
-  if (mb_buf_set(&c->buf, data, len) != 0) {
-    c->status = MB_ERR;
-    c->buf.len = 0;
-  }
-  c->msg.kind = MB_MSG_RESULT;
+  mb_call_store(c, MB_MSG_RESULT, status, data, len);
   mb_mpsc_push(&rt->q, &c->msg);
 }
 
@@ -341,18 +340,25 @@ void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
       }
     }
   }
+  if (t->status == MB_TASK_FAILED && !t->observed && !t->detached && r->done) {
+    /* The run's result is decided (a Call returned): say it on stderr. */
+    mb_stdio_report(t->co, -1);
+  }
   if (r->ntasks > 0) return;
-  if (!r->done) {
-    if (!mb_list_empty(&r->failed)) {
-      /* A task failed and nobody waited for it: the run fails with it. */
-      mb_task *f = mb_container_of(r->failed.next, mb_task, fail_link);
+  /* The run is over. A task that failed with nobody waiting fails the run;
+  ** any further ones are reported, not lost. */
+  while (!mb_list_empty(&r->failed)) {
+    mb_task *f = mb_container_of(r->failed.next, mb_task, fail_link);
+    mb_list_remove(&f->fail_link);
+    if (!r->done) {
       lua_pushvalue(f->co, -1);
       lua_xmove(f->co, L, 1);
       mb_run_fail_top(rt, r);
     } else {
-      mb_run_finish(rt, r);
+      mb_stdio_report(f->co, -1);
     }
   }
+  mb_run_finish(rt, r);
   if (r->released) mb_run_free(r);
 }
 

@@ -111,6 +111,24 @@ static int mb_stdio_fflush(lua_State *L) {
   return 1;
 }
 
+/* Report an error nobody will see otherwise (a task that failed with no
+** one waiting, after its run's result was decided) on the Go stderr. */
+void mb_stdio_report(lua_State *L, int idx) {
+  mb_rt *rt = mb_rt_of(L);
+  const char *msg, *tb = "", *s;
+  int top = lua_gettop(L);
+  idx = lua_absindex(L, idx);
+  if (lua_istable(L, idx) && lua_getfield(L, idx, "message") == LUA_TSTRING) {
+    msg = lua_tostring(L, -1);
+    if (lua_getfield(L, idx, "traceback") == LUA_TSTRING) tb = lua_tostring(L, -1);
+  } else {
+    msg = luaL_tolstring(L, idx, NULL);
+  }
+  s = lua_pushfstring(L, "moonbridge: a task failed and nobody waited for it: %s\n%s\n", msg, tb);
+  mbGoWrite(rt->go_handle, 2, (char *)s, lua_rawlen(L, -1));
+  lua_settop(L, top);
+}
+
 void mb_stdio_open(lua_State *L) {
   lua_pushcfunction(L, mb_stdio_print);
   lua_setglobal(L, "print");

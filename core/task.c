@@ -270,7 +270,8 @@ static void mb_task_end(mb_rt *rt, mb_task *t, int status) {
   }
   mb_list_remove(&t->run_link);
   r->ntasks--;
-  if (status == MB_TASK_FAILED && !t->observed && !t->detached)
+  if (t == r->main) t->observed = 1; /* its outcome is the run's */
+  if (status == MB_TASK_FAILED && !t->observed && !t->detached && !r->done)
     mb_list_push(&r->failed, &t->fail_link);
   luaL_unref(rt->L, LUA_REGISTRYINDEX, t->ref);
   t->ref = LUA_NOREF;
