@@ -13,6 +13,7 @@ package core
 #cgo nocallback mb_stream_end
 #cgo noescape mb_call_complete_driver
 #cgo nocallback mb_call_complete_driver
+#cgo nocallback mb_rt_submit_run_driver
 */
 import "C"
 
@@ -250,7 +251,9 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte)
 		return nil, err
 	}
 	id := l.nextID.Add(1)
-	w := &runWaiter{ctx: ctx, done: make(chan runResult, 1)}
+	w := waiterPool.Get().(*runWaiter)
+	w.ctx = ctx
+	defer func() { w.ctx = nil; waiterPool.Put(w) }()
 	nb := []byte(name)
 	np, nn := cbytes(nb)
 	dp, dn := cbytes(data)
@@ -266,20 +269,40 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte)
 		C.mb_run_free(r)
 		return nil, ErrClosed
 	}
-	l.pushed(C.mb_rt_submit_run(l.c, r))
+	// If nobody is stepping the loop, step it here: the run starts on this
+	// goroutine with no hand-off to another (a Call on an idle Runtime is
+	// a few cgo calls, not two goroutine wake-ups).
+	driving := false
+	select {
+	case <-l.token:
+		driving = true
+		C.mb_rt_submit_run_driver(l.c, r)
+	default:
+		l.pushed(C.mb_rt_submit_run(l.c, r))
+	}
 	l.mu.RUnlock()
 
-	stop := context.AfterFunc(ctx, func() {
-		l.mu.RLock()
-		defer l.mu.RUnlock()
-		if !l.closed {
-			l.pushed(C.mb_rt_cancel_run(l.c, C.int64_t(id)))
-		}
-	})
+	stop := func() bool { return false }
+	if ctx.Done() != nil { // a context that can end: end the run with it
+		stop = context.AfterFunc(ctx, func() {
+			l.mu.RLock()
+			defer l.mu.RUnlock()
+			if !l.closed {
+				l.pushed(C.mb_rt_cancel_run(l.c, C.int64_t(id)))
+			}
+		})
+	}
+	if driving {
+		l.drive(w)
+	}
 	res := <-w.done
 	stop()
 	return res.vals, res.err
 }
+
+// waiterPool recycles run waiters; each is used by one submit at a time and
+// its channel is empty when it is put back.
+var waiterPool = sync.Pool{New: func() any { return &runWaiter{done: make(chan runResult, 1)} }}
 
 // Close stops the loop: every run ends with ErrClosed, every in-flight
 // call's context is cancelled, and Close returns once those goroutines
@@ -316,19 +339,26 @@ func (l *Loop) driver() {
 		case <-l.stop:
 			return
 		}
-		if !l.drive() {
+		if !l.drive(nil) {
 			return
 		}
 	}
 }
 
 // drive steps the loop until it parks (true: the token is given back) or
-// stops (false: everything is freed).
-func (l *Loop) drive() bool {
+// stops (false: everything is freed). A goroutine driving for its own run
+// (w) stops sooner: once w has its result it hands a busy loop to a
+// standby driver.
+func (l *Loop) drive(w *runWaiter) bool {
 	for {
 		switch C.mb_rt_step(l.c) {
 		case C.MB_STEP_EVENTS:
 			l.events(false)
+			if w != nil && len(w.done) > 0 {
+				l.token <- struct{}{}
+				l.signal()
+				return true
+			}
 		case C.MB_STEP_EVENTS_PARK:
 			if c := l.events(true); c != nil {
 				if l.runHere(c) {

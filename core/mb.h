@@ -282,6 +282,8 @@ void mb_call_complete_driver(mb_rt *rt, mb_call *c, int status, const char *data
 int mb_stream_emit(mb_rt *rt, mb_stream *s, const char *data, size_t len);
 int mb_stream_end(mb_rt *rt, mb_stream *s, int status, const char *data, size_t len);
 int mb_rt_submit_run(mb_rt *rt, mb_run *r);
+void mb_rt_submit_run_driver(mb_rt *rt, mb_run *r);
+void mb_rt_push_driver(mb_rt *rt, mb_msg *m);
 int mb_rt_cancel_run(mb_rt *rt, int64_t id);
 int mb_rt_close(mb_rt *rt);
 int mb_rt_submit_register(mb_rt *rt, const char *name, int fn, int flags);

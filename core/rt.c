@@ -120,9 +120,15 @@ int mb_call_complete(mb_rt *rt, mb_call *c, int status, const char *data, size_t
 ** producer that claimed the sleep meanwhile has signalled; that wake-up is
 ** spurious now, and harmless. */
 void mb_call_complete_driver(mb_rt *rt, mb_call *c, int status, const char *data, size_t len) {
-  __atomic_store_n(&rt->sleeping, MB_SLEEP_NONE, __ATOMIC_SEQ_CST);
   mb_call_store(c, MB_MSG_RESULT, status, data, len);
-  mb_mpsc_push(&rt->q, &c->msg);
+  mb_rt_push_driver(rt, &c->msg);
+}
+
+/* Push as the goroutine that is about to step the loop: whoever holds the
+** loop's token. The loop is no longer asleep, and nobody needs waking. */
+void mb_rt_push_driver(mb_rt *rt, mb_msg *m) {
+  __atomic_store_n(&rt->sleeping, MB_SLEEP_NONE, __ATOMIC_SEQ_CST);
+  mb_mpsc_push(&rt->q, m);
 }
 
 /* A chunk is its own allocation: it outlives the emit call in the stream's
@@ -146,6 +152,11 @@ int mb_stream_end(mb_rt *rt, mb_stream *s, int status, const char *data, size_t 
 int mb_rt_submit_run(mb_rt *rt, mb_run *r) {
   r->msg.kind = MB_MSG_RUN;
   return mb_rt_push(rt, &r->msg);
+}
+
+void mb_rt_submit_run_driver(mb_rt *rt, mb_run *r) {
+  r->msg.kind = MB_MSG_RUN;
+  mb_rt_push_driver(rt, &r->msg);
 }
 
 int mb_rt_cancel_run(mb_rt *rt, int64_t id) {

@@ -1,0 +1,153 @@
+package bench
+
+import (
+	"runtime"
+	"testing"
+	"time"
+)
+
+// Impl is one implementation (or configuration) of the workloads. Each
+// *_test.go file registers its implementations from init() with Register;
+// every Benchmark<Workload> below runs one sub-benchmark per registered
+// Impl, named Impl.Name, so results line up as
+// BenchmarkRoundTripSeq/gopherlua-default, .../gopherlua-tuned,
+// .../moonbridge. A nil field skips that workload for that Impl.
+//
+// Units, so that every implementation reports the same thing (use the
+// helpers below where the unit is not one b.N iteration):
+//
+//	RoundTripSeq         b.N = async calls made sequentially by one coroutine; ns/op per call
+//	RoundTripConcurrent  b.N = batches of ConcurrentTasks x ConcurrentCallsEach;
+//	                     ReportPerUnit(units = trips) -> ns/op, B/op, allocs/op per trip, plus trips/s
+//	SyncCall             b.N = sync_inc calls from one Lua loop; ns/op per call
+//	SpawnFinish          b.N = tasks created and run to completion; ns/op per spawn
+//	YieldSwitch          YieldTasks tasks yield round robin; ReportPerUnit(units = resume+yield pairs)
+//	CallFromGo           b.N = calls of the Lua global add(a, b) from Go; ns/op per call
+//	SuspendedMemory      b.N = batches of SuspendedTasks tasks parked in async_inc;
+//	                     ReportSuspended -> B/task (HeapAlloc delta after GC) and ns/op per task
+//	Fib                  b.N = runs of fib(FibN); ns/op per run
+//	StringBuild          b.N = runs of StringBuildLua(StringBuildN); ns/op per run
+//	ChannelPingPong      b.N = round trips (two hand-offs); ReportPerUnit(units = hand-offs)
+type Impl struct {
+	Name                string
+	RoundTripSeq        func(b *testing.B)
+	RoundTripConcurrent func(b *testing.B)
+	SyncCall            func(b *testing.B)
+	SpawnFinish         func(b *testing.B)
+	YieldSwitch         func(b *testing.B)
+	CallFromGo          func(b *testing.B)
+	SuspendedMemory     func(b *testing.B)
+	Fib                 func(b *testing.B)
+	StringBuild         func(b *testing.B)
+	ChannelPingPong     func(b *testing.B)
+}
+
+var impls []Impl
+
+// Register adds an implementation; call it from init().
+func Register(i Impl) { impls = append(impls, i) }
+
+func runAll(b *testing.B, pick func(Impl) func(*testing.B)) {
+	for _, i := range impls {
+		if f := pick(i); f != nil {
+			b.Run(i.Name, f)
+		}
+	}
+}
+
+func BenchmarkRoundTripSeq(b *testing.B) {
+	runAll(b, func(i Impl) func(*testing.B) { return i.RoundTripSeq })
+}
+func BenchmarkRoundTripConcurrent(b *testing.B) {
+	runAll(b, func(i Impl) func(*testing.B) { return i.RoundTripConcurrent })
+}
+func BenchmarkSyncCall(b *testing.B) {
+	runAll(b, func(i Impl) func(*testing.B) { return i.SyncCall })
+}
+func BenchmarkSpawnFinish(b *testing.B) {
+	runAll(b, func(i Impl) func(*testing.B) { return i.SpawnFinish })
+}
+func BenchmarkYieldSwitch(b *testing.B) {
+	runAll(b, func(i Impl) func(*testing.B) { return i.YieldSwitch })
+}
+func BenchmarkCallFromGo(b *testing.B) {
+	runAll(b, func(i Impl) func(*testing.B) { return i.CallFromGo })
+}
+func BenchmarkSuspendedMemory(b *testing.B) {
+	runAll(b, func(i Impl) func(*testing.B) { return i.SuspendedMemory })
+}
+func BenchmarkFib(b *testing.B) {
+	runAll(b, func(i Impl) func(*testing.B) { return i.Fib })
+}
+func BenchmarkStringBuild(b *testing.B) {
+	runAll(b, func(i Impl) func(*testing.B) { return i.StringBuild })
+}
+func BenchmarkChannelPingPong(b *testing.B) {
+	runAll(b, func(i Impl) func(*testing.B) { return i.ChannelPingPong })
+}
+
+// ReportPerUnit times body (which does `units` units of work in total) and
+// reports ns/op, B/op and allocs/op per unit, overriding the framework's
+// per-b.N figures. It resets the timer first, so call it after setup.
+func ReportPerUnit(b *testing.B, units int, body func()) time.Duration {
+	b.Helper()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	b.ResetTimer()
+	start := time.Now()
+	body()
+	el := time.Since(start)
+	b.StopTimer()
+	runtime.ReadMemStats(&m1)
+	n := float64(units)
+	b.ReportMetric(float64(el.Nanoseconds())/n, "ns/op")
+	b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/n, "B/op")
+	b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/n, "allocs/op")
+	return el
+}
+
+// SuspendedBatch is one batch of the SuspendedMemory workload: Spawn must
+// create SuspendedTasks tasks, each parked in async_inc, and return once
+// they all are; Release then lets them go (or drops them) so they can be
+// freed. Keep must keep every structure that holds the tasks reachable.
+type SuspendedBatch struct {
+	Spawn   func()
+	Keep    func()
+	Release func()
+}
+
+// ReportSuspended runs b.N batches made by mk and reports B/task (HeapAlloc
+// delta after runtime.GC, per task), stackB/task (StackInuse delta: the
+// goroutines parked with the tasks, if any) and ns/op per task spawned into
+// suspension (including its async call), with B/op and allocs/op per task.
+func ReportSuspended(b *testing.B, mk func() SuspendedBatch) {
+	b.Helper()
+	var heap, stack, allocB, allocN float64
+	var el time.Duration
+	b.StopTimer()
+	for i := 0; i < b.N; i++ {
+		batch := mk()
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		b.StartTimer()
+		start := time.Now()
+		batch.Spawn()
+		el += time.Since(start)
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		batch.Keep()
+		heap += float64(int64(m1.HeapAlloc) - int64(m0.HeapAlloc))
+		stack += float64(int64(m1.StackInuse) - int64(m0.StackInuse))
+		allocB += float64(m1.TotalAlloc - m0.TotalAlloc)
+		allocN += float64(m1.Mallocs - m0.Mallocs)
+		batch.Release()
+	}
+	tasks := float64(b.N) * SuspendedTasks
+	b.ReportMetric(heap/tasks, "B/task")
+	b.ReportMetric(stack/tasks, "stackB/task")
+	b.ReportMetric(float64(el.Nanoseconds())/tasks, "ns/op")
+	b.ReportMetric(allocB/tasks, "B/op")
+	b.ReportMetric(allocN/tasks, "allocs/op")
+}

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Runs the floor programs (floor/*.c) and every Go benchmark in this module,
+# saves the raw output to out/latest.txt and prints a summary table of
+# medians (workload x implementation) plus the floor lines.
+#
+# Environment:
+#   COUNT      go test -count (default 3)
+#   BENCHTIME  go test -benchtime (default 1s)
+#   BENCH      go test -bench regexp (default .)
+#   FLOOR_MS   target ms per floor repetition (default 300)
+#   GO         go binary (default: go on PATH, else /usr/local/go/bin/go)
+#   CC         C compiler (default gcc)
+set -euo pipefail
+
+cd "$(dirname "$0")"
+COUNT=${COUNT:-3}
+BENCHTIME=${BENCHTIME:-1s}
+BENCH=${BENCH:-.}
+CC=${CC:-gcc}
+if [[ -z "${GO:-}" ]]; then
+	if command -v go >/dev/null; then GO=go; else GO=/usr/local/go/bin/go; fi
+fi
+
+mkdir -p out
+raw=out/latest.txt
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- floor ------------------------------------------------------------------
+CFLAGS="-O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror"
+PKG=$(pkg-config --cflags --libs lua5.4 libuv)
+: >"$tmp/floor.txt"
+for src in floor/*.c; do
+	bin="$tmp/$(basename "$src" .c)"
+	# shellcheck disable=SC2086
+	$CC $CFLAGS "$src" $PKG -lpthread -o "$bin"
+	echo "floor: $(basename "$bin")" >&2
+	"$bin" | tee -a "$tmp/floor.txt" >&2
+done
+
+# ---- go benchmarks ----------------------------------------------------------
+{
+	echo "# floor (C, median of 3)"
+	sed 's/^/#floor /' "$tmp/floor.txt"
+	echo
+} >"$raw"
+echo "go test -bench '$BENCH' -count=$COUNT -benchtime=$BENCHTIME" >&2
+"$GO" test -run '^$' -bench "$BENCH" -benchmem -count="$COUNT" \
+	-benchtime="$BENCHTIME" -timeout 60m 2>&1 | tee -a "$raw" >&2
+status=${PIPESTATUS[0]}
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "# loadavg start: $load_start end: $load_end (cores: $(nproc))" >>"$raw"
+
+# ---- summary ------------------------------------------------------------------
+echo
+echo "== medians of $COUNT runs (benchtime $BENCHTIME); raw: bench/$raw"
+echo "   loadavg at start: $load_start, at end: $load_end on $(nproc) cores"
+if awk -v a="${load_start%% *}" -v b="${load_end%% *}" -v c="$(nproc)" 'BEGIN { exit !(a > c / 2 || b > c / 2) }'; then
+	echo "   WARNING: the machine was busy; figures are noisy"
+fi
+awk '
+function median(key,   n, i, j, t, a) {
+	n = cnt[key]
+	for (i = 1; i <= n; i++) a[i] = val[key, i]
+	for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+	if (n % 2) return a[(n + 1) / 2]
+	return (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function fmt(v) {
+	if (v >= 1e6) return sprintf("%.3gM", v / 1e6)
+	if (v >= 1e4) return sprintf("%.0f", v)
+	if (v >= 100) return sprintf("%.0f", v)
+	return sprintf("%.3g", v)
+}
+BEGIN {
+	# row: workload, metric in the output, scale, shown unit
+	nrow = split("RoundTripSeq ns/op 1 ns/call;" \
+		"RoundTripConcurrent trips/s 1 trips/s;" \
+		"RoundTripConcurrent ns/op 1 ns/trip;" \
+		"SyncCall ns/op 1 ns/call;" \
+		"SpawnFinish ns/op 1 ns/spawn;" \
+		"SpawnFinish B/op 1 B/spawn;" \
+		"YieldSwitch ns/op 1 ns/switch;" \
+		"CallFromGo ns/op 1 ns/call;" \
+		"SuspendedMemory B/task 1 B/task;" \
+		"SuspendedMemory stackB/task 1 stackB/task;" \
+		"Fib ns/op 1e-6 ms/run;" \
+		"StringBuild ns/op 1e-6 ms/run;" \
+		"ChannelPingPong ns/op 1 ns/handoff", rows, ";")
+}
+/^#floor / { floor[++nfloor] = substr($0, 8); next }
+/^Benchmark[A-Za-z]+\/[^ \t]+/ {
+	name = $1; sub(/^Benchmark/, "", name); sub(/-[0-9]+$/, "", name)
+	k = index(name, "/"); w = substr(name, 1, k - 1); impl = substr(name, k + 1)
+	if (!(impl in seen)) { seen[impl] = 1; impls[++nimpl] = impl }
+	for (i = 3; i < NF; i += 2) { key = w SUBSEP impl SUBSEP $(i + 1); val[key, ++cnt[key]] = $i }
+}
+END {
+	line = sprintf("%-20s %-12s", "workload", "unit")
+	for (c = 1; c <= nimpl; c++) line = line sprintf(" %18s", impls[c])
+	print line
+	for (r = 1; r <= nrow; r++) {
+		split(rows[r], f, " ")
+		line = sprintf("%-20s %-12s", f[1], f[4]); any = 0
+		for (c = 1; c <= nimpl; c++) {
+			key = f[1] SUBSEP impls[c] SUBSEP f[2]
+			if (cnt[key]) { line = line sprintf(" %18s", fmt(median(key) * f[3])); any = 1 }
+			else line = line sprintf(" %18s", "-")
+		}
+		if (any) print line
+	}
+	print ""
+	print "floor (C, median of 3):"
+	for (i = 1; i <= nfloor; i++) { split(floor[i], f, " "); printf "  %-24s %14s %s\n", f[1], f[2], f[3] }
+}' "$raw"
+
+if command -v benchstat >/dev/null; then
+	echo
+	benchstat "$raw" || true
+fi
+exit "$status"
