@@ -1,0 +1,138 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/moonbridge/moonbridge/bridge"
+)
+
+// A Go function called from Lua like a plain function; two tasks call it
+// at once and wait together.
+func ExampleRuntime_RegisterFunc() {
+	rt, err := bridge.New(bridge.Options{Stdout: os.Stdout})
+	if err != nil {
+		panic(err)
+	}
+	defer rt.Close()
+
+	store := map[string]string{"a": "apple", "b": "banana"}
+	rt.RegisterFunc("kv.get", func(ctx context.Context, args bridge.Args) ([]any, error) {
+		key, err := args.String(0)
+		if err != nil {
+			return nil, err
+		}
+		time.Sleep(10 * time.Millisecond) // a slow lookup
+		v, ok := store[key]
+		if !ok {
+			return nil, fmt.Errorf("no key %q", key)
+		}
+		return []any{v}, nil
+	})
+
+	err = rt.RunString(context.Background(), "main", `
+local kv = require("kv")
+local task = require("task")
+local a = task.spawn(kv.get, "a")
+print(kv.get("b"), a:wait())
+local ok, err = pcall(kv.get, "z")
+print(ok, err.kind, err.message)
+`)
+	if err != nil {
+		panic(err)
+	}
+	// Output:
+	// banana	apple
+	// false	bridge	kv.get: no key "z"
+}
+
+// A Go stream read with a for loop. emit blocks while Lua is a window of
+// values behind; leaving the loop early cancels the stream's context, so
+// even an endless producer stops.
+func ExampleRuntime_RegisterStream() {
+	rt, err := bridge.New(bridge.Options{Stdout: os.Stdout})
+	if err != nil {
+		panic(err)
+	}
+	defer rt.Close()
+
+	stopped := make(chan error, 1)
+	rt.RegisterStream("words", func(ctx context.Context, args bridge.Args, emit func(any) error) error {
+		text, err := args.String(0)
+		if err != nil {
+			return err
+		}
+		words := strings.Fields(text)
+		for i := 0; ; i++ {
+			if err := emit(words[i%len(words)]); err != nil {
+				stopped <- err
+				return err
+			}
+		}
+	})
+
+	err = rt.RunString(context.Background(), "main", `
+local seen = {}
+for w in words("one two three four") do
+  seen[#seen + 1] = w
+  if w == "three" then break end
+end
+print(table.concat(seen, " "))
+`)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("Go side:", <-stopped)
+	// Output:
+	// one two three
+	// Go side: context canceled
+}
+
+// Calling a Lua function from Go, from any goroutine.
+func ExampleRuntime_Call() {
+	rt, err := bridge.New(bridge.Options{})
+	if err != nil {
+		panic(err)
+	}
+	defer rt.Close()
+
+	ctx := context.Background()
+	if err := rt.RunString(ctx, "handlers", `
+function greet(name, times)
+  return string.rep("hi " .. name .. "! ", times), #name
+end`); err != nil {
+		panic(err)
+	}
+	out, err := rt.Call(ctx, "greet", "Ada", 2)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("%q %v\n", out[0], out[1])
+	// Output:
+	// "hi Ada! hi Ada! " 3
+}
+
+// An error raised in Lua comes back as a *LuaError with its traceback.
+func ExampleLuaError() {
+	rt, err := bridge.New(bridge.Options{})
+	if err != nil {
+		panic(err)
+	}
+	defer rt.Close()
+
+	err = rt.RunString(context.Background(), "main", `
+local function check(x) if x > 1 then error("too big: " .. x) end end
+check(5)`)
+	var le *bridge.LuaError
+	if errors.As(err, &le) {
+		fmt.Println(le.Message)
+		fmt.Println(strings.Contains(le.Traceback, "in local 'check'"))
+	}
+	// Output:
+	// main:2: too big: 5
+	// true
+}
