@@ -6,7 +6,10 @@
 # Environment:
 #   COUNT      go test -count (default 3)
 #   BENCHTIME  go test -benchtime (default 1s)
-#   BENCH      go test -bench regexp (default .)
+#   BENCH      go test -bench regexp for the workloads (default .)
+#   IMPLS      implementations, each benchmarked in a process of its own so
+#              that one's heap and GC state cannot slow another's
+#              (default: gopherlua-default gopherlua-tuned moonbridge)
 #   FLOOR_MS   target ms per floor repetition (default 300)
 #   GO         go binary (default: go on PATH, else /usr/local/go/bin/go)
 #   CC         C compiler (default gcc)
@@ -16,6 +19,7 @@ cd "$(dirname "$0")"
 COUNT=${COUNT:-3}
 BENCHTIME=${BENCHTIME:-1s}
 BENCH=${BENCH:-.}
+IMPLS=${IMPLS:-gopherlua-default gopherlua-tuned moonbridge}
 CC=${CC:-gcc}
 if [[ -z "${GO:-}" ]]; then
 	if command -v go >/dev/null; then GO=go; else GO=/usr/local/go/bin/go; fi
@@ -46,10 +50,14 @@ done
 	sed 's/^/#floor /' "$tmp/floor.txt"
 	echo
 } >"$raw"
-echo "go test -bench '$BENCH' -count=$COUNT -benchtime=$BENCHTIME" >&2
-"$GO" test -run '^$' -bench "$BENCH" -benchmem -count="$COUNT" \
-	-benchtime="$BENCHTIME" -timeout 60m 2>&1 | tee -a "$raw" >&2
-status=${PIPESTATUS[0]}
+"$GO" test -c -o "$tmp/bench.test" .
+status=0
+for impl in $IMPLS; do
+	echo "bench.test -test.bench '$BENCH/^$impl\$' -test.count=$COUNT -test.benchtime=$BENCHTIME" >&2
+	"$tmp/bench.test" -test.run '^$' -test.bench "$BENCH/^$impl\$" -test.benchmem \
+		-test.count="$COUNT" -test.benchtime="$BENCHTIME" -test.timeout 60m 2>&1 | tee -a "$raw" >&2 ||
+		status=$?
+done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "# loadavg start: $load_start end: $load_end (cores: $(nproc))" >>"$raw"
 
