@@ -36,16 +36,9 @@ return x
 `
 
 // RoundTripConcurrentLua: the body of each of ConcurrentTasks coroutines,
-// each making ConcurrentCallsEach sequential async calls.
-// Args: n (calls). Returns n.
-const RoundTripConcurrentLua = `
-local n = ...
-local x = 0
-for i = 1, n do
-  x = async_inc(x)
-end
-return x
-`
+// each making ConcurrentCallsEach sequential async calls: the sequential
+// workload's text, run by many at once. Args: n (calls). Returns n.
+const RoundTripConcurrentLua = RoundTripSeqLua
 
 // SyncCallLua: n calls of a synchronous Go function from a Lua loop.
 // Args: n. Returns n.

@@ -5,14 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/moonbridge/moonbridge/bridge"
+	"github.com/moonbridge/moonbridge/internal/scripttest"
 )
 
 // person crosses to Lua as a map through its lua tags.
@@ -124,42 +123,7 @@ func registerTestModule(t testing.TB, rt *bridge.Runtime) {
 // TestScripts runs testdata/NAME.lua and compares what it prints with
 // testdata/NAME.out.
 func TestScripts(t *testing.T) {
-	files, err := filepath.Glob("../testdata/*.lua")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no scripts: %v", err)
-	}
-	for _, file := range files {
-		name := strings.TrimSuffix(filepath.Base(file), ".lua")
-		t.Run(name, func(t *testing.T) {
-			want, err := os.ReadFile(strings.TrimSuffix(file, ".lua") + ".out")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var out bytes.Buffer
-			rt, err := bridge.New(bridge.Options{Stdout: &out, Stderr: &out})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rt.Close()
-			registerTestModule(t, rt)
-			src, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if err := rt.RunString(ctx, name, string(src)); err != nil {
-				var le *bridge.LuaError
-				if errors.As(err, &le) {
-					t.Fatalf("run failed: %v\n%s\noutput so far:\n%s", err, le.Traceback, out.String())
-				}
-				t.Fatalf("run failed: %v", err)
-			}
-			if got := out.String(); got != string(want) {
-				t.Errorf("output differs\n--- got\n%s--- want\n%s", got, want)
-			}
-		})
-	}
+	scripttest.RunGolden(t, "../testdata/*.lua", registerTestModule)
 }
 
 // TestStockLua runs testdata/stock/*.lua under the stock lua5.4

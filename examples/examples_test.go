@@ -2,46 +2,15 @@
 package examples
 
 import (
-	"bytes"
-	"context"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
-	"github.com/moonbridge/moonbridge/bridge"
+	"github.com/moonbridge/moonbridge/internal/scripttest"
 )
 
 // TestLuaExamples runs lua/NAME.lua and compares its output with NAME.out.
 func TestLuaExamples(t *testing.T) {
-	files, _ := filepath.Glob("lua/*.lua")
-	if len(files) == 0 {
-		t.Fatal("no Lua examples")
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			want, err := os.ReadFile(strings.TrimSuffix(f, ".lua") + ".out")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var out bytes.Buffer
-			rt, err := bridge.New(bridge.Options{Stdout: &out, Stderr: &out})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rt.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if err := rt.RunFile(ctx, f); err != nil {
-				t.Fatalf("%v\n%s", err, out.String())
-			}
-			if out.String() != string(want) {
-				t.Errorf("got\n%s\nwant\n%s", out.String(), want)
-			}
-		})
-	}
+	scripttest.RunGolden(t, "lua/*.lua", nil)
 }
 
 // TestGoExamples runs each Go example program.
