@@ -302,7 +302,7 @@ int mb_task_open(lua_State *L);
 mb_task *mb_task_spawn(lua_State *L, mb_run *run, int nargs, const char *name);
 void mb_task_ready(mb_rt *rt, mb_task *t);
 void mb_task_resume(mb_rt *rt, mb_task *t);
-void mb_task_kill(mb_rt *rt, mb_task *t, const char *why);
+void mb_task_kill(mb_rt *rt, mb_task *t);
 void mb_task_wait_end(mb_rt *rt, mb_task *t);
 int mb_wait_yield(lua_State *L, mb_task *t, int wait, void *obj,
                   lua_KContext ctx, lua_KFunction k);

@@ -253,14 +253,16 @@ static void mb_run_fail(mb_rt *rt, mb_run *r, const char *kind, const char *msg)
   mb_run_fail_top(rt, r);
 }
 
-/* Kill every live task of the run. Finish the run first, so the kills do
-** not decide its result. */
+/* Kill every live task of the run. Its result must be decided first, so
+** the kills do not decide it. */
+static void mb_run_kill_all(mb_rt *rt, mb_run *r) {
+  while (!mb_list_empty(&r->tasks))
+    mb_task_kill(rt, mb_container_of(r->tasks.next, mb_task, run_link));
+}
+
 static void mb_run_abort(mb_rt *rt, mb_run *r, const char *kind, const char *msg) {
   mb_run_fail(rt, r, kind, msg);
-  while (!mb_list_empty(&r->tasks)) {
-    mb_task *t = mb_container_of(r->tasks.next, mb_task, run_link);
-    mb_task_kill(rt, t, msg);
-  }
+  mb_run_kill_all(rt, r);
 }
 
 static void mb_run_start(mb_rt *rt, mb_run *r) {
@@ -322,10 +324,7 @@ void mb_run_exit(mb_rt *rt, mb_run *r) {
   lua_pushinteger(rt->L, r->exit_code);
   lua_setfield(rt->L, -2, "code");
   mb_run_fail_top(rt, r);
-  while (!mb_list_empty(&r->tasks)) {
-    mb_task *t = mb_container_of(r->tasks.next, mb_task, run_link);
-    mb_task_kill(rt, t, msg);
-  }
+  mb_run_kill_all(rt, r);
 }
 
 /* Called by the scheduler when one of the run's tasks ended. */
@@ -336,7 +335,7 @@ void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
       lua_pushvalue(t->co, -1); /* the error stays for the task's waiters */
       lua_xmove(t->co, L, 1);
       mb_run_fail_top(rt, r);
-      mb_run_abort(rt, r, "cancelled", "the main chunk failed");
+      mb_run_kill_all(rt, r); /* as a process ends with its main chunk */
     } else if (t->status == MB_TASK_CANCELLED) {
       mb_run_fail(rt, r, "cancelled", "the run's main task was cancelled");
     } else if (r->kind == MB_RUN_CALL) {
@@ -395,13 +394,10 @@ static mb_run *mb_run_find(mb_rt *rt, int64_t id) {
 ** Draining the queue.
 ** ------------------------------------------------------------------- */
 static void mb_close_all(mb_rt *rt) {
-  mb_link *l, *next;
+  mb_link *l;
   rt->closing = 1;
-  for (l = rt->runs.next; l != &rt->runs; l = next) {
-    mb_run *r = mb_container_of(l, mb_run, link);
-    next = l->next;
-    mb_run_abort(rt, r, "closed", "the runtime was closed");
-  }
+  for (l = rt->runs.next; l != &rt->runs; l = l->next)
+    mb_run_abort(rt, mb_container_of(l, mb_run, link), "closed", "the runtime was closed");
 }
 
 static int mb_drain(mb_rt *rt) {
@@ -444,31 +440,24 @@ static int mb_drain(mb_rt *rt) {
 ** the queue — yet some runs still have tasks. None of them can ever move.
 ** ------------------------------------------------------------------- */
 static void mb_deadlock(mb_rt *rt) {
-  mb_link *l, *next;
-  for (l = rt->runs.next; l != &rt->runs; l = next) {
+  lua_State *L = rt->L;
+  mb_link *l;
+  for (l = rt->runs.next; l != &rt->runs; l = l->next) {
     mb_run *r = mb_container_of(l, mb_run, link);
-    mb_buf msg = {0};
+    luaL_Buffer b;
     mb_link *tl;
     char line[512];
-    next = l->next;
     if (r->done || r->ntasks == 0) continue;
-    snprintf(line, sizeof line, "deadlock: all tasks are blocked and nothing can wake them");
-    mb_buf_reserve(&msg, strlen(line) + 1);
-    if (msg.data) { strcpy(msg.data, line); msg.len = strlen(line); }
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "deadlock: all tasks are blocked and nothing can wake them");
     for (tl = r->tasks.next; tl != &r->tasks; tl = tl->next) {
-      mb_task *t = mb_container_of(tl, mb_task, run_link);
-      size_t n;
-      mb_task_blocked_where(t, line, sizeof line);
-      n = strlen(line);
-      if (mb_buf_reserve(&msg, n + 2) == 0) {
-        msg.data[msg.len++] = '\n';
-        memcpy(msg.data + msg.len, line, n);
-        msg.len += n;
-        msg.data[msg.len] = '\0';
-      }
+      mb_task_blocked_where(mb_container_of(tl, mb_task, run_link), line, sizeof line);
+      luaL_addchar(&b, '\n');
+      luaL_addstring(&b, line);
     }
-    mb_run_abort(rt, r, "deadlock", msg.data ? msg.data : "deadlock");
-    mb_buf_free(&msg);
+    luaL_pushresult(&b);
+    mb_run_abort(rt, r, "deadlock", lua_tostring(L, -1));
+    lua_pop(L, 1);
   }
 }
 

@@ -320,8 +320,7 @@ void mb_task_resume(mb_rt *rt, mb_task *t) {
 
 /* End a task that will not run again: the run is being torn down. Its
 ** to-be-closed variables are closed; they cannot wait. */
-void mb_task_kill(mb_rt *rt, mb_task *t, const char *why) {
-  (void)why;
+void mb_task_kill(mb_rt *rt, mb_task *t) {
   mb_task_wait_end(rt, t);
   if (t->co != NULL && lua_status(t->co) != LUA_OK) lua_resetthread(t->co);
   else if (t->co != NULL) lua_settop(t->co, 0);
@@ -345,6 +344,8 @@ int mb_task_blocked_where(mb_task *t, char *buf, size_t len) {
       break;
     }
   }
+  if (t->name != NULL)
+    return snprintf(buf, len, "  task '%s' (%s) waits for %s", t->name, where, what[t->wait]);
   return snprintf(buf, len, "  task #%lld (%s) waits for %s", (long long)t->id, where,
                   what[t->wait]);
 }
