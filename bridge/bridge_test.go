@@ -724,3 +724,30 @@ end`)
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Calls that block wait together, however many: here each of 2,000 calls
+// returns only once all 2,000 are in flight at the same time — a pool of
+// goroutines that did not grow while calls wait behind blocked ones would
+// never get there.
+func TestManyBlockingCallsRunConcurrently(t *testing.T) {
+	rt, _ := newRuntime(t)
+	const n = 2000
+	var arrived atomic.Int64
+	all := make(chan struct{})
+	rt.RegisterFunc("rendezvous", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		if arrived.Add(1) == n {
+			close(all)
+		}
+		select {
+		case <-all:
+			return []any{true}, nil
+		case <-time.After(20 * time.Second):
+			return nil, fmt.Errorf("only %d of %d calls were in flight together", arrived.Load(), n)
+		}
+	})
+	mustRun(t, rt, fmt.Sprintf(`
+local task = require("task")
+local ts = {}
+for i = 1, %d do ts[i] = task.spawn(rendezvous) end
+for _, t in ipairs(ts) do assert(t:wait() == true) end`, n))
+}

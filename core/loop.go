@@ -115,6 +115,8 @@ type Loop struct {
 	lastRun int64 // the run whose context lastCtx is: calls come in runs
 	lastCtx context.Context
 	args    []any // inline calls' arguments, reused (inline calls never nest)
+	batch   []job // calls of this step, for the pool
+	pool    *pool
 
 	wg       sync.WaitGroup // goroutines of calls and streams
 	baseCtx  context.Context
@@ -150,6 +152,7 @@ func NewLoop(opts Options) (*Loop, error) {
 	}
 	l.baseCtx, l.baseStop = context.WithCancel(context.Background())
 	l.args = make([]any, 0, 8)
+	l.pool = newPool(l)
 	l.funcs.Store(&[]*function{})
 	l.handle = cgo.NewHandle(l)
 	c.go_handle = C.uintptr_t(l.handle)
@@ -427,6 +430,7 @@ func (l *Loop) shutdown(fatal error) {
 		})
 	}
 	close(l.stop)
+	l.pool.drain()
 	l.wg.Wait()
 	C.mb_rt_free(l.c)
 	l.c = nil
@@ -467,6 +471,11 @@ func (l *Loop) events(park bool) (here *C.mb_call) {
 		case C.MB_EV_RUN_DONE:
 			l.finish((*C.mb_run)(e.ptr))
 		}
+	}
+	if len(l.batch) > 0 {
+		l.pool.submit(l.batch)
+		clear(l.batch)
+		l.batch = l.batch[:0]
 	}
 	return here
 }
@@ -532,7 +541,8 @@ func (l *Loop) begin(c *C.mb_call) *callCtx {
 	return ctx
 }
 
-// start runs a call in a goroutine of its own.
+// start hands a call to the pool (queued with the step's others), or a
+// stream to a goroutine of its own: it lives as long as Lua reads it.
 func (l *Loop) start(c *C.mb_call) {
 	f := (*l.funcs.Load())[c.fn]
 	ctx := l.begin(c)
@@ -542,7 +552,7 @@ func (l *Loop) start(c *C.mb_call) {
 		go l.runStream(f, (*C.mb_stream)(unsafe.Pointer(c)), ctx, credit)
 		return
 	}
-	go l.runCall(f, c, ctx)
+	l.batch = append(l.batch, job{f: f, c: c, ctx: ctx})
 }
 
 func (l *Loop) finish(r *C.mb_run) {
