@@ -30,6 +30,7 @@ type pool struct {
 	jobs    []job // FIFO: jobs[head:] are waiting
 	head    int
 	idle    int       // parked workers not yet kicked
+	waking  int       // workers kicked or started that have not yet looked for a call
 	all     []*worker // every worker, parked or not
 	watched bool      // the monitor is running
 
@@ -75,6 +76,7 @@ func (p *pool) submit(js []job) {
 
 // wakeOne kicks a parked worker, or starts one. p.mu is held.
 func (p *pool) wakeOne() {
+	p.waking++
 	if p.idle > 0 {
 		p.idle--
 		p.kick <- struct{}{}
@@ -87,9 +89,13 @@ func (p *pool) wakeOne() {
 
 // next takes the oldest waiting call; ok is false when there is none, and
 // then the worker is counted idle (or, with enough idle already, leaves).
-func (p *pool) next(w *worker) (j job, ok, leave bool) {
+// woke says the worker comes from wakeOne (started, or kicked).
+func (p *pool) next(w *worker, woke bool) (j job, ok, leave bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if woke {
+		p.waking--
+	}
 	if p.head < len(p.jobs) {
 		j = p.jobs[p.head]
 		p.jobs[p.head] = job{}
@@ -113,14 +119,17 @@ func (p *pool) next(w *worker) (j job, ok, leave bool) {
 
 func (p *pool) work(w *worker) {
 	l := p.loop
+	woke := true
 	for {
-		j, ok, leave := p.next(w)
+		j, ok, leave := p.next(w, woke)
+		woke = false
 		if leave {
 			return
 		}
 		if !ok {
 			select {
 			case <-p.kick:
+				woke = true
 				continue
 			case <-l.stop:
 				return
@@ -143,12 +152,13 @@ func (p *pool) monitor() {
 			return
 		}
 		p.mu.Lock()
-		waiting := len(p.jobs) - p.head
-		if waiting == 0 {
+		if p.head == len(p.jobs) {
 			p.watched = false
 			p.mu.Unlock()
 			return
 		}
+		// Calls that workers on their way will take are not waiting.
+		waiting := len(p.jobs) - p.head - p.waking
 		blocked, now := 0, nanotime()
 		for _, w := range p.all {
 			if b := w.began.Load(); b != 0 && now-b > int64(poolStall) {
