@@ -65,7 +65,7 @@ type function struct {
 	stream StreamFunc
 }
 
-// callState is the driver's record of a call started in a goroutine.
+// callState is the driver's record of a call in flight.
 type callState struct {
 	ctx    *callCtx
 	credit chan struct{} // streams: room again after backpressure
@@ -81,8 +81,8 @@ type runResult struct {
 	err  error
 }
 
-// Loop is one C runtime (a lua_State on a libuv loop) and the goroutine
-// that drives it. All its methods are safe from any goroutine.
+// Loop is one C runtime (a lua_State on a libuv loop) and the goroutines
+// that step it, one at a time. All its methods are safe from any goroutine.
 type Loop struct {
 	c      *C.mb_rt
 	handle cgo.Handle
@@ -129,7 +129,7 @@ type Options struct {
 	Stderr io.Writer
 }
 
-// NewLoop creates the C runtime and starts its driver goroutine.
+// NewLoop creates the C runtime and starts its two driving goroutines.
 func NewLoop(opts Options) (*Loop, error) {
 	c := C.mb_rt_new()
 	if c == nil {
@@ -162,7 +162,7 @@ func NewLoop(opts Options) (*Loop, error) {
 	return l, nil
 }
 
-// signal wakes the driver if it is parked (or about to park).
+// signal wakes a driving goroutine when the loop is parked (or about to).
 func (l *Loop) signal() {
 	select {
 	case l.wake <- struct{}{}:
@@ -410,8 +410,8 @@ func (l *Loop) runHere(c *C.mb_call) bool {
 	return held
 }
 
-// shutdown runs on the driver once the loop has stopped: cancel what is
-// still in flight, wait for it, then free the C runtime.
+// shutdown runs on the goroutine that stepped the loop to its stop: cancel
+// what is still in flight, wait for it, then free the C runtime.
 func (l *Loop) shutdown(fatal error) {
 	l.baseStop()
 	for i := range l.calls {
