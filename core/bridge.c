@@ -108,7 +108,8 @@ static const char *mb_bridge_encode_args(lua_State *L, const char *name, mb_buf 
 ** Async calls.
 ** ------------------------------------------------------------------- */
 /* Call records are recycled, with their buffers, by the loop (the only
-** thread that creates or frees them): no allocation per call once warm. */
+** thread that creates or frees them): no allocation per call once warm.
+** mb_rt_free frees the pool. */
 #define MB_CALL_POOL_MAX 4096
 #define MB_CALL_BUF_KEEP 4096 /* larger buffers are not kept in the pool */
 
@@ -126,7 +127,7 @@ mb_call *mb_call_new(mb_rt *rt) {
 }
 
 void mb_call_free(mb_rt *rt, mb_call *c) {
-  if (rt->closing || rt->ncall_pool >= MB_CALL_POOL_MAX || c->buf.cap > MB_CALL_BUF_KEEP) {
+  if (rt->ncall_pool >= MB_CALL_POOL_MAX || c->buf.cap > MB_CALL_BUF_KEEP) {
     mb_buf_free(&c->buf);
     free(c);
     return;
@@ -222,7 +223,7 @@ static void mb_chunk_free_all(mb_stream *s) {
   s->last = NULL;
 }
 
-void mb_stream_release(mb_stream *s) {
+static void mb_stream_release(mb_stream *s) {
   if (--s->refs > 0) return;
   mb_chunk_free_all(s);
   mb_buf_free(&s->call.buf);

@@ -128,6 +128,16 @@ int mb_error_fields(lua_State *L, int idx, mb_buf *out) {
   return i;
 }
 
+/* The error that ends a run for os.exit: kind "exit", with its code. The
+** Go side reads the code back from the message. */
+void mb_error_push_exit(lua_State *L, int code) {
+  const char *msg = lua_pushfstring(L, "os.exit(%d)", code);
+  mb_error_push(L, "exit", NULL, msg, strlen(msg));
+  lua_remove(L, -2);
+  lua_pushinteger(L, code);
+  lua_setfield(L, -2, "code");
+}
+
 static const luaL_Reg mb_error_meta[] = {{"__tostring", mb_error_tostring}, {NULL, NULL}};
 
 void mb_error_open(lua_State *L) {

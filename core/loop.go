@@ -110,13 +110,11 @@ type Loop struct {
 	runs   sync.Map // id -> *runWaiter
 
 	// Driver-owned: no other goroutine touches these.
-	calls   []callState
-	free    []int32
-	lastRun int64 // the run whose context lastCtx is: calls come in runs
-	lastCtx context.Context
-	args    []any // inline calls' arguments, reused (inline calls never nest)
-	batch   []job // calls of this step, for the pool
-	pool    *pool
+	calls []callState
+	free  []int32
+	args  []any // inline calls' arguments, reused (inline calls never nest)
+	batch []job // calls of this step, for the pool
+	pool  *pool
 
 	wg       sync.WaitGroup // goroutines of calls and streams
 	baseCtx  context.Context
@@ -394,20 +392,7 @@ func (l *Loop) runHere(c *C.mb_call) bool {
 	f := (*l.funcs.Load())[c.fn]
 	ctx := l.begin(c)
 	l.token <- struct{}{}
-	bp := bufPool.Get().(*[]byte)
-	status := l.callFunc(f, c, ctx, bp)
-	p, n := cbytes(*bp)
-	held := false
-	select {
-	case <-l.token:
-		held = true
-		C.mb_call_complete_driver(l.c, c, status, p, n)
-	default:
-		l.pushed(C.mb_call_complete(l.c, c, status, p, n))
-	}
-	bufPool.Put(bp)
-	l.wg.Done()
-	return held
+	return l.runCall(f, c, ctx, true)
 }
 
 // shutdown runs on the goroutine that stepped the loop to its stop: cancel
@@ -520,15 +505,10 @@ func (l *Loop) release(slot int) {
 }
 
 func (l *Loop) runCtx(id int64) context.Context {
-	if id == l.lastRun && l.lastCtx != nil {
-		return l.lastCtx
-	}
-	ctx := l.baseCtx
 	if w, ok := l.runs.Load(id); ok {
-		ctx = w.(*runWaiter).ctx
+		return w.(*runWaiter).ctx
 	}
-	l.lastRun, l.lastCtx = id, ctx
-	return ctx
+	return l.baseCtx
 }
 
 // begin gives a call its slot and context; the caller runs it.
@@ -557,9 +537,6 @@ func (l *Loop) start(c *C.mb_call) {
 
 func (l *Loop) finish(r *C.mb_run) {
 	id := int64(r.id)
-	if id == l.lastRun {
-		l.lastCtx = nil
-	}
 	wv, ok := l.runs.LoadAndDelete(id)
 	if ok {
 		w := wv.(*runWaiter)
@@ -633,19 +610,27 @@ func outcome(bp *[]byte, vals []any, status C.int, err error) C.int {
 	return status
 }
 
-// callFunc runs an ordinary call and leaves its encoded outcome in *bp.
-func (l *Loop) callFunc(f *function, c *C.mb_call, ctx context.Context, bp *[]byte) C.int {
-	vals, status, err := call(f, ctx, cslice(c.buf.data, c.buf.len), nil)
-	return outcome(bp, vals, status, err)
-}
-
-func (l *Loop) runCall(f *function, c *C.mb_call, ctx context.Context) {
+// runCall runs an ordinary call and hands its outcome to the loop. With
+// reclaim (runHere), it first tries to take back the loop's token: if it
+// gets it, it queues the result as the driver, waking nobody, and reports
+// true — it is the driver again.
+func (l *Loop) runCall(f *function, c *C.mb_call, ctx context.Context, reclaim bool) (held bool) {
 	defer l.wg.Done()
+	vals, status, err := call(f, ctx, cslice(c.buf.data, c.buf.len), nil)
 	bp := bufPool.Get().(*[]byte)
-	status := l.callFunc(f, c, ctx, bp)
+	defer bufPool.Put(bp)
+	status = outcome(bp, vals, status, err)
 	p, n := cbytes(*bp)
+	if reclaim {
+		select {
+		case <-l.token:
+			C.mb_call_complete_driver(l.c, c, status, p, n)
+			return true
+		default:
+		}
+	}
 	l.pushed(C.mb_call_complete(l.c, c, status, p, n))
-	bufPool.Put(bp)
+	return false
 }
 
 var errNilChunk = errors.New("emit: nil cannot be sent: it would end the Lua for loop")

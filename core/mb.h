@@ -207,7 +207,6 @@ typedef struct mb_task {
   void *wait_obj;
   int nres;             /* DONE: results on co's stack (1..nres); FAILED: error at top */
   int observed;         /* someone took its result or error */
-  int detached;
   int64_t id;           /* sequence number, for names */
   const char *name;     /* or NULL; anchored as the Task's second user value */
   const char *wake_err; /* set to make the waiting continuation raise instead */
@@ -323,15 +322,7 @@ void mb_bridge_drain(mb_rt *rt, mb_msg *m);
 void mb_call_free(mb_rt *rt, mb_call *c);
 mb_call *mb_call_new(mb_rt *rt);
 void mb_call_cancel(mb_rt *rt, mb_call *c);
-void mb_stream_release(mb_stream *s);
 enum { MB_FN_ASYNC = 0, MB_FN_INLINE = 1, MB_FN_STREAM = 2 };
-
-/* Inline calls: the one C→Go callback, off the completion path. */
-typedef struct mb_inline_ret {
-  int status;
-  const char *data;
-  size_t len;
-} mb_inline_ret;
 
 /* print and io writes to Go (stdio.c). */
 void mb_stdio_open(lua_State *L);
@@ -345,5 +336,6 @@ int mb_error_throw(lua_State *L, const char *kind, const char *op,
                    const char *fmt, ...);
 int mb_error_handler(lua_State *L);
 int mb_error_fields(lua_State *L, int idx, mb_buf *out);
+void mb_error_push_exit(lua_State *L, int code);
 
 #endif

@@ -135,7 +135,7 @@ func (p *pool) work(w *worker) {
 				return
 			}
 		}
-		l.runCall(j.f, j.c, j.ctx)
+		l.runCall(j.f, j.c, j.ctx, false)
 	}
 }
 

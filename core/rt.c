@@ -317,12 +317,8 @@ static void mb_run_start(mb_rt *rt, mb_run *r) {
 /* os.exit(code): the run ends now with its code, and every task of it is
 ** killed (their to-be-closed variables closed). The host process lives on. */
 void mb_run_exit(mb_rt *rt, mb_run *r) {
-  char msg[64];
-  snprintf(msg, sizeof msg, "os.exit(%d)", r->exit_code);
   r->exiting = 0;
-  mb_error_push(rt->L, "exit", NULL, msg, strlen(msg));
-  lua_pushinteger(rt->L, r->exit_code);
-  lua_setfield(rt->L, -2, "code");
+  mb_error_push_exit(rt->L, r->exit_code);
   mb_run_fail_top(rt, r);
   mb_run_kill_all(rt, r);
 }
@@ -350,7 +346,7 @@ void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
       }
     }
   }
-  if (t->status == MB_TASK_FAILED && !t->observed && !t->detached && r->done) {
+  if (t->status == MB_TASK_FAILED && !t->observed && r->done) {
     /* The run's result is decided (a Call returned): say it on stderr. */
     mb_stdio_report(t->co, -1);
   }

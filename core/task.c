@@ -271,7 +271,7 @@ static void mb_task_end(mb_rt *rt, mb_task *t, int status) {
   mb_list_remove(&t->run_link);
   r->ntasks--;
   if (t == r->main) t->observed = 1; /* its outcome is the run's */
-  if (status == MB_TASK_FAILED && !t->observed && !t->detached && !r->done)
+  if (status == MB_TASK_FAILED && !t->observed && !r->done)
     mb_list_push(&r->failed, &t->fail_link);
   luaL_unref(rt->L, LUA_REGISTRYINDEX, t->ref);
   t->ref = LUA_NOREF;
@@ -476,10 +476,7 @@ static int mb_l_os_exit(lua_State *L) {
   self->run->exit_code = code;
   if (!lua_isyieldable(L)) {
     /* Cannot suspend here: end the run with an error carrying the code. */
-    const char *msg = lua_pushfstring(L, "os.exit(%d)", code);
-    mb_error_push(L, "exit", NULL, msg, strlen(msg));
-    lua_pushinteger(L, code);
-    lua_setfield(L, -2, "code");
+    mb_error_push_exit(L, code);
     return lua_error(L);
   }
   self->run->exiting = 1;
