@@ -392,7 +392,7 @@ void mb_bridge_drain(mb_rt *rt, mb_msg *m) {
       }
       mb_stream_release(s);
     } else if (c->task != NULL && !rt->closing) {
-      mb_task_ready(rt, c->task); /* its continuation decodes and frees */
+      mb_task_wake(rt, c->task); /* its continuation decodes and frees */
       c->task = NULL;
     } else {
       mb_call_free(rt, c);

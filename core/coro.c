@@ -62,8 +62,11 @@ static int mb_coro_abort_wait(lua_State *L, lua_State *co, int *nres) {
   mb_rt *rt = mb_rt_of(L);
   mb_task *t = rt->current;
   rt->yielding = 0;
-  if (t != NULL) {
+  if (t != NULL && t->wait == MB_WAIT_READY) {
+    mb_task_wait_end(rt, t); /* a yield or a preemption: just carry on */
+  } else if (t != NULL) {
     mb_task_wait_end(rt, t);
+    t->aborted = 1;
     t->wake_err =
         "cannot wait here: the coroutine's resumer is inside a C function "
         "Lua cannot yield across (attempt to yield across a C-call boundary)";
@@ -126,6 +129,7 @@ static int mb_coro_continue(lua_State *L, lua_State *co, lua_KFunction k) {
 /* coroutine.resume */
 static int mb_coro_resume_finish(lua_State *L, int r) {
   if (r < 0) {
+    mb_cancel_caught(L, -1); /* a swallowed cancellation comes back */
     lua_pushboolean(L, 0);
     lua_insert(L, -2);
     return 2;

@@ -136,6 +136,7 @@ typedef struct mb_run {
   int kind;        /* MB_RUN_CHUNK or MB_RUN_CALL */
   int status;      /* MB_RUNST_* once done */
   int ntasks;      /* live tasks */
+  int ndetached;   /* of which detached */
   int done;        /* result reported */
   int released;    /* Go took the result */
   int exiting;     /* os.exit was called: end the run at once */
@@ -188,15 +189,36 @@ enum {
 };
 
 /* What a suspended task waits for: the one place to undo when it is
-** woken another way (killed, or its wait aborted). */
+** woken another way (cancelled, killed, or its wait aborted). */
 enum {
   MB_WAIT_NONE = 0,
-  MB_WAIT_READY,  /* in the run queue */
+  MB_WAIT_READY,  /* in the run queue, nothing delivered: cancel may abort it */
+  MB_WAIT_WOKEN,  /* in the run queue with a result delivered: cancel waits */
   MB_WAIT_CALL,   /* wait_obj: mb_call* */
   MB_WAIT_STREAM, /* wait_obj: mb_stream* */
-  MB_WAIT_TASK,   /* wait_obj: mb_task* (in its waiters list) */
+  MB_WAIT_OBJS,   /* on the waiter lists of tasks, channels or promises
+                  ** (t->wv[0..nw-1]); wait_obj: what, for deadlock reports */
   MB_WAIT_SLEEP   /* in the sleep heap */
 };
+
+/* One registration of a waiting task on an awaitable's waiter list. A task
+** waiting for one thing uses the waiter embedded in it; select and friends
+** keep an array in a userdata on the waiting thread's stack, which anchors
+** it for exactly as long as the wait lasts. */
+enum { MB_OP_DONE = 0, MB_OP_RECV, MB_OP_SEND };
+
+typedef struct mb_waiter {
+  mb_link link;          /* in the awaitable's list */
+  struct mb_task *task;
+  lua_State *L;          /* the thread suspended in the wait */
+  int index;             /* case number, 1-based */
+  int op;                /* MB_OP_* */
+  int slot;              /* MB_OP_SEND: stack index of the value in L */
+} mb_waiter;
+
+/* Cancellation: requested (raise at the next suspension point), or
+** delivered (the error is unwinding; cleanup may await freely). */
+enum { MB_CANCEL_NONE = 0, MB_CANCEL_PENDING, MB_CANCEL_DELIVERED };
 
 typedef struct mb_task {
   lua_State *co;        /* the task's root thread */
@@ -212,12 +234,31 @@ typedef struct mb_task {
   const char *wake_err; /* set to make the waiting continuation raise instead */
   uint64_t deadline;    /* MB_WAIT_SLEEP: loop time (ms) to wake */
   int heap_idx;
+  unsigned char cancel;   /* MB_CANCEL_* */
+  unsigned char aborted;  /* the wait was ended without its result: raise */
+  unsigned char detached;
+  unsigned char priority; /* resumes per round while it keeps yielding */
+  unsigned char timer;    /* a timer task before its callback: clear* cancels it */
+  int fired;            /* MB_WAIT_OBJS: index of the waiter that fired */
+  int fired_ok;         /* and whether it completed (0: channel closed) */
+  mb_waiter *wv;        /* MB_WAIT_OBJS: the registrations */
+  int nw;
+  struct mb_group *group; /* the group that owns it, or NULL */
+  mb_waiter w1;         /* the registration of a single wait */
   mb_link ready;        /* run queue link */
-  mb_link waiters;      /* tasks waiting for this one */
-  mb_link wait_link;    /* link in the awaited task's waiters list */
+  mb_link waiters;      /* waiters for this task to end */
   mb_link run_link;     /* in run->tasks */
   mb_link fail_link;    /* in run->failed */
+  mb_link group_link;   /* in group->tasks */
 } mb_task;
+
+/* A task group (task.group()): its live children and who waits for them. */
+typedef struct mb_group {
+  mb_link tasks;   /* children still running */
+  mb_link waiters; /* g:wait callers */
+  int failed;      /* a child failed: its error is the group's user value */
+  int closed;      /* waited for: no more spawns */
+} mb_group;
 
 /* ---------------------------------------------------------------------
 ** The runtime.
@@ -252,6 +293,8 @@ typedef struct mb_rt {
   mb_task *current;     /* task being resumed, or NULL */
   int yielding;         /* the yield in progress is the runtime's, not the user's */
   int closing;
+  int slice;            /* preemption time slice in VM instructions, or 0 */
+  uint32_t rand;        /* xorshift state: fair choices among ready cases */
   int64_t ntask_ids;
   int pool_ref;         /* registry ref of the pool of finished threads */
   int npool;
@@ -299,17 +342,68 @@ static inline mb_rt *mb_rt_of(lua_State *L) {
 /* Tasks and the scheduler (task.c). */
 int mb_task_open(lua_State *L);
 mb_task *mb_task_spawn(lua_State *L, mb_run *run, int nargs, const char *name);
+mb_task *mb_task_test(lua_State *L, int i);
 void mb_task_ready(mb_rt *rt, mb_task *t);
+void mb_task_wake(mb_rt *rt, mb_task *t);
+void mb_task_abort(mb_rt *rt, mb_task *t);
 void mb_task_resume(mb_rt *rt, mb_task *t);
 void mb_task_kill(mb_rt *rt, mb_task *t);
 void mb_task_wait_end(mb_rt *rt, mb_task *t);
+int mb_task_results(lua_State *L, mb_task *t);
+int mb_task_await(lua_State *L, mb_task *t);
+int mb_task_cancel(mb_rt *rt, lua_State *L, mb_task *t);
+void mb_cancel_error_push(lua_State *L, mb_task *t, int idx);
+int mb_cancel_raise(lua_State *L, mb_task *t);
+void mb_cancel_caught(lua_State *L, int idx);
+int mb_cancel_is(lua_State *L, mb_task *t, int idx);
 int mb_wait_yield(lua_State *L, mb_task *t, int wait, void *obj,
                   lua_KContext ctx, lua_KFunction k);
 void mb_wait_check(lua_State *L);
+void mb_waiter_init(mb_waiter *w, mb_task *t, lua_State *L, int index, int op);
+void mb_waiter_fire(mb_rt *rt, mb_waiter *w, int ok);
+void mb_waiters_fire_all(mb_rt *rt, mb_link *list);
+int mb_wait_objs(lua_State *L, mb_task *t, mb_waiter *wv, int n, const char *what,
+                 lua_KContext ctx, lua_KFunction k);
 mb_task *mb_task_of(lua_State *L);
 int mb_task_blocked_where(mb_task *t, char *buf, size_t len);
+uint64_t mb_deadline(lua_State *L, int i);
+int mb_sleep_add(mb_rt *rt, mb_task *t);
 void mb_sleep_fire(mb_rt *rt);
 void mb_sleep_remove(mb_rt *rt, mb_task *t);
+void mb_group_child_ended(mb_rt *rt, mb_task *t);
+void mb_preempt_hook(lua_State *L, lua_Debug *ar);
+void mb_rt_set_slice(mb_rt *rt, int instructions);
+
+/* Awaitables, select and the combinators (await.c). */
+void mb_join_funcs(lua_State *L);
+void mb_await_open(lua_State *L);
+uint32_t mb_rand(mb_rt *rt);
+
+/* Channels (chan.c). */
+typedef struct mb_chan mb_chan;
+void mb_chan_open(lua_State *L);
+mb_chan *mb_chan_test(lua_State *L, int idx);
+int mb_chan_recv_ready(mb_chan *c);
+int mb_chan_send_ready(mb_chan *c);
+int mb_chan_recv_now(lua_State *L, int idx);
+int mb_chan_send_now(lua_State *L, int idx, int vidx);
+int mb_chan_await(lua_State *L, int idx);
+void mb_chan_enqueue(mb_chan *c, mb_waiter *w);
+
+/* Promises (promise.c). */
+typedef struct mb_promise mb_promise;
+enum { MB_PROM_PENDING = 0, MB_PROM_FULFILLED, MB_PROM_REJECTED, MB_PROM_CANCELLED };
+void mb_promise_open(lua_State *L);
+mb_promise *mb_promise_test(lua_State *L, int idx);
+int mb_promise_state(const mb_promise *p);
+mb_link *mb_promise_waiters(mb_promise *p);
+int mb_promise_outcome(lua_State *L, int idx);
+int mb_promise_results(lua_State *L, int idx);
+int mb_promise_await(lua_State *L, int idx);
+int mb_promise_cancel(lua_State *L, int idx);
+
+/* Timers (timer.c). */
+void mb_timer_open(lua_State *L);
 
 /* Coroutine library overrides (coro.c). */
 extern char mb_coro_waiting_mark;

@@ -323,6 +323,18 @@ void mb_run_exit(mb_rt *rt, mb_run *r) {
   mb_run_kill_all(rt, r);
 }
 
+/* Only detached tasks are left: cancel them, so their cleanup runs; the
+** run ends when the last of them has. */
+static void mb_run_reap_detached(mb_rt *rt, mb_run *r) {
+  mb_link *l;
+  for (l = r->tasks.next; l != &r->tasks; l = l->next) {
+    mb_task *t = mb_container_of(l, mb_task, run_link);
+    if (t->cancel != MB_CANCEL_NONE) continue;
+    mb_cancel_error_push(rt->L, t, 0);
+    mb_task_cancel(rt, rt->L, t);
+  }
+}
+
 /* Called by the scheduler when one of the run's tasks ended. */
 void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
   lua_State *L = rt->L;
@@ -350,7 +362,11 @@ void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
     /* The run's result is decided (a Call returned): say it on stderr. */
     mb_stdio_report(t->co, -1);
   }
-  if (r->ntasks > 0) return;
+  if (r->ntasks > r->ndetached) return;
+  if (r->ndetached > 0) {
+    mb_run_reap_detached(rt, r);
+    return;
+  }
   /* The run is over. A task that failed with nobody waiting fails the run;
   ** any further ones are reported, not lost. */
   while (!mb_list_empty(&r->failed)) {
@@ -470,9 +486,10 @@ static int mb_has_live_tasks(mb_rt *rt) {
 ** The step.
 ** ------------------------------------------------------------------- */
 
-/* Run every task that is ready now, once. Tasks made ready meanwhile
-** (by yield, or by an inline completion) wait for the next pass, so a
-** task that keeps yielding cannot keep the queue from being drained. */
+/* Run every task that is ready now, once; a task of priority p that
+** keeps yielding is resumed up to p times in a row. Tasks made ready
+** meanwhile (by yield, or by an inline completion) wait for the next pass,
+** so a task that keeps yielding cannot keep the queue from being drained. */
 static void mb_run_ready(mb_rt *rt) {
   mb_link batch;
   if (mb_list_empty(&rt->ready)) return;
@@ -484,10 +501,25 @@ static void mb_run_ready(mb_rt *rt) {
   mb_list_init(&rt->ready);
   while (!mb_list_empty(&batch)) {
     mb_task *t = mb_container_of(batch.next, mb_task, ready);
-    mb_list_remove(&t->ready);
-    t->wait = MB_WAIT_NONE;
-    mb_task_resume(rt, t);
+    int turns = t->priority;
+    for (;;) {
+      mb_list_remove(&t->ready);
+      t->wait = MB_WAIT_NONE;
+      mb_task_resume(rt, t);
+      /* Another turn only if it just queued itself again by yielding. */
+      if (--turns <= 0 || t->wait != MB_WAIT_READY || t->aborted ||
+          rt->ready.prev != &t->ready)
+        break;
+    }
   }
+}
+
+/* Wake sleepers that are due even while tasks keep the loop busy, so a
+** greedy task cannot starve timers. */
+static void mb_sleep_due(mb_rt *rt) {
+  if (rt->nheap == 0) return;
+  uv_update_time(&rt->loop);
+  if (rt->heap[0]->deadline <= uv_now(&rt->loop)) mb_sleep_fire(rt);
 }
 
 static void mb_sleep_uv(mb_rt *rt) {
@@ -522,6 +554,7 @@ static int mb_park_go(mb_rt *rt) {
 static int mb_step_loop(mb_rt *rt) {
   for (;;) {
     int drained = mb_drain(rt);
+    mb_sleep_due(rt);
     mb_run_ready(rt);
     if (rt->nev > 0) {
       /* When the loop would park right after Go handled these events, say
@@ -612,6 +645,10 @@ static int mb_rt_open_libs(lua_State *L) {
   mb_error_open(L);
   mb_task_open(L);
   mb_coro_open(L);
+  mb_await_open(L);
+  mb_chan_open(L);
+  mb_promise_open(L);
+  mb_timer_open(L);
   mb_bridge_open(L);
   mb_stdio_open(L);
   return 0;
@@ -622,6 +659,7 @@ mb_rt *mb_rt_new(void) {
   if (rt == NULL) return NULL;
   mb_mpsc_init(&rt->q);
   rt->sleeping = MB_SLEEP_GO; /* no driver steps it until the first push */
+  rt->rand = 0x9e3779b9u;
   mb_list_init(&rt->ready);
   mb_list_init(&rt->runs);
   if (uv_loop_init(&rt->loop) != 0) {

@@ -16,6 +16,16 @@
 #include "mb.h"
 
 #define MB_TASK_MT "moonbridge.Task"
+#define MB_GROUP_MT "moonbridge.Group"
+
+/* A Task's user values. */
+enum {
+  MB_TASK_UV_THREAD = 1, /* its root thread */
+  MB_TASK_UV_NAME,       /* its name, or nil */
+  MB_TASK_UV_CANCEL,     /* the error its cancellation delivers */
+  MB_TASK_UV_GROUP,      /* the group that owns it */
+  MB_TASK_NUV = MB_TASK_UV_GROUP
+};
 #define MB_POOL_MAX 256
 
 void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t);
@@ -59,32 +69,98 @@ static void mb_thread_put(mb_rt *rt, mb_task *t) {
 /* ---------------------------------------------------------------------
 ** The run queue and waking.
 ** ------------------------------------------------------------------- */
+
+/* Queue the task with nothing delivered (spawned, yielded, preempted, a
+** sleep ended): a cancellation may still abort its wait. */
 void mb_task_ready(mb_rt *rt, mb_task *t) {
   t->wait = MB_WAIT_READY;
   t->wait_obj = NULL;
   mb_list_push(&rt->ready, &t->ready);
 }
 
+/* Undo a multi-way wait: its registrations, and its deadline if any. */
+static void mb_waiters_unlink(mb_rt *rt, mb_task *t) {
+  int i;
+  for (i = 0; i < t->nw; i++) mb_list_remove(&t->wv[i].link);
+  t->wv = NULL;
+  t->nw = 0;
+  if (t->heap_idx >= 0) mb_sleep_remove(rt, t);
+}
+
+/* The wait completed and its result was delivered (a call's results, a
+** channel's value): queue the task so that a cancellation arriving now is
+** raised at its next suspension point instead of losing the result. Every
+** other registration of a multi-way wait is undone. */
+void mb_task_wake(mb_rt *rt, mb_task *t) {
+  if (t->wait == MB_WAIT_OBJS) mb_waiters_unlink(rt, t);
+  t->wait = MB_WAIT_WOKEN;
+  t->wait_obj = NULL;
+  mb_list_push(&rt->ready, &t->ready);
+}
+
+/* Fire one registration: the task learns which case completed and how. */
+void mb_waiter_fire(mb_rt *rt, mb_waiter *w, int ok) {
+  mb_task *t = w->task;
+  t->fired = w->index;
+  t->fired_ok = ok;
+  mb_task_wake(rt, t);
+}
+
+/* Fire every registration on an awaitable's list (it became ready). */
+void mb_waiters_fire_all(mb_rt *rt, mb_link *list) {
+  while (!mb_list_empty(list))
+    mb_waiter_fire(rt, mb_container_of(list->next, mb_waiter, link), 1);
+}
+
+/* Register the task on wv[0..n-1] (already linked by the caller) and
+** suspend it: the usual way to wait for awaitables. */
+int mb_wait_objs(lua_State *L, mb_task *t, mb_waiter *wv, int n, const char *what,
+                 lua_KContext ctx, lua_KFunction k) {
+  t->wv = wv;
+  t->nw = n;
+  t->fired = 0;
+  t->fired_ok = 0;
+  return mb_wait_yield(L, t, MB_WAIT_OBJS, (void *)what, ctx, k);
+}
+
+void mb_waiter_init(mb_waiter *w, mb_task *t, lua_State *L, int index, int op) {
+  mb_list_init(&w->link);
+  w->task = t;
+  w->L = L;
+  w->index = index;
+  w->op = op;
+  w->slot = 0;
+}
+
 /* Suspend the running task (L is its root thread or a user coroutine it
-** resumed) until whatever it now waits for wakes it. */
+** resumed) until whatever it now waits for wakes it. A cancellation that
+** is pending is raised here instead: this is a suspension point. */
 int mb_wait_yield(lua_State *L, mb_task *t, int wait, void *obj,
                   lua_KContext ctx, lua_KFunction k) {
   mb_rt *rt = mb_rt_of(L);
   t->wait = wait;
   t->wait_obj = obj;
+  if (t->cancel == MB_CANCEL_PENDING) {
+    mb_task_wait_end(rt, t);
+    return mb_cancel_raise(L, t);
+  }
   rt->yielding = 1;
   return lua_yieldk(L, 0, ctx, k);
 }
 
-/* First thing a waiting continuation does: raise if the wait was aborted. */
+/* First thing a waiting continuation does: raise if the wait was aborted
+** (cancelled, or unable to carry on in a coroutine). */
 void mb_wait_check(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
   mb_task *t = rt->current;
-  if (t != NULL && t->wake_err != NULL) {
+  if (t == NULL || !t->aborted) return;
+  t->aborted = 0;
+  if (t->wake_err != NULL) {
     const char *why = t->wake_err;
     t->wake_err = NULL;
     mb_error_throw(L, "cancelled", NULL, "%s", why);
   }
+  mb_cancel_raise(L, t);
 }
 
 mb_task *mb_task_of(lua_State *L) {
@@ -97,6 +173,7 @@ mb_task *mb_task_of(lua_State *L) {
 void mb_task_wait_end(mb_rt *rt, mb_task *t) {
   switch (t->wait) {
     case MB_WAIT_READY:
+    case MB_WAIT_WOKEN:
       mb_list_remove(&t->ready);
       break;
     case MB_WAIT_CALL: {
@@ -108,8 +185,8 @@ void mb_task_wait_end(mb_rt *rt, mb_task *t) {
     case MB_WAIT_STREAM:
       ((mb_stream *)t->wait_obj)->waiter = NULL;
       break;
-    case MB_WAIT_TASK:
-      mb_list_remove(&t->wait_link);
+    case MB_WAIT_OBJS:
+      mb_waiters_unlink(rt, t);
       break;
     case MB_WAIT_SLEEP:
       mb_sleep_remove(rt, t);
@@ -117,6 +194,14 @@ void mb_task_wait_end(mb_rt *rt, mb_task *t) {
   }
   t->wait = MB_WAIT_NONE;
   t->wait_obj = NULL;
+}
+
+/* End the task's wait without its result and let it run: its continuation
+** raises (mb_wait_check). */
+void mb_task_abort(mb_rt *rt, mb_task *t) {
+  mb_task_wait_end(rt, t);
+  t->aborted = 1;
+  mb_task_ready(rt, t);
 }
 
 /* ---------------------------------------------------------------------
@@ -152,7 +237,7 @@ static void mb_heap_down(mb_rt *rt, int i) {
   mb_heap_set(rt, i, t);
 }
 
-static int mb_sleep_add(mb_rt *rt, mb_task *t) {
+int mb_sleep_add(mb_rt *rt, mb_task *t) {
   if (rt->nheap == rt->capheap) {
     int cap = rt->capheap ? rt->capheap * 2 : 64;
     mb_task **h = realloc(rt->heap, (size_t)cap * sizeof *h);
@@ -186,6 +271,10 @@ void mb_sleep_fire(mb_rt *rt) {
   while (rt->nheap > 0 && rt->heap[0]->deadline <= now) {
     mb_task *t = rt->heap[0];
     mb_sleep_remove(rt, t);
+    if (t->wait == MB_WAIT_OBJS) { /* a wait with a deadline: timed out */
+      mb_waiters_unlink(rt, t);
+      t->fired = 0;
+    }
     mb_task_ready(rt, t);
     woke = 1;
   }
@@ -222,23 +311,25 @@ mb_task *mb_task_spawn(lua_State *L, mb_run *run, int nargs, const char *name) {
   mb_task *t;
   luaL_checkstack(L, 4, "spawning a task");
   co = mb_thread_get(L, rt);
-  t = (mb_task *)lua_newuserdatauv(L, sizeof *t, 2);
+  t = (mb_task *)lua_newuserdatauv(L, sizeof *t, MB_TASK_NUV);
   memset(t, 0, sizeof *t);
   t->co = co;
   t->run = run;
   t->id = ++rt->ntask_ids;
   t->heap_idx = -1;
+  t->priority = 1;
   mb_list_init(&t->ready);
   mb_list_init(&t->waiters);
-  mb_list_init(&t->wait_link);
+  mb_list_init(&t->w1.link);
   mb_list_init(&t->fail_link);
+  mb_list_init(&t->group_link);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->task_mt_ref);
   lua_setmetatable(L, -2);
   lua_rotate(L, -2, 1); /* fn args task thread */
-  lua_setiuservalue(L, -2, 1);
+  lua_setiuservalue(L, -2, MB_TASK_UV_THREAD);
   if (name != NULL) {
     t->name = lua_pushstring(L, name);
-    lua_setiuservalue(L, -2, 2);
+    lua_setiuservalue(L, -2, MB_TASK_UV_NAME);
   }
   /* fn args task: move fn and args under mb_task_main on the thread. */
   lua_rotate(L, -(nargs + 2), 1); /* task fn args */
@@ -262,17 +353,21 @@ static void mb_task_end(mb_rt *rt, mb_task *t, int status) {
   mb_run *r = t->run;
   lua_rawgeti(rt->L, LUA_REGISTRYINDEX, t->ref);
   t->status = status;
-  while (!mb_list_empty(&t->waiters)) {
-    mb_task *w = mb_container_of(t->waiters.next, mb_task, wait_link);
-    mb_list_remove(&w->wait_link);
-    mb_task_ready(rt, w);
-    t->observed = 1;
-  }
+  if (!mb_list_empty(&t->waiters)) t->observed = 1;
+  mb_waiters_fire_all(rt, &t->waiters);
   mb_list_remove(&t->run_link);
   r->ntasks--;
+  if (t->detached) r->ndetached--;
   if (t == r->main) t->observed = 1; /* its outcome is the run's */
-  if (status == MB_TASK_FAILED && !t->observed && !r->done)
-    mb_list_push(&r->failed, &t->fail_link);
+  if (t->group != NULL) mb_group_child_ended(rt, t);
+  if (status == MB_TASK_FAILED && !t->observed) {
+    if (t->detached || r->done) {
+      t->observed = 1; /* nobody can take it: say it on stderr */
+      mb_stdio_report(t->co, -1);
+    } else {
+      mb_list_push(&r->failed, &t->fail_link);
+    }
+  }
   luaL_unref(rt->L, LUA_REGISTRYINDEX, t->ref);
   t->ref = LUA_NOREF;
   mb_run_task_ended(rt, r, t);
@@ -285,23 +380,55 @@ static void mb_task_recycle(mb_rt *rt, mb_task *t) {
   t->co = NULL; /* the Task's uservalue still anchors the thread; harmless */
 }
 
-void mb_task_resume(mb_rt *rt, mb_task *t) {
-  lua_State *co = t->co;
-  int nres, st, nargs = t->nres;
-  t->nres = 0;
-  t->status = MB_TASK_RUNNING;
-  rt->current = t;
-  st = lua_resume(co, rt->L, nargs, &nres);
-  rt->current = NULL;
-  if (st == LUA_YIELD) {
-    lua_pop(co, nres);
-    if (!rt->yielding) mb_task_ready(rt, t); /* a preemption: run again later */
-    rt->yielding = 0;
-    t->status = MB_TASK_SUSPENDED;
-    if (t->run->exiting) mb_run_exit(rt, t->run);
-    return;
+/* Push the live task's cancellation error (set by Task:cancel) onto L. */
+static void mb_cancel_push(lua_State *L, mb_task *t) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+  lua_getiuservalue(L, -1, MB_TASK_UV_CANCEL);
+  lua_remove(L, -2);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    mb_cancel_error_push(L, t, 0);
   }
-  if (st == LUA_OK && lua_toboolean(co, -nres)) {
+}
+
+/* Raise the pending cancellation at this suspension point. From now on the
+** error unwinds the task, and cleanup may await, until it is caught. */
+int mb_cancel_raise(lua_State *L, mb_task *t) {
+  t->cancel = MB_CANCEL_DELIVERED;
+  mb_cancel_push(L, t);
+  return lua_error(L);
+}
+
+/* Is the value at idx this task's cancellation error? */
+int mb_cancel_is(lua_State *L, mb_task *t, int idx) {
+  int is;
+  idx = lua_absindex(L, idx);
+  if (t->cancel == MB_CANCEL_NONE || !lua_istable(L, idx)) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+  if (lua_type(L, -1) != LUA_TUSERDATA) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_getiuservalue(L, -1, MB_TASK_UV_CANCEL);
+  is = lua_rawequal(L, -1, idx);
+  lua_pop(L, 2);
+  return is;
+}
+
+/* An error was caught (pcall, xpcall, coroutine.resume). If it was the
+** running task's cancellation, the task swallowed it: raise it again at the
+** next suspension point. */
+void mb_cancel_caught(lua_State *L, int idx) {
+  mb_task *t = mb_rt_of(L)->current;
+  if (t != NULL && t->cancel == MB_CANCEL_DELIVERED && mb_cancel_is(L, t, idx))
+    t->cancel = MB_CANCEL_PENDING;
+}
+
+/* A cancelled task's outcome is its cancellation, whatever it returned;
+** an error other than the cancellation (raised by its cleanup) fails it. */
+static void mb_task_finish(mb_rt *rt, mb_task *t, int ok, int nres) {
+  lua_State *co = t->co;
+  if (ok && t->cancel == MB_CANCEL_NONE) {
     lua_rotate(co, -nres, -1); /* the status to the top, then drop it */
     lua_pop(co, 1);
     t->nres = nres - 1;
@@ -310,32 +437,131 @@ void mb_task_resume(mb_rt *rt, mb_task *t) {
     lua_pop(rt->L, 1);
     return;
   }
-  /* false, error (from mb_task_main): keep only the error. Any other status
-  ** is an error that escaped the task's pcall (a memory error in the
-  ** handler), already alone on top. */
-  if (st == LUA_OK) lua_replace(co, -2);
-  mb_task_end(rt, t, MB_TASK_FAILED);
+  if (ok) { /* it swallowed the cancellation and returned */
+    lua_settop(co, 0);
+    mb_cancel_push(co, t);
+    t->nres = 0;
+    mb_task_end(rt, t, MB_TASK_CANCELLED);
+    lua_pop(rt->L, 1);
+    return;
+  }
+  mb_task_end(rt, t, mb_cancel_is(co, t, -1) ? MB_TASK_CANCELLED : MB_TASK_FAILED);
   lua_pop(rt->L, 1);
+}
+
+/* A task cancelled before it ever ran ends without running. */
+static void mb_task_end_unstarted(mb_rt *rt, mb_task *t) {
+  lua_settop(t->co, 0);
+  mb_cancel_push(t->co, t);
+  t->nres = 0;
+  mb_task_end(rt, t, MB_TASK_CANCELLED);
+  lua_pop(rt->L, 1);
+}
+
+void mb_task_resume(mb_rt *rt, mb_task *t) {
+  lua_State *co = t->co;
+  int nres, st, nargs = t->nres;
+  if (t->status == MB_TASK_PENDING && t->cancel != MB_CANCEL_NONE) {
+    mb_task_end_unstarted(rt, t);
+    return;
+  }
+  t->nres = 0;
+  t->status = MB_TASK_RUNNING;
+  rt->current = t;
+  if (rt->slice > 0) lua_sethook(co, mb_preempt_hook, LUA_MASKCOUNT, rt->slice);
+  st = lua_resume(co, rt->L, nargs, &nres);
+  rt->current = NULL;
+  if (st == LUA_YIELD) {
+    lua_pop(co, nres);
+    if (!rt->yielding) mb_task_ready(rt, t); /* cannot happen: be safe */
+    rt->yielding = 0;
+    t->status = MB_TASK_SUSPENDED;
+    if (t->run->exiting) mb_run_exit(rt, t->run);
+    return;
+  }
+  if (st == LUA_OK) {
+    int ok = lua_toboolean(co, -nres);
+    /* false, error (from mb_task_main): keep only the error. */
+    if (!ok) lua_replace(co, -2);
+    mb_task_finish(rt, t, ok, nres);
+    return;
+  }
+  /* An error that escaped the task's pcall (a memory error in the
+  ** handler), already alone on top. */
+  mb_task_finish(rt, t, 0, 1);
 }
 
 /* End a task that will not run again: the run is being torn down. Its
 ** to-be-closed variables are closed; they cannot wait. */
 void mb_task_kill(mb_rt *rt, mb_task *t) {
   mb_task_wait_end(rt, t);
-  if (t->co != NULL && lua_status(t->co) != LUA_OK) lua_resetthread(t->co);
-  else if (t->co != NULL) lua_settop(t->co, 0);
+  if (lua_status(t->co) != LUA_OK) lua_resetthread(t->co);
+  lua_settop(t->co, 0);
+  mb_error_push(t->co, "cancelled", NULL, "the task's run ended", 20);
   t->nres = 0;
   t->observed = 1;
   mb_task_end(rt, t, MB_TASK_CANCELLED);
   lua_pop(rt->L, 1);
 }
 
+/* Cancel t (see Task:cancel). The error to deliver is on L's top (popped).
+** Returns 0 when t had already finished. */
+int mb_task_cancel(mb_rt *rt, lua_State *L, mb_task *t) {
+  if (t->status >= MB_TASK_DONE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (t->cancel != MB_CANCEL_NONE) { /* already on its way */
+    lua_pop(L, 1);
+    return 1;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+  lua_insert(L, -2);
+  lua_setiuservalue(L, -2, MB_TASK_UV_CANCEL);
+  lua_pop(L, 1);
+  t->cancel = MB_CANCEL_PENDING;
+  switch (t->wait) {
+    case MB_WAIT_NONE:  /* running, or ending the run: raised when it suspends */
+    case MB_WAIT_WOKEN: /* its result is delivered: raised at its next wait */
+      break;
+    case MB_WAIT_READY:
+      if (t->status == MB_TASK_PENDING) break; /* ends when its turn comes */
+      /* fall through - a yield or a preemption is aborted like any wait */
+    default:
+      mb_task_abort(rt, t);
+  }
+  return 1;
+}
+
+/* Push the cancellation error for t with the reason at idx (0: none). */
+void mb_cancel_error_push(lua_State *L, mb_task *t, int idx) {
+  if (idx != 0 && lua_type(L, idx) == LUA_TSTRING) {
+    size_t n;
+    const char *m = lua_tolstring(L, idx, &n);
+    mb_error_push(L, "cancelled", NULL, m, n);
+  } else if (t->name != NULL) {
+    const char *m = lua_pushfstring(L, "task '%s' was cancelled", t->name);
+    mb_error_push(L, "cancelled", NULL, m, strlen(m));
+    lua_remove(L, -2);
+  } else {
+    const char *m = lua_pushfstring(L, "task #%I was cancelled", (lua_Integer)t->id);
+    mb_error_push(L, "cancelled", NULL, m, strlen(m));
+    lua_remove(L, -2);
+  }
+  if (idx != 0 && !lua_isnoneornil(L, idx)) {
+    lua_pushvalue(L, idx);
+    lua_setfield(L, -2, "cause");
+  }
+}
+
 /* "task 'name' (file:line) waits for <what>": for deadlock reports. */
 int mb_task_blocked_where(mb_task *t, char *buf, size_t len) {
-  static const char *const what[] = {"nothing", "its turn", "a bridge call",
-                                     "a stream", "another task", "a timer"};
+  static const char *const what[] = {"nothing", "its turn", "its turn", "a bridge call",
+                                     "a stream", "?", "a timer"};
   lua_Debug ar;
   char where[160] = "?";
+  const char *w = t->wait == MB_WAIT_OBJS && t->wait_obj ? (const char *)t->wait_obj
+                                                         : what[t->wait];
   int level;
   for (level = 0; t->co && lua_getstack(t->co, level, &ar); level++) {
     lua_getinfo(t->co, "Sl", &ar);
@@ -345,27 +571,210 @@ int mb_task_blocked_where(mb_task *t, char *buf, size_t len) {
     }
   }
   if (t->name != NULL)
-    return snprintf(buf, len, "  task '%s' (%s) waits for %s", t->name, where, what[t->wait]);
-  return snprintf(buf, len, "  task #%lld (%s) waits for %s", (long long)t->id, where,
-                  what[t->wait]);
+    return snprintf(buf, len, "  task '%s' (%s) waits for %s", t->name, where, w);
+  return snprintf(buf, len, "  task #%lld (%s) waits for %s", (long long)t->id, where, w);
+}
+
+/* ---------------------------------------------------------------------
+** Preemption: with a time slice set, a count hook on every task thread
+** yields a task that ran that many instructions without suspending (Lua
+** 5.4 lets count hooks yield), and raises a pending cancellation, so even
+** a greedy loop can be stopped.
+** ------------------------------------------------------------------- */
+void mb_preempt_hook(lua_State *L, lua_Debug *ar) {
+  mb_rt *rt = mb_rt_of(L);
+  mb_task *t = rt->current;
+  (void)ar;
+  if (t == NULL) return;
+  if (t->cancel == MB_CANCEL_PENDING) mb_cancel_raise(L, t);
+  if (!lua_isyieldable(L)) return;
+  mb_task_ready(rt, t);
+  rt->yielding = 1;
+  lua_yield(L, 0);
+}
+
+void mb_rt_set_slice(mb_rt *rt, int instructions) {
+  rt->slice = instructions > 0 ? instructions : 0;
+}
+
+/* ---------------------------------------------------------------------
+** pcall and xpcall, as stock, but they notice a task swallowing its own
+** cancellation (so it is raised again at the next suspension point).
+** ------------------------------------------------------------------- */
+static int mb_finishpcall(lua_State *L, int status, lua_KContext extra) {
+  if (status != LUA_OK && status != LUA_YIELD) {
+    mb_cancel_caught(L, -1);
+    lua_pushboolean(L, 0);
+    lua_pushvalue(L, -2);
+    return 2;
+  }
+  return lua_gettop(L) - (int)extra;
+}
+
+static int mb_l_pcall(lua_State *L) {
+  int status;
+  luaL_checkany(L, 1);
+  lua_pushboolean(L, 1);
+  lua_insert(L, 1);
+  status = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, mb_finishpcall);
+  return mb_finishpcall(L, status, 0);
+}
+
+static int mb_l_xpcall(lua_State *L) {
+  int status;
+  int n = lua_gettop(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushboolean(L, 1);
+  lua_pushvalue(L, 1);
+  lua_rotate(L, 3, 2);
+  status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, mb_finishpcall);
+  return mb_finishpcall(L, status, 2);
+}
+
+/* ---------------------------------------------------------------------
+** Groups: structured concurrency. The first failure of a child cancels
+** its siblings; g:wait (or closing the group) returns once every child
+** has ended, and raises that failure.
+** ------------------------------------------------------------------- */
+static mb_group *mb_group_check(lua_State *L, int i) {
+  return (mb_group *)luaL_checkudata(L, i, MB_GROUP_MT);
+}
+
+/* Cancel every child still running. */
+static void mb_group_cancel_all(mb_rt *rt, lua_State *L, mb_group *g) {
+  mb_link *l;
+  for (l = g->tasks.next; l != &g->tasks; l = l->next) {
+    mb_task *c = mb_container_of(l, mb_task, group_link);
+    if (c->cancel != MB_CANCEL_NONE) continue;
+    mb_cancel_error_push(L, c, 0);
+    mb_task_cancel(rt, L, c);
+  }
+}
+
+/* The Task of the child that ended is on rt->L's top. */
+void mb_group_child_ended(mb_rt *rt, mb_task *t) {
+  lua_State *L = rt->L;
+  mb_group *g = t->group;
+  mb_list_remove(&t->group_link);
+  t->group = NULL;
+  if (t->status == MB_TASK_FAILED) {
+    t->observed = 1; /* the group raises it */
+    if (!g->failed) {
+      g->failed = 1;
+      lua_getiuservalue(L, -1, MB_TASK_UV_GROUP); /* the group */
+      lua_pushvalue(t->co, -1);
+      lua_xmove(t->co, L, 1);
+      lua_setiuservalue(L, -2, 1);
+      lua_pop(L, 1);
+      mb_group_cancel_all(rt, L, g);
+    }
+  }
+  if (mb_list_empty(&g->tasks)) mb_waiters_fire_all(rt, &g->waiters);
+}
+
+static int mb_l_group(lua_State *L) {
+  mb_group *g = (mb_group *)lua_newuserdatauv(L, sizeof *g, 1);
+  memset(g, 0, sizeof *g);
+  mb_list_init(&g->tasks);
+  mb_list_init(&g->waiters);
+  luaL_setmetatable(L, MB_GROUP_MT);
+  return 1;
+}
+
+static mb_task *mb_spawn_opts(lua_State *L, int first);
+
+static int mb_l_group_spawn(lua_State *L) {
+  mb_group *g = mb_group_check(L, 1);
+  mb_task *t;
+  if (g->closed) return luaL_error(L, "group:spawn: the group has ended");
+  t = mb_spawn_opts(L, 2);
+  t->group = g;
+  mb_list_push(&g->tasks, &t->group_link);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, MB_TASK_UV_GROUP); /* children anchor the group */
+  if (g->failed) { /* a sibling already failed: it starts cancelled */
+    mb_cancel_error_push(L, t, 0);
+    mb_task_cancel(mb_rt_of(L), L, t);
+  }
+  return 1;
+}
+
+/* The outcome once every child has ended: nothing, or the first failure. */
+static int mb_group_outcome(lua_State *L, mb_group *g) {
+  g->closed = 1;
+  if (!g->failed) return 0;
+  lua_getiuservalue(L, 1, 1);
+  return lua_error(L);
+}
+
+/* ctx: 1 once this waiter was cancelled and is waiting for the children
+** to unwind before it raises. */
+static int mb_group_wait_k(lua_State *L, int status, lua_KContext ctx) {
+  mb_rt *rt = mb_rt_of(L);
+  mb_group *g = mb_group_check(L, 1);
+  mb_task *self = rt->current;
+  (void)status;
+  if (self->aborted && self->cancel == MB_CANCEL_PENDING && self->wake_err == NULL) {
+    /* Cancelled while waiting: no child may outlive the group. */
+    self->aborted = 0;
+    self->cancel = MB_CANCEL_DELIVERED;
+    mb_group_cancel_all(rt, L, g);
+    ctx = 1;
+  } else {
+    mb_wait_check(L);
+  }
+  if (!mb_list_empty(&g->tasks)) {
+    mb_waiter_init(&self->w1, self, L, 1, MB_OP_DONE);
+    mb_list_push(&g->waiters, &self->w1.link);
+    return mb_wait_objs(L, self, &self->w1, 1, "a task group", ctx, mb_group_wait_k);
+  }
+  if (ctx == 1) {
+    g->closed = 1;
+    return mb_cancel_raise(L, self);
+  }
+  return mb_group_outcome(L, g);
+}
+
+static int mb_l_group_wait(lua_State *L) {
+  mb_group_check(L, 1);
+  lua_settop(L, 1);
+  if (!lua_isyieldable(L) && !mb_list_empty(&mb_group_check(L, 1)->tasks))
+    return luaL_error(L, "group:wait cannot suspend here (attempt to yield across a C-call boundary)");
+  mb_task_of(L);
+  return mb_group_wait_k(L, LUA_OK, 0);
+}
+
+/* local g <close> = task.group(): leaving the scope waits for the
+** children; leaving it by an error cancels them first. */
+static int mb_l_group_close(lua_State *L) {
+  mb_group *g = mb_group_check(L, 1);
+  if (!lua_isnil(L, 2)) mb_group_cancel_all(mb_rt_of(L), L, g);
+  lua_settop(L, 1);
+  if (mb_list_empty(&g->tasks)) {
+    g->closed = 1;
+    return 0;
+  }
+  return mb_l_group_wait(L);
 }
 
 /* ---------------------------------------------------------------------
 ** The Lua API: task.spawn, Task:wait and friends.
 ** ------------------------------------------------------------------- */
+mb_task *mb_task_test(lua_State *L, int i) {
+  return (mb_task *)luaL_testudata(L, i, MB_TASK_MT);
+}
+
 static mb_task *mb_task_check(lua_State *L, int i) {
   return (mb_task *)luaL_checkudata(L, i, MB_TASK_MT);
 }
 
 /* Push the finished task's results, or raise its error. */
-static int mb_task_results(lua_State *L, mb_task *t) {
+int mb_task_results(lua_State *L, mb_task *t) {
   lua_State *co = t->co;
   int i, n = t->nres;
   t->observed = 1;
   mb_list_remove(&t->fail_link);
-  if (t->status == MB_TASK_CANCELLED)
-    return mb_error_throw(L, "cancelled", NULL, "task #%lld was cancelled", (long long)t->id);
-  if (t->status == MB_TASK_FAILED) {
+  if (t->status == MB_TASK_FAILED || t->status == MB_TASK_CANCELLED) {
     lua_pushvalue(co, -1);
     lua_xmove(co, L, 1);
     return lua_error(L);
@@ -387,17 +796,23 @@ static int mb_task_finished(const mb_task *t) {
   return t->status >= MB_TASK_DONE;
 }
 
-static int mb_l_task_wait(lua_State *L) {
-  mb_task *t = mb_task_check(L, 1);
+/* Wait for t (on L's stack, which anchors it) to end. */
+int mb_task_await(lua_State *L, mb_task *t) {
   mb_task *self;
   if (mb_task_finished(t)) return mb_task_results(L, t);
   self = mb_task_of(L);
   if (self == t) return luaL_error(L, "a task cannot wait for itself");
   if (!lua_isyieldable(L))
     return luaL_error(L, "Task:wait cannot suspend here (attempt to yield across a C-call boundary)");
+  mb_waiter_init(&self->w1, self, L, 1, MB_OP_DONE);
+  mb_list_push(&t->waiters, &self->w1.link);
+  return mb_wait_objs(L, self, &self->w1, 1, "another task", (lua_KContext)t, mb_task_wait_k);
+}
+
+static int mb_l_task_wait(lua_State *L) {
+  mb_task *t = mb_task_check(L, 1);
   lua_settop(L, 1); /* keeps the awaited Task anchored on our stack */
-  mb_list_push(&t->waiters, &self->wait_link);
-  return mb_wait_yield(L, self, MB_WAIT_TASK, t, (lua_KContext)t, mb_task_wait_k);
+  return mb_task_await(L, t);
 }
 
 static int mb_l_task_done(lua_State *L) {
@@ -410,20 +825,72 @@ static int mb_l_task_status(lua_State *L) {
   return 1;
 }
 
+static int mb_l_task_cancel(lua_State *L) {
+  mb_task *t = mb_task_check(L, 1);
+  mb_cancel_error_push(L, t, lua_isnoneornil(L, 2) ? 0 : 2);
+  lua_pushboolean(L, mb_task_cancel(mb_rt_of(L), L, t));
+  return 1;
+}
+
+/* Task:detach(): the run will not wait for it; it is cancelled when all
+** else has finished, and its error is reported without failing the run. */
+static int mb_l_task_detach(lua_State *L) {
+  mb_task *t = mb_task_check(L, 1);
+  lua_settop(L, 1);
+  if (t->detached) return 1;
+  if (mb_task_finished(t)) {
+    if (t->status == MB_TASK_FAILED && !t->observed) {
+      t->observed = 1;
+      mb_list_remove(&t->fail_link);
+      mb_stdio_report(t->co, -1);
+    }
+    return 1;
+  }
+  t->detached = 1;
+  t->run->ndetached++;
+  return 1;
+}
+
 static int mb_l_task_tostring(lua_State *L) {
   mb_task *t = mb_task_check(L, 1);
-  if (lua_getiuservalue(L, 1, 2) == LUA_TSTRING)
+  if (lua_getiuservalue(L, 1, MB_TASK_UV_NAME) == LUA_TSTRING)
     lua_pushfstring(L, "Task '%s' (%s)", lua_tostring(L, -1), mb_status_names[t->status]);
   else
     lua_pushfstring(L, "Task #%I (%s)", (lua_Integer)t->id, mb_status_names[t->status]);
   return 1;
 }
 
-static int mb_l_spawn(lua_State *L) {
+/* Spawn from arguments first.. : [options,] fn, args...; the Task is left
+** on the stack's top. */
+static mb_task *mb_spawn_opts(lua_State *L, int first) {
   mb_task *self = mb_task_of(L);
-  int n = lua_gettop(L);
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  mb_task_spawn(L, self->run, n - 1, NULL);
+  const char *name = NULL;
+  int priority = 1;
+  mb_task *t;
+  if (lua_type(L, first) == LUA_TTABLE) {
+    int isnum;
+    if (lua_getfield(L, first, "name") != LUA_TNIL) {
+      if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "task.spawn: option 'name' must be a string (got %s)", luaL_typename(L, -1));
+      name = lua_tostring(L, -1); /* anchored by the options table */
+    }
+    if (lua_getfield(L, first, "priority") != LUA_TNIL) {
+      lua_Integer p = lua_tointegerx(L, -1, &isnum);
+      if (!isnum || p < 1 || p > 100)
+        luaL_error(L, "task.spawn: option 'priority' must be an integer from 1 to 100");
+      priority = (int)p;
+    }
+    lua_pop(L, 2);
+    first++;
+  }
+  luaL_checktype(L, first, LUA_TFUNCTION);
+  t = mb_task_spawn(L, self->run, lua_gettop(L) - first, name);
+  t->priority = (unsigned char)priority;
+  return t;
+}
+
+static int mb_l_spawn(lua_State *L) {
+  mb_spawn_opts(L, 1);
   return 1;
 }
 
@@ -443,18 +910,23 @@ static int mb_l_yield(lua_State *L) {
   return mb_wait_yield(L, self, MB_WAIT_READY, NULL, 0, mb_yield_k);
 }
 
+/* Seconds (argument i) to a deadline in loop time, rounded up: never early. */
+uint64_t mb_deadline(lua_State *L, int i) {
+  mb_rt *rt = mb_rt_of(L);
+  lua_Number secs = luaL_checknumber(L, i);
+  if (!(secs >= 0)) luaL_argerror(L, i, "duration must be a non-negative number");
+  if (secs > 1e12) secs = 1e12;
+  uv_update_time(&rt->loop);
+  return uv_now(&rt->loop) + (uint64_t)(secs * 1000.0 + 0.999999);
+}
+
 static int mb_l_sleep(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
-  lua_Number secs = luaL_checknumber(L, 1);
+  uint64_t when = mb_deadline(L, 1);
   mb_task *self = mb_task_of(L);
-  uint64_t ms;
-  if (!(secs >= 0)) return luaL_argerror(L, 1, "duration must be a non-negative number");
-  if (secs > 1e12) secs = 1e12;
   if (!lua_isyieldable(L))
     return luaL_error(L, "task.sleep cannot suspend here (attempt to yield across a C-call boundary)");
-  ms = (uint64_t)(secs * 1000.0 + 0.999999); /* round up: never wake early */
-  uv_update_time(&rt->loop);
-  self->deadline = uv_now(&rt->loop) + ms;
+  self->deadline = when;
   if (mb_sleep_add(rt, self) != 0) return luaL_error(L, "not enough memory");
   return mb_wait_yield(L, self, MB_WAIT_SLEEP, NULL, 0, mb_yield_k);
 }
@@ -480,6 +952,7 @@ static int mb_l_os_exit(lua_State *L) {
     return lua_error(L);
   }
   self->run->exiting = 1;
+  self->cancel = MB_CANCEL_NONE; /* nothing may interrupt the exit */
   return mb_wait_yield(L, self, MB_WAIT_NONE, NULL, 0, mb_exit_k);
 }
 
@@ -493,6 +966,13 @@ static const luaL_Reg mb_task_methods[] = {
     {"wait", mb_l_task_wait},
     {"done", mb_l_task_done},
     {"status", mb_l_task_status},
+    {"cancel", mb_l_task_cancel},
+    {"detach", mb_l_task_detach},
+    {NULL, NULL}};
+
+static const luaL_Reg mb_group_methods[] = {
+    {"spawn", mb_l_group_spawn},
+    {"wait", mb_l_group_wait},
     {NULL, NULL}};
 
 static const luaL_Reg mb_task_funcs[] = {
@@ -500,10 +980,12 @@ static const luaL_Reg mb_task_funcs[] = {
     {"yield", mb_l_yield},
     {"sleep", mb_l_sleep},
     {"current", mb_l_current},
+    {"group", mb_l_group},
     {NULL, NULL}};
 
 static int mb_luaopen_task(lua_State *L) {
   luaL_newlib(L, mb_task_funcs);
+  mb_join_funcs(L);
   return 1;
 }
 
@@ -515,6 +997,12 @@ int mb_task_open(lua_State *L) {
   lua_pushcfunction(L, mb_l_task_tostring);
   lua_setfield(L, -2, "__tostring");
   rt->task_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  luaL_newmetatable(L, MB_GROUP_MT);
+  luaL_newlib(L, mb_group_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, mb_l_group_close);
+  lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
   lua_newtable(L);
   rt->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
@@ -525,5 +1013,9 @@ int mb_task_open(lua_State *L) {
   lua_pushcfunction(L, mb_l_os_exit);
   lua_setfield(L, -2, "exit");
   lua_pop(L, 1);
+  lua_pushcfunction(L, mb_l_pcall);
+  lua_setglobal(L, "pcall");
+  lua_pushcfunction(L, mb_l_xpcall);
+  lua_setglobal(L, "xpcall");
   return 0;
 }
