@@ -1,0 +1,116 @@
+/*
+** timer.c — the browser-style timer globals: setTimeout, clearTimeout,
+** setInterval, clearInterval (milliseconds).
+**
+** Layer: C core. A timer is a task (its id is the Task, so it is also an
+** awaitable) whose body sleeps in the scheduler's heap and then runs the
+** callback: setTimeout's callback runs in the timer's own task, and each of
+** setInterval's ticks spawns the callback as a task of its own, so a slow
+** callback never delays the next tick. clear* cancels the timer while it
+** sleeps; a callback already started is left to finish, as in browsers.
+*/
+#include "mb.h"
+
+/* The timer task's stack: 1 ms, 2 repeat, 3 fn, 4.. args. */
+enum { MB_TM_MS = 1, MB_TM_REPEAT, MB_TM_FN };
+
+static int mb_timer_tick_k(lua_State *L, int status, lua_KContext ctx);
+
+static int mb_timer_sleep(lua_State *L, mb_task *self) {
+  mb_rt *rt = mb_rt_of(L);
+  if (mb_sleep_add(rt, self) != 0) return luaL_error(L, "not enough memory");
+  return mb_wait_yield(L, self, MB_WAIT_SLEEP, NULL, 0, mb_timer_tick_k);
+}
+
+static int mb_timer_done_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L;
+  (void)status;
+  (void)ctx;
+  return 0;
+}
+
+static int mb_timer_tick_k(lua_State *L, int status, lua_KContext ctx) {
+  mb_rt *rt = mb_rt_of(L);
+  mb_task *self = rt->current;
+  int nargs = lua_gettop(L) - MB_TM_FN;
+  uint64_t ms = (uint64_t)lua_tointeger(L, MB_TM_MS), now;
+  (void)status;
+  (void)ctx;
+  mb_wait_check(L);
+  if (!lua_toboolean(L, MB_TM_REPEAT)) {
+    self->timer = 0; /* the callback runs: too late to clear */
+    lua_rotate(L, 1, -2);
+    lua_pop(L, 2);
+    lua_callk(L, nargs, 0, 0, mb_timer_done_k);
+    return 0;
+  }
+  luaL_checkstack(L, nargs + 2, "setInterval");
+  for (int i = MB_TM_FN; i <= MB_TM_FN + nargs; i++) lua_pushvalue(L, i);
+  mb_task_spawn(L, self->run, nargs, "setInterval callback");
+  lua_pop(L, 1);
+  /* Keep the rhythm; after a stall, skip the missed ticks. */
+  uv_update_time(&rt->loop);
+  now = uv_now(&rt->loop);
+  self->deadline += ms;
+  if (self->deadline <= now) self->deadline = now + ms;
+  return mb_timer_sleep(L, self);
+}
+
+static int mb_timer_body(lua_State *L) {
+  return mb_timer_sleep(L, mb_rt_of(L)->current);
+}
+
+static int mb_timer_start(lua_State *L, int repeat, const char *what) {
+  mb_rt *rt = mb_rt_of(L);
+  mb_task *self = mb_task_of(L), *t;
+  lua_Number ms;
+  lua_Integer ims;
+  int nargs;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  ms = luaL_optnumber(L, 2, 0);
+  if (!(ms >= 0)) return luaL_argerror(L, 2, "delay must be a non-negative number of milliseconds");
+  if (ms > 1e12) ms = 1e12;
+  ims = (lua_Integer)(ms + 0.999999);
+  if (repeat && ims < 1) ims = 1; /* an interval of 0 would never yield the loop */
+  nargs = lua_gettop(L) < 2 ? 0 : lua_gettop(L) - 2;
+  lua_settop(L, nargs + 2);
+  luaL_checkstack(L, 4, what);
+  /* body, ms, repeat, fn, args... */
+  lua_pushcfunction(L, mb_timer_body);
+  lua_pushinteger(L, ims);
+  lua_pushboolean(L, repeat);
+  lua_pushvalue(L, 1);
+  lua_rotate(L, 3, 4);
+  lua_remove(L, 1);
+  lua_remove(L, 1);
+  t = mb_task_spawn(L, self->run, nargs + 3, what);
+  t->timer = 1;
+  uv_update_time(&rt->loop);
+  t->deadline = uv_now(&rt->loop) + (uint64_t)ims;
+  return 1;
+}
+
+static int mb_l_set_timeout(lua_State *L) { return mb_timer_start(L, 0, "setTimeout"); }
+static int mb_l_set_interval(lua_State *L) { return mb_timer_start(L, 1, "setInterval"); }
+
+/* clearTimeout(id), clearInterval(id): anything else than a live timer is
+** ignored, as in browsers. */
+static int mb_l_clear(lua_State *L) {
+  mb_task *t = mb_task_test(L, 1);
+  if (t != NULL && t->timer && t->status < MB_TASK_DONE) {
+    mb_cancel_error_push(L, t, 0);
+    mb_task_cancel(mb_rt_of(L), L, t);
+  }
+  return 0;
+}
+
+void mb_timer_open(lua_State *L) {
+  lua_pushcfunction(L, mb_l_set_timeout);
+  lua_setglobal(L, "setTimeout");
+  lua_pushcfunction(L, mb_l_set_interval);
+  lua_setglobal(L, "setInterval");
+  lua_pushcfunction(L, mb_l_clear);
+  lua_setglobal(L, "clearTimeout");
+  lua_pushcfunction(L, mb_l_clear);
+  lua_setglobal(L, "clearInterval");
+}
