@@ -60,6 +60,14 @@ type Options struct {
 	// io.stderr. They default to os.Stdout and os.Stderr.
 	Stdout io.Writer
 	Stderr io.Writer
+
+	// TimeSlice, when positive, is the preemption time slice in Lua VM
+	// instructions: a task that runs that many without suspending is moved
+	// to the back of the run queue (a count hook; Lua 5.4 hooks may yield),
+	// so a greedy loop cannot starve other tasks, timers or Go completions.
+	// A pending cancellation is raised there too. 0, the default, installs
+	// no hook and costs nothing. Around 10000 suits most scripts.
+	TimeSlice int
 }
 
 // Runtime is a Lua 5.4 state on an event loop. Every method is safe to
@@ -69,7 +77,7 @@ type Runtime struct {
 }
 
 // New creates a Runtime with the standard libraries and moonbridge's
-// modules (task) loaded.
+// modules (task, channel, promise, pipeline, try, timers) loaded.
 func New(opts Options) (*Runtime, error) {
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
@@ -77,7 +85,7 @@ func New(opts Options) (*Runtime, error) {
 	if opts.Stderr == nil {
 		opts.Stderr = os.Stderr
 	}
-	l, err := core.NewLoop(core.Options{Stdout: opts.Stdout, Stderr: opts.Stderr})
+	l, err := core.NewLoop(core.Options{Stdout: opts.Stdout, Stderr: opts.Stderr, TimeSlice: opts.TimeSlice})
 	if err != nil {
 		return nil, err
 	}

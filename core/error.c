@@ -138,6 +138,35 @@ void mb_error_push_exit(lua_State *L, int code) {
   lua_setfield(L, -2, "code");
 }
 
+/* moonbridge.errors.new(fields): make the table an error (kind defaults
+** to "runtime"); for errors raised by Lua modules such as pipeline. */
+static int mb_l_errors_new(lua_State *L) {
+  mb_rt *rt = mb_rt_of(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  if (lua_getfield(L, 1, "message") != LUA_TSTRING)
+    return luaL_error(L, "errors.new: field 'message' must be a string");
+  if (lua_getfield(L, 1, "kind") == LUA_TNIL) {
+    lua_pushliteral(L, "runtime");
+    lua_setfield(L, 1, "kind");
+  }
+  lua_settop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->error_mt_ref);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
+static int mb_l_errors_is(lua_State *L) {
+  lua_pushboolean(L, mb_error_is(L, 1));
+  return 1;
+}
+
+static int mb_luaopen_errors(lua_State *L) {
+  static const luaL_Reg funcs[] = {{"new", mb_l_errors_new}, {"is", mb_l_errors_is}, {NULL, NULL}};
+  luaL_newlib(L, funcs);
+  return 1;
+}
+
 static const luaL_Reg mb_error_meta[] = {{"__tostring", mb_error_tostring}, {NULL, NULL}};
 
 void mb_error_open(lua_State *L) {
@@ -145,4 +174,8 @@ void mb_error_open(lua_State *L) {
   luaL_newmetatable(L, "moonbridge.Error");
   luaL_setfuncs(L, mb_error_meta, 0);
   rt->error_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, mb_luaopen_errors);
+  lua_setfield(L, -2, "moonbridge.errors");
+  lua_pop(L, 1);
 }

@@ -22,11 +22,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime/cgo"
 	"sync"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/moonbridge/moonbridge/luamod"
 )
 
 // Function kinds, as the C core knows them.
@@ -125,6 +128,9 @@ type Loop struct {
 type Options struct {
 	Stdout io.Writer
 	Stderr io.Writer
+	// TimeSlice, when positive, preempts a task after that many VM
+	// instructions without a suspension (a count hook); 0 installs no hook.
+	TimeSlice int
 }
 
 // NewLoop creates the C runtime and starts its two driving goroutines.
@@ -132,6 +138,13 @@ func NewLoop(opts Options) (*Loop, error) {
 	c := C.mb_rt_new()
 	if c == nil {
 		return nil, errors.New("moonbridge: cannot create the runtime (out of memory or libuv failure)")
+	}
+	if err := preload(c); err != nil {
+		C.mb_rt_free(c)
+		return nil, err
+	}
+	if opts.TimeSlice > 0 {
+		C.mb_rt_set_slice(c, C.int(min(opts.TimeSlice, math.MaxInt32)))
 	}
 	l := &Loop{
 		c:      c,
@@ -158,6 +171,26 @@ func NewLoop(opts Options) (*Loop, error) {
 	go l.driver()
 	go l.driver()
 	return l, nil
+}
+
+// preload makes the Lua modules of luamod requirable; try is also a global.
+// It runs before the drivers start, so it may call into C directly.
+func preload(c *C.mb_rt) error {
+	for _, m := range luamod.Modules() {
+		name := C.CString(m.Name)
+		src := C.CBytes(m.Source)
+		global := 0
+		if m.Name == "try" {
+			global = 1
+		}
+		rc := C.mb_rt_preload(c, name, (*C.char)(src), C.size_t(len(m.Source)), C.int(global))
+		C.free(unsafe.Pointer(name))
+		C.free(src)
+		if rc != 0 {
+			return fmt.Errorf("moonbridge: preloading Lua modules: %s", C.GoString(&c.fatal[0]))
+		}
+	}
+	return nil
 }
 
 // signal wakes a driving goroutine when the loop is parked (or about to).

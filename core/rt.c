@@ -690,6 +690,38 @@ mb_rt *mb_rt_new(void) {
   return rt;
 }
 
+static int mb_require_global_p(lua_State *L) {
+  const char *name = lua_tostring(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
+  lua_setglobal(L, name);
+  return 0;
+}
+
+/* Make require(name) run src, a module shipped as Lua source (luamod/);
+** with global set, also require it now into the global of that name.
+** Called before the loop starts. Returns 0, or -1 with rt->fatal set. */
+int mb_rt_preload(mb_rt *rt, const char *name, const char *src, size_t len, int global) {
+  lua_State *L = rt->L;
+  char chunk[96];
+  snprintf(chunk, sizeof chunk, "@%s.lua", name);
+  if (luaL_loadbuffer(L, src, len, chunk) != LUA_OK) goto fail;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+  if (!global) return 0;
+  lua_pushcfunction(L, mb_require_global_p);
+  lua_pushstring(L, name);
+  if (lua_pcall(L, 1, 0, 0) == LUA_OK) return 0;
+fail:
+  snprintf(rt->fatal, sizeof rt->fatal, "module %s: %s", name,
+           lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+  lua_pop(L, 1);
+  return -1;
+}
+
 static void mb_close_cb(uv_handle_t *h) { (void)h; }
 
 /* Free everything. The Go side calls this after the loop stopped and every
