@@ -63,6 +63,11 @@ int mb_error_handler(lua_State *L) {
     snprintf(head, sizeof head, "in task #%lld", (long long)t->id);
   else
     snprintf(head, sizeof head, "in the runtime");
+  if (t != NULL && t->reraise) { /* passed on as it is, traceback and all */
+    t->reraise = 0;
+    lua_settop(L, 1);
+    return 1;
+  }
   if (!mb_error_is(L, 1)) {
     const char *msg;
     if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER)

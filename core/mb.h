@@ -239,6 +239,7 @@ typedef struct mb_task {
   unsigned char detached;
   unsigned char priority; /* resumes per round while it keeps yielding */
   unsigned char timer;    /* a timer task before its callback: clear* cancels it */
+  unsigned char reraise;  /* the error being raised already has its traceback */
   int fired;            /* MB_WAIT_OBJS: index of the waiter that fired */
   int fired_ok;         /* and whether it completed (0: channel closed) */
   mb_waiter *wv;        /* MB_WAIT_OBJS: the registrations */
@@ -369,7 +370,7 @@ mb_task *mb_task_of(lua_State *L);
 int mb_task_blocked_where(mb_task *t, char *buf, size_t len);
 uint64_t mb_deadline(lua_State *L, int i);
 int mb_sleep_add(mb_rt *rt, mb_task *t);
-void mb_sleep_fire(mb_rt *rt);
+int mb_sleep_fire(mb_rt *rt);
 void mb_sleep_remove(mb_rt *rt, mb_task *t);
 void mb_group_child_ended(mb_rt *rt, mb_task *t);
 void mb_preempt_hook(lua_State *L, lua_Debug *ar);

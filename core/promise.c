@@ -20,6 +20,7 @@
 struct mb_promise {
   int state;    /* MB_PROM_* */
   int locked;   /* resolved with another promise: waits for that one */
+  int handled;  /* someone awaited it or attached a reaction */
   mb_link waiters;
 };
 
@@ -67,9 +68,26 @@ static mb_promise *mb_promise_push_new(lua_State *L) {
   return p;
 }
 
+/* Someone takes the promise's outcome. If its async task failed because
+** nobody had (the failure waits in the run's list of unobserved errors),
+** the failure is handled after all. */
+static void mb_promise_observe(lua_State *L, int idx) {
+  mb_promise *p = (mb_promise *)lua_touserdata(L, idx);
+  mb_task *t;
+  if (p->handled) return;
+  p->handled = 1;
+  if (lua_getiuservalue(L, idx, MB_P_UV_TASK) == LUA_TUSERDATA &&
+      (t = mb_task_test(L, -1)) != NULL) {
+    t->observed = 1;
+    mb_list_remove(&t->fail_link);
+  }
+  lua_pop(L, 1);
+}
+
 /* Push the outcome; returns 1 when fulfilled. */
 int mb_promise_outcome(lua_State *L, int idx) {
   mb_promise *p = (mb_promise *)lua_touserdata(L, idx);
+  mb_promise_observe(L, idx);
   lua_getiuservalue(L, idx, MB_P_UV_OUTCOME);
   return p->state == MB_PROM_FULFILLED;
 }
@@ -149,8 +167,12 @@ static int mb_reaction_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pushvalue(L, -1);
     mb_outcome_pack(L, 1);
     mb_promise_settle(L, 4, cancelled ? MB_PROM_CANCELLED : MB_PROM_REJECTED);
-    if (cancelled) return lua_error(L);
-    return 0;
+    /* Raised again when cancelled, or when nothing awaits the derived
+    ** promise yet: then the run reports the failure unless someone takes
+    ** the promise's outcome before the run ends. */
+    if (!cancelled && ((mb_promise *)lua_touserdata(L, 4))->handled) return 0;
+    if (self != NULL) self->reraise = 1;
+    return lua_error(L);
   }
   if ((int)ctx == MB_R_FINALLY) { /* its results do not matter */
     lua_pushvalue(L, 3);
@@ -200,6 +222,9 @@ static void mb_reaction_run(lua_State *L, int pidx, int ridx) {
       lua_pushvalue(L, pidx);
       lua_pushvalue(L, ridx);
       mb_task_spawn(L, self->run, 2, NULL);
+      lua_rawgeti(L, ridx, 4); /* the derived promise is the task's work */
+      lua_insert(L, -2);
+      lua_setiuservalue(L, -2, MB_P_UV_TASK);
       lua_pop(L, 1);
     }
   }
@@ -210,6 +235,7 @@ static void mb_reaction_run(lua_State *L, int pidx, int ridx) {
 static void mb_reaction_add(lua_State *L, int pidx) {
   mb_promise *p = (mb_promise *)lua_touserdata(L, pidx);
   pidx = lua_absindex(L, pidx);
+  mb_promise_observe(L, pidx);
   if (p->state != MB_PROM_PENDING) {
     mb_reaction_run(L, pidx, -1);
     lua_pop(L, 1);
@@ -251,8 +277,7 @@ static void mb_promise_settle(lua_State *L, int pidx, int state) {
   }
   p->state = state;
   lua_setiuservalue(L, pidx, MB_P_UV_OUTCOME);
-  lua_pushnil(L);
-  lua_setiuservalue(L, pidx, MB_P_UV_TASK);
+  if (!mb_list_empty(&p->waiters)) p->handled = 1;
   mb_waiters_fire_all(rt, &p->waiters);
   if (lua_getiuservalue(L, pidx, MB_P_UV_REACTIONS) != LUA_TTABLE) {
     lua_pop(L, 1);
@@ -614,7 +639,13 @@ static int mb_async_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pop(L, 1);
   }
   mb_promise_settle(L, 1, MB_PROM_REJECTED);
-  return 0;
+  if (((mb_promise *)lua_touserdata(L, 1))->handled) return 0;
+  /* Nobody awaits the promise yet: the task fails with the error, so the
+  ** run reports it unless someone takes the outcome before the run ends. */
+  lua_getiuservalue(L, 1, MB_P_UV_OUTCOME);
+  lua_rawgeti(L, -1, 1);
+  if (self != NULL) self->reraise = 1;
+  return lua_error(L);
 }
 
 /* The async task: stack is the promise, fn, args... */

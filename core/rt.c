@@ -625,7 +625,11 @@ static int mb_panic(lua_State *L) {
 static void mb_async_cb(uv_async_t *h) { (void)h; /* the step drains */ }
 
 static void mb_timer_cb(uv_timer_t *h) {
-  mb_sleep_fire((mb_rt *)h->data);
+  mb_rt *rt = (mb_rt *)h->data;
+  /* Return from uv_run now: the tasks are ready, the loop must not poll.
+  ** (Only from inside uv_run: a stop requested outside it would make the
+  ** next uv_run return at once, even the one that closes the handles.) */
+  if (mb_sleep_fire(rt) > 0) uv_stop(&rt->loop);
 }
 
 /* Arm the one timer at the earliest sleeper's deadline, or stop it. */

@@ -264,8 +264,8 @@ void mb_sleep_remove(mb_rt *rt, mb_task *t) {
   mb_timer_arm(rt);
 }
 
-/* The timer fired: wake every sleeper whose deadline has passed. */
-void mb_sleep_fire(mb_rt *rt) {
+/* Wake every sleeper whose deadline has passed; returns how many. */
+int mb_sleep_fire(mb_rt *rt) {
   uint64_t now = uv_now(&rt->loop);
   int woke = 0;
   while (rt->nheap > 0 && rt->heap[0]->deadline <= now) {
@@ -276,11 +276,10 @@ void mb_sleep_fire(mb_rt *rt) {
       t->fired = 0;
     }
     mb_task_ready(rt, t);
-    woke = 1;
+    woke++;
   }
   mb_timer_arm(rt);
-  /* Return from uv_run now: the tasks are ready, the loop must not poll. */
-  if (woke) uv_stop(&rt->loop);
+  return woke;
 }
 
 /* ---------------------------------------------------------------------

@@ -1,0 +1,204 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moonbridge/moonbridge/bridge"
+)
+
+func TestChannelDeadlockNamesEachTaskAndLine(t *testing.T) {
+	rt, _ := newRuntime(t)
+	err := run(t, rt, `
+local task, channel = require("task"), require("channel")
+local jobs, results = channel.new(), channel.new()
+task.spawn({name = "worker"}, function()
+  for j in jobs:iter() do results:send(j * 2) end
+end)
+task.spawn({name = "feeder"}, function() jobs:send(1); jobs:send(2) end)
+print(results:recv())`)
+	if !errors.Is(err, bridge.ErrDeadlock) {
+		t.Fatalf("want a deadlock, got %v", err)
+	}
+	// Main took one result and ended; the worker blocks sending the second,
+	// so the feeder blocks sending its last job: nothing can move.
+	for _, want := range []string{"deadlock", "task 'worker' (test:5) waits for a channel send"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("report lacks %q:\n%s", want, err)
+		}
+	}
+	// The runtime keeps serving.
+	mustRun(t, rt, "assert(true)")
+}
+
+func TestDeadlockWaitsForTimersAndCalls(t *testing.T) {
+	rt, _ := newRuntime(t)
+	if err := rt.RegisterFunc("later", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		time.Sleep(20 * time.Millisecond)
+		return []any{"late"}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Every task is blocked on a channel, but a timer and a bridge call
+	// can still wake them: no deadlock.
+	mustRun(t, rt, `
+local task, channel = require("task"), require("channel")
+local a, b = channel.new(), channel.new()
+setTimeout(function() a:send("timer") end, 10)
+task.spawn(function() b:send(later()) end)
+assert(a:recv() == "timer")
+assert(b:recv() == "late")`)
+}
+
+func TestDetachedTaskDoesNotHoldTheRun(t *testing.T) {
+	rt, out := newRuntime(t)
+	mustRun(t, rt, `
+local task = require("task")
+task.spawn(function()
+  local guard <close> = setmetatable({}, {__close = function() print("daemon cleaned up") end})
+  task.sleep(3600)
+end):detach()
+task.spawn(function() error("daemon failure") end):detach()
+task.sleep(0.01) -- both start; the run does not wait for the sleeper
+print("main done")`)
+	got := out.String()
+	for _, want := range []string{"main done", "daemon cleaned up", "daemon failure"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Index(got, "main done") > strings.Index(got, "daemon cleaned up") {
+		t.Errorf("the daemon was cancelled before main finished:\n%s", got)
+	}
+}
+
+func TestTimeSlicePreemptsAGreedyLoop(t *testing.T) {
+	out := &syncBuffer{}
+	rt, err := bridge.New(bridge.Options{Stdout: out, Stderr: out, TimeSlice: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	// Without preemption the greedy task never lets the timer, the
+	// channel's other side or the main task run, and the run times out.
+	mustRun(t, rt, `
+local task, channel = require("task"), require("channel")
+assert(debug.gethook() ~= nil, "a time slice installs the count hook")
+local stop, ticks = false, 0
+local greedy = task.spawn(function()
+  local n = 0
+  while not stop do n = n + 1 end
+  return n
+end)
+local id = setInterval(function() ticks = ticks + 1 end, 1)
+local ch = channel.new()
+task.spawn(function() for i = 1, 3 do ch:send(i) end end)
+assert(ch:recv() + ch:recv() + ch:recv() == 6)
+task.sleep(0.02)
+stop = true
+assert(greedy:wait() > 0)
+clearInterval(id)
+assert(ticks >= 2, "timers kept running: " .. ticks)
+-- A cancellation reaches a loop that never suspends.
+local spin = task.spawn(function() while true do end end)
+task.yield()
+spin:cancel()
+local ok, e = pcall(spin.wait, spin)
+assert(not ok and e.kind == "cancelled")`)
+
+	plain, _ := newRuntime(t)
+	mustRun(t, plain, `assert(debug.gethook() == nil, "no time slice, no hook")`)
+}
+
+func TestPriorityGetsMoreTurns(t *testing.T) {
+	rt, out := newRuntime(t)
+	mustRun(t, rt, `
+local task = require("task")
+local order = {}
+local function loop(tag) for i = 1, 12 do order[#order + 1] = tag; task.yield() end end
+local lo = task.spawn({name = "lo", priority = 1}, loop, "l")
+local hi = task.spawn({name = "hi", priority = 3}, loop, "H")
+lo:wait(); hi:wait()
+print(table.concat(order))`)
+	got := strings.TrimSpace(out.String())
+	// Each round: lo once, hi three times in a row.
+	if want := "lHHHlHHHlHHHlHHHllllllll"; got != want {
+		t.Errorf("turns %s, want %s", got, want)
+	}
+}
+
+func TestCancelCancelsThePendingCallsContext(t *testing.T) {
+	rt, out := newRuntime(t)
+	seen := make(chan error, 1)
+	if err := rt.RegisterFunc("block", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		<-ctx.Done()
+		seen <- ctx.Err()
+		return nil, ctx.Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, rt, `
+local task = require("task")
+local t = task.spawn({name = "caller"}, function()
+  local ok, e = pcall(block)
+  print("caught", e.kind)
+  task.sleep(0.001) -- cleanup may await, then the cancellation comes back
+  print("not reached")
+end)
+task.sleep(0.01)
+assert(t:cancel("enough") == true)
+local ok, e = pcall(t.wait, t)
+print(ok, e.kind, e.message, t:status())
+assert(t:cancel() == false)`)
+	select {
+	case err := <-seen:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Go saw %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the Go function's context was not cancelled")
+	}
+	if got, want := out.String(), "caught\tcancelled\nfalse\tcancelled\tenough\tcancelled\n"; got != want {
+		t.Errorf("output %q, want %q", got, want)
+	}
+}
+
+func TestConcurrencyLeavesNothingBehind(t *testing.T) {
+	base := runtime.NumGoroutine()
+	for round := 0; round < 3; round++ {
+		rt, err := bridge.New(bridge.Options{Stdout: &syncBuffer{}, Stderr: &syncBuffer{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rt.RegisterFunc("nap", func(ctx context.Context, a bridge.Args) ([]any, error) {
+			select {
+			case <-time.After(time.Millisecond):
+			case <-ctx.Done():
+			}
+			return nil, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		mustRun(t, rt, `
+local task, channel, promise = require("task"), require("channel"), require("promise")
+local ch = channel.new(8)
+local ts = {}
+for i = 1, 200 do
+  ts[i] = task.spawn(function() nap(); ch:send(i); task.sleep(1) end)
+end
+local sum = 0
+for i = 1, 200 do sum = sum + ch:recv() end
+for i = 1, 200 do ts[i]:cancel() end
+assert(sum == 200 * 201 // 2)
+local ps = {}
+for i = 1, 50 do ps[i] = async(function() nap(); return i end)() end
+assert(#promise.all(ps):await() == 50)
+assert(select("#", task.race({function() task.sleep(10) end, function() return 1 end})) == 2)`)
+		rt.Close()
+	}
+	checkGoroutines(t, base)
+}
