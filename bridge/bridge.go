@@ -25,6 +25,13 @@
 //		print(kv.get("b"), a:wait())
 //	`)
 //
+// Scripts get moonbridge's concurrency library, implemented in the C core:
+// tasks (require("task"): spawn, wait, cancel, all, race, select, timeout,
+// group), channels (require("channel"), with select), promises
+// (require("promise"), with the globals async and await), the timer
+// globals setTimeout and setInterval, pipelines (require("pipeline")) and
+// try. Cancelling a task cancels the context of the Go call it waits on.
+//
 // Values crossing between Go and Lua are nil, booleans, integers (int64),
 // floats (float64), strings (bytes), sequences ([]any) and string-keyed
 // maps (map[string]any), nested to any depth; Go structs cross as maps

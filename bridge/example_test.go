@@ -136,3 +136,53 @@ check(5)`)
 	// main:2: too big: 5
 	// true
 }
+
+// Concurrency in a script: a worker pool fed by a bounded channel, a
+// promise chain, and a race against a timeout. Go's fetch runs in
+// goroutines while the Lua tasks wait.
+func ExampleRuntime_RunString_concurrency() {
+	rt, err := bridge.New(bridge.Options{Stdout: os.Stdout})
+	if err != nil {
+		panic(err)
+	}
+	defer rt.Close()
+	rt.RegisterFunc("fetch", func(ctx context.Context, args bridge.Args) ([]any, error) {
+		n, err := args.Int(0)
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-time.After(time.Duration(n) * time.Millisecond):
+			return []any{n * n}, nil
+		case <-ctx.Done(): // a cancelled task cancels its call
+			return nil, ctx.Err()
+		}
+	})
+
+	err = rt.RunString(context.Background(), "main", `
+local task, channel = require("task"), require("channel")
+local jobs, results = channel.new(4), channel.new()
+local g = task.group()
+for w = 1, 3 do
+  g:spawn(function() for n in jobs:iter() do results:send(fetch(n)) end end)
+end
+task.spawn(function() for n = 1, 6 do jobs:send(n) end jobs:close() end)
+local sum = 0
+for _ = 1, 6 do sum = sum + results:recv() end
+g:wait()
+print("sum of squares", sum)
+
+local p = async(fetch)(3):andThen(function(v) return v + 1 end)
+print("promise", await(p))
+
+local ok, err = pcall(task.timeout, 0.01, fetch, 1000)
+print("slow call", ok, err.kind)
+`)
+	if err != nil {
+		panic(err)
+	}
+	// Output:
+	// sum of squares	91
+	// promise	10
+	// slow call	false	timeout
+}
