@@ -66,7 +66,7 @@ static int mb_aw_ready(lua_State *L, int idx, int kind) {
 }
 
 /* Pack the n values on the top into {n = n, ...}. */
-static void mb_pack(lua_State *L, int n) {
+void mb_pack(lua_State *L, int n) {
   int i;
   lua_createtable(L, n, 1);
   lua_insert(L, -(n + 1));
@@ -75,7 +75,8 @@ static void mb_pack(lua_State *L, int n) {
   lua_setfield(L, -2, "n");
 }
 
-static int mb_unpack(lua_State *L, int idx) {
+/* Push the values of a packed table; returns how many. */
+int mb_unpack(lua_State *L, int idx) {
   int i, n;
   idx = lua_absindex(L, idx);
   lua_getfield(L, idx, "n");

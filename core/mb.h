@@ -380,6 +380,8 @@ void mb_rt_set_slice(mb_rt *rt, int instructions);
 void mb_join_funcs(lua_State *L);
 void mb_await_open(lua_State *L);
 uint32_t mb_rand(mb_rt *rt);
+void mb_pack(lua_State *L, int n);
+int mb_unpack(lua_State *L, int idx);
 
 /* Channels (chan.c). */
 typedef struct mb_chan mb_chan;

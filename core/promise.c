@@ -94,27 +94,11 @@ int mb_promise_outcome(lua_State *L, int idx) {
 
 /* Push the settled promise's values, or raise its error. */
 int mb_promise_results(lua_State *L, int idx) {
-  int n, i;
   if (!mb_promise_outcome(L, idx)) {
     lua_rawgeti(L, -1, 1);
     return lua_error(L);
   }
-  lua_getfield(L, -1, "n");
-  n = (int)lua_tointeger(L, -1);
-  lua_pop(L, 1);
-  luaL_checkstack(L, n, "too many results");
-  for (i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
-  return n;
-}
-
-/* Pack the n values on the top into an outcome table (popping them). */
-static void mb_outcome_pack(lua_State *L, int n) {
-  int i;
-  lua_createtable(L, n, 1);
-  lua_insert(L, -(n + 1));
-  for (i = n; i >= 1; i--) lua_rawseti(L, -(i + 1), i); /* vi on top, T below all */
-  lua_pushinteger(L, n);
-  lua_setfield(L, -2, "n");
+  return mb_unpack(L, -1);
 }
 
 /* ---------------------------------------------------------------------
@@ -145,11 +129,7 @@ static int mb_reaction_body(lua_State *L) {
       return 0;
     }
     if (p->state == MB_PROM_FULFILLED) {
-      lua_getfield(L, 3, "n");
-      nargs = (int)lua_tointeger(L, -1);
-      lua_pop(L, 1);
-      luaL_checkstack(L, nargs, "too many values");
-      for (int i = 1; i <= nargs; i++) lua_rawgeti(L, 3, i);
+      nargs = mb_unpack(L, 3);
     } else {
       lua_rawgeti(L, 3, 1);
       nargs = 1;
@@ -165,7 +145,7 @@ static int mb_reaction_k(lua_State *L, int status, lua_KContext ctx) {
   if (status != LUA_OK && status != LUA_YIELD) {
     int cancelled = self != NULL && mb_cancel_is(L, self, -1);
     lua_pushvalue(L, -1);
-    mb_outcome_pack(L, 1);
+    mb_pack(L, 1);
     mb_promise_settle(L, 4, cancelled ? MB_PROM_CANCELLED : MB_PROM_REJECTED);
     /* Raised again when cancelled, or when nothing awaits the derived
     ** promise yet: then the run reports the failure unless someone takes
@@ -185,7 +165,7 @@ static int mb_reaction_k(lua_State *L, int status, lua_KContext ctx) {
     if (target->state == MB_PROM_PENDING && !target->locked) mb_promise_adopt(L, 4, 6);
     return 0;
   }
-  mb_outcome_pack(L, n);
+  mb_pack(L, n);
   mb_promise_settle(L, 4, MB_PROM_FULFILLED);
   return 0;
 }
@@ -301,7 +281,7 @@ static void mb_promise_adopt(lua_State *L, int pidx, int qidx) {
   qidx = lua_absindex(L, qidx);
   if (lua_rawequal(L, pidx, qidx)) {
     mb_error_push(L, "runtime", NULL, MB_LIT("a promise cannot be resolved with itself"));
-    mb_outcome_pack(L, 1);
+    mb_pack(L, 1);
     mb_promise_settle(L, pidx, MB_PROM_REJECTED);
     return;
   }
@@ -319,7 +299,7 @@ static void mb_promise_resolve_values(lua_State *L, int pidx, int n) {
     lua_pop(L, 1);
     return;
   }
-  mb_outcome_pack(L, n);
+  mb_pack(L, n);
   mb_promise_settle(L, pidx, MB_PROM_FULFILLED);
 }
 
@@ -337,7 +317,7 @@ int mb_promise_cancel(lua_State *L, int idx) {
   }
   lua_pop(L, 1);
   mb_error_push(L, "cancelled", NULL, MB_LIT("the promise was cancelled"));
-  mb_outcome_pack(L, 1);
+  mb_pack(L, 1);
   mb_promise_settle(L, idx, MB_PROM_CANCELLED);
   return 1;
 }
@@ -380,7 +360,7 @@ static int mb_l_reject_fn(lua_State *L) {
   mb_promise *p = (mb_promise *)lua_touserdata(L, lua_upvalueindex(1));
   if (p->state != MB_PROM_PENDING || p->locked) return 0;
   lua_settop(L, 1);
-  mb_outcome_pack(L, 1);
+  mb_pack(L, 1);
   mb_promise_settle(L, lua_upvalueindex(1), MB_PROM_REJECTED);
   return 0;
 }
@@ -394,7 +374,7 @@ static int mb_promise_new_k(lua_State *L, int status, lua_KContext ctx) {
     mb_task *self = mb_rt_of(L)->current;
     if (self != NULL && mb_cancel_is(L, self, -1)) return lua_error(L);
     if (p->state == MB_PROM_PENDING && !p->locked) {
-      mb_outcome_pack(L, 1);
+      mb_pack(L, 1);
       mb_promise_settle(L, 2, MB_PROM_REJECTED);
     }
   }
@@ -431,7 +411,7 @@ static int mb_l_promise_reject(lua_State *L) {
   lua_settop(L, 1);
   mb_promise_push_new(L);
   lua_insert(L, 1);
-  mb_outcome_pack(L, 1);
+  mb_pack(L, 1);
   mb_promise_settle(L, 1, MB_PROM_REJECTED);
   return 1;
 }
@@ -503,7 +483,7 @@ static int mb_l_promise_tostring(lua_State *L) {
 static void mb_agg_fulfil(lua_State *L, int agg) {
   lua_getiuservalue(L, agg, 2);
   lua_getiuservalue(L, agg, 1);
-  mb_outcome_pack(L, 1);
+  mb_pack(L, 1);
   mb_promise_settle(L, -2, MB_PROM_FULFILLED);
   lua_pop(L, 1);
 }
@@ -564,7 +544,7 @@ static void mb_agg_update(lua_State *L, int agg, lua_Integer i, int state, int o
   mb_error_push(L, "runtime", "promise.any", MB_LIT("promise.any: every promise was rejected"));
   lua_getiuservalue(L, agg, 1);
   lua_setfield(L, -2, "errors");
-  mb_outcome_pack(L, 1);
+  mb_pack(L, 1);
   mb_promise_settle(L, -2, MB_PROM_REJECTED);
   lua_pop(L, 1);
 }
@@ -592,7 +572,7 @@ static int mb_promise_combine(lua_State *L, int mode) {
     } else if (mode == MB_AGG_ANY) {
       lua_pushfstring(L, "%s: no promises given", names[mode]);
       mb_error_push(L, "runtime", names[mode], lua_tostring(L, -1), lua_rawlen(L, -1));
-      mb_outcome_pack(L, 1);
+      mb_pack(L, 1);
       mb_promise_settle(L, 3, MB_PROM_REJECTED);
     }
     return 1;
@@ -604,7 +584,7 @@ static int mb_promise_combine(lua_State *L, int mode) {
       mb_reaction_add(L, -2);
       lua_pop(L, 2);
     } else { /* a plain value counts as fulfilled with it */
-      mb_outcome_pack(L, 1);
+      mb_pack(L, 1);
       mb_agg_update(L, 2, i, MB_PROM_FULFILLED, -1);
       lua_pop(L, 2);
     }
@@ -628,7 +608,7 @@ static int mb_async_k(lua_State *L, int status, lua_KContext ctx) {
     mb_promise_resolve_values(L, 1, lua_gettop(L) - 2);
     return 0;
   }
-  mb_outcome_pack(L, 1);
+  mb_pack(L, 1);
   if (self != NULL && self->cancel != MB_CANCEL_NONE) {
     lua_rawgeti(L, -1, 1);
     if (mb_cancel_is(L, self, -1)) {
