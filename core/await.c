@@ -30,6 +30,7 @@ typedef struct mb_join {
   int cancelled;  /* the waiting task was cancelled: raise that after the drain */
   int timed_out;
   int left;       /* ALL: items without an outcome yet */
+  int first;      /* the item whose completion woke the waiter, or 0 */
   uint64_t deadline;
   unsigned char *kind; /* per item, 0-based: MB_AW_* */
   unsigned char *got;  /* per item: its outcome was taken */
@@ -98,6 +99,7 @@ static int mb_aw_outcome(lua_State *L, int idx, int kind) {
       mb_list_remove(&t->fail_link);
       lua_pushvalue(t->co, -1);
       lua_xmove(t->co, L, 1);
+      mb_error_fork(L);
       return 0;
     }
     mb_pack(L, mb_task_results(L, t));
@@ -107,6 +109,7 @@ static int mb_aw_outcome(lua_State *L, int idx, int kind) {
     if (mb_promise_outcome(L, idx)) return 1;
     lua_rawgeti(L, -1, 1);
     lua_remove(L, -2);
+    mb_error_fork(L);
     return 0;
   }
   mb_chan_recv_now(L, idx);
@@ -146,7 +149,7 @@ static int mb_l_await(lua_State *L) {
     case MB_AW_PROMISE: return mb_promise_await(L, 1);
     case MB_AW_CHAN: return mb_chan_await(L, 1);
   }
-  return luaL_error(L, "await: expected a Task, Promise or Channel (got %s)", luaL_typename(L, 1));
+  return mb_misuse(L, "await: expected a Task, Promise or Channel (got %s)", luaL_typename(L, 1));
 }
 
 /* ---------------------------------------------------------------------
@@ -182,16 +185,17 @@ static void mb_join_take(lua_State *L, mb_join *j, int i, int ok) {
   if (j->mode == MB_JOIN_ALL || j->mode == MB_JOIN_RACE) mb_join_cancel_rest(L, j);
 }
 
-/* Do tasks the join cancelled still run? Register on the first such. */
+/* Do tasks the join cancelled (or those producing promises it cancelled)
+** still run? Register on the first such. */
 static int mb_join_drain_wait(lua_State *L, mb_join *j, mb_task *self) {
   int i;
   for (i = 1; i <= j->n; i++) {
-    mb_task *t;
-    if (j->kind[i - 1] != MB_AW_TASK) continue;
+    mb_task *t = NULL;
     lua_rawgeti(L, MB_J_ITEMS, i);
-    t = (mb_task *)lua_touserdata(L, -1);
+    if (j->kind[i - 1] == MB_AW_TASK) t = (mb_task *)lua_touserdata(L, -1);
+    else if (j->kind[i - 1] == MB_AW_PROMISE) t = mb_promise_task(L, -1);
     lua_pop(L, 1);
-    if (t->status >= MB_TASK_DONE) continue;
+    if (t == NULL || t->status >= MB_TASK_DONE) continue;
     mb_waiter_init(&j->wv[0], self, L, i, MB_OP_DONE);
     mb_list_push(&t->waiters, &j->wv[0].link);
     return 1;
@@ -201,7 +205,24 @@ static int mb_join_drain_wait(lua_State *L, mb_join *j, mb_task *self) {
 
 static int mb_join_k(lua_State *L, int status, lua_KContext ctx);
 
+/* A structured join answers for the tasks it ended: their failures after
+** the one it raises are its to drop, not the run's to report. */
+static void mb_join_observe(lua_State *L, mb_join *j) {
+  int i;
+  for (i = 1; i <= j->n; i++) {
+    mb_task *t = NULL;
+    lua_rawgeti(L, MB_J_ITEMS, i);
+    if (j->kind[i - 1] == MB_AW_TASK) t = (mb_task *)lua_touserdata(L, -1);
+    else if (j->kind[i - 1] == MB_AW_PROMISE) t = mb_promise_task(L, -1);
+    lua_pop(L, 1);
+    if (t == NULL || t->status < MB_TASK_DONE) continue;
+    t->observed = 1;
+    mb_list_remove(&t->fail_link);
+  }
+}
+
 static int mb_join_finish(lua_State *L, mb_join *j, mb_task *self) {
+  if (j->mode != MB_JOIN_SELECT) mb_join_observe(L, j);
   if (j->cancelled) return mb_cancel_raise(L, self);
   if (j->timed_out) return mb_error_throw(L, "timeout", "task.timeout", "timeout");
   if (j->mode == MB_JOIN_ALL) {
@@ -226,10 +247,13 @@ static int mb_join_step(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
   mb_task *self = rt->current;
   mb_join *j = mb_join_get(L);
-  int i, nw = 0;
-  for (i = 1; i <= j->n && !j->decided && !j->draining; i++) {
+  int i, k, nw = 0;
+  /* The item that woke us finished first: it goes first, then the rest
+  ** in list order. */
+  for (k = 0; k <= j->n && !j->decided && !j->draining; k++) {
     int ok;
-    if (j->got[i - 1]) continue;
+    i = k == 0 ? j->first : k;
+    if (i == 0 || j->got[i - 1] || (k > 0 && i == j->first)) continue;
     lua_rawgeti(L, MB_J_ITEMS, i);
     if (!mb_aw_ready(L, -1, j->kind[i - 1])) {
       lua_pop(L, 1);
@@ -239,6 +263,7 @@ static int mb_join_step(lua_State *L) {
     lua_remove(L, -2);
     mb_join_take(L, j, i, ok);
   }
+  j->first = 0;
   if (!j->draining && !j->decided && j->mode != MB_JOIN_SELECT &&
       self->cancel == MB_CANCEL_PENDING) {
     /* A cancellation waits for this suspension point: drain first. */
@@ -263,7 +288,7 @@ static int mb_join_step(lua_State *L) {
     self->deadline = j->deadline;
     if (mb_sleep_add(rt, self) != 0) {
       for (i = 0; i < nw; i++) mb_list_remove(&j->wv[i].link);
-      return luaL_error(L, "not enough memory");
+      return mb_misuse(L, "not enough memory");
     }
   }
   return mb_wait_objs(L, self, j->wv, nw, "several awaitables", 0, mb_join_k);
@@ -295,6 +320,8 @@ static int mb_join_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pushboolean(L, self->fired_ok);
     mb_pack(L, 2);
     mb_join_take(L, j, self->fired, 1);
+  } else if (!j->draining && self->fired > 0) {
+    j->first = self->fired;
   }
   lua_settop(L, MB_J_TOP);
   return mb_join_step(L);
@@ -310,14 +337,14 @@ static int mb_join_start(lua_State *L, int mode, const char *what, uint64_t dead
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   n = (int)luaL_len(L, 1);
-  if (n == 0 && mode == MB_JOIN_SELECT) return luaL_error(L, "%s: no awaitables", what);
-  if (n > 100000) return luaL_error(L, "%s: too many awaitables (%d)", what, n);
+  if (n == 0 && mode == MB_JOIN_SELECT) return mb_misuse(L, "%s: no awaitables", what);
+  if (n > 100000) return mb_misuse(L, "%s: too many awaitables (%d)", what, n);
   if (n > 0 && !lua_isyieldable(L))
-    return luaL_error(L, "%s cannot suspend here (attempt to yield across a C-call boundary)", what);
+    return mb_misuse(L, "%s cannot suspend here (attempt to yield across a C-call boundary)", what);
   for (i = 1; i <= n; i++) { /* check everything before spawning anything */
     lua_rawgeti(L, 1, i);
     if (lua_type(L, -1) != LUA_TFUNCTION && mb_aw_kind(L, -1) == MB_AW_NONE)
-      return luaL_error(L, "%s: entry %d must be a function, Task, Promise or Channel (got %s)",
+      return mb_misuse(L, "%s: entry %d must be a function, Task, Promise or Channel (got %s)",
                         what, i, luaL_typename(L, -1));
     lua_pop(L, 1);
   }
@@ -360,7 +387,7 @@ static int mb_l_timeout(lua_State *L) {
   if (lua_type(L, 2) == LUA_TFUNCTION) {
     mb_task_spawn(L, self->run, lua_gettop(L) - 2, NULL);
   } else if (mb_aw_kind(L, 2) == MB_AW_NONE) {
-    return luaL_error(L, "task.timeout: expected a function or an awaitable (got %s)",
+    return mb_misuse(L, "task.timeout: expected a function or an awaitable (got %s)",
                       luaL_typename(L, 2));
   } else {
     lua_settop(L, 2);

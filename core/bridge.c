@@ -86,7 +86,7 @@ static int mb_bridge_raise(lua_State *L, const char *name, int status,
   else
     lua_pushfstring(L, "%s: %s", name, lua_pushlstring(L, msg, len));
   mb_error_push(L, "bridge", name, lua_tostring(L, -1), lua_rawlen(L, -1));
-  return lua_error(L);
+  return mb_error_raise(L);
 }
 
 /* Decode a result message onto L, or raise. */

@@ -113,7 +113,7 @@ int mb_chan_send_now(lua_State *L, int idx, int vidx) {
   }
   if (!mb_list_empty(&c->recvq)) { /* hand it over: onto its stack */
     mb_waiter *w = mb_chan_first(&c->recvq);
-    if (!lua_checkstack(w->L, 2)) return luaL_error(L, "channel send: stack overflow");
+    if (!lua_checkstack(w->L, 2)) return mb_misuse(L, "channel send: stack overflow");
     lua_pushvalue(L, vidx);
     lua_xmove(L, w->L, 1);
     mb_waiter_fire(rt, w, 1);
@@ -126,7 +126,7 @@ int mb_chan_send_now(lua_State *L, int idx, int vidx) {
 }
 
 static void mb_chan_check_value(lua_State *L, int vidx, const char *op) {
-  if (lua_isnoneornil(L, vidx)) luaL_error(L, "%s: cannot send nil on a channel", op);
+  if (lua_isnoneornil(L, vidx)) mb_misuse(L, "%s: cannot send nil on a channel", op);
 }
 
 /* ---------------------------------------------------------------------
@@ -152,7 +152,7 @@ static int mb_chan_recv(lua_State *L, int idx, const char *op) {
   if (mb_chan_recv_ready(c)) return mb_chan_recv_now(L, idx);
   self = mb_task_of(L);
   if (!lua_isyieldable(L))
-    return luaL_error(L, "%s cannot suspend here (attempt to yield across a C-call boundary)", op);
+    return mb_misuse(L, "%s cannot suspend here (attempt to yield across a C-call boundary)", op);
   lua_settop(L, idx); /* the channel stays anchored on our stack */
   mb_waiter_init(&self->w1, self, L, 1, MB_OP_RECV);
   mb_chan_enqueue(c, &self->w1);
@@ -191,7 +191,7 @@ static int mb_l_chan_send(lua_State *L) {
   if (mb_chan_send_ready(c)) return mb_chan_send_now(L, 1, 2);
   self = mb_task_of(L);
   if (!lua_isyieldable(L))
-    return luaL_error(L, "channel:send cannot suspend here (attempt to yield across a C-call boundary)");
+    return mb_misuse(L, "channel:send cannot suspend here (attempt to yield across a C-call boundary)");
   mb_waiter_init(&self->w1, self, L, 1, MB_OP_SEND);
   self->w1.slot = 2;
   mb_chan_enqueue(c, &self->w1);
@@ -230,7 +230,7 @@ static int mb_l_chan_try_recv(lua_State *L) {
 static int mb_l_chan_close(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
   mb_chan *c = mb_chan_check(L, 1);
-  if (c->closed) return luaL_error(L, "channel:close: the channel is already closed");
+  if (c->closed) return mb_misuse(L, "channel:close: the channel is already closed");
   c->closed = 1;
   while (!mb_list_empty(&c->recvq)) mb_waiter_fire(rt, mb_chan_first(&c->recvq), 0);
   while (!mb_list_empty(&c->sendq)) mb_waiter_fire(rt, mb_chan_first(&c->sendq), 0);
@@ -272,7 +272,7 @@ static int mb_chan_iter_next(lua_State *L) {
   }
   self = mb_task_of(L);
   if (!lua_isyieldable(L))
-    return luaL_error(L, "channel iterator cannot suspend here (attempt to yield across a C-call boundary)");
+    return mb_misuse(L, "channel iterator cannot suspend here (attempt to yield across a C-call boundary)");
   mb_waiter_init(&self->w1, self, L, 1, MB_OP_RECV);
   mb_chan_enqueue(c, &self->w1);
   return mb_wait_objs(L, self, &self->w1, 1, "a channel receive", 0, mb_chan_iter_k);
@@ -363,13 +363,13 @@ static int mb_l_select(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   n = (int)luaL_len(L, 1);
-  if (n == 0) return luaL_error(L, "channel.select: no cases");
+  if (n == 0) return mb_misuse(L, "channel.select: no cases");
   luaL_checkstack(L, 2 * n + 8, "channel.select: too many cases");
   for (i = 1; i <= n; i++) {
     int op;
     const char *s;
     if (lua_rawgeti(L, 1, i) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "default") == 0) {
-      if (dflt) return luaL_error(L, "channel.select: more than one \"default\" case");
+      if (dflt) return mb_misuse(L, "channel.select: more than one \"default\" case");
       dflt = i;
       lua_pop(L, 1);
       lua_pushnil(L);
@@ -377,19 +377,19 @@ static int mb_l_select(lua_State *L) {
       continue;
     }
     if (!lua_istable(L, -1))
-      return luaL_error(L, "channel.select: case %d must be {ch, \"recv\"}, {ch, \"send\", v} or \"default\"", i);
+      return mb_misuse(L, "channel.select: case %d must be {ch, \"recv\"}, {ch, \"send\", v} or \"default\"", i);
     lua_rawgeti(L, -1, 1);
     if (mb_chan_test(L, -1) == NULL)
-      return luaL_error(L, "channel.select: case %d: expected a Channel (got %s)", i, luaL_typename(L, -1));
+      return mb_misuse(L, "channel.select: case %d: expected a Channel (got %s)", i, luaL_typename(L, -1));
     lua_rawgeti(L, -2, 2);
     s = lua_tostring(L, -1);
     if (s != NULL && strcmp(s, "recv") == 0) op = MB_OP_RECV;
     else if (s != NULL && strcmp(s, "send") == 0) op = MB_OP_SEND;
-    else return luaL_error(L, "channel.select: case %d: operation must be \"recv\" or \"send\"", i);
+    else return mb_misuse(L, "channel.select: case %d: operation must be \"recv\" or \"send\"", i);
     lua_pop(L, 1);
     if (op == MB_OP_SEND) {
       lua_rawgeti(L, -2, 3);
-      if (lua_isnil(L, -1)) return luaL_error(L, "channel.select: case %d: cannot send nil", i);
+      if (lua_isnil(L, -1)) return mb_misuse(L, "channel.select: case %d: cannot send nil", i);
     } else {
       lua_pushlightuserdata(L, &mb_sel_recv_mark);
     }
@@ -427,7 +427,7 @@ static int mb_l_select(lua_State *L) {
   }
   self = mb_task_of(L);
   if (!lua_isyieldable(L))
-    return luaL_error(L, "channel.select cannot suspend here (attempt to yield across a C-call boundary)");
+    return mb_misuse(L, "channel.select cannot suspend here (attempt to yield across a C-call boundary)");
   wv = (mb_waiter *)lua_newuserdatauv(L, (size_t)n * sizeof *wv, 0);
   for (i = 1; i <= n; i++) {
     int recv;

@@ -15,14 +15,34 @@
 
 #include "mb.h"
 
+/* 0: not one of ours; 1: an error; 2: a fresh one (see mb_error_raise). */
 static int mb_error_is(lua_State *L, int idx) {
   mb_rt *rt = mb_rt_of(L);
   int is;
   if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->error_mt_ref);
   is = lua_rawequal(L, -1, -2);
+  if (!is) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->error_fresh_mt_ref);
+    is = lua_rawequal(L, -1, -3) ? 2 : 0;
+    lua_pop(L, 1);
+  }
   lua_pop(L, 2);
   return is;
+}
+
+/* Raise the error on the top, stamping the traceback of where it is
+** raised, so that one caught by pcall in the same task has it too. It is
+** marked fresh (its own metatable, same behaviour): a task's message
+** handler replaces a fresh traceback by its own, which is the same stack
+** with the task's name, instead of appending a second copy. */
+int mb_error_raise(lua_State *L) {
+  mb_rt *rt = mb_rt_of(L);
+  luaL_traceback(L, L, NULL, 1);
+  lua_setfield(L, -2, "traceback");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->error_fresh_mt_ref);
+  lua_setmetatable(L, -2);
+  return lua_error(L);
 }
 
 void mb_error_push(lua_State *L, const char *kind, const char *op,
@@ -49,7 +69,38 @@ int mb_error_throw(lua_State *L, const char *kind, const char *op,
   msg = lua_pushvfstring(L, fmt, ap);
   va_end(ap);
   mb_error_push(L, kind, op, msg, strlen(msg));
-  return lua_error(L);
+  return mb_error_raise(L);
+}
+
+/* Replace the error on the top by a shallow copy when it is one of ours:
+** each waiter that re-raises a task's error appends its own hop to the
+** traceback, and must not append it to the other waiters' copies. */
+void mb_error_fork(lua_State *L) {
+  if (!mb_error_is(L, -1)) return;
+  lua_createtable(L, 0, 6);
+  lua_pushnil(L);
+  while (lua_next(L, -3) != 0) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, mb_rt_of(L)->error_mt_ref);
+  lua_setmetatable(L, -2);
+  lua_remove(L, -2);
+}
+
+/* A misuse of the library (a closed channel closed again, a bad option):
+** an error of kind "runtime" whose message starts with the caller's
+** position, as luaL_error's does. */
+int mb_misuse(lua_State *L, const char *fmt, ...) {
+  va_list ap;
+  luaL_where(L, 1);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_concat(L, 2);
+  mb_error_push(L, "runtime", NULL, lua_tostring(L, -1), lua_rawlen(L, -1));
+  return mb_error_raise(L);
 }
 
 /* The message handler of every task: see the file comment. */
@@ -83,6 +134,12 @@ int mb_error_handler(lua_State *L) {
     lua_settop(L, 1);
   }
   lua_settop(L, 1);
+  if (mb_error_is(L, 1) == 2) { /* fresh: this stack's own traceback wins */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->error_mt_ref);
+    lua_setmetatable(L, 1);
+    lua_pushnil(L);
+    lua_setfield(L, 1, "traceback");
+  }
   luaL_traceback(L, L, head, 1);
   if (lua_getfield(L, 1, "traceback") == LUA_TSTRING) {
     /* Re-raised after an await: the older hops come first. */
@@ -166,8 +223,36 @@ static int mb_l_errors_is(lua_State *L) {
   return 1;
 }
 
+/* errors.rawpcall(fn, ...): pcall that leaves a caught cancellation
+** delivered, so the caller's cleanup may await before deciding (try). */
+static int mb_rawpcall_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  if (status != LUA_OK && status != LUA_YIELD) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+  }
+  return lua_gettop(L);
+}
+
+static int mb_l_rawpcall(lua_State *L) {
+  luaL_checkany(L, 1);
+  lua_pushboolean(L, 1);
+  lua_insert(L, 1);
+  return mb_rawpcall_k(L, lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, mb_rawpcall_k), 0);
+}
+
+/* errors.swallowed(err): the caller dropped err; if it was the running
+** task's cancellation, it is raised again at the next suspension point. */
+static int mb_l_swallowed(lua_State *L) {
+  mb_cancel_caught(L, 1);
+  return 0;
+}
+
 static int mb_luaopen_errors(lua_State *L) {
-  static const luaL_Reg funcs[] = {{"new", mb_l_errors_new}, {"is", mb_l_errors_is}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"new", mb_l_errors_new}, {"is", mb_l_errors_is},
+                                   {"rawpcall", mb_l_rawpcall}, {"swallowed", mb_l_swallowed},
+                                   {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;
 }
@@ -179,6 +264,9 @@ void mb_error_open(lua_State *L) {
   luaL_newmetatable(L, "moonbridge.Error");
   luaL_setfuncs(L, mb_error_meta, 0);
   rt->error_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  luaL_setfuncs(L, mb_error_meta, 0);
+  rt->error_fresh_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, mb_luaopen_errors);
   lua_setfield(L, -2, "moonbridge.errors");

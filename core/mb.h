@@ -233,6 +233,7 @@ typedef struct mb_task {
   const char *name;     /* or NULL; anchored as the Task's second user value */
   const char *wake_err; /* set to make the waiting continuation raise instead */
   uint64_t deadline;    /* MB_WAIT_SLEEP: loop time (ms) to wake */
+  uint32_t sleep_seq;   /* ties between equal deadlines go in arrival order */
   int heap_idx;
   unsigned char cancel;   /* MB_CANCEL_* */
   unsigned char aborted;  /* the wait was ended without its result: raise */
@@ -296,11 +297,13 @@ typedef struct mb_rt {
   int closing;
   int slice;            /* preemption time slice in VM instructions, or 0 */
   uint32_t rand;        /* xorshift state: fair choices among ready cases */
+  uint32_t sleep_seq;   /* sleepers added so far (wraps; compared serially) */
   int64_t ntask_ids;
   int pool_ref;         /* registry ref of the pool of finished threads */
   int npool;
   int task_mt_ref;      /* registry refs of the metatables */
   int error_mt_ref;
+  int error_fresh_mt_ref; /* errors raised here, not yet through a handler */
   uintptr_t go_handle;  /* the Go Runtime, for inline calls */
   mb_buf scratch_in;    /* inline calls: arguments, then results */
   mb_buf scratch_out;
@@ -405,6 +408,7 @@ int mb_promise_outcome(lua_State *L, int idx);
 int mb_promise_results(lua_State *L, int idx);
 int mb_promise_await(lua_State *L, int idx);
 int mb_promise_cancel(lua_State *L, int idx);
+mb_task *mb_promise_task(lua_State *L, int idx);
 
 /* Timers (timer.c). */
 void mb_timer_open(lua_State *L);
@@ -432,7 +436,10 @@ void mb_error_push(lua_State *L, const char *kind, const char *op,
                    const char *msg, size_t msglen);
 int mb_error_throw(lua_State *L, const char *kind, const char *op,
                    const char *fmt, ...);
+int mb_error_raise(lua_State *L);
 int mb_error_handler(lua_State *L);
+int mb_misuse(lua_State *L, const char *fmt, ...);
+void mb_error_fork(lua_State *L);
 int mb_error_fields(lua_State *L, int idx, mb_buf *out);
 void mb_error_push_exit(lua_State *L, int code);
 

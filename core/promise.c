@@ -84,6 +84,16 @@ static void mb_promise_observe(lua_State *L, int idx) {
   lua_pop(L, 1);
 }
 
+/* The task producing the promise (async, or a handler's), or NULL. The
+** promise's user value anchors it. */
+mb_task *mb_promise_task(lua_State *L, int idx) {
+  mb_task *t;
+  lua_getiuservalue(L, idx, MB_P_UV_TASK);
+  t = mb_task_test(L, -1);
+  lua_pop(L, 1);
+  return t;
+}
+
 /* Push the outcome; returns 1 when fulfilled. */
 int mb_promise_outcome(lua_State *L, int idx) {
   mb_promise *p = (mb_promise *)lua_touserdata(L, idx);
@@ -96,6 +106,7 @@ int mb_promise_outcome(lua_State *L, int idx) {
 int mb_promise_results(lua_State *L, int idx) {
   if (!mb_promise_outcome(L, idx)) {
     lua_rawgeti(L, -1, 1);
+    mb_error_fork(L);
     return lua_error(L);
   }
   return mb_unpack(L, -1);
@@ -197,7 +208,7 @@ static void mb_reaction_run(lua_State *L, int pidx, int ridx) {
       break;
     default: {
       mb_task *self = rt->current;
-      if (self == NULL) luaL_error(L, "promise: settled outside a task");
+      if (self == NULL) mb_misuse(L, "promise: settled outside a task");
       lua_pushcfunction(L, mb_reaction_body);
       lua_pushvalue(L, pidx);
       lua_pushvalue(L, ridx);
@@ -337,7 +348,7 @@ int mb_promise_await(lua_State *L, int idx) {
   if (p->state != MB_PROM_PENDING) return mb_promise_results(L, idx);
   self = mb_task_of(L);
   if (!lua_isyieldable(L))
-    return luaL_error(L, "await cannot suspend here (attempt to yield across a C-call boundary)");
+    return mb_misuse(L, "await cannot suspend here (attempt to yield across a C-call boundary)");
   lua_settop(L, idx); /* the promise stays anchored on our stack */
   mb_waiter_init(&self->w1, self, L, 1, MB_OP_DONE);
   mb_list_push(&p->waiters, &self->w1.link);
@@ -418,7 +429,7 @@ static int mb_l_promise_reject(lua_State *L) {
 
 static void mb_check_handler(lua_State *L, int i, const char *what) {
   if (!lua_isnoneornil(L, i) && lua_type(L, i) != LUA_TFUNCTION)
-    luaL_error(L, "%s: handler must be a function (got %s)", what, luaL_typename(L, i));
+    mb_misuse(L, "%s: handler must be a function (got %s)", what, luaL_typename(L, i));
 }
 
 static int mb_l_promise_then(lua_State *L) {

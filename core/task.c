@@ -165,7 +165,7 @@ void mb_wait_check(lua_State *L) {
 
 mb_task *mb_task_of(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
-  if (rt->current == NULL) luaL_error(L, "not inside a task");
+  if (rt->current == NULL) mb_misuse(L, "not inside a task");
   return rt->current;
 }
 
@@ -213,11 +213,17 @@ static void mb_heap_set(mb_rt *rt, int i, mb_task *t) {
   t->heap_idx = i;
 }
 
+/* Does a wake before b? Equal deadlines keep the order they were added. */
+static int mb_heap_before(const mb_task *a, const mb_task *b) {
+  if (a->deadline != b->deadline) return a->deadline < b->deadline;
+  return (int32_t)(a->sleep_seq - b->sleep_seq) < 0;
+}
+
 static void mb_heap_up(mb_rt *rt, int i) {
   mb_task *t = rt->heap[i];
   while (i > 0) {
     int p = (i - 1) / 2;
-    if (rt->heap[p]->deadline <= t->deadline) break;
+    if (!mb_heap_before(t, rt->heap[p])) break;
     mb_heap_set(rt, i, rt->heap[p]);
     i = p;
   }
@@ -229,8 +235,8 @@ static void mb_heap_down(mb_rt *rt, int i) {
   for (;;) {
     int c = 2 * i + 1;
     if (c >= rt->nheap) break;
-    if (c + 1 < rt->nheap && rt->heap[c + 1]->deadline < rt->heap[c]->deadline) c++;
-    if (t->deadline <= rt->heap[c]->deadline) break;
+    if (c + 1 < rt->nheap && mb_heap_before(rt->heap[c + 1], rt->heap[c])) c++;
+    if (!mb_heap_before(rt->heap[c], t)) break;
     mb_heap_set(rt, i, rt->heap[c]);
     i = c;
   }
@@ -245,6 +251,7 @@ int mb_sleep_add(mb_rt *rt, mb_task *t) {
     rt->heap = h;
     rt->capheap = cap;
   }
+  t->sleep_seq = rt->sleep_seq++;
   rt->heap[rt->nheap] = t;
   t->heap_idx = rt->nheap++;
   mb_heap_up(rt, t->heap_idx);
@@ -685,7 +692,7 @@ static mb_task *mb_spawn_opts(lua_State *L, int first);
 static int mb_l_group_spawn(lua_State *L) {
   mb_group *g = mb_group_check(L, 1);
   mb_task *t;
-  if (g->closed) return luaL_error(L, "group:spawn: the group has ended");
+  if (g->closed) return mb_misuse(L, "group:spawn: the group has ended");
   t = mb_spawn_opts(L, 2);
   t->group = g;
   mb_list_push(&g->tasks, &t->group_link);
@@ -738,7 +745,7 @@ static int mb_l_group_wait(lua_State *L) {
   mb_group_check(L, 1);
   lua_settop(L, 1);
   if (!lua_isyieldable(L) && !mb_list_empty(&mb_group_check(L, 1)->tasks))
-    return luaL_error(L, "group:wait cannot suspend here (attempt to yield across a C-call boundary)");
+    return mb_misuse(L, "group:wait cannot suspend here (attempt to yield across a C-call boundary)");
   mb_task_of(L);
   return mb_group_wait_k(L, LUA_OK, 0);
 }
@@ -776,6 +783,7 @@ int mb_task_results(lua_State *L, mb_task *t) {
   if (t->status == MB_TASK_FAILED || t->status == MB_TASK_CANCELLED) {
     lua_pushvalue(co, -1);
     lua_xmove(co, L, 1);
+    mb_error_fork(L);
     return lua_error(L);
   }
   if (n == 0 || co == NULL) return 0;
@@ -800,9 +808,9 @@ int mb_task_await(lua_State *L, mb_task *t) {
   mb_task *self;
   if (mb_task_finished(t)) return mb_task_results(L, t);
   self = mb_task_of(L);
-  if (self == t) return luaL_error(L, "a task cannot wait for itself");
+  if (self == t) return mb_misuse(L, "a task cannot wait for itself");
   if (!lua_isyieldable(L))
-    return luaL_error(L, "Task:wait cannot suspend here (attempt to yield across a C-call boundary)");
+    return mb_misuse(L, "Task:wait cannot suspend here (attempt to yield across a C-call boundary)");
   mb_waiter_init(&self->w1, self, L, 1, MB_OP_DONE);
   mb_list_push(&t->waiters, &self->w1.link);
   return mb_wait_objs(L, self, &self->w1, 1, "another task", (lua_KContext)t, mb_task_wait_k);
@@ -870,13 +878,13 @@ static mb_task *mb_spawn_opts(lua_State *L, int first) {
     int isnum;
     if (lua_getfield(L, first, "name") != LUA_TNIL) {
       if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_error(L, "task.spawn: option 'name' must be a string (got %s)", luaL_typename(L, -1));
+        mb_misuse(L, "task.spawn: option 'name' must be a string (got %s)", luaL_typename(L, -1));
       name = lua_tostring(L, -1); /* anchored by the options table */
     }
     if (lua_getfield(L, first, "priority") != LUA_TNIL) {
       lua_Integer p = lua_tointegerx(L, -1, &isnum);
       if (!isnum || p < 1 || p > 100)
-        luaL_error(L, "task.spawn: option 'priority' must be an integer from 1 to 100");
+        mb_misuse(L, "task.spawn: option 'priority' must be an integer from 1 to 100");
       priority = (int)p;
     }
     lua_pop(L, 2);
@@ -904,7 +912,7 @@ static int mb_l_yield(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
   mb_task *self = mb_task_of(L);
   if (!lua_isyieldable(L))
-    return luaL_error(L, "task.yield cannot suspend here (attempt to yield across a C-call boundary)");
+    return mb_misuse(L, "task.yield cannot suspend here (attempt to yield across a C-call boundary)");
   mb_task_ready(rt, self);
   return mb_wait_yield(L, self, MB_WAIT_READY, NULL, 0, mb_yield_k);
 }
@@ -924,9 +932,9 @@ static int mb_l_sleep(lua_State *L) {
   uint64_t when = mb_deadline(L, 1);
   mb_task *self = mb_task_of(L);
   if (!lua_isyieldable(L))
-    return luaL_error(L, "task.sleep cannot suspend here (attempt to yield across a C-call boundary)");
+    return mb_misuse(L, "task.sleep cannot suspend here (attempt to yield across a C-call boundary)");
   self->deadline = when;
-  if (mb_sleep_add(rt, self) != 0) return luaL_error(L, "not enough memory");
+  if (mb_sleep_add(rt, self) != 0) return mb_misuse(L, "not enough memory");
   return mb_wait_yield(L, self, MB_WAIT_SLEEP, NULL, 0, mb_yield_k);
 }
 

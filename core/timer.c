@@ -3,30 +3,27 @@
 ** setInterval, clearInterval (milliseconds).
 **
 ** Layer: C core. A timer is a task (its id is the Task, so it is also an
-** awaitable) whose body sleeps in the scheduler's heap and then runs the
-** callback: setTimeout's callback runs in the timer's own task, and each of
-** setInterval's ticks spawns the callback as a task of its own, so a slow
-** callback never delays the next tick. clear* cancels the timer while it
-** sleeps; a callback already started is left to finish, as in browsers.
+** awaitable) whose body sleeps in the scheduler's heap and then spawns
+** the callback as a task of its own, queued in deadline order with every
+** other timer's: setTimeout's timer then waits for its callback (so
+** await(id) returns its results), and setInterval's goes back to sleep, so
+** a slow callback never delays the next tick. clear* cancels the timer and
+** a callback that is due but has not started; one already running is left
+** to finish, as in browsers.
 */
 #include "mb.h"
 
-/* The timer task's stack: 1 ms, 2 repeat, 3 fn, 4.. args. */
+/* The timer task's stack: 1 ms, 2 repeat (once it ticked: the Task of
+** its latest callback), 3 fn, 4.. args. */
 enum { MB_TM_MS = 1, MB_TM_REPEAT, MB_TM_FN };
+enum { MB_TIMER_ONCE = 1, MB_TIMER_EVERY = 2 }; /* mb_task.timer */
 
 static int mb_timer_tick_k(lua_State *L, int status, lua_KContext ctx);
 
 static int mb_timer_sleep(lua_State *L, mb_task *self) {
   mb_rt *rt = mb_rt_of(L);
-  if (mb_sleep_add(rt, self) != 0) return luaL_error(L, "not enough memory");
+  if (mb_sleep_add(rt, self) != 0) return mb_misuse(L, "not enough memory");
   return mb_wait_yield(L, self, MB_WAIT_SLEEP, NULL, 0, mb_timer_tick_k);
-}
-
-static int mb_timer_done_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)L;
-  (void)status;
-  (void)ctx;
-  return 0;
 }
 
 static int mb_timer_tick_k(lua_State *L, int status, lua_KContext ctx) {
@@ -37,17 +34,18 @@ static int mb_timer_tick_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   mb_wait_check(L);
-  if (!lua_toboolean(L, MB_TM_REPEAT)) {
-    self->timer = 0; /* the callback runs: too late to clear */
-    lua_rotate(L, 1, -2);
-    lua_pop(L, 2);
-    lua_callk(L, nargs, 0, 0, mb_timer_done_k);
-    return 0;
-  }
-  luaL_checkstack(L, nargs + 2, "setInterval");
+  luaL_checkstack(L, nargs + 2, "timer");
   for (int i = MB_TM_FN; i <= MB_TM_FN + nargs; i++) lua_pushvalue(L, i);
+  if (self->timer == MB_TIMER_ONCE) {
+    /* The callback is a task queued in deadline order with every other
+    ** timer's; the timer waits for it, so await(id) gets its results. */
+    mb_task *cb = mb_task_spawn(L, self->run, nargs, "setTimeout callback");
+    lua_replace(L, MB_TM_REPEAT);
+    lua_settop(L, MB_TM_REPEAT);
+    return mb_task_await(L, cb);
+  }
   mb_task_spawn(L, self->run, nargs, "setInterval callback");
-  lua_pop(L, 1);
+  lua_replace(L, MB_TM_REPEAT); /* clearInterval finds it there */
   /* Keep the rhythm; after a stall, skip the missed ticks. */
   uv_update_time(&rt->loop);
   now = uv_now(&rt->loop);
@@ -84,7 +82,7 @@ static int mb_timer_start(lua_State *L, int repeat, const char *what) {
   lua_remove(L, 1);
   lua_remove(L, 1);
   t = mb_task_spawn(L, self->run, nargs + 3, what);
-  t->timer = 1;
+  t->timer = repeat ? MB_TIMER_EVERY : MB_TIMER_ONCE;
   uv_update_time(&rt->loop);
   t->deadline = uv_now(&rt->loop) + (uint64_t)ims;
   return 1;
@@ -97,10 +95,25 @@ static int mb_l_set_interval(lua_State *L) { return mb_timer_start(L, 1, "setInt
 ** ignored, as in browsers. */
 static int mb_l_clear(lua_State *L) {
   mb_task *t = mb_task_test(L, 1);
-  if (t != NULL && t->timer && t->status < MB_TASK_DONE) {
-    mb_cancel_error_push(L, t, 0);
-    mb_task_cancel(mb_rt_of(L), L, t);
+  mb_task *cb;
+  if (t == NULL || !t->timer || t->status >= MB_TASK_DONE) return 0;
+  if (lua_status(t->co) == LUA_YIELD) {
+    lua_pushvalue(t->co, MB_TM_REPEAT);
+    lua_xmove(t->co, L, 1);
+    cb = mb_task_test(L, -1);
+    if (cb != NULL && cb->status != MB_TASK_PENDING && t->timer == MB_TIMER_ONCE) {
+      lua_pop(L, 1);
+      return 0; /* its callback runs: too late to clear */
+    }
+    if (cb != NULL && cb->status == MB_TASK_PENDING) {
+      /* Due, but not started: it does not run, as in browsers. */
+      mb_cancel_error_push(L, cb, 0);
+      mb_task_cancel(mb_rt_of(L), L, cb);
+    }
+    lua_pop(L, 1);
   }
+  mb_cancel_error_push(L, t, 0);
+  mb_task_cancel(mb_rt_of(L), L, t);
   return 0;
 }
 

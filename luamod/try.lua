@@ -7,11 +7,14 @@
 -- Layer: Lua module. fn runs protected. If it raises, catch(err) runs and
 -- its results are try's (a nil catch re-raises the error after finally).
 -- finally() runs last in every case, even when catch raises; an error in
--- finally replaces whatever was under way. Each may await. A task's own
--- cancellation caught here is raised again at its next suspension point
--- (moonbridge's pcall sees to that), so try cannot swallow it for good.
+-- finally replaces whatever was under way. Each may await — even while the
+-- task is being cancelled: the cancellation is held until finally is done,
+-- then raised again (at once if catch re-raised it, otherwise at the task's
+-- next suspension point), so try cannot swallow it for good.
 
+local errors = require("moonbridge.errors")
 local pack, unpack = table.pack, table.unpack
+local rawpcall, swallowed = errors.rawpcall, errors.swallowed
 
 local function try(fn, catch, finally)
   if type(fn) ~= "function" then
@@ -23,10 +26,12 @@ local function try(fn, catch, finally)
   if finally ~= nil and type(finally) ~= "function" then
     error("bad argument #3 to 'try' (function or nil expected, got " .. type(finally) .. ")", 2)
   end
-  local r = pack(pcall(fn))
-  if not r[1] and catch ~= nil then r = pack(pcall(catch, r[2])) end
+  local r = pack(rawpcall(fn))
+  local caught = not r[1] and r[2] or nil
+  if caught ~= nil and catch ~= nil then r = pack(rawpcall(catch, caught)) end
   if finally ~= nil then finally() end
   if not r[1] then error(r[2], 0) end
+  if caught ~= nil then swallowed(caught) end
   return unpack(r, 2, r.n)
 end
 
