@@ -1,8 +1,12 @@
 package bench
 
 import (
+	"container/heap"
+	"fmt"
+	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	lua "github.com/yuin/gopher-lua"
 )
@@ -10,7 +14,7 @@ import (
 func init() {
 	for _, cfg := range GLConfigs {
 		cfg := cfg
-		Register(Impl{
+		impl := Impl{
 			Name:                cfg.Name,
 			RoundTripSeq:        func(b *testing.B) { glRoundTripSeq(b, cfg) },
 			RoundTripConcurrent: func(b *testing.B) { glRoundTripConcurrent(b, cfg) },
@@ -22,7 +26,17 @@ func init() {
 			Fib:                 func(b *testing.B) { glFib(b, cfg) },
 			StringBuild:         func(b *testing.B) { glStringBuild(b, cfg) },
 			ChannelPingPong:     func(b *testing.B) { glChannelPingPong(b, cfg) },
-		})
+			SelectEight:         func(b *testing.B) { glSelectEight(b, cfg) },
+			// PromiseChain: gopher-lua has no promises (nil: no peer).
+			Pipeline3:     func(b *testing.B) { glPipeline3(b, cfg) },
+			SleepingTasks: func(b *testing.B) { glSleepingTasks(b, cfg) },
+		}
+		if cfg.Opts == nil {
+			// With the defaults every coroutine costs ~100 KB
+			// (SuspendedMemory): SleepingN of them would be ~10 GB.
+			impl.SleepingTasks = nil
+		}
+		Register(impl)
 	}
 }
 
@@ -242,4 +256,177 @@ func glChannelPingPong(b *testing.B, cfg GLConfig) {
 	if want := lua.LNumber(float64(b.N) * float64(b.N+1) / 2); v != want {
 		b.Fatalf("sum %v, want %v", v, want)
 	}
+}
+
+// glChannels returns a Lua list of the channels, made in L.
+func glChannels(L *lua.LState, chans []chan lua.LValue) *lua.LTable {
+	t := L.NewTable()
+	for _, c := range chans {
+		t.Append(lua.LChannel(c))
+	}
+	return t
+}
+
+// glSelectEight: the consumer (this goroutine's state) selects over
+// SelectChannels unbuffered channels; the producer, a second state on a
+// goroutine of its own, sends on a rotating one of them.
+func glSelectEight(b *testing.B, cfg GLConfig) {
+	chans := make([]chan lua.LValue, SelectChannels)
+	for i := range chans {
+		chans[i] = make(chan lua.LValue)
+	}
+	L1, L2 := cfg.NewState(), cfg.NewState()
+	defer L1.Close()
+	defer L2.Close()
+	consFn, err := L1.LoadString(GLSelectConsumerLua)
+	must(b, err)
+	prodFn, err := L2.LoadString(SelectProducerLua)
+	must(b, err)
+	var wg sync.WaitGroup
+	var prodErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		prodErr = L2.CallByParam(lua.P{Fn: prodFn, NRet: 0, Protect: true},
+			glChannels(L2, chans), lua.LNumber(b.N))
+	}()
+	b.ReportAllocs()
+	b.ResetTimer()
+	v := callChunk(b, L1, consFn, glChannels(L1, chans), lua.LNumber(b.N))
+	b.StopTimer()
+	wg.Wait()
+	must(b, prodErr)
+	if want := lua.LNumber(float64(b.N) * float64(b.N+1) / 2); v != want {
+		b.Fatalf("sum %v, want %v", v, want)
+	}
+}
+
+// glPipeline3 is a three-stage pipeline as a gopher-lua user writes it: one
+// state per stage, each on a goroutine of its own, connected by gopher-lua
+// channels of PipelineBuffer slots; a source state sends the items and the
+// main state collects the results into a list.
+func glPipeline3(b *testing.B, cfg GLConfig) {
+	feed, sink := cfg.NewState(), cfg.NewState()
+	defer feed.Close()
+	defer sink.Close()
+	fn, err := feed.LoadString(PipelineItemsLua)
+	must(b, err)
+	callChunk(b, feed, fn, lua.LNumber(PipelineItems))
+	feedFn, err := feed.LoadString(GLPipelineFeedLua)
+	must(b, err)
+	collectFn, err := sink.LoadString(GLPipelineCollectLua)
+	must(b, err)
+	var stages [3]*lua.LState
+	var stageFns [3]*lua.LFunction
+	for k, expr := range []string{PipelineFnA, PipelineFnB, PipelineFnC} {
+		stages[k] = cfg.NewState()
+		defer stages[k].Close()
+		stageFns[k], err = stages[k].LoadString(fmt.Sprintf(GLPipelineStageLua, expr))
+		must(b, err)
+	}
+	items := b.N * PipelineItems
+	el := ReportPerUnit(b, items, func() {
+		for range b.N {
+			var chs [4]chan lua.LValue
+			for k := range chs {
+				chs[k] = make(chan lua.LValue, PipelineBuffer)
+			}
+			var wg sync.WaitGroup
+			var errs [4]error
+			wg.Add(4)
+			go func() {
+				defer wg.Done()
+				errs[0] = feed.CallByParam(lua.P{Fn: feedFn, Protect: true}, lua.LChannel(chs[0]))
+			}()
+			for k := range stages {
+				go func() {
+					defer wg.Done()
+					errs[k+1] = stages[k].CallByParam(lua.P{Fn: stageFns[k], Protect: true},
+						lua.LChannel(chs[k]), lua.LChannel(chs[k+1]))
+				}()
+			}
+			v := callChunk(b, sink, collectFn, lua.LChannel(chs[3]), lua.LNumber(PipelineItems))
+			wg.Wait()
+			for _, err := range errs {
+				must(b, err)
+			}
+			if v != lua.LNumber(PipelineItems) {
+				b.Fatalf("collected %v", v)
+			}
+		}
+	})
+	b.ReportMetric(float64(items)/el.Seconds(), "items/s")
+}
+
+// glTimer is a coroutine asleep until wake.
+type glTimer struct {
+	co   *lua.LState
+	wake time.Time
+}
+
+// glTimers is a min-heap of sleeping coroutines, by wake time: what a
+// scheduler with a sleep holds.
+type glTimers []glTimer
+
+func (h glTimers) Len() int           { return len(h) }
+func (h glTimers) Less(i, j int) bool { return h[i].wake.Before(h[j].wake) }
+func (h glTimers) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *glTimers) Push(x any)        { *h = append(*h, x.(glTimer)) }
+func (h *glTimers) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return t
+}
+
+// glSleepingTasks parks SleepingCount() coroutines in sleep(3600): a Lua
+// function that yields the seconds; the scheduler (here, Spawn) pushes the
+// coroutine on a timer heap with its wake time. A first batch, kept out of
+// the per-b.N figures, gives firstns/task and rssB/task (see SleepingCold).
+func glSleepingTasks(b *testing.B, cfg GLConfig) {
+	n := SleepingCount()
+	mk := func() SuspendedBatch {
+		L := cfg.NewState()
+		if err := L.DoString(`function sleep(s) return coroutine.yield(s) end`); err != nil {
+			b.Fatal(err)
+		}
+		fn, err := L.LoadString(SleepingLua)
+		must(b, err)
+		var timers glTimers
+		return SuspendedBatch{
+			Spawn: func() {
+				now := time.Now()
+				for range n {
+					co, _ := L.NewThread()
+					st, err, vals := L.Resume(co, fn)
+					if st != lua.ResumeYield || len(vals) != 1 {
+						b.Fatalf("resume: %v %v %v", st, err, vals)
+					}
+					secs := float64(vals[0].(lua.LNumber))
+					heap.Push(&timers, glTimer{co: co, wake: now.Add(time.Duration(secs * float64(time.Second)))})
+				}
+				if timers.Len() != n {
+					b.Fatalf("%d sleeping, want %d", timers.Len(), n)
+				}
+			},
+			Keep: func() { keep(L); keep(timers) },
+			Release: func() {
+				timers = nil
+				L.Close()
+			},
+		}
+	}
+	b.StopTimer()
+	cold := ColdBatch(b, func() SleepingCold {
+		first := mk()
+		runtime.GC()
+		r0 := RSSBytes()
+		start := time.Now()
+		first.Spawn()
+		c := SleepingCold{Elapsed: time.Since(start), RSS: RSSBytes() - r0}
+		first.Release()
+		return c
+	})
+	ReportSuspendedN(b, n, mk)
+	cold.Report(b, n)
 }

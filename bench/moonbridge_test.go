@@ -27,6 +27,11 @@ func init() {
 		SuspendedMemory:     mbSuspendedMemory,
 		Fib:                 mbFib,
 		StringBuild:         mbStringBuild,
+		ChannelPingPong:     mbChannelPingPong,
+		SelectEight:         mbSelectEight,
+		PromiseChain:        mbPromiseChain,
+		Pipeline3:           mbPipeline3,
+		SleepingTasks:       mbSleepingTasks,
 	})
 }
 
@@ -240,4 +245,157 @@ func mbStringBuild(b *testing.B) {
 			b.Fatalf("got %v", out)
 		}
 	}
+}
+
+// mbPerUnit makes a Runtime with the workloads, then times one Call of fn
+// with args, which does `units` units of work in all, and checks that its
+// first result is want. setup, if not empty, runs before the timing.
+func mbPerUnit(b *testing.B, workloads map[string]string, setup, fn string, units int, want int64, args ...any) time.Duration {
+	b.Helper()
+	rt := mbRuntime(b, nil, workloads)
+	defer rt.Close()
+	if setup != "" {
+		must(b, rt.RunString(context.Background(), "setup", setup))
+	}
+	var out []any
+	el := ReportPerUnit(b, units, func() { out = mbCall(b, rt, fn, args...) })
+	if len(out) == 0 || out[0] != want {
+		b.Fatalf("%s: got %v, want %d", fn, out, want)
+	}
+	return el
+}
+
+// sumTo is 1 + 2 + ... + n.
+func sumTo(n int) int64 { return int64(n) * int64(n+1) / 2 }
+
+func mbChannelPingPong(b *testing.B) {
+	mbPerUnit(b, map[string]string{"pingpong": MBChannelPingPongLua}, "",
+		"pingpong", 2*b.N, sumTo(b.N), b.N)
+}
+
+func mbSelectEight(b *testing.B) {
+	mbPerUnit(b, map[string]string{"produce": SelectProducerLua, "consume": MBSelectConsumerLua}, "",
+		"consume", b.N, sumTo(b.N), b.N)
+}
+
+func mbPromiseChain(b *testing.B) {
+	mbPerUnit(b, map[string]string{"chains": MBPromiseChainLua}, "",
+		"chains", b.N*PromiseChainLen, int64(b.N)*PromiseChainLen, b.N, PromiseChainLen)
+}
+
+func mbPipeline3(b *testing.B) {
+	items := b.N * PipelineItems
+	el := mbPerUnit(b, map[string]string{"mkitems": PipelineItemsLua, "pipe": MBPipeline3Lua},
+		fmt.Sprintf("mkitems(%d)", PipelineItems),
+		"pipe", items, int64(items), b.N, PipelineItems)
+	b.ReportMetric(float64(items)/el.Seconds(), "items/s")
+}
+
+// mbSleepFigures are one SleepingTasks batch's measurements.
+type mbSleepFigures struct {
+	el                                 time.Duration
+	goHeap, cHeap, luaHeap, stack, rss int64
+	allocB, allocN                     uint64
+}
+
+// mbSleepBatch parks n tasks in task.sleep(3600) on a new Runtime and
+// counts what they hold as mbSuspendedMemory does: the Go heap and the C
+// heap (Lua's allocations are C malloc), after both GCs; the Lua heap's own
+// growth (collectgarbage("count")) comes back from the script as a
+// cross-check. el is the time from the Call until every task sleeps. The
+// script then cancels every task and checks that each one ended cancelled.
+func mbSleepBatch(b *testing.B, n int) mbSleepFigures {
+	b.Helper()
+	ctx := context.Background()
+	spawned := make(chan struct{})
+	parked := make(chan struct{})
+	release := make(chan struct{})
+	rt := mbRuntime(b, nil, map[string]string{"body": SleepingLua, "sleepers": MBSleepersLua})
+	defer rt.Close()
+	must(b, rt.RegisterFunc("spawned", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		close(spawned)
+		return nil, nil
+	}, bridge.Inline()))
+	must(b, rt.RegisterFunc("parked", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		close(parked)
+		select {
+		case <-release:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}))
+	must(b, rt.RunString(ctx, "warm", "sleep = task.sleep; collectgarbage(); collectgarbage()"))
+	type result struct {
+		out []any
+		err error
+	}
+	var f mbSleepFigures
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	c0, r0 := CHeapInUse(), RSSBytes()
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		out, err := rt.Call(ctx, "sleepers", n)
+		done <- result{out, err}
+	}()
+	for _, ch := range []chan struct{}{spawned, parked} {
+		select {
+		case <-ch:
+		case r := <-done:
+			b.Fatalf("sleepers ended early: %v %v", r.out, r.err)
+		}
+		if ch == spawned {
+			f.el = time.Since(start)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	f.cHeap, f.rss = CHeapInUse()-c0, RSSBytes()-r0
+	f.goHeap = int64(m1.HeapAlloc) - int64(m0.HeapAlloc)
+	f.stack = int64(m1.StackInuse) - int64(m0.StackInuse)
+	f.allocB, f.allocN = m1.TotalAlloc-m0.TotalAlloc, m1.Mallocs-m0.Mallocs
+	close(release)
+	r := <-done
+	must(b, r.err)
+	if len(r.out) != 2 || r.out[0] != int64(n) {
+		b.Fatalf("sleepers: got %v, want %d cancelled tasks", r.out, n)
+	}
+	f.luaHeap, _ = r.out[1].(int64)
+	return f
+}
+
+// mbSleepingTasks: a first batch kept apart (SleepingCold),
+// then b.N batches of SleepingCount() tasks, as glSleepingTasks.
+func mbSleepingTasks(b *testing.B) {
+	n := SleepingCount()
+	b.StopTimer()
+	cold := ColdBatch(b, func() SleepingCold {
+		first := mbSleepBatch(b, n)
+		return SleepingCold{Elapsed: first.el, RSS: first.rss}
+	})
+	var sum mbSleepFigures
+	b.StartTimer()
+	for i := 0; i < b.N; i++ {
+		f := mbSleepBatch(b, n)
+		sum.el += f.el
+		sum.goHeap += f.goHeap
+		sum.cHeap += f.cHeap
+		sum.luaHeap += f.luaHeap
+		sum.stack += f.stack
+		sum.allocB += f.allocB
+		sum.allocN += f.allocN
+	}
+	b.StopTimer()
+	tasks := float64(b.N) * float64(n)
+	b.ReportMetric(float64(sum.goHeap+sum.cHeap)/tasks, "B/task")
+	b.ReportMetric(float64(sum.cHeap)/tasks, "cB/task")
+	b.ReportMetric(float64(sum.luaHeap)/tasks, "luaB/task")
+	b.ReportMetric(float64(sum.stack)/tasks, "stackB/task")
+	b.ReportMetric(float64(sum.el.Nanoseconds())/tasks, "ns/op")
+	b.ReportMetric(float64(sum.allocB)/tasks, "B/op")
+	b.ReportMetric(float64(sum.allocN)/tasks, "allocs/op")
+	cold.Report(b, n)
 }

@@ -13,6 +13,11 @@
 //   - sync_inc(x): a plain synchronous Go function returning x+1.
 package bench
 
+import (
+	"os"
+	"strconv"
+)
+
 // Sizes shared by every implementation.
 const (
 	ConcurrentTasks     = 10_000  // RoundTripConcurrent: coroutines in flight
@@ -22,7 +27,27 @@ const (
 	FibN                = 27      // Fib: argument
 	FibResult           = 196418  // fib(27)
 	StringBuildN        = 200_000 // StringBuild: strings built then concatenated
+	SelectChannels      = 8       // SelectEight: channels in every select
+	PromiseChainLen     = 1_000   // PromiseChain: andThen steps per chain
+	PipelineItems       = 100_000 // Pipeline3: items per run
+	PipelineBuffer      = 64      // Pipeline3: capacity of each channel between stages
+	SleepingN           = 100_000 // SleepingTasks: tasks parked in a long sleep (SleepingLua)
 )
+
+// SleepingCount is the number of tasks per SleepingTasks batch: SleepingN,
+// or the MB_SLEEPING_N environment variable when it is set, for a manual
+// run of the 1,000,000-task target:
+//
+//	MB_SLEEPING_N=1000000 BENCH=SleepingTasks COUNT=1 bench/run.sh
+func SleepingCount() int {
+	if s := os.Getenv("MB_SLEEPING_N"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			return n
+		}
+		panic("MB_SLEEPING_N: want a positive integer, got " + strconv.Quote(s))
+	}
+	return SleepingN
+}
 
 // RoundTripSeqLua: one coroutine making n sequential async calls.
 // Args: n. Returns n.
@@ -126,4 +151,237 @@ while true do
   if not ok then break end
   pong:send(v)
 end
+`
+
+// SelectProducerLua feeds the select workload: sends 1..n, value i on
+// chans[i % SelectChannels + 1] (rotating through the channels), each an
+// unbuffered channel, so every send is one hand-off to the selecting
+// consumer. Args: chans (a list of SelectChannels channels), n.
+const SelectProducerLua = `
+local chans, n = ...
+for i = 1, n do
+  chans[i % 8 + 1]:send(i)
+end
+`
+
+// SelectCheckLua is the check each consumer makes after each select: the
+// index is the channel the producer used and the sum of the values comes
+// back. (Pasted into each implementation's consumer loop.)
+const SelectCheckLua = `
+if idx ~= i % 8 + 1 or not ok then
+  error(string.format("select %d: index %s ok %s", i, tostring(idx), tostring(ok)))
+end
+sum = sum + v
+`
+
+// GLSelectConsumerLua: gopher-lua's consumer: n selects over the eight
+// channels with channel.select({"|<-", ch}, ...), its receive cases (no
+// handler function: the index, value and ok come back as results, the same
+// as moonbridge's channel.select). Args: chans, n. Returns the sum.
+const GLSelectConsumerLua = `
+local chans, n = ...
+local select = channel.select
+local c1, c2, c3, c4 = {"|<-", chans[1]}, {"|<-", chans[2]}, {"|<-", chans[3]}, {"|<-", chans[4]}
+local c5, c6, c7, c8 = {"|<-", chans[5]}, {"|<-", chans[6]}, {"|<-", chans[7]}, {"|<-", chans[8]}
+local sum = 0
+for i = 1, n do
+  local idx, v, ok = select(c1, c2, c3, c4, c5, c6, c7, c8)
+` + SelectCheckLua + `
+end
+return sum
+`
+
+// Pipeline stage functions, as Lua expressions: item x becomes
+// ((x + 1) * 2) - 1 = 2x + 1.
+const (
+	PipelineFnA = `function(x) return x + 1 end`
+	PipelineFnB = `function(x) return x * 2 end`
+	PipelineFnC = `function(x) return x - 1 end`
+)
+
+// PipelineItemsLua builds the input list 1..n in the global items (before
+// timing). Args: n.
+const PipelineItemsLua = `
+local n = ...
+items = {}
+for i = 1, n do items[i] = i end
+`
+
+// PipelineResult is the last item out of the pipeline for n items.
+func PipelineResult(n int) int { return 2*n + 1 }
+
+// GLPipelineFeedLua: gopher-lua's source: sends every item of the global
+// items on out, then closes it. Args: out.
+const GLPipelineFeedLua = `
+local out = ...
+local items = items
+for i = 1, #items do out:send(items[i]) end
+out:close()
+`
+
+// GLPipelineStageLua: one gopher-lua stage (a state of its own, on a
+// goroutine of its own): applies fn to every item from in and sends the
+// result on out; closes out when in is closed. fn is PipelineFnA/B/C.
+const GLPipelineStageLua = `
+local inq, outq = ...
+local fn = %s
+while true do
+  local ok, v = inq:receive()
+  if not ok then break end
+  outq:send(fn(v))
+end
+outq:close()
+`
+
+// GLPipelineCollectLua: gopher-lua's sink: collects every item from in into
+// a list, in order. Args: in, n. Returns the list's length after checking
+// its last item.
+const GLPipelineCollectLua = `
+local inq, n = ...
+local out, k = {}, 0
+while true do
+  local ok, v = inq:receive()
+  if not ok then break end
+  k = k + 1
+  out[k] = v
+end
+if k ~= n or out[n] ~= 2 * n + 1 then
+  error(string.format("collected %d items, last %s", k, tostring(out[k])))
+end
+return k
+`
+
+// SleepingLua: the body of each of SleepingN tasks: a sleep of an hour,
+// which never ends during the measurement. sleep is
+// task.sleep on moonbridge and, on gopher-lua, a function that yields the
+// seconds to the Go scheduler, which keeps the coroutine in a timer heap.
+const SleepingLua = `
+sleep(3600)
+`
+
+// The moonbridge side of the concurrency workloads (issue 3), written with
+// moonbridge's own modules the way a user of them writes it: tasks, the
+// channel module (ch:send(v), ch:recv() -> v, ok), channel.select, promises
+// and pipeline. Each runs as one Call (b.N units of work in one script) and
+// returns what the Go side checks.
+
+// MBChannelPingPongLua: the calling task sends 1..n on ping, a second task
+// echoes each value on pong; two unbuffered channels, so every send is one
+// hand-off between the two tasks. Args: n. Returns the sum of the echoes.
+const MBChannelPingPongLua = `
+local n = ...
+local channel = require("channel")
+local ping, pong = channel.new(), channel.new()
+local echo = task.spawn(function()
+  while true do
+    local v, ok = ping:recv()
+    if not ok then break end
+    pong:send(v)
+  end
+end)
+local sum = 0
+for i = 1, n do
+  ping:send(i)
+  sum = sum + pong:recv()
+end
+ping:close()
+echo:wait()
+return sum
+`
+
+// MBSelectConsumerLua: moonbridge's consumer: a producer task (the global
+// produce, SelectProducerLua) sends on a rotating one of eight unbuffered
+// channels while the calling task makes n channel.select calls over their
+// receive cases. Args: n. Returns the sum.
+const MBSelectConsumerLua = `
+local n = ...
+local channel = require("channel")
+local chans, cases = {}, {}
+for k = 1, 8 do
+  chans[k] = channel.new()
+  cases[k] = {chans[k], "recv"}
+end
+local producer = task.spawn(produce, chans, n)
+local select = channel.select
+local sum = 0
+for i = 1, n do
+  local idx, v, ok = select(cases)
+` + SelectCheckLua + `
+end
+producer:wait()
+return sum
+`
+
+// MBPromiseChainLua: chains promise chains of len andThen steps, each
+// adding one, and awaits each. Args: chains, len. Returns the sum of the
+// chains' results (chains * len).
+const MBPromiseChainLua = `
+local chains, len = ...
+local promise = require("promise")
+local total = 0
+for c = 1, chains do
+  local p = promise.resolve(0)
+  for i = 1, len do
+    p = p:andThen(function(v) return v + 1 end)
+  end
+  local v = p:await()
+  if v ~= len then error("chain gave " .. tostring(v)) end
+  total = total + v
+end
+return total
+`
+
+// MBPipeline3Lua: a three-stage pipeline (default options: one worker and
+// a one-slot buffer per stage, ordered) collecting the global items (made
+// by PipelineItemsLua), runs times. Args: runs, n. Returns the number of
+// items collected over all runs after checking each run's output.
+const MBPipeline3Lua = `
+local runs, n = ...
+local pipeline = require("pipeline")
+local p = pipeline.new({
+  {name = "a", fn = ` + PipelineFnA + `},
+  {name = "b", fn = ` + PipelineFnB + `},
+  {name = "c", fn = ` + PipelineFnC + `},
+})
+local total = 0
+for r = 1, runs do
+  local out = p:collect(items)
+  if #out ~= n or out[1] ~= 3 or out[n] ~= 2 * n + 1 then
+    error(string.format("collected %d items, last %s", #out, tostring(out[#out])))
+  end
+  total = total + #out
+end
+return total
+`
+
+// MBSleepersLua: spawns n tasks running the global body (SleepingLua, with
+// sleep = task.sleep), lets each run into its sleep and signals spawned()
+// (the end of the timing). It checks every task is suspended, collects
+// garbage and calls parked(), a Go function that returns once the Go side
+// has measured the memory; then it cancels every task and waits for each.
+// Args: n. Returns the number of tasks that ended cancelled and the Lua
+// heap's growth in bytes while they slept (collectgarbage("count")).
+const MBSleepersLua = `
+local n = ...
+collectgarbage(); collectgarbage()
+local before = collectgarbage("count")
+local spawn = task.spawn
+local ts = {}
+for i = 1, n do ts[i] = spawn(body) end
+task.yield() -- every task runs into its sleep
+spawned()
+for i = 1, n do
+  local st = ts[i]:status()
+  if st ~= "suspended" then error("task " .. i .. " is " .. st) end
+end
+collectgarbage(); collectgarbage()
+local grown = math.floor((collectgarbage("count") - before) * 1024)
+parked()
+for i = 1, n do ts[i]:cancel() end
+local cancelled = 0
+for i = 1, n do
+  local ok, e = pcall(ts[i].wait, ts[i])
+  if not ok and type(e) == "table" and e.kind == "cancelled" then cancelled = cancelled + 1 end
+end
+return cancelled, grown
 `
