@@ -185,16 +185,23 @@ static void mb_join_take(lua_State *L, mb_join *j, int i, int ok) {
   if (j->mode == MB_JOIN_ALL || j->mode == MB_JOIN_RACE) mb_join_cancel_rest(L, j);
 }
 
+/* The task behind item i: the Task itself, or the task producing a
+** Promise (async, a handler); NULL for anything else. Anchored by the item. */
+static mb_task *mb_join_item_task(lua_State *L, mb_join *j, int i) {
+  mb_task *t = NULL;
+  lua_rawgeti(L, MB_J_ITEMS, i);
+  if (j->kind[i - 1] == MB_AW_TASK) t = (mb_task *)lua_touserdata(L, -1);
+  else if (j->kind[i - 1] == MB_AW_PROMISE) t = mb_promise_task(L, -1);
+  lua_pop(L, 1);
+  return t;
+}
+
 /* Do tasks the join cancelled (or those producing promises it cancelled)
 ** still run? Register on the first such. */
 static int mb_join_drain_wait(lua_State *L, mb_join *j, mb_task *self) {
   int i;
   for (i = 1; i <= j->n; i++) {
-    mb_task *t = NULL;
-    lua_rawgeti(L, MB_J_ITEMS, i);
-    if (j->kind[i - 1] == MB_AW_TASK) t = (mb_task *)lua_touserdata(L, -1);
-    else if (j->kind[i - 1] == MB_AW_PROMISE) t = mb_promise_task(L, -1);
-    lua_pop(L, 1);
+    mb_task *t = mb_join_item_task(L, j, i);
     if (t == NULL || t->status >= MB_TASK_DONE) continue;
     mb_waiter_init(&j->wv[0], self, L, i, MB_OP_DONE);
     mb_list_push(&t->waiters, &j->wv[0].link);
@@ -210,11 +217,7 @@ static int mb_join_k(lua_State *L, int status, lua_KContext ctx);
 static void mb_join_observe(lua_State *L, mb_join *j) {
   int i;
   for (i = 1; i <= j->n; i++) {
-    mb_task *t = NULL;
-    lua_rawgeti(L, MB_J_ITEMS, i);
-    if (j->kind[i - 1] == MB_AW_TASK) t = (mb_task *)lua_touserdata(L, -1);
-    else if (j->kind[i - 1] == MB_AW_PROMISE) t = mb_promise_task(L, -1);
-    lua_pop(L, 1);
+    mb_task *t = mb_join_item_task(L, j, i);
     if (t == NULL || t->status < MB_TASK_DONE) continue;
     t->observed = 1;
     mb_list_remove(&t->fail_link);

@@ -463,8 +463,5 @@ void mb_chan_open(lua_State *L) {
   lua_pushcfunction(L, mb_l_chan_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, mb_luaopen_channel);
-  lua_setfield(L, -2, "channel");
-  lua_pop(L, 1);
+  mb_preload(L, "channel", mb_luaopen_channel);
 }

@@ -267,8 +267,5 @@ void mb_error_open(lua_State *L) {
   lua_newtable(L);
   luaL_setfuncs(L, mb_error_meta, 0);
   rt->error_fresh_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, mb_luaopen_errors);
-  lua_setfield(L, -2, "moonbridge.errors");
-  lua_pop(L, 1);
+  mb_preload(L, "moonbridge.errors", mb_luaopen_errors);
 }

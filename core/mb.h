@@ -315,6 +315,7 @@ typedef struct mb_rt {
 mb_rt *mb_rt_new(void);
 int mb_rt_step(mb_rt *rt);
 void mb_rt_free(mb_rt *rt);
+void mb_preload(lua_State *L, const char *name, lua_CFunction open);
 int mb_rt_preload(mb_rt *rt, const char *name, const char *src, size_t len, int global);
 void mb_run_release(mb_rt *rt, mb_run *r);
 void mb_run_exit(mb_rt *rt, mb_run *r);

@@ -44,6 +44,7 @@ typedef struct mb_agg {
 static const char *const mb_prom_names[] = {"pending", "fulfilled", "rejected", "cancelled"};
 
 static void mb_promise_settle(lua_State *L, int pidx, int state);
+static void mb_promise_settle_value(lua_State *L, int pidx, int state);
 static void mb_promise_adopt(lua_State *L, int pidx, int qidx);
 
 #define MB_LIT(s) (s), (sizeof(s) - 1)
@@ -156,8 +157,7 @@ static int mb_reaction_k(lua_State *L, int status, lua_KContext ctx) {
   if (status != LUA_OK && status != LUA_YIELD) {
     int cancelled = self != NULL && mb_cancel_is(L, self, -1);
     lua_pushvalue(L, -1);
-    mb_pack(L, 1);
-    mb_promise_settle(L, 4, cancelled ? MB_PROM_CANCELLED : MB_PROM_REJECTED);
+    mb_promise_settle_value(L, 4, cancelled ? MB_PROM_CANCELLED : MB_PROM_REJECTED);
     /* Raised again when cancelled, or when nothing awaits the derived
     ** promise yet: then the run reports the failure unless someone takes
     ** the promise's outcome before the run ends. */
@@ -255,6 +255,13 @@ static void mb_reaction_push(lua_State *L, int kind, int a, int b, int target) {
   if (target) { lua_pushvalue(L, target); lua_rawseti(L, -2, 4); }
 }
 
+/* Settle the promise at pidx with the one value on the top (popped): a
+** rejection's error, a cancellation's, or a single fulfilment value. */
+static void mb_promise_settle_value(lua_State *L, int pidx, int state) {
+  mb_pack(L, 1); /* the stack keeps its height: relative pidx stays valid */
+  mb_promise_settle(L, pidx, state);
+}
+
 /* Settle the promise at pidx with the outcome on the top (popped). A
 ** promise settles once; later attempts are ignored. */
 static void mb_promise_settle(lua_State *L, int pidx, int state) {
@@ -292,8 +299,7 @@ static void mb_promise_adopt(lua_State *L, int pidx, int qidx) {
   qidx = lua_absindex(L, qidx);
   if (lua_rawequal(L, pidx, qidx)) {
     mb_error_push(L, "runtime", NULL, MB_LIT("a promise cannot be resolved with itself"));
-    mb_pack(L, 1);
-    mb_promise_settle(L, pidx, MB_PROM_REJECTED);
+    mb_promise_settle_value(L, pidx, MB_PROM_REJECTED);
     return;
   }
   p->locked = 1;
@@ -328,8 +334,7 @@ int mb_promise_cancel(lua_State *L, int idx) {
   }
   lua_pop(L, 1);
   mb_error_push(L, "cancelled", NULL, MB_LIT("the promise was cancelled"));
-  mb_pack(L, 1);
-  mb_promise_settle(L, idx, MB_PROM_CANCELLED);
+  mb_promise_settle_value(L, idx, MB_PROM_CANCELLED);
   return 1;
 }
 
@@ -371,8 +376,7 @@ static int mb_l_reject_fn(lua_State *L) {
   mb_promise *p = (mb_promise *)lua_touserdata(L, lua_upvalueindex(1));
   if (p->state != MB_PROM_PENDING || p->locked) return 0;
   lua_settop(L, 1);
-  mb_pack(L, 1);
-  mb_promise_settle(L, lua_upvalueindex(1), MB_PROM_REJECTED);
+  mb_promise_settle_value(L, lua_upvalueindex(1), MB_PROM_REJECTED);
   return 0;
 }
 
@@ -385,8 +389,7 @@ static int mb_promise_new_k(lua_State *L, int status, lua_KContext ctx) {
     mb_task *self = mb_rt_of(L)->current;
     if (self != NULL && mb_cancel_is(L, self, -1)) return lua_error(L);
     if (p->state == MB_PROM_PENDING && !p->locked) {
-      mb_pack(L, 1);
-      mb_promise_settle(L, 2, MB_PROM_REJECTED);
+      mb_promise_settle_value(L, 2, MB_PROM_REJECTED);
     }
   }
   lua_settop(L, 2);
@@ -422,8 +425,7 @@ static int mb_l_promise_reject(lua_State *L) {
   lua_settop(L, 1);
   mb_promise_push_new(L);
   lua_insert(L, 1);
-  mb_pack(L, 1);
-  mb_promise_settle(L, 1, MB_PROM_REJECTED);
+  mb_promise_settle_value(L, 1, MB_PROM_REJECTED);
   return 1;
 }
 
@@ -494,8 +496,7 @@ static int mb_l_promise_tostring(lua_State *L) {
 static void mb_agg_fulfil(lua_State *L, int agg) {
   lua_getiuservalue(L, agg, 2);
   lua_getiuservalue(L, agg, 1);
-  mb_pack(L, 1);
-  mb_promise_settle(L, -2, MB_PROM_FULFILLED);
+  mb_promise_settle_value(L, -2, MB_PROM_FULFILLED);
   lua_pop(L, 1);
 }
 
@@ -555,8 +556,7 @@ static void mb_agg_update(lua_State *L, int agg, lua_Integer i, int state, int o
   mb_error_push(L, "runtime", "promise.any", MB_LIT("promise.any: every promise was rejected"));
   lua_getiuservalue(L, agg, 1);
   lua_setfield(L, -2, "errors");
-  mb_pack(L, 1);
-  mb_promise_settle(L, -2, MB_PROM_REJECTED);
+  mb_promise_settle_value(L, -2, MB_PROM_REJECTED);
   lua_pop(L, 1);
 }
 
@@ -583,8 +583,7 @@ static int mb_promise_combine(lua_State *L, int mode) {
     } else if (mode == MB_AGG_ANY) {
       lua_pushfstring(L, "%s: no promises given", names[mode]);
       mb_error_push(L, "runtime", names[mode], lua_tostring(L, -1), lua_rawlen(L, -1));
-      mb_pack(L, 1);
-      mb_promise_settle(L, 3, MB_PROM_REJECTED);
+      mb_promise_settle_value(L, 3, MB_PROM_REJECTED);
     }
     return 1;
   }
@@ -695,10 +694,7 @@ void mb_promise_open(lua_State *L) {
   lua_pop(L, 1);
   luaL_newmetatable(L, MB_AGG_MT);
   lua_pop(L, 1);
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, mb_luaopen_promise);
-  lua_setfield(L, -2, "promise");
-  lua_pop(L, 1);
+  mb_preload(L, "promise", mb_luaopen_promise);
   lua_pushcfunction(L, mb_l_async);
   lua_setglobal(L, "async");
 }

@@ -694,6 +694,14 @@ mb_rt *mb_rt_new(void) {
   return rt;
 }
 
+/* Make require(name) call open (a module of the C core). */
+void mb_preload(lua_State *L, const char *name, lua_CFunction open) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, open);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+}
+
 static int mb_require_global_p(lua_State *L) {
   const char *name = lua_tostring(L, 1);
   lua_getglobal(L, "require");

@@ -1012,10 +1012,7 @@ int mb_task_open(lua_State *L) {
   lua_pop(L, 1);
   lua_newtable(L);
   rt->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, mb_luaopen_task);
-  lua_setfield(L, -2, "task");
-  lua_pop(L, 1);
+  mb_preload(L, "task", mb_luaopen_task);
   lua_getglobal(L, "os");
   lua_pushcfunction(L, mb_l_os_exit);
   lua_setfield(L, -2, "exit");

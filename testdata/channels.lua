@@ -196,14 +196,14 @@ task.spawn(function()
   for x in inbox:iter() do outbox:send(x * 2) end
   outbox:close()
 end)
-local todo, next_i, echoed = {1, 2, 3, 4, 5}, 1, {}
+local outgoing, next_i, echoed = {1, 2, 3, 4, 5}, 1, {}
 while true do
   local cases = {{outbox, "recv"}}
-  if next_i <= #todo then cases[2] = {inbox, "send", todo[next_i]} end
+  if next_i <= #outgoing then cases[2] = {inbox, "send", outgoing[next_i]} end
   local idx, x, xok = channel.select(cases)
   if idx == 2 then
     next_i = next_i + 1
-    if next_i > #todo then inbox:close() end
+    if next_i > #outgoing then inbox:close() end
   elseif xok then
     echoed[#echoed + 1] = x
   else
