@@ -1,0 +1,280 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/moonbridge/moonbridge/bridge"
+	"github.com/moonbridge/moonbridge/bridge/llm"
+)
+
+// echoLLM is a provider whose reply is the prompt's words (or the last
+// message's) upper-cased, one chunk per word. A prompt starting "fail"
+// errors; one starting "hang" blocks until cancelled. It records each
+// request and how many are in flight.
+type echoLLM struct {
+	mu        sync.Mutex
+	reqs      []llm.Request
+	inflight  atomic.Int32
+	peak      atomic.Int32
+	cancelled atomic.Int32
+	delay     time.Duration
+}
+
+func (e *echoLLM) words(req llm.Request) []string {
+	text := req.Prompt
+	if len(req.Messages) > 0 {
+		text = req.Messages[len(req.Messages)-1].Content
+	}
+	return strings.Fields(strings.ToUpper(text))
+}
+
+func (e *echoLLM) Stream(ctx context.Context, req llm.Request, fn func(llm.Chunk) error) error {
+	e.mu.Lock()
+	e.reqs = append(e.reqs, req)
+	e.mu.Unlock()
+	n := e.inflight.Add(1)
+	defer e.inflight.Add(-1)
+	for {
+		p := e.peak.Load()
+		if n <= p || e.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	words := e.words(req)
+	if len(words) > 0 && words[0] == "FAIL" {
+		return fmt.Errorf("echo: refused %q", req.Prompt)
+	}
+	if len(words) > 0 && words[0] == "HANG" {
+		<-ctx.Done()
+		e.cancelled.Add(1)
+		return ctx.Err()
+	}
+	if e.delay > 0 {
+		select {
+		case <-time.After(e.delay):
+		case <-ctx.Done():
+			e.cancelled.Add(1)
+			return ctx.Err()
+		}
+	}
+	for i, w := range words {
+		if i > 0 {
+			w = " " + w
+		}
+		if err := fn(llm.Chunk{Content: w}); err != nil {
+			if ctx.Err() != nil {
+				e.cancelled.Add(1)
+			}
+			return err
+		}
+	}
+	u := llm.Usage{PromptTokens: len(words), CompletionTokens: len(words), TotalTokens: 2 * len(words)}
+	return fn(llm.Chunk{Done: true, FinishReason: "stop", Usage: &u})
+}
+
+func (e *echoLLM) Generate(ctx context.Context, req llm.Request) (llm.Response, error) {
+	return llm.Collect(ctx, e, req)
+}
+
+func (e *echoLLM) last() llm.Request {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.reqs[len(e.reqs)-1]
+}
+
+func newLLMRuntime(t *testing.T) (*bridge.Runtime, *syncBuffer, *echoLLM) {
+	t.Helper()
+	rt, out := newRuntime(t)
+	p := &echoLLM{}
+	if err := rt.RegisterLLM("llm", p); err != nil {
+		t.Fatal(err)
+	}
+	return rt, out, p
+}
+
+func TestLLMGenerateReturnsTextAndInfo(t *testing.T) {
+	rt, out, _ := newLLMRuntime(t)
+	mustRun(t, rt, `
+		local llm = require("llm")
+		local text, info = llm.generate("write a haiku")
+		print(text, info.finish_reason, info.usage.completion_tokens, info.usage.total_tokens)`)
+	if got, want := out.String(), "WRITE A HAIKU\tstop\t3\t6\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestLLMOptionsReachTheRequest(t *testing.T) {
+	rt, _, p := newLLMRuntime(t)
+	mustRun(t, rt, `require("llm").generate("hi", {model = "m1", max_tokens = 64.0,
+		temperature = 0, stop = {"\n\n", "END"}, seed = 7})`)
+	req := p.last()
+	if req.Model != "m1" || req.MaxTokens != 64 || req.Temperature == nil || *req.Temperature != 0 ||
+		len(req.Stop) != 2 || req.Stop[1] != "END" || req.Seed == nil || *req.Seed != 7 {
+		t.Errorf("request %+v", req)
+	}
+	mustRun(t, rt, `require("llm").generate("hi", {stop = "END"})`)
+	if req := p.last(); len(req.Stop) != 1 || req.Stop[0] != "END" || req.Temperature != nil || req.Seed != nil {
+		t.Errorf("request %+v", req)
+	}
+}
+
+func TestLLMBadOptionsNameTheOption(t *testing.T) {
+	rt, _, _ := newLLMRuntime(t)
+	for _, c := range []struct{ call, want string }{
+		{`llm.generate("x", {max_tokens = "many"})`, "llm.generate: option 'max_tokens' must be an integer, got string"},
+		{`llm.generate("x", {max_tokens = 1.5})`, "option 'max_tokens' must be an integer, got 1.5"},
+		{`llm.generate("x", {max_tokens = -1})`, "option 'max_tokens' must be between 0"},
+		{`llm.generate("x", {temperature = "hot"})`, "option 'temperature' must be a number, got string"},
+		{`for _ in llm.stream("x", {stop = {1}}) do end`, "llm.stream: option 'stop' must be a string or a list of strings"},
+		{`llm.chat({{role = "user", content = "x"}}, {model = 3})`, "llm.chat: option 'model' must be a string, got integer"},
+		{`llm.generate("x", {max_token = 5})`, `unknown option "max_token"`},
+		{`llm.generate(42)`, "bad argument #1 (prompt string or list of messages expected, got integer)"},
+		{`llm.generate("x", "fast")`, "bad argument #2 (options table expected, got string)"},
+		{`llm.chat("hi")`, "llm.chat: bad argument #1 (list of messages expected, got string)"},
+		{`llm.chat({{role = "user"}})`, "message 1 needs string fields role and content"},
+		{`llm.generate_all({"a"}, {concurrency = 0})`, "llm.generate_all: option 'concurrency' must be an integer >= 1, got 0"},
+		{`llm.generate_all({"a"}, {concurrency = "x"})`, "option 'concurrency' must be an integer >= 1, got x"},
+		{`llm.generate_all({"a"}, {on_result = 1})`, "option 'on_result' must be a function, got number"},
+		{`llm.generate_all({"a"}, {concurency = 2})`, `llm.generate_all: unknown option "concurency"`},
+		{`llm.generate_all({"a", 5})`, "item 2 must be a prompt string or a list of messages, got number"},
+		{`llm.generate_all("a")`, "bad argument #1 (list of prompts expected, got string)"},
+	} {
+		src := fmt.Sprintf(`
+			local llm = require("llm")
+			local ok, err = pcall(function() %s end)
+			assert(not ok, "no error")
+			assert(err.kind == "bridge", "kind " .. tostring(err.kind))
+			error(err.message, 0)`, c.call)
+		err := run(t, rt, src)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want it to contain %q", c.call, err, c.want)
+		}
+	}
+	// The runtime keeps serving after every bad call.
+	mustRun(t, rt, `assert(require("llm").generate("still here") == "STILL HERE")`)
+}
+
+func TestLLMStreamGivesChunkTables(t *testing.T) {
+	rt, out, _ := newLLMRuntime(t)
+	mustRun(t, rt, `
+		local llm = require("llm")
+		for chunk in llm.stream({{role = "system", content = "be loud"}, {role = "user", content = "tell a story"}}) do
+			if chunk.done then
+				print("|", chunk.finish_reason, chunk.usage.prompt_tokens, chunk.content == "")
+			else
+				io.write("[", chunk.content, "]")
+			end
+		end`)
+	if got, want := out.String(), "[TELL][ A][ STORY]|\tstop\t3\ttrue\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestLLMStreamEarlyExitCancelsTheRequest(t *testing.T) {
+	before := runtime.NumGoroutine()
+	rt, _, p := newLLMRuntime(t)
+	long := strings.Repeat("word ", 10000)
+	mustRun(t, rt, fmt.Sprintf(`
+		local n = 0
+		for chunk in require("llm").stream(%q) do
+			n = n + 1
+			if n == 3 then break end
+		end`, long))
+	deadline := time.Now().Add(5 * time.Second)
+	for p.cancelled.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the provider's context was not cancelled by break")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	rt.Close()
+	checkGoroutines(t, before)
+}
+
+func TestLLMChatKeepsTheConversation(t *testing.T) {
+	rt, out, p := newLLMRuntime(t)
+	mustRun(t, rt, `
+		local llm = require("llm")
+		local msgs = {{role = "user", content = "hello there"}}
+		local reply = llm.chat(msgs)
+		msgs[#msgs + 1] = {role = "assistant", content = reply}
+		msgs[#msgs + 1] = {role = "user", content = "and again"}
+		print(reply, (llm.chat(msgs)))`)
+	if got, want := out.String(), "HELLO THERE\tAND AGAIN\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	req := p.last()
+	if len(req.Messages) != 3 || req.Messages[1] != (llm.Message{Role: "assistant", Content: "HELLO THERE"}) {
+		t.Errorf("messages %+v", req.Messages)
+	}
+}
+
+func TestLLMGenerateAllKeepsOrderAndBoundsConcurrency(t *testing.T) {
+	rt, out, p := newLLMRuntime(t)
+	p.delay = 2 * time.Millisecond
+	mustRun(t, rt, `
+		local llm = require("llm")
+		local list = {}
+		for i = 1, 40 do list[i] = "prompt number " .. i end
+		local seen = 0
+		local texts = llm.generate_all(list, {concurrency = 6, max_tokens = 9,
+			on_result = function(i, text, info)
+				assert(text == list[i]:upper() and info.finish_reason == "stop")
+				seen = seen + 1
+			end})
+		assert(#texts == 40 and seen == 40)
+		for i = 1, 40 do assert(texts[i] == "PROMPT NUMBER " .. i, texts[i]) end
+		print(#llm.generate_all({}))`)
+	if out.String() != "0\n" {
+		t.Errorf("output %q", out.String())
+	}
+	if peak := p.peak.Load(); peak != 6 {
+		t.Errorf("peak concurrency %d, want 6", peak)
+	}
+	if p.last().MaxTokens != 9 {
+		t.Errorf("max_tokens not passed on: %+v", p.last())
+	}
+}
+
+func TestLLMGenerateAllFirstErrorCancelsTheRest(t *testing.T) {
+	rt, _, p := newLLMRuntime(t)
+	err := run(t, rt, `
+		local llm = require("llm")
+		llm.generate_all({"hang one", "hang two", "fail now", "never started"}, {concurrency = 3})`)
+	var le *bridge.LuaError
+	if !errors.As(err, &le) || le.Kind != "bridge" || !strings.Contains(le.Message, `llm.generate: echo: refused "fail now"`) {
+		t.Fatalf("got %v", err)
+	}
+	if got := p.cancelled.Load(); got != 2 {
+		t.Errorf("%d hanging requests cancelled, want 2", got)
+	}
+	if n := len(p.reqs); n != 3 {
+		t.Errorf("%d requests started, want 3", n)
+	}
+}
+
+func TestLLMGoErrorIsCatchable(t *testing.T) {
+	rt, out, _ := newLLMRuntime(t)
+	mustRun(t, rt, `
+		local ok, err = pcall(require("llm").generate, "fail please")
+		print(ok, err.kind, err.op, err.message)`)
+	want := "false\tbridge\tllm.generate\tllm.generate: echo: refused \"fail please\"\n"
+	if out.String() != want {
+		t.Errorf("got %q, want %q", out.String(), want)
+	}
+}
+
+func TestRegisterLLMRejectsNil(t *testing.T) {
+	rt, _ := newRuntime(t)
+	if err := rt.RegisterLLM("llm", nil); err == nil {
+		t.Error("nil provider accepted")
+	}
+}
