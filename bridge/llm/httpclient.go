@@ -1,0 +1,193 @@
+// LLM providers: HTTP helpers shared by the OpenAI-compatible and Ollama
+// clients — posting JSON, and turning an error reply into an *APIError.
+
+package llm
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+)
+
+const (
+	maxErrorBody    = 64 << 10 // bytes of an error reply read for its message
+	maxResponseBody = 32 << 20 // bytes of a whole (non-streamed) reply
+	maxErrorText    = 200      // bytes of a non-JSON error body kept as Message
+	maxQuoted       = 100      // bytes of a bad payload quoted in an error
+)
+
+// newHTTPClient is the default client: no overall timeout, since a stream
+// may run for minutes; cancel the context to stop a request.
+func newHTTPClient() *http.Client { return &http.Client{} }
+
+// postJSON sends body as JSON to url with the given headers. It returns
+// the response when the status is 200 OK; the caller closes its body. Any
+// other status becomes an *APIError, and the body is closed here.
+func postJSON(ctx context.Context, c *http.Client, provider, url string, header http.Header, body any) (*http.Response, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: encoding request: %w", provider, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", provider, err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, ioError(ctx, provider, err) // "openai: Post \"http://...\": ..."
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, statusError(ctx, provider, resp)
+	}
+	return resp, nil
+}
+
+// ioError wraps an error from the connection, preferring ctx's error when
+// ctx is done (the read then failed because the request was cancelled).
+func ioError(ctx context.Context, provider string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s: %w", provider, ctx.Err())
+	}
+	return fmt.Errorf("%s: %w", provider, err)
+}
+
+// readBody reads a whole (non-streamed) reply of at most maxResponseBody
+// bytes.
+func readBody(ctx context.Context, provider string, resp *http.Response) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody+1))
+	if err != nil {
+		return nil, ioError(ctx, provider, err)
+	}
+	if len(b) > maxResponseBody {
+		return nil, fmt.Errorf("%s: reply longer than %d bytes", provider, maxResponseBody)
+	}
+	return b, nil
+}
+
+// statusError reads (the start of) an error reply into an *APIError.
+func statusError(ctx context.Context, provider string, resp *http.Response) error {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%s: %w", provider, ctx.Err())
+	}
+	e := &APIError{Provider: provider, Status: resp.StatusCode}
+	e.Message, e.Type = errorFromBody(body)
+	if e.Message == "" {
+		e.Message = http.StatusText(resp.StatusCode)
+	}
+	return e
+}
+
+// errorFromBody finds the message and type in an error body: OpenAI's
+// {"error":{"message","type","code"}}, Ollama's {"error":"..."}, vLLM's
+// top-level {"message","type"}; otherwise the body's text, shortened.
+func errorFromBody(body []byte) (msg, typ string) {
+	var v struct {
+		Error   json.RawMessage `json:"error"`
+		Message string          `json:"message"`
+		Type    string          `json:"type"`
+	}
+	if json.Unmarshal(body, &v) == nil {
+		if msg, typ, ok := parseErrorValue(v.Error); ok {
+			return msg, typ
+		}
+		if v.Message != "" {
+			return v.Message, v.Type
+		}
+	}
+	return truncate(strings.TrimSpace(string(body)), maxErrorText), ""
+}
+
+// parseErrorValue reads the value of an "error" field: a string, or an
+// object with message, type and code (a string, a number or null). ok is
+// false when the field is absent or null.
+func parseErrorValue(raw json.RawMessage) (msg, typ string, ok bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", "", false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s, "", true
+	}
+	var o struct {
+		Message string          `json:"message"`
+		Type    string          `json:"type"`
+		Code    json.RawMessage `json:"code"`
+	}
+	if json.Unmarshal(raw, &o) != nil {
+		return truncate(string(raw), maxErrorText), "", true
+	}
+	typ = o.Type
+	if typ == "" {
+		typ = codeText(o.Code)
+	}
+	return o.Message, typ, true
+}
+
+// codeText renders an error code that may be a string, a number or null.
+func codeText(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	t := strings.TrimSpace(string(raw))
+	if t == "null" {
+		return ""
+	}
+	return t
+}
+
+// streamError is an error object found inside a 200 OK stream or reply.
+func streamError(provider string, raw json.RawMessage) error {
+	msg, typ, ok := parseErrorValue(raw)
+	if !ok {
+		return nil
+	}
+	if msg == "" {
+		msg = "error reported in the reply"
+	}
+	return &APIError{Provider: provider, Status: http.StatusOK, Message: msg, Type: typ}
+}
+
+// endError is the error for a stream whose reading stopped with err before
+// the server said the reply was complete.
+func endError(ctx context.Context, provider string, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("%s: %w", provider, ctx.Err())
+	case err == io.EOF:
+		return fmt.Errorf("%s: %w", provider, ErrTruncated)
+	case errors.Is(err, errTooLarge):
+		return fmt.Errorf("%s: %w", provider, err)
+	default: // the connection broke: io.ErrUnexpectedEOF, a reset, ...
+		return fmt.Errorf("%s: %w: %w", provider, ErrTruncated, err)
+	}
+}
+
+// errTooLarge reports a stream event or line beyond the parsers' limit.
+var errTooLarge = errors.New("stream event or line too large")
+
+// truncate shortens s to at most n bytes, cutting on a rune boundary and
+// marking the cut with "...".
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "..."
+}
