@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/moonbridge/moonbridge/bridge"
@@ -16,25 +15,28 @@ import (
 //go:embed demo.lua
 var demoScript string
 
-// demoWords is what the demo's stream function sends, word by word.
-const demoWords = "Lua scripts read like sequential code while Go does the waiting: " +
-	"every bridge call suspends only the task that made it, so the others keep running."
-
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	latency := fs.Duration("latency", 100*time.Millisecond, "simulated latency of each Go call")
+	var lf llmFlags
+	lf.register(fs, 12*time.Millisecond)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: moonbridge demo [flags]\n\n"+
-			"Runs the showcase: Lua tasks calling a slow Go function one after\n"+
-			"another and then concurrently, a stream read with a for loop, and a\n"+
-			"coroutine generator that calls Go inside.\n\nFlags:\n")
+			"Runs the showcase script on the embedded generator (no network):\n"+
+			"a fan-out of generations with a live progress line, a streamed\n"+
+			"answer, a generate -> summarise pipeline and a race against a\n"+
+			"timeout. --llm points it at a real server instead.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		return 2
+	}
+	p, err := lf.provider(fs)
+	if err != nil {
+		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
 		return 2
 	}
 	ctx, stop := signalContext()
@@ -45,7 +47,14 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer rt.Close()
-	if err := registerDemo(rt, *latency); err != nil {
+	start := time.Now()
+	if err := rt.RegisterFunc("clock", func(context.Context, bridge.Args) ([]any, error) {
+		return []any{time.Since(start).Seconds()}, nil
+	}, bridge.Inline()); err != nil {
+		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
+		return 1
+	}
+	if err := rt.RegisterLLM("llm", p); err != nil {
 		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
 		return 1
 	}
@@ -54,40 +63,4 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-func registerDemo(rt *bridge.Runtime, latency time.Duration) error {
-	start := time.Now()
-	if err := rt.RegisterFunc("clock", func(ctx context.Context, args bridge.Args) ([]any, error) {
-		return []any{time.Since(start).Seconds()}, nil
-	}, bridge.Inline()); err != nil {
-		return err
-	}
-	if err := rt.RegisterFunc("work.fetch", func(ctx context.Context, args bridge.Args) ([]any, error) {
-		what, err := args.String(0)
-		if err != nil {
-			return nil, err
-		}
-		select {
-		case <-time.After(latency):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		return []any{strings.ToUpper(what), len(what)}, nil
-	}); err != nil {
-		return err
-	}
-	return rt.RegisterStream("work.words", func(ctx context.Context, args bridge.Args, emit func(any) error) error {
-		for _, w := range strings.Fields(demoWords) {
-			select {
-			case <-time.After(latency / 5):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			if err := emit(w + " "); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 }

@@ -1,7 +1,9 @@
 // Command moonbridge runs Lua 5.4 scripts on moonbridge's event loop, with
-// the task module and Go bridge functions.
+// the concurrency library and the llm bridge (the embedded generator by
+// default, or an OpenAI-compatible or Ollama server).
 //
 //	moonbridge run [flags] script.lua [args...]
+//	moonbridge chat [flags] [prompt...]
 //	moonbridge demo
 //	moonbridge version
 package main
@@ -25,7 +27,8 @@ const usage = `moonbridge runs Lua 5.4 scripts that drive asynchronous Go work.
 
 Usage:
   moonbridge run [flags] script.lua [args...]   run a script ("-" reads standard input)
-  moonbridge demo                               run the showcase
+  moonbridge chat [flags] [prompt...]           stream a reply, or chat when no prompt is given
+  moonbridge demo                               run the showcase (embedded generator)
   moonbridge version                            print the version
 
 Run 'moonbridge COMMAND --help' for a command's flags.
@@ -43,6 +46,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return cmdRun(args[1:], stdin, stdout, stderr)
+	case "chat":
+		return cmdChat(args[1:], stdin, stdout, stderr)
 	case "demo":
 		return cmdDemo(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
@@ -82,10 +87,13 @@ func report(stderr io.Writer, err error) {
 func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	var lf llmFlags
+	lf.register(fs, 0)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: moonbridge run [flags] script.lua [args...]\n\n"+
-			"Runs a Lua 5.4 script with the task module. The script's arguments\n"+
-			"are in the global table arg (arg[0] is the script).\n\nFlags:\n")
+			"Runs a Lua 5.4 script with moonbridge's modules (task, channel, promise,\n"+
+			"pipeline, timers) and require(\"llm\"). The script's arguments are in\n"+
+			"the global table arg (arg[0] is the script).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -99,6 +107,11 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	script := fs.Arg(0)
+	p, err := lf.provider(fs)
+	if err != nil {
+		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
+		return 2
+	}
 	ctx, stop := signalContext()
 	defer stop()
 
@@ -108,6 +121,10 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer rt.Close()
+	if err := rt.RegisterLLM("llm", p); err != nil {
+		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
+		return 1
+	}
 
 	// arg counts from 0 (the script); build it in Lua from a sequence.
 	luaArgs := make([]any, fs.NArg())

@@ -77,15 +77,19 @@ func TestRunStdinAndUsage(t *testing.T) {
 }
 
 func TestDemo(t *testing.T) {
-	code, out, errs := runCmd(t, "", "demo", "--latency", "20ms")
+	code, out, errs := runCmd(t, "", "demo", "--token-delay", "1ms")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	for _, want := range []string{"sequential", "concurrent", "ITEM1, ITEM2, ITEM3, ITEM4, ITEM5",
-		"the ticker ticked 5 times", "ALPHA", "GAMMA", "false\twork.fetch: bad argument #1"} {
+	for _, want := range []string{"1. Fan-out", "[######] 6/6 answered", "Explain an event loop ",
+		"2. One answer, streamed", " tokens)", "3. A pipeline", "bridges ", "tides ", "queues ",
+		"4. A race", "gave up (after 0.2", "timeout, and its request was cancelled", "#2 won", "the loser is cancelled"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+	if errs != "" {
+		t.Errorf("stderr: %s", errs)
 	}
 	if code, _, errs := runCmd(t, "", "demo", "--help"); code != 0 || !strings.Contains(errs, "Usage: moonbridge demo") {
 		t.Errorf("demo --help: exit %d %q", code, errs)

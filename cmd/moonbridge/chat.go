@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/moonbridge/moonbridge/bridge"
+)
+
+//go:embed chat.lua
+var chatScript string
+
+func cmdChat(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var lf llmFlags
+	lf.register(fs, 25*time.Millisecond)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: moonbridge chat [flags] [prompt...]\n\n"+
+			"Streams a reply to the prompt token by token. Without a prompt, chats:\n"+
+			"one line per turn, the conversation kept; Ctrl-C cancels the reply\n"+
+			"being written, and at the prompt ends the chat, as do Ctrl-D, /exit.\n"+
+			"/reset forgets the conversation.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	p, err := lf.provider(fs)
+	if err != nil {
+		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
+		return 2
+	}
+	rt, err := bridge.New(bridge.Options{Stdout: stdout, Stderr: stderr})
+	if err != nil {
+		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
+		return 1
+	}
+	defer rt.Close()
+	if err := rt.RegisterLLM("llm", p); err != nil {
+		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
+		return 1
+	}
+	if err := rt.RunString(context.Background(), "chat", chatScript); err != nil {
+		report(stderr, err)
+		return 1
+	}
+	interrupts := make(chan os.Signal, 1)
+	signal.Notify(interrupts, os.Interrupt)
+	defer signal.Stop(interrupts)
+	c := &chat{rt: rt, stdout: stdout, stderr: stderr, interrupts: interrupts}
+	if fs.NArg() > 0 {
+		err := c.turn(strings.Join(fs.Args(), " "))
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, context.Canceled):
+			return 130 // as a shell reports an interrupted command
+		}
+		return 1
+	}
+	return c.loop(stdin, isTerminal(stdin))
+}
+
+type chat struct {
+	rt         *bridge.Runtime
+	stdout     io.Writer
+	stderr     io.Writer
+	interrupts <-chan os.Signal
+}
+
+// loop reads a line per turn until end of input, /exit or Ctrl-C at the
+// prompt. The prompt is shown only to a terminal.
+func (c *chat) loop(stdin io.Reader, prompt bool) int {
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdin)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	for {
+		if prompt {
+			fmt.Fprint(c.stdout, "> ")
+		}
+		var line string
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				if prompt {
+					fmt.Fprintln(c.stdout)
+				}
+				return 0
+			}
+			line = strings.TrimSpace(l)
+		case <-c.interrupts:
+			fmt.Fprintln(c.stdout)
+			return 0
+		}
+		switch line {
+		case "":
+			continue
+		case "/exit", "/quit":
+			return 0
+		case "/reset":
+			if _, err := c.rt.Call(context.Background(), "chat_reset"); err != nil {
+				report(c.stderr, err)
+			}
+			continue
+		}
+		c.turn(line) // an error is reported, and the chat goes on
+	}
+}
+
+// turn streams one reply; Ctrl-C meanwhile cancels it (the conversation
+// forgets the turn) without ending the program.
+func (c *chat) turn(line string) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.rt.Call(ctx, "chat_turn", line)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			report(c.stderr, err)
+		}
+		return err
+	case <-c.interrupts:
+		cancel()
+		err := <-done
+		switch {
+		case err == nil: // finished just before the interrupt
+		case errors.Is(err, context.Canceled):
+			fmt.Fprintln(c.stdout, "\n[reply cancelled]")
+		default:
+			report(c.stderr, err)
+		}
+		return err
+	}
+}
+
+// isTerminal reports whether r is a character device (a terminal), where
+// a prompt makes sense.
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

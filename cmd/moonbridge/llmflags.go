@@ -1,0 +1,84 @@
+package main
+
+// The LLM flags shared by run, chat and demo, and the provider they choose.
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/moonbridge/moonbridge/bridge/llm"
+)
+
+type llmFlags struct {
+	kind      string
+	url       string
+	model     string
+	seed      int64
+	maxTokens int
+	delay     time.Duration
+	set       map[string]bool // flags given on the command line
+}
+
+// register adds the flags to fs; delay is the local generator's default
+// pause per token for this command.
+func (f *llmFlags) register(fs *flag.FlagSet, delay time.Duration) {
+	fs.StringVar(&f.kind, "llm", "local", "LLM provider: local (embedded generator, no network), openai or ollama")
+	fs.StringVar(&f.url, "llm-url", "", "base URL of the server (default https://api.openai.com/v1 or http://localhost:11434); the key comes from OPENAI_API_KEY")
+	fs.StringVar(&f.model, "model", "", "model name (required by most servers)")
+	fs.Int64Var(&f.seed, "seed", 1, "seed, for reproducible replies")
+	fs.IntVar(&f.maxTokens, "max-tokens", 0, "default reply length limit in tokens (0: the provider's default)")
+	fs.DurationVar(&f.delay, "token-delay", delay, "local generator: pause before each token, to look like a model")
+}
+
+// provider builds the chosen provider, with the flags as the defaults of
+// every request.
+func (f *llmFlags) provider(fs *flag.FlagSet) (llm.Provider, error) {
+	f.set = map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	var p llm.Provider
+	switch f.kind {
+	case "local":
+		if f.url != "" {
+			return nil, fmt.Errorf("--llm-url is for --llm openai or ollama, not local")
+		}
+		p = llm.NewLocal(llm.LocalOptions{Seed: f.seed, TokenDelay: f.delay, MaxTokens: f.maxTokens})
+	case "openai":
+		p = llm.NewOpenAI(llm.OpenAIOptions{BaseURL: f.url, Model: f.model})
+	case "ollama":
+		p = llm.NewOllama(llm.OllamaOptions{BaseURL: f.url, Model: f.model})
+	default:
+		return nil, fmt.Errorf("--llm %q: want local, openai or ollama", f.kind)
+	}
+	d := defaults{p: p, maxTokens: f.maxTokens}
+	if f.set["seed"] && f.kind != "local" { // local has it as its own default
+		d.seed = &f.seed
+	}
+	return d, nil
+}
+
+// defaults fills in what a request leaves unset from the command line.
+type defaults struct {
+	p         llm.Provider
+	maxTokens int
+	seed      *int64
+}
+
+func (d defaults) fill(req llm.Request) llm.Request {
+	if req.MaxTokens == 0 {
+		req.MaxTokens = d.maxTokens
+	}
+	if req.Seed == nil {
+		req.Seed = d.seed
+	}
+	return req
+}
+
+func (d defaults) Generate(ctx context.Context, req llm.Request) (llm.Response, error) {
+	return d.p.Generate(ctx, d.fill(req))
+}
+
+func (d defaults) Stream(ctx context.Context, req llm.Request, fn func(llm.Chunk) error) error {
+	return d.p.Stream(ctx, d.fill(req), fn)
+}
