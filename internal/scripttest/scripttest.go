@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,9 +16,12 @@ import (
 	"github.com/moonbridge/moonbridge/bridge"
 )
 
+var update = flag.Bool("update", false, "rewrite the golden .out files with what the scripts print")
+
 // RunGolden runs every file matching pattern as a subtest: on a fresh
 // Runtime, after setup (which may be nil), the script runs under its base
-// name and what it prints must equal the NAME.out file beside it.
+// name and what it prints must equal the NAME.out file beside it. With
+// -update, the .out files are written instead.
 func RunGolden(t *testing.T, pattern string, setup func(testing.TB, *bridge.Runtime)) {
 	t.Helper()
 	files, err := filepath.Glob(pattern)
@@ -31,8 +35,9 @@ func RunGolden(t *testing.T, pattern string, setup func(testing.TB, *bridge.Runt
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := os.ReadFile(strings.TrimSuffix(file, ".lua") + ".out")
-			if err != nil {
+			golden := strings.TrimSuffix(file, ".lua") + ".out"
+			want, err := os.ReadFile(golden)
+			if err != nil && !*update {
 				t.Fatal(err)
 			}
 			var out bytes.Buffer
@@ -52,6 +57,12 @@ func RunGolden(t *testing.T, pattern string, setup func(testing.TB, *bridge.Runt
 					t.Fatalf("run failed: %v\n%s\noutput so far:\n%s", err, le.Traceback, out.String())
 				}
 				t.Fatalf("run failed: %v\noutput so far:\n%s", err, out.String())
+			}
+			if *update {
+				if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
 			}
 			if got := out.String(); got != string(want) {
 				t.Errorf("output differs\n--- got\n%s--- want\n%s", got, want)
