@@ -57,8 +57,10 @@ type Func func(ctx context.Context, args Args) ([]any, error)
 
 // StreamFunc is a Go function that Lua iterates with a generic for. Each
 // emit delivers one value to the loop; emit blocks while Lua is behind, and
-// returns an error (ctx's) once Lua has left the loop. emit must be called
-// from the goroutine running the StreamFunc, and not after it returned.
+// returns an error (ctx's) once Lua has left the loop. emit encodes the
+// value before it returns, so the caller may reuse or change it after. emit
+// must be called from the goroutine running the StreamFunc, and not after
+// it returned.
 type StreamFunc func(ctx context.Context, args Args, emit func(any) error) error
 
 // Options configure a Runtime. The zero value is ready to use.

@@ -751,3 +751,46 @@ local ts = {}
 for i = 1, %d do ts[i] = task.spawn(rendezvous) end
 for _, t in ipairs(ts) do assert(t:wait() == true) end`, n))
 }
+
+// TestStreamChunksOfEverySizeArriveIntact sends chunks whose sizes cycle
+// through small (recycled between Lua and Go) and large (freed) ones, a
+// reused Go value among them, and checks every byte in Lua, in order.
+func TestStreamChunksOfEverySizeArriveIntact(t *testing.T) {
+	rt, out := newRuntime(t)
+	const n = 5000
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(rt.RegisterStream("gen.bytes", func(ctx context.Context, a bridge.Args, emit func(any) error) error {
+		reused := map[string]any{}
+		for i := range n {
+			size := (i * 37) % 700
+			s := strings.Repeat(string(rune('a'+i%26)), size)
+			if i%3 == 0 {
+				reused["i"], reused["s"] = int64(i), s
+				if err := emit(reused); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := emit(map[string]any{"i": int64(i), "s": s}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	mustRun(t, rt, fmt.Sprintf(`
+		local n = 0
+		for c in require("gen").bytes() do
+			assert(c.i == n, "chunk " .. c.i .. " in place of " .. n)
+			local want = string.rep(string.char(97 + n %% 26), (n * 37) %% 700)
+			assert(c.s == want, "chunk " .. n .. " damaged")
+			n = n + 1
+		end
+		print(n == %d)`, n))
+	if out.String() != "true\n" {
+		t.Errorf("output %q", out.String())
+	}
+}

@@ -58,7 +58,16 @@ func (rt *Runtime) RegisterLLM(name string, p llm.Provider) error {
 		if err != nil {
 			return err
 		}
-		return p.Stream(ctx, req, func(c llm.Chunk) error { return emit(llmChunk(c)) })
+		// emit encodes its value before it returns, so one table serves
+		// every chunk but the last: no allocation per token.
+		part := map[string]any{"content": "", "done": false}
+		return p.Stream(ctx, req, func(c llm.Chunk) error {
+			if c.Done {
+				return emit(llmChunk(c))
+			}
+			part["content"] = c.Content
+			return emit(part)
+		})
 	}
 	chat := func(ctx context.Context, args Args) ([]any, error) {
 		if _, ok := args.Get(0).([]any); !ok {
@@ -235,11 +244,8 @@ func llmUsage(u llm.Usage) map[string]any {
 	}
 }
 
-// llmChunk is a chunk as the Lua for loop sees it.
+// llmChunk is the last chunk as the Lua for loop sees it.
 func llmChunk(c llm.Chunk) map[string]any {
-	if !c.Done {
-		return map[string]any{"content": c.Content, "done": false}
-	}
 	m := map[string]any{"content": c.Content, "done": true, "finish_reason": c.FinishReason}
 	if c.Usage != nil {
 		m["usage"] = llmUsage(*c.Usage)

@@ -214,18 +214,37 @@ static int mb_l_inline(lua_State *L) {
 /* ---------------------------------------------------------------------
 ** Streams.
 ** ------------------------------------------------------------------- */
-static void mb_chunk_free_all(mb_stream *s) {
-  while (s->first != NULL) {
-    mb_chunk *ch = s->first;
-    s->first = ch->qnext;
+static void mb_chunk_free_list(mb_chunk *ch) {
+  while (ch != NULL) {
+    mb_chunk *next = ch->qnext;
     free(ch);
+    ch = next;
   }
-  s->last = NULL;
+}
+
+static void mb_chunk_free_all(mb_stream *s) {
+  mb_chunk_free_list(s->first);
+  s->first = s->last = NULL;
+}
+
+/* Hand a taken chunk back to the producer (see MB_CHUNK_RECYCLE). Only the
+** loop pushes and the producer only takes the whole stack: no ABA. */
+static void mb_chunk_recycle(mb_stream *s, mb_chunk *ch) {
+  if (ch->cap > MB_CHUNK_RECYCLE || s->ended) {
+    free(ch);
+    return;
+  }
+  ch->qnext = __atomic_load_n(&s->spare, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n(&s->spare, &ch->qnext, ch, 1, __ATOMIC_RELEASE,
+                                      __ATOMIC_RELAXED)) {
+  }
 }
 
 static void mb_stream_release(mb_stream *s) {
   if (--s->refs > 0) return;
   mb_chunk_free_all(s);
+  mb_chunk_free_list(s->spare);
+  mb_chunk_free_list(s->mine);
   mb_buf_free(&s->call.buf);
   free(s);
 }
@@ -256,7 +275,7 @@ static int mb_stream_take(lua_State *L, mb_rt *rt, mb_stream *s, const char *nam
     if (s->first == NULL) s->last = NULL;
     mb_stream_took(rt, s);
     n = mb_codec_decode(L, ch->data, ch->len, err, sizeof err);
-    free(ch);
+    mb_chunk_recycle(s, ch);
     if (n < 0) return mb_error_throw(L, "bridge", name, "%s: bad chunk: %s", name, err);
     return n;
   }

@@ -103,14 +103,22 @@ typedef struct mb_call {
 typedef struct mb_chunk {
   mb_msg msg;
   struct mb_stream *s;
-  size_t len;
-  struct mb_chunk *qnext; /* the stream's own FIFO once drained */
+  size_t len, cap;
+  struct mb_chunk *qnext; /* the stream's FIFO once drained; its spare stack once taken */
   char data[];
 } mb_chunk;
+
+/* Chunks up to this size are recycled: Lua hands a taken one back to the
+** producer instead of freeing it, so a stream of small chunks allocates
+** only its window's worth, and no memory moves between the threads'
+** malloc arenas per chunk. */
+#define MB_CHUNK_RECYCLE 256
 
 typedef struct mb_stream {
   mb_call call;          /* start record; call.msg is reused as the END message */
   mb_chunk *first, *last; /* drained, not yet taken by Lua */
+  mb_chunk *spare;       /* taken chunks for reuse (atomic stack: loop pushes, Go takes all) */
+  mb_chunk *mine;        /* spare chunks the producer took (producer only) */
   struct mb_task *waiter; /* task blocked in the iterator */
   int64_t produced;      /* chunks pushed by Go (atomic: Go writes, loop reads) */
   int64_t consumed;      /* chunks taken by Lua (atomic: loop writes, Go reads) */

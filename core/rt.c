@@ -133,8 +133,26 @@ void mb_rt_push_driver(mb_rt *rt, mb_msg *m) {
 
 /* A chunk is its own allocation: it outlives the emit call in the stream's
 ** FIFO. Returns -1 when memory is exhausted (Go reports it as an error). */
+/* A chunk for len bytes: a recycled one if the producer has one that fits
+** (taking the whole spare stack at once, so Lua's pushes never race a
+** pop), else a new one. */
+static mb_chunk *mb_chunk_get(mb_stream *s, size_t len) {
+  mb_chunk *ch;
+  size_t cap;
+  if (s->mine == NULL) s->mine = __atomic_exchange_n(&s->spare, NULL, __ATOMIC_ACQUIRE);
+  ch = s->mine;
+  if (ch != NULL && ch->cap >= len) {
+    s->mine = ch->qnext;
+    return ch;
+  }
+  cap = len < 64 ? 64 : len;
+  ch = malloc(sizeof *ch + cap);
+  if (ch != NULL) ch->cap = cap;
+  return ch;
+}
+
 int mb_stream_emit(mb_rt *rt, mb_stream *s, const char *data, size_t len) {
-  mb_chunk *ch = malloc(sizeof *ch + len);
+  mb_chunk *ch = mb_chunk_get(s, len);
   if (ch == NULL) return -1;
   ch->msg.kind = MB_MSG_CHUNK;
   ch->s = s;
