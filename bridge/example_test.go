@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moonbridge/moonbridge/bridge"
+	"github.com/moonbridge/moonbridge/bridge/llm"
 )
 
 // A Go function called from Lua like a plain function; two tasks call it
@@ -185,4 +186,33 @@ print("slow call", ok, err.kind)
 	// sum of squares	91
 	// promise	10
 	// slow call	false	timeout
+}
+
+// An LLM provider registered as a Lua module: here the embedded generator,
+// which needs no network and is deterministic for a seed. Any
+// llm.Provider works the same way (llm.NewOpenAI, llm.NewOllama).
+func ExampleRuntime_RegisterLLM() {
+	rt, err := bridge.New(bridge.Options{Stdout: os.Stdout})
+	if err != nil {
+		panic(err)
+	}
+	defer rt.Close()
+	if err := rt.RegisterLLM("llm", llm.NewLocal(llm.LocalOptions{Seed: 1})); err != nil {
+		panic(err)
+	}
+	err = rt.RunString(context.Background(), "main", `
+local llm = require("llm")
+local tokens = 0
+for chunk in llm.stream("Tell me about the moon", {max_tokens = 8}) do
+  if chunk.done then print(tokens, chunk.finish_reason) else tokens = tokens + 1 end
+end
+local answers = llm.generate_all({"bridges", "tides", "lighthouses"}, {concurrency = 2, max_tokens = 4})
+print(#answers, answers[1] == llm.generate("bridges", {max_tokens = 4}))
+`)
+	if err != nil {
+		panic(err)
+	}
+	// Output:
+	// 8	length
+	// 3	true
 }
