@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -253,9 +255,17 @@ func TestLLMGenerateAllFirstErrorCancelsTheRest(t *testing.T) {
 	if !errors.As(err, &le) || le.Kind != "bridge" || !strings.Contains(le.Message, `llm.generate: echo: refused "fail now"`) {
 		t.Fatalf("got %v", err)
 	}
-	if got := p.cancelled.Load(); got != 2 {
-		t.Errorf("%d hanging requests cancelled, want 2", got)
+	// The tasks have unwound; their Go calls see the cancellation on their
+	// own goroutines, a moment later.
+	deadline := time.Now().Add(5 * time.Second)
+	for p.cancelled.Load() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d hanging requests cancelled, want 2", p.cancelled.Load())
+		}
+		time.Sleep(time.Millisecond)
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if n := len(p.reqs); n != 3 {
 		t.Errorf("%d requests started, want 3", n)
 	}
@@ -277,4 +287,50 @@ func TestRegisterLLMRejectsNil(t *testing.T) {
 	if err := rt.RegisterLLM("llm", nil); err == nil {
 		t.Error("nil provider accepted")
 	}
+}
+
+// TestLLMStreamBreakClosesTheHTTPConnection is the whole path: a Lua for
+// loop over an OpenAI-compatible server's event stream, left after two
+// chunks, cancels the request, and the server sees its client go.
+func TestLLMStreamBreakClosesTheHTTPConnection(t *testing.T) {
+	before := runtime.NumGoroutine()
+	gone := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; ; i++ {
+			fmt.Fprintf(w, "data: {\"choices\":[{\"delta\":{\"content\":\"t%d \"}}]}\n\n", i)
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				close(gone)
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}))
+	tr := &http.Transport{}
+	rt, out := newRuntime(t)
+	p := llm.NewOpenAI(llm.OpenAIOptions{BaseURL: srv.URL, HTTPClient: &http.Client{Transport: tr}})
+	if err := rt.RegisterLLM("llm", p); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, rt, `
+		local seen = {}
+		for chunk in require("llm").stream("go on forever") do
+			seen[#seen + 1] = chunk.content
+			if #seen == 2 then break end
+		end
+		print(table.concat(seen))`)
+	if out.String() != "t0 t1 \n" {
+		t.Errorf("output %q", out.String())
+	}
+	select {
+	case <-gone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server never saw the connection close")
+	}
+	rt.Close()
+	tr.CloseIdleConnections()
+	srv.Close()
+	checkGoroutines(t, before)
 }
