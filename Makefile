@@ -4,6 +4,8 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 DEPS := liblua5.4-dev libuv1-dev pkg-config gcc lua5.4
 BIN := bin/moonbridge
+# Tests build and run the examples with go: find the same one.
+export PATH := $(patsubst %/,%,$(dir $(GO))):$(PATH)
 
 .PHONY: all deps build test asan vet fmt-check demo bench clean
 
