@@ -139,7 +139,7 @@ func (c *chat) turn(line string) error {
 	select {
 	case err := <-done:
 		if err != nil {
-			report(c.stderr, err)
+			c.report(err)
 		}
 		return err
 	case <-c.interrupts:
@@ -150,10 +150,22 @@ func (c *chat) turn(line string) error {
 		case errors.Is(err, context.Canceled):
 			fmt.Fprintln(c.stdout, "\n[reply cancelled]")
 		default:
-			report(c.stderr, err)
+			c.report(err)
 		}
 		return err
 	}
+}
+
+// report prints a failed turn: for the provider's errors (a server that is
+// down, an HTTP error) the message says it all; the chat script's
+// traceback is noise to someone chatting.
+func (c *chat) report(err error) {
+	var le *bridge.LuaError
+	if errors.As(err, &le) && le.Kind == "bridge" {
+		fmt.Fprintf(c.stderr, "moonbridge: %s\n", le.Message)
+		return
+	}
+	report(c.stderr, err)
 }
 
 // isTerminal reports whether r is a character device (a terminal), where

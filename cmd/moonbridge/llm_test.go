@@ -186,3 +186,22 @@ func TestChatCtrlCCancelsTheReplyOnly(t *testing.T) {
 		t.Errorf("no reply after the cancelled one: %q", rest)
 	}
 }
+
+func TestChatReportsServerErrorsAndGoesOn(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusTooManyRequests)
+		io.WriteString(w, `{"error":{"message":"slow down","type":"rate_limit"}}`)
+	}))
+	defer srv.Close()
+	code, out, errs := runCmd(t, "one\ntwo\n", "chat", "--llm", "openai", "--llm-url", srv.URL)
+	if code != 0 || out != "" {
+		t.Fatalf("exit %d, stdout %q", code, out)
+	}
+	want := "moonbridge: llm.stream: openai: HTTP 429 (rate_limit): slow down\n"
+	if errs != want+want {
+		t.Errorf("stderr %q, want the message once per turn, no traceback", errs)
+	}
+	if code, _, _ := runCmd(t, "", "chat", "--llm", "openai", "--llm-url", srv.URL, "hi"); code != 1 {
+		t.Errorf("one-shot with a failing server: exit %d, want 1", code)
+	}
+}
