@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -191,3 +192,23 @@ func truncate(s string, n int) string {
 	}
 	return s[:i] + "..."
 }
+
+// finishStream closes a stream's body. After a complete reply the rest of
+// the body (the chunked encoding's end, usually already on its way) is
+// read first, so the connection goes back to the pool instead of being
+// closed; a server that keeps the body open is cut off after a moment.
+// After an error, or cancellation, the body is closed at once.
+func finishStream(body io.ReadCloser, err error) error {
+	if err == nil {
+		cut := time.AfterFunc(streamDrainWait, func() { body.Close() })
+		io.CopyN(io.Discard, body, streamDrainMax)
+		cut.Stop()
+	}
+	body.Close()
+	return err
+}
+
+const (
+	streamDrainWait = 100 * time.Millisecond
+	streamDrainMax  = 64 << 10
+)

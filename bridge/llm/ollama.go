@@ -69,8 +69,7 @@ func (o *Ollama) Stream(ctx context.Context, req Request, fn func(Chunk) error) 
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close() // before EOF, this closes the connection
-	return readOllamaStream(ctx, newNDJSONReader(resp.Body), fn)
+	return finishStream(resp.Body, readOllamaStream(ctx, newNDJSONReader(resp.Body), fn))
 }
 
 type ollamaRequest struct {

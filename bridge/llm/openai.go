@@ -91,8 +91,7 @@ func (o *OpenAI) Stream(ctx context.Context, req Request, fn func(Chunk) error) 
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close() // before EOF, this closes the connection
-	return readOpenAIStream(ctx, newSSEReader(resp.Body), fn)
+	return finishStream(resp.Body, readOpenAIStream(ctx, newSSEReader(resp.Body), fn))
 }
 
 type openAIRequest struct {

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 const sseType = "text/event-stream"
@@ -308,5 +311,44 @@ func TestOpenAIGenerateBadReplies(t *testing.T) {
 	got, err := newOpenAITest(ht.srv.URL, ht.client).Generate(context.Background(), Request{Prompt: "hi"})
 	if want := (Response{Text: "x", FinishReason: "stop", Model: "m"}); err != nil || got != want {
 		t.Errorf("got %+v, %v; want %+v", got, err, want)
+	}
+}
+
+// TestStreamsReuseTheConnection: a complete reply leaves the connection in
+// the pool, even when the end of the chunked body arrives after [DONE] (or
+// after Ollama's done line); a new stream does not dial again.
+func TestStreamsReuseTheConnection(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		newP func(url string, c *http.Client) Provider
+		body string
+	}{
+		{"openai", newOpenAITest, delta("hi") + sseFinish + sseDone},
+		{"ollama", func(url string, c *http.Client) Provider {
+			return NewOllama(OllamaOptions{BaseURL: url, HTTPClient: c, Model: "m"})
+		}, `{"response":"hi","done":false}` + "\n" + `{"response":"","done":true,"done_reason":"stop"}` + "\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ht := startHTTPTest(t, func(w http.ResponseWriter, r *http.Request) {
+				writeFlush(w, c.body)
+				time.Sleep(5 * time.Millisecond) // the body's end comes later
+			})
+			var dials atomic.Int32
+			var d net.Dialer
+			ht.client.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				dials.Add(1)
+				return d.DialContext(ctx, network, addr)
+			}
+			p := c.newP(ht.srv.URL, ht.client)
+			for range 5 {
+				if _, err := collect(p, Request{Prompt: "x"}); err != nil {
+					t.Fatal(err)
+				}
+				ht.request(t)
+			}
+			if n := dials.Load(); n != 1 {
+				t.Errorf("%d connections for 5 streams, want 1", n)
+			}
+		})
 	}
 }
