@@ -77,6 +77,17 @@ type Options struct {
 	// A pending cancellation is raised there too. 0, the default, installs
 	// no hook and costs nothing. Around 10000 suits most scripts.
 	TimeSlice int
+
+	// Sandbox opens only what keeps a script inside the Runtime, for
+	// scripts you do not trust: no io library (print still writes to
+	// Stdout), no os.execute, os.exit, os.getenv, os.remove, os.rename,
+	// os.tmpname or os.setlocale, no debug library, no dofile or loadfile,
+	// load of text chunks only, and require finds only preloaded modules
+	// (moonbridge's and those registered from Go): no package.loadlib, no
+	// Lua or C files from package.path or package.cpath. What remains:
+	// the base library, string, table, math, utf8, coroutine, os.time,
+	// os.clock, os.date, os.difftime, and moonbridge's modules.
+	Sandbox bool
 }
 
 // Runtime is a Lua 5.4 state on an event loop. Every method is safe to
@@ -94,7 +105,7 @@ func New(opts Options) (*Runtime, error) {
 	if opts.Stderr == nil {
 		opts.Stderr = os.Stderr
 	}
-	l, err := core.NewLoop(core.Options{Stdout: opts.Stdout, Stderr: opts.Stderr, TimeSlice: opts.TimeSlice})
+	l, err := core.NewLoop(core.Options{Stdout: opts.Stdout, Stderr: opts.Stderr, TimeSlice: opts.TimeSlice, Sandbox: opts.Sandbox})
 	if err != nil {
 		return nil, err
 	}

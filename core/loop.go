@@ -131,6 +131,8 @@ type Options struct {
 	// TimeSlice, when positive, preempts a task after that many VM
 	// instructions without a suspension (a count hook); 0 installs no hook.
 	TimeSlice int
+	// Sandbox removes the libraries that reach outside the Runtime.
+	Sandbox bool
 }
 
 // NewLoop creates the C runtime and starts its two driving goroutines.
@@ -140,6 +142,11 @@ func NewLoop(opts Options) (*Loop, error) {
 		return nil, errors.New("moonbridge: cannot create the runtime (out of memory or libuv failure)")
 	}
 	if err := preload(c); err != nil {
+		C.mb_rt_free(c)
+		return nil, err
+	}
+	if opts.Sandbox && C.mb_rt_sandbox(c) != 0 {
+		err := errors.New("moonbridge: " + C.GoString(&c.fatal[0]))
 		C.mb_rt_free(c)
 		return nil, err
 	}

@@ -1,0 +1,97 @@
+package bridge_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/moonbridge/moonbridge/bridge"
+)
+
+// TestSandboxRefusesEachEscape tries every way out the sandbox closes and
+// sees each refused, then checks what a script still has.
+func TestSandboxRefusesEachEscape(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim.txt")
+	if err := os.WriteFile(victim, []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "mod.lua"), []byte("return 42"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sandboxed := func() (*bridge.Runtime, *syncBuffer) {
+		out := &syncBuffer{}
+		rt, err := bridge.New(bridge.Options{Stdout: out, Stderr: out, Sandbox: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rt.Close() })
+		return rt, out
+	}
+
+	for _, escape := range []struct{ name, src string }{
+		{"io.open", `return io.open(VICTIM, "w")`},
+		{"require io", `return require("io").open(VICTIM)`},
+		{"os.execute", `return os.execute("touch " .. VICTIM .. ".2")`},
+		{"os.exit", `os.exit(3)`},
+		{"os.remove", `return os.remove(VICTIM)`},
+		{"os.rename", `return os.rename(VICTIM, VICTIM .. ".3")`},
+		{"os.getenv", `return os.getenv("HOME")`},
+		{"os.tmpname", `return os.tmpname()`},
+		{"debug", `return debug.getinfo(1)`},
+		{"require debug", `return require("debug").getinfo(1)`},
+		{"dofile", `return dofile(VICTIM)`},
+		{"loadfile", `return loadfile(VICTIM)`},
+		{"binary load", `return load(string.dump(function() return 1 end))()`},
+		{"binary load, mode b", `return load(string.dump(function() return 1 end), "x", "b")()`},
+		{"binary load, mode bt", `return load(string.dump(function() return 1 end), "x", "bt")()`},
+		{"package.loadlib", `return package.loadlib("libc.so.6", "system")`},
+		{"require a Lua file", `package.path = DIR .. "/?.lua"; return require("mod")`},
+		{"require a C library", `package.cpath = "/usr/lib/x86_64-linux-gnu/liblua5.4.so"; return require("lua")`},
+		{"searchers shuffled", `table.insert(package.searchers, 1, nil); return require("mod")`},
+	} {
+		src := "local VICTIM, DIR = ...\n" + escape.src
+		src = strings.Replace(src, "local VICTIM, DIR = ...", "local VICTIM, DIR = "+luaQuote(victim)+", "+luaQuote(dir), 1)
+		rt, _ := sandboxed() // each on a fresh Runtime: escapes must not help each other
+		err := run(t, rt, src)
+		switch {
+		case err == nil:
+			t.Errorf("%s: allowed", escape.name)
+		case !strings.Contains(err.Error(), "nil value") && !strings.Contains(err.Error(), "not found") &&
+			!strings.Contains(err.Error(), "binary chunks are not allowed in the sandbox"):
+			t.Errorf("%s: refused for another reason: %v", escape.name, err) // the test is wrong
+		}
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "keep me" {
+		t.Errorf("the victim file was touched: %q, %v", b, err)
+	}
+	if _, err := os.Stat(victim + ".2"); err == nil {
+		t.Error("os.execute ran")
+	}
+
+	rt, out := sandboxed()
+	mustRun(t, rt, `
+		local task = require("task")
+		local f = load("return 1 + ...")          -- text chunks load
+		local g = load("return x", "g", "t", {x = 5}) -- with an environment
+		local t = task.spawn(function() task.sleep(0.001); return f(1) end)
+		print(t:wait(), g(), type(os.time()), type(os.clock()), os.date("!%Y", 0),
+			string.format("%d", math.max(1, 2)), utf8.char(72), #table.pack(1, 2),
+			select("#", coroutine.running()), io, debug, package.loadlib, #package.searchers)`)
+	if got, want := out.String(), "2\t5\tnumber\tnumber\t1970\t2\tH\t2\t2\tnil\tnil\tnil\t1\n"; got != want {
+		t.Errorf("what remains: got %q, want %q", got, want)
+	}
+}
+
+func TestSandboxOffKeepsStockLibraries(t *testing.T) {
+	rt, out := newRuntime(t)
+	mustRun(t, rt, `print(type(io.open), type(os.getenv), type(debug.getinfo), type(dofile), #package.searchers)`)
+	if out.String() != "function\tfunction\tfunction\tfunction\t4\n" {
+		t.Errorf("got %q", out.String())
+	}
+}
+
+func luaQuote(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
