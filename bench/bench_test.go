@@ -37,6 +37,12 @@ import (
 //	                     B/task (heap delta) and ns/op per task spawned into its sleep,
 //	                     after a first batch kept apart (SleepingCold:
 //	                     firstns/task, rssB/task)
+//	StreamChunks         b.N = streams of StreamChunkN chunks (ChunkProvider) into a Lua for loop;
+//	                     ReportPerUnit(units = chunks) -> ns/op per chunk, plus chunks/s
+//	GenerateAll          b.N = runs of GenerateAllN requests through generate_all at
+//	                     GenerateAllConcurrency, against ChatServer;
+//	                     ReportPerUnit(units = requests) -> ns/op per request, plus requests/s
+//	                     (and conns/run: connections opened per timed run, 0 when all are reused)
 type Impl struct {
 	Name                string
 	RoundTripSeq        func(b *testing.B)
@@ -53,6 +59,8 @@ type Impl struct {
 	PromiseChain        func(b *testing.B)
 	Pipeline3           func(b *testing.B)
 	SleepingTasks       func(b *testing.B)
+	StreamChunks        func(b *testing.B)
+	GenerateAll         func(b *testing.B)
 }
 
 var impls []Impl
@@ -109,6 +117,30 @@ func BenchmarkPipeline3(b *testing.B) {
 }
 func BenchmarkSleepingTasks(b *testing.B) {
 	runAll(b, func(i Impl) func(*testing.B) { return i.SleepingTasks })
+}
+func BenchmarkStreamChunks(b *testing.B) {
+	runAll(b, func(i Impl) func(*testing.B) { return i.StreamChunks })
+}
+func BenchmarkGenerateAll(b *testing.B) {
+	runAll(b, func(i Impl) func(*testing.B) { return i.GenerateAll })
+}
+
+// ReportGenerateAll times b.N runs of GenerateAllN requests against srv,
+// with ReportPerUnit, after a warm-up run (untimed) has opened the
+// connections; run(n) makes one run of n requests. It adds requests/s and
+// conns/run.
+func ReportGenerateAll(b *testing.B, srv *ChatServer, run func(n int)) {
+	b.Helper()
+	run(GenerateAllConcurrency)
+	c0 := srv.Conns()
+	requests := b.N * GenerateAllN
+	el := ReportPerUnit(b, requests, func() {
+		for range b.N {
+			run(GenerateAllN)
+		}
+	})
+	b.ReportMetric(float64(requests)/el.Seconds(), "requests/s")
+	b.ReportMetric(float64(srv.Conns()-c0)/float64(b.N), "conns/run")
 }
 
 // ReportPerUnit times body (which does `units` units of work in total) and

@@ -30,6 +30,8 @@ func init() {
 			// PromiseChain: gopher-lua has no promises (nil: no peer).
 			Pipeline3:     func(b *testing.B) { glPipeline3(b, cfg) },
 			SleepingTasks: func(b *testing.B) { glSleepingTasks(b, cfg) },
+			StreamChunks:  func(b *testing.B) { glStreamChunks(b, cfg) },
+			GenerateAll:   func(b *testing.B) { glGenerateAll(b, cfg) },
 		}
 		if cfg.Opts == nil {
 			// With the defaults every coroutine costs ~100 KB
@@ -429,4 +431,46 @@ func glSleepingTasks(b *testing.B, cfg GLConfig) {
 	})
 	ReportSuspendedN(b, n, mk)
 	cold.Report(b, n)
+}
+
+// glStreamChunks: the llm module's stream (GLBridge.RegisterLLM) over
+// ChunkProvider, b.N streams, each run on the main state: its iterator
+// blocks on the Go channel.
+func glStreamChunks(b *testing.B, cfg GLConfig) {
+	br := NewGLBridge(cfg)
+	defer br.Close()
+	m := br.RegisterLLM("llm", ChunkProvider{N: StreamChunkN})
+	defer m.Close()
+	fn := br.Load(StreamChunksLua)
+	chunks := b.N * StreamChunkN
+	el := ReportPerUnit(b, chunks, func() {
+		for range b.N {
+			v := callChunk(b, br.L, fn)
+			must(b, CheckInt([]lua.LValue{v}, StreamChunkN))
+		}
+	})
+	b.ReportMetric(float64(chunks)/el.Seconds(), "chunks/s")
+}
+
+// glGenerateAll: the llm module's generate_all (GLGenerateAllLua: worker
+// coroutines over the async generate) against the ChatServer, each run a
+// coroutine driven by the GLBridge loop.
+func glGenerateAll(b *testing.B, cfg GLConfig) {
+	srv := NewChatServer()
+	defer srv.Close()
+	p, closeIdle := srv.Provider()
+	defer closeIdle()
+	br := NewGLBridge(cfg)
+	defer br.Close()
+	m := br.RegisterLLM("llm", p)
+	defer m.Close()
+	fn := br.Load(GenerateAllLua)
+	var res []lua.LValue
+	br.OnDone = func(r []lua.LValue) { res = r }
+	ReportGenerateAll(b, srv, func(n int) {
+		res = nil
+		br.Spawn(fn, lua.LNumber(n), lua.LNumber(GenerateAllConcurrency))
+		must(b, br.Run())
+		must(b, CheckInt(res, n))
+	})
 }

@@ -32,6 +32,8 @@ func init() {
 		PromiseChain:        mbPromiseChain,
 		Pipeline3:           mbPipeline3,
 		SleepingTasks:       mbSleepingTasks,
+		StreamChunks:        mbStreamChunks,
+		GenerateAll:         mbGenerateAll,
 	})
 }
 
@@ -398,4 +400,33 @@ func mbSleepingTasks(b *testing.B) {
 	b.ReportMetric(float64(sum.allocB)/tasks, "B/op")
 	b.ReportMetric(float64(sum.allocN)/tasks, "allocs/op")
 	cold.Report(b, n)
+}
+
+// mbStreamChunks: llm.stream over ChunkProvider (RegisterLLM), b.N streams.
+func mbStreamChunks(b *testing.B) {
+	rt := mbRuntime(b, nil, map[string]string{"stream": StreamChunksLua})
+	defer rt.Close()
+	must(b, rt.RegisterLLM("llm", ChunkProvider{N: StreamChunkN}))
+	chunks := b.N * StreamChunkN
+	el := ReportPerUnit(b, chunks, func() {
+		for range b.N {
+			checkN(b, mbCall(b, rt, "stream"), StreamChunkN)
+		}
+	})
+	b.ReportMetric(float64(chunks)/el.Seconds(), "chunks/s")
+}
+
+// mbGenerateAll: llm.generate_all (RegisterLLM over the ChatServer's
+// provider), b.N runs of GenerateAllN requests.
+func mbGenerateAll(b *testing.B) {
+	srv := NewChatServer()
+	defer srv.Close()
+	p, closeIdle := srv.Provider()
+	defer closeIdle()
+	rt := mbRuntime(b, nil, map[string]string{"generate_all": GenerateAllLua})
+	defer rt.Close()
+	must(b, rt.RegisterLLM("llm", p))
+	ReportGenerateAll(b, srv, func(n int) {
+		checkN(b, mbCall(b, rt, "generate_all", n, GenerateAllConcurrency), n)
+	})
 }

@@ -108,7 +108,12 @@ BEGIN {
 		"SleepingTasks B/task 1 B/task;" \
 		"SleepingTasks ns/op 1 ns/task;" \
 		"SleepingTasks firstns/task 1 ns/task(1st);" \
-		"SleepingTasks rssB/task 1 rssB/task(1st)", rows, ";")
+		"SleepingTasks rssB/task 1 rssB/task(1st);" \
+		"StreamChunks ns/op 1 ns/chunk;" \
+		"StreamChunks chunks/s 1 chunks/s;" \
+		"GenerateAll ns/op 1 ns/request;" \
+		"GenerateAll requests/s 1 requests/s;" \
+		"GenerateAll conns/run 1 conns/run", rows, ";")
 }
 /^#floor / { floor[++nfloor] = substr($0, 8); next }
 /^Benchmark[A-Za-z0-9]+\/[^ \t]+/ {

@@ -32,6 +32,12 @@ const (
 	PipelineItems       = 100_000 // Pipeline3: items per run
 	PipelineBuffer      = 64      // Pipeline3: capacity of each channel between stages
 	SleepingN           = 100_000 // SleepingTasks: tasks parked in a long sleep (SleepingLua)
+
+	StreamChunkN           = 100_000 // StreamChunks: chunks per stream (plus the final done chunk)
+	LLMStreamWindow        = 64      // StreamChunks: chunks buffered between provider and Lua (moonbridge's MB_STREAM_WINDOW)
+	GenerateAllN           = 1_000   // GenerateAll: requests per run
+	GenerateAllConcurrency = 64      // GenerateAll: requests in flight
+	ChatReplyTokens        = 20      // GenerateAll: content events per reply (ChatServer)
 )
 
 // SleepingCount is the number of tasks per SleepingTasks batch: SleepingN,
@@ -384,4 +390,70 @@ for i = 1, n do
   if not ok and type(e) == "table" and e.kind == "cancelled" then cancelled = cancelled + 1 end
 end
 return cancelled, grown
+`
+
+// The LLM workloads. llm is the module registered for the provider
+// (moonbridge: Runtime.RegisterLLM; gopher-lua: GLBridge.RegisterLLM):
+// llm.stream(prompt) iterates over chunk tables {content=, done=}, the last
+// with done = true and finish_reason; llm.generate_all(list, {concurrency =
+// c}) returns the replies in input order.
+
+// StreamChunksLua: counts the chunks of one stream from ChunkProvider
+// (StreamChunkN chunks, then the done chunk) and checks its finish reason.
+// Returns the count.
+const StreamChunksLua = `
+local n, finish = 0, nil
+for c in llm.stream("x") do
+  if not c.done then n = n + 1 else finish = c.finish_reason end
+end
+if finish ~= "length" then error("finish_reason " .. tostring(finish)) end
+return n
+`
+
+// GenerateAllLua: n prompts "question i" through llm.generate_all at
+// concurrency c against the ChatServer, whose replies echo the prompt;
+// each reply is checked to be its own question's, in order. Args: n, c.
+// Returns the number of replies.
+const GenerateAllLua = `
+local n, c = ...
+local list = {}
+for i = 1, n do list[i] = "question " .. i end
+local r = llm.generate_all(list, {concurrency = c})
+for i = 1, n do
+  local s = r[i]
+  if type(s) ~= "string" or not string.find(s, "question " .. tostring(i) .. " ", 1, true) then
+    error(string.format("reply %d is %q", i, tostring(s)))
+  end
+end
+return #r
+`
+
+// GLGenerateAllLua: gopher-lua's generate_all, added to its llm module
+// (the argument): the same orchestration as moonbridge's (a Lua function
+// over its async generate): min(concurrency, #list) worker coroutines
+// (spawn, driven by GLBridge) each take the next index from a shared
+// counter until the list is done; the caller joins every worker and
+// returns the texts in input order. An error in generate is raised.
+const GLGenerateAllLua = `
+local llm = ...
+local generate = llm.generate
+function llm.generate_all(list, opts)
+  local n = #list
+  local concurrency = opts and opts.concurrency or 4
+  local results, next_index = {}, 0
+  local workers = {}
+  for w = 1, math.min(concurrency, n) do
+    workers[w] = spawn(function()
+      while next_index < n do
+        next_index = next_index + 1
+        local i = next_index
+        local text, err = generate(list[i])
+        if text == nil then error(err) end
+        results[i] = text
+      end
+    end)
+  end
+  for w = 1, #workers do join(workers[w]) end
+  return results
+end
 `
