@@ -88,6 +88,23 @@ type Options struct {
 	// the base library, string, table, math, utf8, coroutine, os.time,
 	// os.clock, os.date, os.difftime, and moonbridge's modules.
 	Sandbox bool
+
+	// MemoryLimit, when positive, bounds the memory Lua holds, in bytes.
+	// Lua's allocator enforces it: a task's allocation past it fails, Lua
+	// collects garbage and tries once more, then raises "not enough
+	// memory" in the task, which pcall may catch as in stock Lua. Uncaught,
+	// it ends the task's run with an error of kind "limit" that
+	// errors.Is(err, ErrMemoryLimit). The Runtime keeps serving other runs.
+	MemoryLimit int64
+
+	// InstructionLimit, when positive, bounds the Lua VM instructions each
+	// run (RunString, RunFile, Call) may execute, over all its tasks. A run
+	// that goes over it ends with a "limit" error that errors.Is(err,
+	// ErrInstructionLimit); a script cannot catch it and go on. It is
+	// checked every 1,000 instructions by a count hook, which (like
+	// TimeSlice's, and like the hook a context with a deadline brings)
+	// costs a tight loop about half its speed.
+	InstructionLimit int64
 }
 
 // Runtime is a Lua 5.4 state on an event loop. Every method is safe to
@@ -105,7 +122,10 @@ func New(opts Options) (*Runtime, error) {
 	if opts.Stderr == nil {
 		opts.Stderr = os.Stderr
 	}
-	l, err := core.NewLoop(core.Options{Stdout: opts.Stdout, Stderr: opts.Stderr, TimeSlice: opts.TimeSlice, Sandbox: opts.Sandbox})
+	l, err := core.NewLoop(core.Options{
+		Stdout: opts.Stdout, Stderr: opts.Stderr, TimeSlice: opts.TimeSlice, Sandbox: opts.Sandbox,
+		MemoryLimit: opts.MemoryLimit, InstructionLimit: opts.InstructionLimit,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -221,6 +241,10 @@ var (
 	ErrCancelled = errors.New("moonbridge: cancelled")
 	// ErrClosed: the Runtime was closed.
 	ErrClosed = core.ErrClosed
+	// ErrMemoryLimit: the run ran out of Options.MemoryLimit.
+	ErrMemoryLimit = errors.New("moonbridge: memory limit reached")
+	// ErrInstructionLimit: the run went over Options.InstructionLimit.
+	ErrInstructionLimit = errors.New("moonbridge: instruction limit reached")
 )
 
 // ExitError reports that the script called os.exit with a non-zero code.
@@ -235,8 +259,8 @@ func (e *ExitError) Error() string { return fmt.Sprintf("moonbridge: os.exit(%d)
 // LuaError is an error raised in Lua that ended a run or a Call.
 type LuaError struct {
 	Message   string // the error message
-	Kind      string // "runtime", "bridge", "cancelled", "deadlock", "closed", ...
-	Op        string // the bridge function involved, if any
+	Kind      string // "runtime", "bridge", "cancelled", "deadlock", "closed", "limit", ...
+	Op        string // the bridge function involved; for "limit": "memory", "instructions" or "deadline"
 	Traceback string // the failing task's traceback, then each awaiting task's
 	ctxErr    error
 }
@@ -252,12 +276,17 @@ func (e *LuaError) Is(target error) bool {
 		return e.Kind == "cancelled"
 	case ErrClosed:
 		return e.Kind == "closed"
+	case ErrMemoryLimit:
+		return e.Kind == "limit" && e.Op == "memory"
+	case ErrInstructionLimit:
+		return e.Kind == "limit" && e.Op == "instructions"
 	}
 	return false
 }
 
 // Unwrap returns the context's error when the run was cancelled through
-// it, so errors.Is(err, context.Canceled) holds.
+// it, so errors.Is(err, context.Canceled) holds, and
+// context.DeadlineExceeded when its deadline passed.
 func (e *LuaError) Unwrap() error { return e.ctxErr }
 
 func wrap(err error, ctx context.Context) error {
@@ -274,8 +303,11 @@ func wrap(err error, ctx context.Context) error {
 		return &ExitError{Code: code}
 	}
 	le := &LuaError{Message: ce.Message, Kind: ce.Kind, Op: ce.Op, Traceback: ce.Traceback}
-	if le.Kind == "cancelled" {
+	switch {
+	case le.Kind == "cancelled":
 		le.ctxErr = context.Cause(ctx)
+	case le.Kind == "limit" && le.Op == "deadline":
+		le.ctxErr = context.DeadlineExceeded
 	}
 	return le
 }

@@ -127,7 +127,10 @@ int mb_error_handler(lua_State *L) {
       msg = lua_tostring(L, -1);
     else
       msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    mb_error_push(L, "runtime", NULL, msg, strlen(msg));
+    {
+      const char *op, *kind = mb_limit_kind(rt, msg, &op);
+      mb_error_push(L, kind, op, msg, strlen(msg));
+    }
     lua_pushvalue(L, 1);
     lua_setfield(L, -2, "cause");
     lua_replace(L, 1);
@@ -177,12 +180,13 @@ int mb_error_fields(lua_State *L, int idx, mb_buf *out) {
       }
     }
   } else {
-    const char *s = lua_tostring(L, idx);
+    const char *op, *kind, *s = lua_tostring(L, idx);
     if (s == NULL) s = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
     lua_pushstring(L, s);
     if (lua_gettop(L) > top + 1) lua_remove(L, -2);
-    lua_pushliteral(L, "runtime");
-    lua_pushliteral(L, "");
+    kind = mb_limit_kind(mb_rt_of(L), s, &op);
+    lua_pushstring(L, kind);
+    lua_pushstring(L, op != NULL ? op : "");
     lua_pushliteral(L, "");
   }
   i = mb_codec_encode(L, top + 1, 4, out, err, sizeof err);

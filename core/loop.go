@@ -27,6 +27,7 @@ import (
 	"runtime/cgo"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/moonbridge/moonbridge/luamod"
@@ -119,6 +120,8 @@ type Loop struct {
 	batch []job // calls of this step, for the pool
 	pool  *pool
 
+	insnLimit int64 // each run's instruction budget, or 0
+
 	wg       sync.WaitGroup // goroutines of calls and streams
 	baseCtx  context.Context
 	baseStop context.CancelFunc
@@ -133,6 +136,12 @@ type Options struct {
 	TimeSlice int
 	// Sandbox removes the libraries that reach outside the Runtime.
 	Sandbox bool
+	// MemoryLimit, when positive, bounds the bytes Lua holds: tasks'
+	// allocations past it fail with "not enough memory".
+	MemoryLimit int64
+	// InstructionLimit, when positive, bounds the VM instructions of each
+	// run (checked every MB_LIMIT_GRAIN).
+	InstructionLimit int64
 }
 
 // NewLoop creates the C runtime and starts its two driving goroutines.
@@ -150,17 +159,21 @@ func NewLoop(opts Options) (*Loop, error) {
 		C.mb_rt_free(c)
 		return nil, err
 	}
+	if opts.MemoryLimit > 0 {
+		C.mb_rt_set_memory_limit(c, C.size_t(opts.MemoryLimit))
+	}
 	if opts.TimeSlice > 0 {
 		C.mb_rt_set_slice(c, C.int(min(opts.TimeSlice, math.MaxInt32)))
 	}
 	l := &Loop{
-		c:      c,
-		stdout: opts.Stdout,
-		stderr: opts.Stderr,
-		token:  make(chan struct{}, 1),
-		wake:   make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		c:         c,
+		insnLimit: opts.InstructionLimit,
+		stdout:    opts.Stdout,
+		stderr:    opts.Stderr,
+		token:     make(chan struct{}, 1),
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	if l.stdout == nil {
 		l.stdout = os.Stdout
@@ -302,6 +315,11 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte)
 	if r == nil {
 		return nil, errors.New("moonbridge: out of memory")
 	}
+	var deadline time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		deadline = max(time.Until(dl), 1)
+	}
+	C.mb_run_set_limits(r, C.int64_t(l.insnLimit), C.int64_t(deadline))
 	l.runs.Store(id, w)
 	l.mu.RLock()
 	if l.closed {
@@ -329,7 +347,11 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte)
 			l.mu.RLock()
 			defer l.mu.RUnlock()
 			if !l.closed {
-				l.pushed(C.mb_rt_cancel_run(l.c, C.int64_t(id)))
+				deadline := 0
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					deadline = 1
+				}
+				l.pushed(C.mb_rt_cancel_run(l.c, C.int64_t(id), C.int(deadline)))
 			}
 		})
 	}

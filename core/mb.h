@@ -149,6 +149,10 @@ typedef struct mb_run {
   int released;    /* Go took the result */
   int exiting;     /* os.exit was called: end the run at once */
   int exit_code;
+  int limit;           /* MB_LIMIT_*: the limit the run went over */
+  int64_t insn_left;   /* VM instructions left, when insn_limited */
+  int insn_limited;
+  uint64_t deadline;   /* uv_hrtime() by which the run must end, or 0 */
   struct mb_task *main;
   mb_link tasks;   /* live tasks of this run */
   mb_link failed;  /* failed tasks nobody has waited on yet */
@@ -157,6 +161,15 @@ typedef struct mb_run {
   size_t namelen;
   mb_buf out;      /* results (Call) or error: [message, kind, op, traceback] */
 } mb_run;
+
+/* The limits a run can go over (its limit field), besides memory. A run
+** over one is ended at once: its error cannot be caught (pcall, xpcall and
+** coroutine.resume raise it again). */
+enum { MB_LIMIT_NONE = 0, MB_LIMIT_INSN, MB_LIMIT_DEADLINE };
+
+/* With an instruction budget or a deadline, the count hook runs every
+** this many VM instructions (or the time slice, if shorter). */
+#define MB_LIMIT_GRAIN 1000
 
 typedef struct mb_reg {
   mb_msg msg;
@@ -167,6 +180,7 @@ typedef struct mb_reg {
 typedef struct mb_cancel {
   mb_msg msg;
   int64_t id;
+  int deadline; /* the context's deadline passed: a limit, not a cancellation */
 } mb_cancel;
 
 /* Events handed to the Go driver when a step returns. */
@@ -249,6 +263,7 @@ typedef struct mb_task {
   unsigned char priority; /* resumes per round while it keeps yielding */
   unsigned char timer;    /* a timer task before its callback: clear* cancels it */
   unsigned char reraise;  /* the error being raised already has its traceback */
+  int slice_used;       /* instructions run in this turn (with a slice set) */
   int fired;            /* MB_WAIT_OBJS: index of the waiter that fired */
   int fired_ok;         /* and whether it completed (0: channel closed) */
   mb_waiter *wv;        /* MB_WAIT_OBJS: the registrations */
@@ -304,6 +319,10 @@ typedef struct mb_rt {
   int yielding;         /* the yield in progress is the runtime's, not the user's */
   int closing;
   int slice;            /* preemption time slice in VM instructions, or 0 */
+  int hook_count;       /* the count hook's period for the task being resumed */
+  int over_limit;       /* some run went over a limit: end it after this turn */
+  size_t mem_used;      /* bytes held by Lua's allocator */
+  size_t mem_limit;     /* MemoryLimit: tasks' allocations fail beyond it; 0: none */
   uint32_t rand;        /* xorshift state: fair choices among ready cases */
   uint32_t sleep_seq;   /* sleepers added so far (wraps; compared serially) */
   int64_t ntask_ids;
@@ -341,7 +360,8 @@ int mb_stream_end(mb_rt *rt, mb_stream *s, int status, const char *data, size_t 
 int mb_rt_submit_run(mb_rt *rt, mb_run *r);
 void mb_rt_submit_run_driver(mb_rt *rt, mb_run *r);
 void mb_rt_push_driver(mb_rt *rt, mb_msg *m);
-int mb_rt_cancel_run(mb_rt *rt, int64_t id);
+int mb_rt_cancel_run(mb_rt *rt, int64_t id, int deadline);
+void mb_run_abort(mb_rt *rt, mb_run *r, const char *kind, const char *op, const char *msg);
 int mb_rt_close(mb_rt *rt);
 int mb_rt_submit_register(mb_rt *rt, const char *name, int fn, int flags);
 mb_run *mb_run_new(int64_t id, int kind, const char *name, size_t namelen,
@@ -388,6 +408,13 @@ void mb_sleep_remove(mb_rt *rt, mb_task *t);
 void mb_group_child_ended(mb_rt *rt, mb_task *t);
 void mb_preempt_hook(lua_State *L, lua_Debug *ar);
 void mb_rt_set_slice(mb_rt *rt, int instructions);
+void mb_rt_set_memory_limit(mb_rt *rt, size_t bytes);
+void mb_run_set_limits(mb_run *r, int64_t instructions, int64_t deadline_ns);
+void mb_limit_raise(lua_State *L, mb_run *r);
+void mb_runs_over_limit(mb_rt *rt);
+void mb_limit_check(lua_State *L, mb_rt *rt, mb_run *r);
+int mb_limit_hook_count(mb_rt *rt, mb_run *r);
+const char *mb_limit_kind(mb_rt *rt, const char *msg, const char **op);
 
 /* Awaitables, select and the combinators (await.c). */
 void mb_join_funcs(lua_State *L);

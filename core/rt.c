@@ -177,11 +177,12 @@ void mb_rt_submit_run_driver(mb_rt *rt, mb_run *r) {
   mb_rt_push_driver(rt, &r->msg);
 }
 
-int mb_rt_cancel_run(mb_rt *rt, int64_t id) {
+int mb_rt_cancel_run(mb_rt *rt, int64_t id, int deadline) {
   mb_cancel *c = malloc(sizeof *c);
   if (c == NULL) return -1;
   c->msg.kind = MB_MSG_CANCEL;
   c->id = id;
+  c->deadline = deadline;
   return mb_rt_push(rt, &c->msg);
 }
 
@@ -266,9 +267,14 @@ static void mb_run_fail_top(mb_rt *rt, mb_run *r) {
   lua_pop(rt->L, 1);
 }
 
-static void mb_run_fail(mb_rt *rt, mb_run *r, const char *kind, const char *msg) {
-  mb_error_push(rt->L, kind, NULL, msg, strlen(msg));
+static void mb_run_fail_op(mb_rt *rt, mb_run *r, const char *kind, const char *op,
+                           const char *msg) {
+  mb_error_push(rt->L, kind, op, msg, strlen(msg));
   mb_run_fail_top(rt, r);
+}
+
+static void mb_run_fail(mb_rt *rt, mb_run *r, const char *kind, const char *msg) {
+  mb_run_fail_op(rt, r, kind, NULL, msg);
 }
 
 /* Kill every live task of the run. Its result must be decided first, so
@@ -278,8 +284,9 @@ static void mb_run_kill_all(mb_rt *rt, mb_run *r) {
     mb_task_kill(rt, mb_container_of(r->tasks.next, mb_task, run_link));
 }
 
-static void mb_run_abort(mb_rt *rt, mb_run *r, const char *kind, const char *msg) {
-  mb_run_fail(rt, r, kind, msg);
+/* End the run now with this error: every task of it is killed. */
+void mb_run_abort(mb_rt *rt, mb_run *r, const char *kind, const char *op, const char *msg) {
+  mb_run_fail_op(rt, r, kind, op, msg);
   mb_run_kill_all(rt, r);
 }
 
@@ -376,8 +383,9 @@ void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
       }
     }
   }
-  if (t->status == MB_TASK_FAILED && !t->observed && r->done) {
-    /* The run's result is decided (a Call returned): say it on stderr. */
+  if (t->status == MB_TASK_FAILED && !t->observed && r->done && r->limit == MB_LIMIT_NONE) {
+    /* The run's result is decided (a Call returned): say it on stderr.
+    ** Not when the run went over a limit: that is its error already. */
     mb_stdio_report(t->co, -1);
   }
   if (r->ntasks > r->ndetached) return;
@@ -394,7 +402,7 @@ void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
       lua_pushvalue(f->co, -1);
       lua_xmove(f->co, L, 1);
       mb_run_fail_top(rt, r);
-    } else {
+    } else if (r->limit == MB_LIMIT_NONE) {
       mb_stdio_report(f->co, -1);
     }
   }
@@ -427,7 +435,7 @@ static void mb_close_all(mb_rt *rt) {
   mb_link *l;
   rt->closing = 1;
   for (l = rt->runs.next; l != &rt->runs; l = l->next)
-    mb_run_abort(rt, mb_container_of(l, mb_run, link), "closed", "the runtime was closed");
+    mb_run_abort(rt, mb_container_of(l, mb_run, link), "closed", NULL, "the runtime was closed");
 }
 
 static int mb_drain(mb_rt *rt) {
@@ -447,8 +455,12 @@ static int mb_drain(mb_rt *rt) {
       case MB_MSG_CANCEL: {
         mb_cancel *c = (mb_cancel *)m;
         mb_run *r = mb_run_find(rt, c->id);
+        int deadline = c->deadline;
         free(c);
-        if (r != NULL) mb_run_abort(rt, r, "cancelled", "the run's context was cancelled");
+        if (r != NULL && deadline)
+          mb_run_abort(rt, r, "limit", "deadline", "the run's deadline passed");
+        else if (r != NULL)
+          mb_run_abort(rt, r, "cancelled", NULL, "the run's context was cancelled");
         break;
       }
       case MB_MSG_REGISTER: {
@@ -486,7 +498,7 @@ static void mb_deadlock(mb_rt *rt) {
       luaL_addstring(&b, line);
     }
     luaL_pushresult(&b);
-    mb_run_abort(rt, r, "deadlock", lua_tostring(L, -1));
+    mb_run_abort(rt, r, "deadlock", NULL, lua_tostring(L, -1));
     lua_pop(L, 1);
   }
 }
@@ -574,6 +586,7 @@ static int mb_step_loop(mb_rt *rt) {
     int drained = mb_drain(rt);
     mb_sleep_due(rt);
     mb_run_ready(rt);
+    if (rt->over_limit) mb_runs_over_limit(rt);
     if (rt->nev > 0) {
       /* When the loop would park right after Go handled these events, say
       ** so now: the driver parks without another step, so a goroutine it
@@ -624,14 +637,26 @@ int mb_rt_step(mb_rt *rt) {
 /* ---------------------------------------------------------------------
 ** Life cycle.
 ** ------------------------------------------------------------------- */
+/* Lua's allocator. It counts what Lua holds, and with a memory limit set
+** refuses a task's allocation past it: Lua then collects garbage, tries
+** once more, and raises "not enough memory" in the task. The scheduler's
+** own allocations (rt->current is NULL) may go past the limit, so a run
+** that hit it can still be reported and the Runtime keeps serving. */
 static void *mb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  (void)ud;
-  (void)osize;
+  mb_rt *rt = (mb_rt *)ud;
+  size_t old = ptr != NULL ? osize : 0; /* without ptr, osize is a type tag */
+  void *p;
   if (nsize == 0) {
     free(ptr);
+    rt->mem_used -= old;
     return NULL;
   }
-  return realloc(ptr, nsize);
+  if (nsize > old && rt->mem_limit > 0 && rt->current != NULL &&
+      rt->mem_used + (nsize - old) > rt->mem_limit)
+    return NULL;
+  p = realloc(ptr, nsize);
+  if (p != NULL) rt->mem_used = rt->mem_used - old + nsize;
+  return p;
 }
 
 static int mb_panic(lua_State *L) {

@@ -421,11 +421,13 @@ int mb_cancel_is(lua_State *L, mb_task *t, int idx) {
   return is;
 }
 
-/* An error was caught (pcall, xpcall, coroutine.resume). If it was the
-** running task's cancellation, the task swallowed it: raise it again at the
-** next suspension point. */
+/* An error was caught (pcall, xpcall, coroutine.resume). If the task's run
+** is over a limit, the run's limit error goes on up. If it was the running
+** task's cancellation, the task swallowed it: raise it again at the next
+** suspension point. */
 void mb_cancel_caught(lua_State *L, int idx) {
   mb_task *t = mb_rt_of(L)->current;
+  if (t != NULL && t->run->limit != MB_LIMIT_NONE) mb_limit_raise(L, t->run); /* no catching */
   if (t != NULL && t->cancel == MB_CANCEL_DELIVERED && mb_cancel_is(L, t, idx))
     t->cancel = MB_CANCEL_PENDING;
 }
@@ -464,6 +466,25 @@ static void mb_task_end_unstarted(mb_rt *rt, mb_task *t) {
   lua_pop(rt->L, 1);
 }
 
+/* The count hook a turn of t needs (a slice, a budget, a deadline), or
+** none: a pooled thread may carry the hook of an earlier run's task.
+** Setting a hook restarts its count. A slice wants that (it counts one
+** turn); a budget or deadline does not: a task that yields every few
+** hundred instructions must still reach the hook, so a hook already in
+** place keeps counting across turns. */
+static void mb_task_set_hook(mb_rt *rt, mb_task *t) {
+  lua_State *co = t->co;
+  int count = mb_limit_hook_count(rt, t->run);
+  int carry = t->run->insn_limited || t->run->deadline > 0;
+  rt->hook_count = count;
+  t->slice_used = 0;
+  if (count == 0) {
+    if (lua_gethook(co) != NULL) lua_sethook(co, NULL, 0, 0);
+  } else if (!carry || lua_gethook(co) != mb_preempt_hook || lua_gethookcount(co) != count) {
+    lua_sethook(co, mb_preempt_hook, LUA_MASKCOUNT, count);
+  }
+}
+
 void mb_task_resume(mb_rt *rt, mb_task *t) {
   lua_State *co = t->co;
   int nres, st, nargs = t->nres;
@@ -471,10 +492,11 @@ void mb_task_resume(mb_rt *rt, mb_task *t) {
     mb_task_end_unstarted(rt, t);
     return;
   }
+  if (t->run->limit != MB_LIMIT_NONE) return; /* its run is ending: killed after this turn */
   t->nres = 0;
   t->status = MB_TASK_RUNNING;
   rt->current = t;
-  if (rt->slice > 0) lua_sethook(co, mb_preempt_hook, LUA_MASKCOUNT, rt->slice);
+  mb_task_set_hook(rt, t);
   st = lua_resume(co, rt->L, nargs, &nres);
   rt->current = NULL;
   if (st == LUA_YIELD) {
@@ -585,14 +607,20 @@ int mb_task_blocked_where(mb_task *t, char *buf, size_t len) {
 ** Preemption: with a time slice set, a count hook on every task thread
 ** yields a task that ran that many instructions without suspending (Lua
 ** 5.4 lets count hooks yield), and raises a pending cancellation, so even
-** a greedy loop can be stopped.
+** a greedy loop can be stopped. The same hook watches a run's instruction
+** budget and deadline (limit.c).
 ** ------------------------------------------------------------------- */
 void mb_preempt_hook(lua_State *L, lua_Debug *ar) {
   mb_rt *rt = mb_rt_of(L);
   mb_task *t = rt->current;
+  mb_run *r;
   (void)ar;
   if (t == NULL) return;
+  r = t->run;
+  if (r->insn_limited || r->deadline > 0 || r->limit != MB_LIMIT_NONE) mb_limit_check(L, rt, r);
   if (t->cancel == MB_CANCEL_PENDING) mb_cancel_raise(L, t);
+  if (rt->slice == 0 || (t->slice_used += rt->hook_count) < rt->slice) return;
+  t->slice_used = 0;
   if (!lua_isyieldable(L)) return;
   mb_task_ready(rt, t);
   rt->yielding = 1;

@@ -1,0 +1,121 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/moonbridge/moonbridge/bridge"
+)
+
+func limitError(t *testing.T, err error, op string) *bridge.LuaError {
+	t.Helper()
+	var le *bridge.LuaError
+	if !errors.As(err, &le) || le.Kind != "limit" || le.Op != op {
+		t.Fatalf("want a limit error (%s), got %T %v", op, err, err)
+	}
+	return le
+}
+
+func TestMemoryLimit(t *testing.T) {
+	out := &syncBuffer{}
+	rt, err := bridge.New(bridge.Options{Stdout: out, Stderr: out, MemoryLimit: 16 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+
+	// Caught, as in stock Lua: the script goes on once the garbage is gone.
+	mustRun(t, rt, `
+		local ok, err = pcall(function()
+			local t = {}
+			for i = 1, 1e8 do t[i] = ("x"):rep(64) .. i end
+		end)
+		print(ok, err)
+		local t = {}
+		for i = 1, 1000 do t[i] = i end
+		print(#t)`)
+	if got := out.String(); got != "false\tnot enough memory\n1000\n" {
+		t.Errorf("output %q", got)
+	}
+
+	// Uncaught, in a task: the run fails with a limit error.
+	err = run(t, rt, `
+		local task = require("task")
+		task.spawn(function()
+			local t = {}
+			for i = 1, 1e8 do t[i] = {i} end
+		end):wait()`)
+	le := limitError(t, err, "memory")
+	if !errors.Is(err, bridge.ErrMemoryLimit) || errors.Is(err, bridge.ErrInstructionLimit) || le.Message != "not enough memory" {
+		t.Errorf("errors.Is and message: %v", err)
+	}
+
+	// The Runtime keeps serving: a run within the limit succeeds.
+	out.Reset()
+	mustRun(t, rt, `local s = ("y"):rep(1 << 20); print(#s)`)
+	if out.String() != "1048576\n" {
+		t.Errorf("after the limit: %q", out.String())
+	}
+}
+
+func TestInstructionLimitEndsTightLoops(t *testing.T) {
+	rt, err := bridge.New(bridge.Options{InstructionLimit: 2_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	for _, src := range []string{
+		`while true do end`,
+		// A script that catches every error cannot swallow the limit.
+		`while true do pcall(function() while true do end end) end`,
+		`while true do local co = coroutine.create(function() while true do end end); coroutine.resume(co) end`,
+		// Tasks share the run's budget.
+		`local task = require("task")
+		 for i = 1, 4 do task.spawn(function() while true do task.yield() end end) end`,
+	} {
+		err := run(t, rt, src)
+		limitError(t, err, "instructions")
+		if !errors.Is(err, bridge.ErrInstructionLimit) {
+			t.Errorf("%s: %v is not ErrInstructionLimit", src, err)
+		}
+	}
+	// Within the budget: fine, and each run has its own.
+	for range 3 {
+		mustRun(t, rt, `local s = 0; for i = 1, 100000 do s = s + i end; assert(s == 5000050000)`)
+	}
+}
+
+func TestDeadlineStopsATightLoop(t *testing.T) {
+	rt, _ := newRuntime(t)
+	for _, src := range []string{
+		`while true do end`,
+		`while true do pcall(function() while true do end end) end`,
+		`require("task").sleep(60)`, // suspended: the context's own path
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		err := rt.RunString(ctx, "loop", src)
+		cancel()
+		limitError(t, err, "deadline")
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s: %v is not DeadlineExceeded", src, err)
+		}
+	}
+	// Inside Lua the error has kind "limit" too, seen by a task's cleanup.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	out := &syncBuffer{}
+	rt2, err := bridge.New(bridge.Options{Stdout: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt2.Close()
+	err = rt2.RunString(ctx, "loop", `
+		local ok, e = xpcall(function() while true do end end, function(e) print("seen:", e.kind, e.op) return e end)`)
+	limitError(t, err, "deadline")
+	if out.String() != "seen:\tlimit\tdeadline\n" {
+		t.Errorf("inside Lua: %q", out.String())
+	}
+	mustRun(t, rt, `print("still serving")`)
+}
