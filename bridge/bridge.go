@@ -46,6 +46,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/moonbridge/moonbridge/core"
 )
@@ -105,6 +106,12 @@ type Options struct {
 	// TimeSlice's, and like the hook a context with a deadline brings)
 	// costs a tight loop about half its speed.
 	InstructionLimit int64
+
+	// CloseGrace bounds how long Close waits for bridge functions to
+	// return once it has cancelled their contexts; 0 means 5 s. A function
+	// that ignores its context past it makes Close return an error; the
+	// Runtime's C memory is freed when the last such function returns.
+	CloseGrace time.Duration
 }
 
 // Runtime is a Lua 5.4 state on an event loop. Every method is safe to
@@ -125,6 +132,7 @@ func New(opts Options) (*Runtime, error) {
 	l, err := core.NewLoop(core.Options{
 		Stdout: opts.Stdout, Stderr: opts.Stderr, TimeSlice: opts.TimeSlice, Sandbox: opts.Sandbox,
 		MemoryLimit: opts.MemoryLimit, InstructionLimit: opts.InstructionLimit,
+		CloseGrace: opts.CloseGrace,
 	})
 	if err != nil {
 		return nil, err
@@ -227,7 +235,10 @@ func (rt *Runtime) SetGlobal(ctx context.Context, name string, v any) error {
 
 // Close cancels every in-flight call's context, ends every run with
 // ErrClosed, waits for the loop and for the goroutines of calls to return,
-// and frees every C resource. It is idempotent.
+// and frees every C resource. It is idempotent. A bridge function that
+// has not returned Options.CloseGrace after its context was cancelled
+// makes Close return an error instead of waiting on; the C resources are
+// then freed when it returns.
 func (rt *Runtime) Close() error {
 	return rt.loop.Close()
 }

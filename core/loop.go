@@ -120,7 +120,9 @@ type Loop struct {
 	batch []job // calls of this step, for the pool
 	pool  *pool
 
-	insnLimit int64 // each run's instruction budget, or 0
+	insnLimit int64         // each run's instruction budget, or 0
+	grace     time.Duration // how long Close waits for bridge functions
+	closeErr  error         // set before done is closed
 
 	wg       sync.WaitGroup // goroutines of calls and streams
 	baseCtx  context.Context
@@ -142,7 +144,13 @@ type Options struct {
 	// InstructionLimit, when positive, bounds the VM instructions of each
 	// run (checked every MB_LIMIT_GRAIN).
 	InstructionLimit int64
+	// CloseGrace is how long Close waits for bridge functions to return
+	// after cancelling them; 0 means DefaultCloseGrace.
+	CloseGrace time.Duration
 }
+
+// DefaultCloseGrace is Options.CloseGrace's default.
+const DefaultCloseGrace = 5 * time.Second
 
 // NewLoop creates the C runtime and starts its two driving goroutines.
 func NewLoop(opts Options) (*Loop, error) {
@@ -168,12 +176,16 @@ func NewLoop(opts Options) (*Loop, error) {
 	l := &Loop{
 		c:         c,
 		insnLimit: opts.InstructionLimit,
+		grace:     opts.CloseGrace,
 		stdout:    opts.Stdout,
 		stderr:    opts.Stderr,
 		token:     make(chan struct{}, 1),
 		wake:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
+	}
+	if l.grace <= 0 {
+		l.grace = DefaultCloseGrace
 	}
 	if l.stdout == nil {
 		l.stdout = os.Stdout
@@ -379,7 +391,7 @@ func (l *Loop) Close() error {
 	}
 	l.mu.Unlock()
 	<-l.done
-	return nil
+	return l.closeErr
 }
 
 // ---------------------------------------------------------------------
@@ -478,11 +490,31 @@ func (l *Loop) shutdown(fatal error) {
 	}
 	close(l.stop)
 	l.pool.drain()
-	l.wg.Wait()
+	// A bridge function that ignores its cancelled context must not hold
+	// Close forever. Its goroutine will still complete into the C runtime,
+	// so that stays until the last one returns, and is freed then.
+	returned := make(chan struct{})
+	go func() {
+		l.wg.Wait()
+		close(returned)
+	}()
+	select {
+	case <-returned:
+		l.freeC()
+	case <-time.After(l.grace):
+		l.closeErr = fmt.Errorf("moonbridge: closed, but bridge functions had not returned %v after their contexts were cancelled; the runtime's memory is freed when they do", l.grace)
+		go func() {
+			<-returned
+			l.freeC()
+		}()
+	}
+	close(l.done)
+}
+
+func (l *Loop) freeC() {
 	C.mb_rt_free(l.c)
 	l.c = nil
 	l.handle.Delete()
-	close(l.done)
 }
 
 // events handles the events of the last step. With park set (the loop

@@ -1,0 +1,152 @@
+package bridge_test
+
+// Faults at the seams between Go, C and Lua: each must end in a clear
+// error or a clean shutdown, never a crash, a hang or a leak.
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/moonbridge/moonbridge/bridge"
+)
+
+func TestCloseWithThousandsOfCallsInFlight(t *testing.T) {
+	before := runtime.NumGoroutine()
+	rt, err := bridge.New(bridge.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var started atomic.Int32
+	rt.RegisterFunc("block", func(ctx context.Context, args bridge.Args) ([]any, error) {
+		started.Add(1)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	const n = 5000
+	done := make(chan error, 1)
+	go func() {
+		done <- rt.RunString(context.Background(), "many", `
+			local task = require("task")
+			for i = 1, 5000 do task.spawn(block, i) end`)
+	}()
+	for started.Load() < n {
+		time.Sleep(time.Millisecond)
+	}
+	if err := rt.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := <-done; !errors.Is(err, bridge.ErrClosed) {
+		t.Errorf("the run ended with %v, want ErrClosed", err)
+	}
+	if err := rt.RunString(context.Background(), "after", "print(1)"); !errors.Is(err, bridge.ErrClosed) {
+		t.Errorf("a run after Close: %v", err)
+	}
+	checkGoroutines(t, before)
+}
+
+func TestCloseIsBoundedByAFunctionThatNeverReturns(t *testing.T) {
+	before := runtime.NumGoroutine()
+	rt, err := bridge.New(bridge.Options{CloseGrace: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	rt.RegisterFunc("stubborn", func(ctx context.Context, args bridge.Args) ([]any, error) {
+		close(entered)
+		<-release // ignores ctx
+		return []any{"too late"}, nil
+	})
+	go rt.RunString(context.Background(), "stuck", `stubborn()`)
+	<-entered
+	start := time.Now()
+	err = rt.Close()
+	if err == nil || !strings.Contains(err.Error(), "had not returned 100ms after their contexts were cancelled") {
+		t.Errorf("Close: %v", err)
+	}
+	if waited := time.Since(start); waited > 10*time.Second {
+		t.Errorf("Close took %v", waited)
+	}
+	if err2 := rt.Close(); err2 == nil || err2.Error() != err.Error() {
+		t.Errorf("a second Close: %v", err2)
+	}
+	close(release) // it returns at last: its completion lands, and the runtime is freed
+	checkGoroutines(t, before)
+}
+
+func TestEmitAfterTheConsumerLeft(t *testing.T) {
+	rt, _ := newRuntime(t)
+	results := make(chan []error, 1)
+	rt.RegisterStream("gen.forever", func(ctx context.Context, args bridge.Args, emit func(any) error) error {
+		var errs []error
+		for i := 0; i < 200; i++ { // keeps emitting after the loop is gone
+			if err := emit(i); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		results <- errs
+		return nil
+	})
+	mustRun(t, rt, `for v in require("gen").forever() do if v == 3 then break end end`)
+	errs := <-results
+	if len(errs) == 0 {
+		t.Fatal("emit never reported that Lua left")
+	}
+	for _, err := range errs {
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("emit after the consumer left: %v", err)
+		}
+	}
+	mustRun(t, rt, `print("still serving")`)
+}
+
+func TestLuaErrorsInGCCloseAndTimers(t *testing.T) {
+	rt, out := newRuntime(t)
+	// __gc: Lua turns the error into a warning and goes on.
+	mustRun(t, rt, `
+		setmetatable({}, {__gc = function() error("boom in __gc") end})
+		collectgarbage(); collectgarbage()
+		print("after gc")`)
+	if !strings.Contains(out.String(), "after gc") {
+		t.Errorf("output %q", out.String())
+	}
+	// __close: the error is the block's, in the task that closed it.
+	err := run(t, rt, `
+		local task = require("task")
+		task.spawn(function()
+			local x <close> = setmetatable({}, {__close = function() error("boom in __close") end})
+		end):wait()`)
+	if err == nil || !strings.Contains(err.Error(), "boom in __close") {
+		t.Errorf("__close: %v", err)
+	}
+	// A timer callback's error fails the run, like any task nobody waits for.
+	err = run(t, rt, `setTimeout(function() error("boom in a timer") end, 1)`)
+	if err == nil || !strings.Contains(err.Error(), "boom in a timer") {
+		t.Errorf("timer: %v", err)
+	}
+	out.Reset()
+	mustRun(t, rt, `print("still serving")`)
+	if out.String() != "still serving\n" {
+		t.Errorf("output %q", out.String())
+	}
+}
+
+func TestUnboundedSpawningHitsTheMemoryLimit(t *testing.T) {
+	rt, err := bridge.New(bridge.Options{MemoryLimit: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	err = run(t, rt, `
+		local task = require("task")
+		while true do task.spawn(function() task.sleep(1e9) end) end`)
+	if !errors.Is(err, bridge.ErrMemoryLimit) {
+		t.Fatalf("got %v, want ErrMemoryLimit", err)
+	}
+	mustRun(t, rt, `local task = require("task"); task.spawn(task.sleep, 0.001):wait()`)
+}
