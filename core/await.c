@@ -270,7 +270,7 @@ static int mb_join_step(lua_State *L) {
   if (!j->draining && !j->decided && j->mode != MB_JOIN_SELECT &&
       self->cancel == MB_CANCEL_PENDING) {
     /* A cancellation waits for this suspension point: drain first. */
-    self->cancel = MB_CANCEL_DELIVERED;
+    mb_cancel_delivered(self);
     j->cancelled = 1;
     mb_join_cancel_rest(L, j);
   }
@@ -306,7 +306,7 @@ static int mb_join_k(lua_State *L, int status, lua_KContext ctx) {
     if (self->cancel == MB_CANCEL_PENDING && self->wake_err == NULL &&
         j->mode != MB_JOIN_SELECT) {
       self->aborted = 0;
-      self->cancel = MB_CANCEL_DELIVERED;
+      mb_cancel_delivered(self);
       j->cancelled = 1;
       if (!j->draining) mb_join_cancel_rest(L, j);
     } else {

@@ -242,6 +242,9 @@ typedef struct mb_waiter {
 ** delivered (the error is unwinding; cleanup may await freely). */
 enum { MB_CANCEL_NONE = 0, MB_CANCEL_PENDING, MB_CANCEL_DELIVERED };
 
+/* The task's cancellation is being raised in it. */
+#define mb_cancel_delivered(t) ((t)->cancel = MB_CANCEL_DELIVERED, (t)->cancel_seen = 1)
+
 typedef struct mb_task {
   lua_State *co;        /* the task's root thread */
   mb_run *run;
@@ -258,6 +261,7 @@ typedef struct mb_task {
   uint32_t sleep_seq;   /* ties between equal deadlines go in arrival order */
   int heap_idx;
   unsigned char cancel;   /* MB_CANCEL_* */
+  unsigned char cancel_seen; /* the cancellation was raised in it at least once */
   unsigned char aborted;  /* the wait was ended without its result: raise */
   unsigned char detached;
   unsigned char priority; /* resumes per round while it keeps yielding */
@@ -345,6 +349,7 @@ void mb_rt_free(mb_rt *rt);
 void mb_preload(lua_State *L, const char *name, lua_CFunction open);
 int mb_rt_preload(mb_rt *rt, const char *name, const char *src, size_t len, int global);
 int mb_rt_sandbox(mb_rt *rt);
+extern int64_t mb_leaked_lua_bytes, mb_leaked_loops;
 void mb_run_release(mb_rt *rt, mb_run *r);
 void mb_run_exit(mb_rt *rt, mb_run *r);
 void mb_timer_arm(mb_rt *rt);

@@ -701,6 +701,10 @@ static int mb_rt_open_libs(lua_State *L) {
   return 0;
 }
 
+/* What freed runtimes left behind, for tests: bytes Lua's allocator still
+** counted after lua_close, and loops that still had handles open. */
+int64_t mb_leaked_lua_bytes, mb_leaked_loops;
+
 mb_rt *mb_rt_new(void) {
   mb_rt *rt = calloc(1, sizeof *rt);
   if (rt == NULL) return NULL;
@@ -798,6 +802,7 @@ void mb_rt_free(mb_rt *rt) {
     }
     lua_close(rt->L); /* collects iterators: releases Lua's share of streams */
     rt->L = NULL;
+    if (rt->mem_used != 0) __atomic_add_fetch(&mb_leaked_lua_bytes, (int64_t)rt->mem_used, __ATOMIC_RELAXED);
   }
   while (rt->call_pool != NULL) {
     mb_call *c = rt->call_pool;
@@ -808,7 +813,7 @@ void mb_rt_free(mb_rt *rt) {
   uv_close((uv_handle_t *)&rt->async, mb_close_cb);
   uv_close((uv_handle_t *)&rt->timer, mb_close_cb);
   uv_run(&rt->loop, UV_RUN_DEFAULT); /* let the close callbacks fire */
-  uv_loop_close(&rt->loop);
+  if (uv_loop_close(&rt->loop) != 0) __atomic_add_fetch(&mb_leaked_loops, 1, __ATOMIC_RELAXED);
   free(rt->heap);
   free(rt->ev);
   mb_buf_free(&rt->scratch_in);

@@ -400,7 +400,7 @@ static void mb_cancel_push(lua_State *L, mb_task *t) {
 /* Raise the pending cancellation at this suspension point. From now on the
 ** error unwinds the task, and cleanup may await, until it is caught. */
 int mb_cancel_raise(lua_State *L, mb_task *t) {
-  t->cancel = MB_CANCEL_DELIVERED;
+  mb_cancel_delivered(t);
   mb_cancel_push(L, t);
   return lua_error(L);
 }
@@ -436,7 +436,9 @@ void mb_cancel_caught(lua_State *L, int idx) {
 ** an error other than the cancellation (raised by its cleanup) fails it. */
 static void mb_task_finish(mb_rt *rt, mb_task *t, int ok, int nres) {
   lua_State *co = t->co;
-  if (ok && t->cancel == MB_CANCEL_NONE) {
+  /* A cancellation that never reached a suspension point changes nothing:
+  ** the task finished first, and what it did (a send, a receive) stands. */
+  if (ok && (t->cancel == MB_CANCEL_NONE || !t->cancel_seen)) {
     lua_rotate(co, -nres, -1); /* the status to the top, then drop it */
     lua_pop(co, 1);
     t->nres = nres - 1;
@@ -445,7 +447,7 @@ static void mb_task_finish(mb_rt *rt, mb_task *t, int ok, int nres) {
     lua_pop(rt->L, 1);
     return;
   }
-  if (ok) { /* it swallowed the cancellation and returned */
+  if (ok) { /* it caught the cancellation and returned */
     lua_settop(co, 0);
     mb_cancel_push(co, t);
     t->nres = 0;
@@ -751,7 +753,7 @@ static int mb_group_wait_k(lua_State *L, int status, lua_KContext ctx) {
   if (self->aborted && self->cancel == MB_CANCEL_PENDING && self->wake_err == NULL) {
     /* Cancelled while waiting: no child may outlive the group. */
     self->aborted = 0;
-    self->cancel = MB_CANCEL_DELIVERED;
+    mb_cancel_delivered(self);
     mb_group_cancel_all(rt, L, g);
     ctx = 1;
   } else {

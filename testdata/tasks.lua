@@ -345,3 +345,17 @@ task.sleep(0.003)
 print(d:status())
 setTimeout(function() print("a timer still runs before detached tasks are reaped") end, 5)
 print("main done")
+
+-- A completed wait stands: the sender's value was taken before it ran
+-- again, so cancelling it now cannot undo the send; it ends done.
+do
+  local channel = require("channel")
+  local ch = channel.new(1)
+  ch:send("fill")
+  local sender = task.spawn(function() ch:send("mine"); return "sent" end)
+  task.yield()
+  print("taken", ch:recv())
+  print("cancel requested", sender:cancel())
+  print("sender", pcall(sender.wait, sender))
+  print("status", sender:status(), ch:recv())
+end

@@ -17,7 +17,8 @@ function Task:done() end
 function Task:status() end
 
 ---Cancel the task: an error of kind "cancelled" is raised where it is
----suspended. False when it had already finished.
+---suspended. False when it had already finished. A task that finishes
+---without reaching another suspension point ends normally.
 ---@param reason any?
 ---@return boolean
 function Task:cancel(reason) end
