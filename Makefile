@@ -7,7 +7,7 @@ BIN := bin/moonbridge
 # Tests build and run the examples with go: find the same one.
 export PATH := $(patsubst %/,%,$(dir $(GO))):$(PATH)
 
-.PHONY: all deps build test asan vet fmt-check demo bench clean
+.PHONY: all deps build test check asan vet fmt-check fuzz demo bench clean
 
 all: build
 
@@ -35,15 +35,46 @@ fmt-check:
 vet: deps
 	$(GO) vet ./...
 
+# The README's test command, and CI's: formatting, vet, every test under the
+# race detector, the C core under AddressSanitizer with leak detection, and
+# a short run of every fuzz target.
 test: deps fmt-check vet
 	$(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory asan
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
+
+TEST_FUZZTIME ?= 3s
+
+# check is test by another name (make check is what C projects run).
+check: test
 
 # The C core under AddressSanitizer, with leak detection at exit: every
 # allocation freed and every handle closed by Close.
 asan: deps
 	CGO_CFLAGS='-fsanitize=address -fno-omit-frame-pointer -O1 -g' CGO_LDFLAGS='-fsanitize=address' \
 		$(GO) test -asan -count=1 ./core ./bridge
+
+# Run every fuzz target for FUZZTIME (go test -fuzz takes one target per
+# run). A failing input is written to the package's testdata/fuzz/NAME/,
+# where plain go test runs it from then on: keep it as a regression test.
+# Long runs: make fuzz FUZZTIME=10m; the C codec under AddressSanitizer:
+# make fuzz FUZZFLAGS=-asan CGO_CFLAGS='-fsanitize=address -g' CGO_LDFLAGS=-fsanitize=address.
+# -fuzzminimizetime keeps short runs from spending themselves minimizing.
+FUZZTIME ?= 10s
+FUZZFLAGS ?=
+FUZZ = $(GO) test $(FUZZFLAGS) -fuzzminimizetime 3s -run '^$$' -fuzztime $(FUZZTIME)
+
+fuzz: deps
+	$(FUZZ) -fuzz '^FuzzDecode$$' ./core
+	$(FUZZ) -fuzz '^FuzzRoundTrip$$' ./core
+	$(FUZZ) -fuzz '^FuzzDecodeMessage$$' ./core
+	$(FUZZ) -fuzz '^FuzzCodecRoundTrip$$' ./core
+	$(FUZZ) -fuzz '^FuzzCodecDecodeC$$' ./core
+	$(FUZZ) -fuzz '^FuzzCallArgs$$' ./bridge
+	$(FUZZ) -fuzz '^FuzzSSEReader$$' ./bridge/llm
+	$(FUZZ) -fuzz '^FuzzNDJSONReader$$' ./bridge/llm
+	$(FUZZ) -fuzz '^FuzzOllamaStream$$' ./bridge/llm
+	$(FUZZ) -fuzz '^FuzzOpenAIStream$$' ./bridge/llm
 
 demo: build
 	./$(BIN) demo

@@ -623,8 +623,8 @@ static int mb_codec_darray (mb_codec_dec *d, int depth, size_t at) {
   if (n > d->len - d->pos)  /* each value takes at least one byte */
     return mb_codec_dfail(d, at, "array count %zu exceeds the %zu bytes left",
                           n, d->len - d->pos);
-  if (!lua_checkstack(L, 3))
-    return mb_codec_dfail(d, at, "Lua stack overflow");
+  if (!lua_checkstack(L, 3)) /* nesting is bounded: only memory can lack */
+    return mb_codec_dfail(d, at, "not enough memory");
   lua_createtable(L, mb_codec_hint(n), 0);
   for (i = 0; i < n; i++) {
     if (mb_codec_dvalue(d, depth + 1)) return -1;
@@ -646,7 +646,7 @@ static int mb_codec_dmap (mb_codec_dec *d, int depth, size_t at) {
         "map count %zu exceeds what the %zu bytes left can hold",
         n, d->len - d->pos);
   if (!lua_checkstack(L, 4))
-    return mb_codec_dfail(d, at, "Lua stack overflow");
+    return mb_codec_dfail(d, at, "not enough memory");
   lua_createtable(L, 0, mb_codec_hint(n));
   for (i = 0; i < n; i++) {
     size_t kat = d->pos, kl;
@@ -729,8 +729,10 @@ int mb_codec_decode (lua_State *L, const char *data, size_t len,
   if (n > d.len - d.pos)
     return mb_codec_dfail(&d, 0, "value count %zu exceeds the %zu bytes left",
                           n, d.len - d.pos);
-  if (n > (size_t)(INT_MAX - 8) || !lua_checkstack(L, (int)n + 3))
+  if (n > (size_t)(LUAI_MAXSTACK - 8) || n + 8 > (size_t)(LUAI_MAXSTACK - lua_gettop(L)))
     return mb_codec_dfail(&d, 0, "too many values (%zu) for the Lua stack", n);
+  if (!lua_checkstack(L, (int)n + 3)) /* room in principle: memory lacks */
+    return mb_codec_dfail(&d, 0, "not enough memory");
   for (i = 0; i < n; i++) {
     if (mb_codec_dvalue(&d, 0)) {
       lua_settop(L, base);
