@@ -82,13 +82,20 @@ type Options struct {
 	// Sandbox opens only what keeps a script inside the Runtime, for
 	// scripts you do not trust: no io library (print still writes to
 	// Stdout), no os.execute, os.exit, os.getenv, os.remove, os.rename,
-	// os.tmpname or os.setlocale, no debug library, no dofile or loadfile,
-	// load of text chunks only, and require finds only preloaded modules
-	// (moonbridge's and those registered from Go): no package.loadlib, no
-	// Lua or C files from package.path or package.cpath. What remains:
-	// the base library, string, table, math, utf8, coroutine, os.time,
-	// os.clock, os.date, os.difftime, and moonbridge's modules.
+	// os.tmpname or os.setlocale, no debug library, load of text chunks
+	// only, no package.loadlib and no C modules. dofile, loadfile and
+	// require's file search work only inside SandboxDirs (none by default:
+	// then require finds only preloaded modules, moonbridge's and those
+	// registered from Go). What remains: the base library, string, table,
+	// math, utf8, coroutine, os.time, os.clock, os.date, os.difftime, and
+	// moonbridge's modules.
 	Sandbox bool
+
+	// SandboxDirs, with Sandbox, are the directories Lua files may be
+	// loaded from (dofile, loadfile, require as NAME.lua or NAME/init.lua,
+	// in order): a file's real path, symbolic links resolved, must lie
+	// inside one of them, whatever package.path says; text chunks only.
+	SandboxDirs []string
 
 	// MemoryLimit, when positive, bounds the memory Lua holds, in bytes.
 	// Lua's allocator enforces it: a task's allocation past it fails, Lua
@@ -130,7 +137,8 @@ func New(opts Options) (*Runtime, error) {
 		opts.Stderr = os.Stderr
 	}
 	l, err := core.NewLoop(core.Options{
-		Stdout: opts.Stdout, Stderr: opts.Stderr, TimeSlice: opts.TimeSlice, Sandbox: opts.Sandbox,
+		Stdout: opts.Stdout, Stderr: opts.Stderr, TimeSlice: opts.TimeSlice,
+		Sandbox: opts.Sandbox, SandboxDirs: opts.SandboxDirs,
 		MemoryLimit: opts.MemoryLimit, InstructionLimit: opts.InstructionLimit,
 		CloseGrace: opts.CloseGrace,
 	})

@@ -95,3 +95,70 @@ func TestSandboxOffKeepsStockLibraries(t *testing.T) {
 func luaQuote(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }
+
+// TestSandboxDirsAllowOnlyTheirFiles: with SandboxDirs, dofile, loadfile
+// and require read Lua files inside them and nowhere else — not through
+// "..", a symbolic link, package.path, or a binary chunk.
+func TestSandboxDirsAllowOnlyTheirFiles(t *testing.T) {
+	root := t.TempDir()
+	allowed := filepath.Join(root, "scripts")
+	outside := filepath.Join(root, "outside")
+	for _, d := range []string{allowed, filepath.Join(allowed, "pkg"), outside} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(path, src string) {
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(allowed, "mod.lua"), `return {answer = 42, task = require("task")}`)
+	write(filepath.Join(allowed, "pkg", "init.lua"), `return "pkg " .. ...`)
+	write(filepath.Join(allowed, "calc.lua"), `local task = require("task"); task.sleep(0.001); return x or 7`)
+	write(filepath.Join(outside, "secret.lua"), `return "secret"`)
+	if err := os.Symlink(filepath.Join(outside, "secret.lua"), filepath.Join(allowed, "link.lua")); err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	rt, err := bridge.New(bridge.Options{Stdout: out, Stderr: out, Sandbox: true, SandboxDirs: []string{allowed}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	dir := luaQuote(allowed)
+	mustRun(t, rt, `
+		local DIR = `+dir+`
+		local mod = require("mod")
+		print(mod.answer, type(mod.task.spawn), (require("pkg")))
+		print(dofile(DIR .. "/calc.lua"))                  -- it suspends inside: fine
+		print(loadfile(DIR .. "/calc.lua", "t", {x = 5, require = require})())
+		package.path = "/tmp/?.lua"                        -- changes nothing
+		print(require("mod") == mod)`)
+	if got, want := out.String(), "42\tfunction\tpkg pkg\n7\n5\ntrue\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	binary := filepath.Join(allowed, "bin.lua")
+	for _, c := range []struct{ name, src, want string }{
+		{"outside", `return dofile(` + luaQuote(filepath.Join(outside, "secret.lua")) + `)`, "outside the directories the sandbox allows"},
+		{"dot-dot", `return dofile(DIR .. "/../outside/secret.lua")`, "outside the directories the sandbox allows"},
+		{"symlink", `return dofile(DIR .. "/link.lua")`, "outside the directories the sandbox allows"},
+		{"require via symlink", `return require("link")`, "module 'link' not found"},
+		{"require elsewhere", `package.path = ` + luaQuote(outside+"/?.lua") + `; return require("secret")`, "module 'secret' not found"},
+		{"loadfile outside", `return assert(loadfile(` + luaQuote(filepath.Join(outside, "secret.lua")) + `))`, "outside the directories"},
+		{"binary chunk", `local f = assert(loadfile(` + luaQuote(binary) + `)); return f()`, "attempt to load a binary chunk"},
+		{"binary mode", `return loadfile(DIR .. "/calc.lua", "b")`, "binary chunks are not allowed in the sandbox"},
+	} {
+		if c.name == "binary chunk" {
+			plain, _ := newRuntime(t) // write a binary chunk with a normal Runtime
+			mustRun(t, plain, `local f = io.open(`+luaQuote(binary)+`, "wb"); f:write(string.dump(function() return 1 end)); f:close()`)
+		}
+		err := run(t, rt, "local DIR = "+dir+"\n"+c.src)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want an error containing %q", c.name, err, c.want)
+		}
+	}
+	if _, err := bridge.New(bridge.Options{Sandbox: true, SandboxDirs: []string{filepath.Join(root, "missing")}}); err == nil {
+		t.Error("a missing sandbox directory was accepted")
+	}
+}

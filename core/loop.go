@@ -24,6 +24,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime/cgo"
 	"sync"
 	"sync/atomic"
@@ -136,8 +137,11 @@ type Options struct {
 	// TimeSlice, when positive, preempts a task after that many VM
 	// instructions without a suspension (a count hook); 0 installs no hook.
 	TimeSlice int
-	// Sandbox removes the libraries that reach outside the Runtime.
-	Sandbox bool
+	// Sandbox removes the libraries that reach outside the Runtime;
+	// SandboxDirs are the directories its dofile, loadfile and require
+	// may still read Lua files from.
+	Sandbox     bool
+	SandboxDirs []string
 	// MemoryLimit, when positive, bounds the bytes Lua holds: tasks'
 	// allocations past it fail with "not enough memory".
 	MemoryLimit int64
@@ -162,10 +166,11 @@ func NewLoop(opts Options) (*Loop, error) {
 		C.mb_rt_free(c)
 		return nil, err
 	}
-	if opts.Sandbox && C.mb_rt_sandbox(c) != 0 {
-		err := errors.New("moonbridge: " + C.GoString(&c.fatal[0]))
-		C.mb_rt_free(c)
-		return nil, err
+	if opts.Sandbox {
+		if err := sandbox(c, opts.SandboxDirs); err != nil {
+			C.mb_rt_free(c)
+			return nil, err
+		}
 	}
 	if opts.MemoryLimit > 0 {
 		C.mb_rt_set_memory_limit(c, C.size_t(opts.MemoryLimit))
@@ -221,6 +226,33 @@ func preload(c *C.mb_rt) error {
 		if rc != 0 {
 			return fmt.Errorf("moonbridge: preloading Lua modules: %s", C.GoString(&c.fatal[0]))
 		}
+	}
+	return nil
+}
+
+// sandbox applies the sandbox, allowing files in dirs (resolved here to
+// real, absolute paths: the C side compares real paths).
+func sandbox(c *C.mb_rt, dirs []string) error {
+	var list []byte
+	for _, d := range dirs {
+		abs, err := filepath.Abs(d)
+		if err == nil {
+			abs, err = filepath.EvalSymlinks(abs)
+		}
+		if err == nil {
+			var fi os.FileInfo
+			if fi, err = os.Stat(abs); err == nil && !fi.IsDir() {
+				err = errors.New("not a directory")
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("moonbridge: sandbox directory %q: %w", d, err)
+		}
+		list = append(append(list, abs...), 0)
+	}
+	p, n := cbytes(list)
+	if C.mb_rt_sandbox(c, p, n) != 0 {
+		return errors.New("moonbridge: " + C.GoString(&c.fatal[0]))
 	}
 	return nil
 }

@@ -348,7 +348,7 @@ int mb_rt_step(mb_rt *rt);
 void mb_rt_free(mb_rt *rt);
 void mb_preload(lua_State *L, const char *name, lua_CFunction open);
 int mb_rt_preload(mb_rt *rt, const char *name, const char *src, size_t len, int global);
-int mb_rt_sandbox(mb_rt *rt);
+int mb_rt_sandbox(mb_rt *rt, const char *dirs, size_t len);
 extern int64_t mb_leaked_lua_bytes, mb_leaked_loops;
 void mb_run_release(mb_rt *rt, mb_run *r);
 void mb_run_exit(mb_rt *rt, mb_run *r);

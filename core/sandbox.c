@@ -6,12 +6,15 @@
 ** What goes: the io library (print stays: it writes to Options.Stdout), the
 ** os functions that touch the process, its environment or the file system
 ** (execute, exit, getenv, remove, rename, tmpname, setlocale), debug,
-** dofile and loadfile, package.loadlib and every searcher but the preload
-** one (so registered modules and moonbridge's own still load, files and C
-** libraries do not). load takes text chunks only: a binary chunk can crash
-** the VM, by design of Lua's undumper.
+** package.loadlib and the C searchers. load takes text chunks only: a
+** binary chunk can crash the VM, by design of Lua's undumper. dofile,
+** loadfile and require's file searcher remain only for the directories the
+** host allows (none by default): each file's real path must lie inside one
+** of them, whatever package.path says, and it must be text.
 */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <lualib.h>
@@ -42,6 +45,109 @@ static void mb_sandbox_drop(lua_State *L, int t, const char *const *names) {
   }
 }
 
+/* Push the real path of file if it lies inside one of the allowed
+** directories (upvalue 1: their real paths); else push an error message.
+** Returns whether it is allowed. */
+static int mb_sandbox_resolve(lua_State *L, const char *file) {
+  char *real = realpath(file, NULL);
+  lua_Integer i, n = (lua_Integer)lua_rawlen(L, lua_upvalueindex(1));
+  if (real == NULL) {
+    lua_pushfstring(L, "cannot open %s: %s", file, strerror(errno));
+    return 0;
+  }
+  for (i = 1; i <= n; i++) {
+    size_t dl;
+    const char *dir;
+    lua_rawgeti(L, lua_upvalueindex(1), i);
+    dir = lua_tolstring(L, -1, &dl);
+    lua_pop(L, 1); /* the list keeps it */
+    if (strncmp(real, dir, dl) == 0 && (real[dl] == '/' || (dl == 1 && dir[0] == '/'))) {
+      lua_pushstring(L, real);
+      free(real);
+      return 1;
+    }
+  }
+  free(real);
+  lua_pushfstring(L, "cannot open %s: outside the directories the sandbox allows", file);
+  return 0;
+}
+
+/* Load the allowed file (its real path on top, replaced by the chunk or a
+** message); text only. */
+static int mb_sandbox_loadpath(lua_State *L) {
+  const char *real = lua_tostring(L, -1);
+  int st = luaL_loadfilex(L, real, "t");
+  lua_remove(L, -2);
+  return st;
+}
+
+/* loadfile(filename [, mode [, env]]) within the allowed directories. */
+static int mb_sandbox_loadfile(lua_State *L) {
+  const char *file = luaL_checkstring(L, 1);
+  const char *mode = luaL_optstring(L, 2, "t");
+  int env = !lua_isnone(L, 3) ? 3 : 0;
+  if (strchr(mode, 'b') != NULL)
+    return luaL_error(L, "loadfile: binary chunks are not allowed in the sandbox");
+  if (!mb_sandbox_resolve(L, file) || mb_sandbox_loadpath(L) != LUA_OK) {
+    luaL_pushfail(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  if (env != 0) { /* as stock: env becomes the chunk's first upvalue */
+    lua_pushvalue(L, env);
+    if (!lua_setupvalue(L, -2, 1)) lua_pop(L, 1);
+  }
+  return 1;
+}
+
+static int mb_sandbox_dofile_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return lua_gettop(L) - 1;
+}
+
+/* dofile(filename) within the allowed directories; the chunk may suspend. */
+static int mb_sandbox_dofile(lua_State *L) {
+  const char *file = luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  if (!mb_sandbox_resolve(L, file) || mb_sandbox_loadpath(L) != LUA_OK) return lua_error(L);
+  lua_callk(L, 0, LUA_MULTRET, 0, mb_sandbox_dofile_k);
+  return mb_sandbox_dofile_k(L, LUA_OK, 0);
+}
+
+/* require's file searcher: name.lua or name/init.lua in each allowed
+** directory, in order; package.path is not consulted. */
+static int mb_sandbox_searcher(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  static const char *const forms[] = {"%s/%s.lua", "%s/%s/init.lua"};
+  lua_Integer i, n = (lua_Integer)lua_rawlen(L, lua_upvalueindex(1));
+  luaL_Buffer tried;
+  name = luaL_gsub(L, name, ".", "/");
+  luaL_buffinit(L, &tried);
+  for (i = 1; i <= n; i++) {
+    for (int f = 0; f < 2; f++) {
+      const char *file;
+      lua_rawgeti(L, lua_upvalueindex(1), i);
+      file = lua_pushfstring(L, forms[f], lua_tostring(L, -1), name);
+      lua_remove(L, -2);
+      if (mb_sandbox_resolve(L, file)) {
+        if (mb_sandbox_loadpath(L) != LUA_OK)
+          return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s",
+                            lua_tostring(L, 1), file, lua_tostring(L, -1));
+        lua_pushstring(L, file);
+        return 2;
+      }
+      lua_pop(L, 1); /* the message */
+      luaL_addstring(&tried, "\n\tno file '");
+      luaL_addvalue(&tried); /* the file name */
+      luaL_addstring(&tried, "'");
+    }
+  }
+  luaL_pushresult(&tried);
+  return 1;
+}
+
+/* Argument 1: the list of allowed directories (real paths). */
 static int mb_sandbox_apply(lua_State *L) {
   static const char *const globals[] = {"io", "debug", "dofile", "loadfile", NULL};
   static const char *const os[] = {"execute", "exit", "getenv", "remove", "rename",
@@ -71,13 +177,34 @@ static int mb_sandbox_apply(lua_State *L) {
     lua_pushnil(L);
     lua_rawseti(L, -2, i);
   }
+  if (lua_rawlen(L, 1) > 0) { /* allowed directories: their file loaders */
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, mb_sandbox_searcher, 1);
+    lua_rawseti(L, -2, 2);
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, mb_sandbox_loadfile, 1);
+    lua_setfield(L, 2, "loadfile");
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, mb_sandbox_dofile, 1);
+    lua_setfield(L, 2, "dofile");
+  }
   return 0;
 }
 
-int mb_rt_sandbox(mb_rt *rt) {
+/* dirs: the allowed directories' real paths, each ended by a zero byte. */
+int mb_rt_sandbox(mb_rt *rt, const char *dirs, size_t len) {
   lua_State *L = rt->L;
+  size_t at = 0;
+  lua_Integer n = 0;
   lua_pushcfunction(L, mb_sandbox_apply);
-  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+  lua_newtable(L);
+  while (at < len) {
+    size_t dl = strlen(dirs + at);
+    lua_pushlstring(L, dirs + at, dl);
+    lua_rawseti(L, -2, ++n);
+    at += dl + 1;
+  }
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
     snprintf(rt->fatal, sizeof rt->fatal, "sandbox: %s", msg ? msg : "error");
     lua_pop(L, 1);
