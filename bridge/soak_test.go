@@ -8,7 +8,7 @@ package bridge_test
 // and that memory stays flat from round to round.
 //
 //	go test -run TestSoak ./bridge                    # short: 20,000 tasks
-//	go test -run TestSoak -soak 1000000 -v ./bridge   # the long form
+//	go test -run TestSoak -v ./bridge -args -soak=1000000   # the long form
 
 import (
 	"context"
