@@ -118,32 +118,30 @@ static int mb_sandbox_dofile(lua_State *L) {
 /* require's file searcher: name.lua or name/init.lua in each allowed
 ** directory, in order; package.path is not consulted. */
 static int mb_sandbox_searcher(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
   static const char *const forms[] = {"%s/%s.lua", "%s/%s/init.lua"};
   lua_Integer i, n = (lua_Integer)lua_rawlen(L, lua_upvalueindex(1));
-  luaL_Buffer tried;
-  name = luaL_gsub(L, name, ".", "/");
-  luaL_buffinit(L, &tried);
+  const char *name = luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  name = luaL_gsub(L, name, ".", "/"); /* 2 */
+  lua_pushliteral(L, "");              /* 3: the files tried */
   for (i = 1; i <= n; i++) {
     for (int f = 0; f < 2; f++) {
       const char *file;
       lua_rawgeti(L, lua_upvalueindex(1), i);
       file = lua_pushfstring(L, forms[f], lua_tostring(L, -1), name);
-      lua_remove(L, -2);
+      lua_remove(L, 4); /* the directory: file is 4 */
       if (mb_sandbox_resolve(L, file)) {
         if (mb_sandbox_loadpath(L) != LUA_OK)
           return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s",
                             lua_tostring(L, 1), file, lua_tostring(L, -1));
-        lua_pushstring(L, file);
-        return 2;
+        lua_pushvalue(L, 4);
+        return 2; /* the chunk and its file name */
       }
-      lua_pop(L, 1); /* the message */
-      luaL_addstring(&tried, "\n\tno file '");
-      luaL_addvalue(&tried); /* the file name */
-      luaL_addstring(&tried, "'");
+      lua_pushfstring(L, "%s\n\tno file '%s'", lua_tostring(L, 3), file);
+      lua_replace(L, 3);
+      lua_settop(L, 3);
     }
   }
-  luaL_pushresult(&tried);
   return 1;
 }
 
