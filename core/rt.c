@@ -131,8 +131,6 @@ void mb_rt_push_driver(mb_rt *rt, mb_msg *m) {
   mb_mpsc_push(&rt->q, m);
 }
 
-/* A chunk is its own allocation: it outlives the emit call in the stream's
-** FIFO. Returns -1 when memory is exhausted (Go reports it as an error). */
 /* A chunk for len bytes: a recycled one if the producer has one that fits
 ** (taking the whole spare stack at once, so Lua's pushes never race a
 ** pop), else a new one. */
@@ -151,6 +149,8 @@ static mb_chunk *mb_chunk_get(mb_stream *s, size_t len) {
   return ch;
 }
 
+/* A chunk outlives the emit call in the stream's FIFO. Returns -1 when
+** memory is exhausted (Go reports it as an error). */
 int mb_stream_emit(mb_rt *rt, mb_stream *s, const char *data, size_t len) {
   mb_chunk *ch = mb_chunk_get(s, len);
   if (ch == NULL) return -1;
