@@ -150,3 +150,25 @@ func TestUnboundedSpawningHitsTheMemoryLimit(t *testing.T) {
 	}
 	mustRun(t, rt, `local task = require("task"); task.spawn(task.sleep, 0.001):wait()`)
 }
+
+// TestUnawaitedFailuresSurviveCollection: a failed task nobody holds stays
+// alive (its error waits for the run's end) through garbage collections;
+// the memory-limit test found it freed while still listed (ASan: a write
+// after free when the next failure was listed).
+func TestUnawaitedFailuresSurviveCollection(t *testing.T) {
+	rt, out := newRuntime(t)
+	err := run(t, rt, `
+		local task = require("task")
+		task.spawn(function() error("first") end)
+		task.yield(); task.yield()
+		collectgarbage(); collectgarbage()
+		task.spawn(function() error("second") end)
+		task.yield(); task.yield()
+		collectgarbage(); collectgarbage()`)
+	if err == nil || !strings.Contains(err.Error(), "first") {
+		t.Errorf("the run's error: %v", err)
+	}
+	if !strings.Contains(out.String(), "nobody waited for it: test:6: second") {
+		t.Errorf("the second failure was not reported: %q", out.String())
+	}
+}

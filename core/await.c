@@ -96,7 +96,7 @@ static int mb_aw_outcome(lua_State *L, int idx, int kind) {
     mb_task *t = (mb_task *)lua_touserdata(L, idx);
     if (t->status != MB_TASK_DONE) {
       t->observed = 1;
-      mb_list_remove(&t->fail_link);
+      mb_task_unfail(L, t);
       lua_pushvalue(t->co, -1);
       lua_xmove(t->co, L, 1);
       mb_error_fork(L);
@@ -220,7 +220,7 @@ static void mb_join_observe(lua_State *L, mb_join *j) {
     mb_task *t = mb_join_item_task(L, j, i);
     if (t == NULL || t->status < MB_TASK_DONE) continue;
     t->observed = 1;
-    mb_list_remove(&t->fail_link);
+    mb_task_unfail(L, t);
   }
 }
 

@@ -395,6 +395,7 @@ int mb_task_cancel(mb_rt *rt, lua_State *L, mb_task *t);
 void mb_cancel_error_push(lua_State *L, mb_task *t, int idx);
 int mb_cancel_raise(lua_State *L, mb_task *t);
 void mb_cancel_caught(lua_State *L, int idx);
+void mb_task_unfail(lua_State *L, mb_task *t);
 int mb_cancel_is(lua_State *L, mb_task *t, int idx);
 int mb_wait_yield(lua_State *L, mb_task *t, int wait, void *obj,
                   lua_KContext ctx, lua_KFunction k);

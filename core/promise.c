@@ -80,7 +80,7 @@ static void mb_promise_observe(lua_State *L, int idx) {
   if (lua_getiuservalue(L, idx, MB_P_UV_TASK) == LUA_TUSERDATA &&
       (t = mb_task_test(L, -1)) != NULL) {
     t->observed = 1;
-    mb_list_remove(&t->fail_link);
+    mb_task_unfail(L, t);
   }
   lua_pop(L, 1);
 }

@@ -397,7 +397,6 @@ void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
   ** any further ones are reported, not lost. */
   while (!mb_list_empty(&r->failed)) {
     mb_task *f = mb_container_of(r->failed.next, mb_task, fail_link);
-    mb_list_remove(&f->fail_link);
     if (!r->done) {
       lua_pushvalue(f->co, -1);
       lua_xmove(f->co, L, 1);
@@ -405,6 +404,7 @@ void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
     } else if (r->limit == MB_LIMIT_NONE) {
       mb_stdio_report(f->co, -1);
     }
+    mb_task_unfail(L, f); /* after its last use: this may free it */
   }
   mb_run_finish(rt, r);
   if (r->released) mb_run_free(r);

@@ -366,17 +366,28 @@ static void mb_task_end(mb_rt *rt, mb_task *t, int status) {
   if (t->detached) r->ndetached--;
   if (t == r->main) t->observed = 1; /* its outcome is the run's */
   if (t->group != NULL) mb_group_child_ended(rt, t);
-  if (status == MB_TASK_FAILED && !t->observed) {
-    if (t->detached || r->done) {
+  if (status == MB_TASK_FAILED && !t->observed && !t->detached && !r->done) {
+    /* Its error waits for a taker or the run's end; the registry keeps
+    ** the record alive meanwhile (nothing else may hold the Task). */
+    mb_list_push(&r->failed, &t->fail_link);
+  } else {
+    if (status == MB_TASK_FAILED && !t->observed) {
       t->observed = 1; /* nobody can take it: say it on stderr */
       mb_stdio_report(t->co, -1);
-    } else {
-      mb_list_push(&r->failed, &t->fail_link);
     }
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, t->ref);
+    t->ref = LUA_NOREF;
   }
-  luaL_unref(rt->L, LUA_REGISTRYINDEX, t->ref);
-  t->ref = LUA_NOREF;
   mb_run_task_ended(rt, r, t);
+}
+
+/* t's failure was taken (awaited, joined, detached) or reported: it
+** leaves the run's list and its anchor goes. Callers hold the Task. */
+void mb_task_unfail(lua_State *L, mb_task *t) {
+  if (mb_list_empty(&t->fail_link)) return;
+  mb_list_remove(&t->fail_link);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
+  t->ref = LUA_NOREF;
 }
 
 /* Forget the finished task's thread when it holds nothing worth keeping. */
@@ -809,7 +820,7 @@ int mb_task_results(lua_State *L, mb_task *t) {
   lua_State *co = t->co;
   int i, n = t->nres;
   t->observed = 1;
-  mb_list_remove(&t->fail_link);
+  mb_task_unfail(L, t);
   if (t->status == MB_TASK_FAILED || t->status == MB_TASK_CANCELLED) {
     lua_pushvalue(co, -1);
     lua_xmove(co, L, 1);
@@ -878,8 +889,8 @@ static int mb_l_task_detach(lua_State *L) {
   if (mb_task_finished(t)) {
     if (t->status == MB_TASK_FAILED && !t->observed) {
       t->observed = 1;
-      mb_list_remove(&t->fail_link);
       mb_stdio_report(t->co, -1);
+      mb_task_unfail(L, t);
     }
     return 1;
   }
