@@ -56,3 +56,35 @@ func TestScriptsUnderMemoryLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestScriptsCutByInstructionLimits ends every golden script at many
+// points (its run killed with tasks mid-operation: in channels, joins,
+// promises, bridge calls) and checks the Runtime survives and serves on.
+func TestScriptsCutByInstructionLimits(t *testing.T) {
+	files, err := filepath.Glob("../testdata/*.lua")
+	if err != nil || len(files) == 0 {
+		t.Fatal("no scripts", err)
+	}
+	for _, file := range files {
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, limit := range []int64{1500, 4000, 10000, 30000, 100000} {
+			rt, err := bridge.New(bridge.Options{Stdout: io.Discard, Stderr: io.Discard, InstructionLimit: limit, TimeSlice: 700})
+			if err != nil {
+				t.Fatal(err)
+			}
+			registerTestModule(t, rt)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			rt.RunString(ctx, filepath.Base(file), string(src)) // an error is fine
+			cancel()
+			if err := rt.RunString(context.Background(), "after", `local t = {} for i = 1, 10 do t[i] = i end`); err != nil {
+				t.Errorf("%s cut at %d: the Runtime does not serve after: %v", file, limit, err)
+			}
+			if err := rt.Close(); err != nil {
+				t.Errorf("%s cut at %d: Close: %v", file, limit, err)
+			}
+		}
+	}
+}
