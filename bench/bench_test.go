@@ -36,7 +36,8 @@ import (
 //	SleepingTasks        b.N = batches of SleepingCount() tasks parked in a long sleep;
 //	                     B/task (heap delta) and ns/op per task spawned into its sleep,
 //	                     after a first batch kept apart (SleepingCold:
-//	                     firstns/task, rssB/task)
+//	                     firstns/task, rssB/task); moonbridge adds cancelns/task,
+//	                     the time to cancel every task and wait for each
 //	StreamChunks         b.N = streams of StreamChunkN chunks (ChunkProvider) into a Lua for loop;
 //	                     ReportPerUnit(units = chunks) -> ns/op per chunk, plus chunks/s
 //	GenerateAll          b.N = runs of GenerateAllN requests through generate_all at

@@ -295,7 +295,7 @@ func mbPipeline3(b *testing.B) {
 
 // mbSleepFigures are one SleepingTasks batch's measurements.
 type mbSleepFigures struct {
-	el                                 time.Duration
+	el, cancel                         time.Duration
 	goHeap, cHeap, luaHeap, stack, rss int64
 	allocB, allocN                     uint64
 }
@@ -305,7 +305,9 @@ type mbSleepFigures struct {
 // heap (Lua's allocations are C malloc), after both GCs; the Lua heap's own
 // growth (collectgarbage("count")) comes back from the script as a
 // cross-check. el is the time from the Call until every task sleeps. The
-// script then cancels every task and checks that each one ended cancelled.
+// script then cancels every task and checks that each one ended cancelled;
+// cancel is the time that takes (from the release of parked until the
+// Call returns).
 func mbSleepBatch(b *testing.B, n int) mbSleepFigures {
 	b.Helper()
 	ctx := context.Background()
@@ -360,7 +362,9 @@ func mbSleepBatch(b *testing.B, n int) mbSleepFigures {
 	f.stack = int64(m1.StackInuse) - int64(m0.StackInuse)
 	f.allocB, f.allocN = m1.TotalAlloc-m0.TotalAlloc, m1.Mallocs-m0.Mallocs
 	close(release)
+	cancelStart := time.Now()
 	r := <-done
+	f.cancel = time.Since(cancelStart)
 	must(b, r.err)
 	if len(r.out) != 2 || r.out[0] != int64(n) {
 		b.Fatalf("sleepers: got %v, want %d cancelled tasks", r.out, n)
@@ -383,6 +387,7 @@ func mbSleepingTasks(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		f := mbSleepBatch(b, n)
 		sum.el += f.el
+		sum.cancel += f.cancel
 		sum.goHeap += f.goHeap
 		sum.cHeap += f.cHeap
 		sum.luaHeap += f.luaHeap
@@ -397,6 +402,7 @@ func mbSleepingTasks(b *testing.B) {
 	b.ReportMetric(float64(sum.luaHeap)/tasks, "luaB/task")
 	b.ReportMetric(float64(sum.stack)/tasks, "stackB/task")
 	b.ReportMetric(float64(sum.el.Nanoseconds())/tasks, "ns/op")
+	b.ReportMetric(float64(sum.cancel.Nanoseconds())/tasks, "cancelns/task")
 	b.ReportMetric(float64(sum.allocB)/tasks, "B/op")
 	b.ReportMetric(float64(sum.allocN)/tasks, "allocs/op")
 	cold.Report(b, n)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -122,6 +123,52 @@ waiter()`)
 	second := strings.Index(le.Traceback, "in local 'waiter'")
 	if first < 0 || second < 0 || first > second {
 		t.Errorf("traceback should show the failing task, then the awaiting one:\n%s", le.Traceback)
+	}
+}
+
+// A cancellation's traceback (built without luaL_traceback's search of
+// package.loaded, since races and timeouts cancel as a matter of course)
+// shows where the task was, and elides the middle of a deep stack the way
+// luaL_traceback does: ten frames, a count of the skipped ones, eleven.
+func TestCancellationTraceback(t *testing.T) {
+	rt, out := newRuntime(t)
+	mustRun(t, rt, `
+local task = require("task")
+local function deep(n) if n == 0 then task.sleep(10) else deep(n - 1) end return n end
+local shallow = task.spawn(function() task.sleep(10) end)
+local nested = task.spawn(function() deep(30) end)
+task.yield()
+shallow:cancel()
+nested:cancel()
+local _, e1 = pcall(shallow.wait, shallow)
+local _, e2 = pcall(nested.wait, nested)
+print(e1.kind, e2.kind)
+print(e1.traceback)
+print(e2.traceback)`)
+	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+	want := []string{
+		"cancelled\tcancelled",
+		"in task #2",
+		"stack traceback:",
+		"\t[C]: in field 'sleep'",
+		"\ttest:4: in function <test:4>",
+		"\t[C]: in ?",
+		"in task #3",
+		"stack traceback:",
+		"\t[C]: in field 'sleep'",
+	}
+	// sleep, 31 frames of deep, the task's function and the C frame under
+	// it: 34, of which 21 are shown.
+	for range 9 {
+		want = append(want, "\ttest:3: in upvalue 'deep'")
+	}
+	want = append(want, "\t...\t(skipping 13 levels)")
+	for range 9 {
+		want = append(want, "\ttest:3: in upvalue 'deep'")
+	}
+	want = append(want, "\ttest:5: in function <test:5>", "\t[C]: in ?")
+	if !slices.Equal(lines, want) {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
 	}
 }
 

@@ -31,6 +31,84 @@ static int mb_error_is(lua_State *L, int idx) {
   return is;
 }
 
+/* luaL_traceback's text without its search of package.loaded for each
+** function's global name (which costs microseconds a frame: it walks
+** every loaded module's fields): a function is named as the calling code
+** names it ("field 'sleep'", "method 'wait'"). For cancellations, which
+** races, timeouts and group failures deliver as a matter of course. */
+#define MB_TB_HEAD 10 /* frames shown before a "skipping" line... */
+#define MB_TB_TAIL 11 /* ...and after it, as luaL_traceback shows */
+
+/* The deepest level of L's stack: a doubling then a binary search, since
+** lua_getstack walks the frames from the top each time. */
+static int mb_traceback_last(lua_State *L) {
+  lua_Debug ar;
+  int lo = 1, hi = 1;
+  while (lua_getstack(L, hi, &ar)) {
+    lo = hi;
+    hi *= 2;
+  }
+  while (lo < hi) {
+    int mid = lo + (hi - lo) / 2;
+    if (lua_getstack(L, mid, &ar))
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return hi - 1;
+}
+
+static void mb_traceback_cheap(lua_State *L, const char *msg, int level) {
+  luaL_Buffer b;
+  lua_Debug ar;
+  int last = mb_traceback_last(L), skip;
+  skip = last - level > MB_TB_HEAD + MB_TB_TAIL ? last - level - MB_TB_HEAD - MB_TB_TAIL + 1 : 0;
+  luaL_buffinit(L, &b);
+  if (msg != NULL) {
+    luaL_addstring(&b, msg);
+    luaL_addchar(&b, '\n');
+  }
+  luaL_addstring(&b, "stack traceback:");
+  for (; lua_getstack(L, level, &ar); level++) {
+    if (skip > 0 && level == last - MB_TB_TAIL - skip + 1) {
+      lua_pushfstring(L, "\n\t...\t(skipping %d levels)", skip);
+      luaL_addvalue(&b);
+      level += skip - 1;
+      continue;
+    }
+    lua_getinfo(L, "Slnt", &ar);
+    if (ar.currentline <= 0)
+      lua_pushfstring(L, "\n\t%s: in ", ar.short_src);
+    else
+      lua_pushfstring(L, "\n\t%s:%d: in ", ar.short_src, ar.currentline);
+    luaL_addvalue(&b);
+    if (*ar.namewhat != '\0')
+      lua_pushfstring(L, "%s '%s'", ar.namewhat, ar.name);
+    else if (*ar.what == 'm')
+      lua_pushliteral(L, "main chunk");
+    else if (*ar.what != 'C')
+      lua_pushfstring(L, "function <%s:%d>", ar.short_src, ar.linedefined);
+    else
+      lua_pushliteral(L, "?");
+    luaL_addvalue(&b);
+    if (ar.istailcall) luaL_addstring(&b, "\n\t(...tail calls...)");
+  }
+  luaL_pushresult(&b);
+}
+
+/* Push the traceback of L from level 1 under msg: the cheap one for a
+** cancellation (the error table at idx has kind "cancelled"). */
+static void mb_traceback(lua_State *L, int idx, const char *msg) {
+  int cancelled;
+  lua_getfield(L, idx, "kind");
+  cancelled = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "cancelled") == 0;
+  lua_pop(L, 1);
+  if (cancelled)
+    mb_traceback_cheap(L, msg, 1);
+  else
+    luaL_traceback(L, L, msg, 1);
+}
+
 /* Raise the error on the top, stamping the traceback of where it is
 ** raised, so that one caught by pcall in the same task has it too. It is
 ** marked fresh (its own metatable, same behaviour): a task's message
@@ -38,7 +116,7 @@ static int mb_error_is(lua_State *L, int idx) {
 ** with the task's name, instead of appending a second copy. */
 int mb_error_raise(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
-  luaL_traceback(L, L, NULL, 1);
+  mb_traceback(L, lua_gettop(L), NULL);
   lua_setfield(L, -2, "traceback");
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->error_fresh_mt_ref);
   lua_setmetatable(L, -2);
@@ -143,7 +221,7 @@ int mb_error_handler(lua_State *L) {
     lua_pushnil(L);
     lua_setfield(L, 1, "traceback");
   }
-  luaL_traceback(L, L, head, 1);
+  mb_traceback(L, 1, head);
   if (lua_getfield(L, 1, "traceback") == LUA_TSTRING) {
     /* Re-raised after an await: the older hops come first. */
     lua_insert(L, -2); /* old new */
