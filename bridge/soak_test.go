@@ -247,6 +247,11 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkGoroutines(t, goroutines)
+	// Go's runtime keeps the threads it started, idle; the C core starts
+	// none (no libuv thread pool), so Close adds none either.
+	if n, peak := osThreads(t), slices.MaxFunc(history, func(a, b soakRound) int { return a.threads - b.threads }).threads; n > peak {
+		t.Errorf("OS threads: %d after Close, at most %d during the soak", n, peak)
+	}
 	if lua, loops := core.Leaks(); lua != leakedLua || loops != leakedLoops {
 		t.Errorf("left behind: %d Lua bytes, %d loops with open handles", lua-leakedLua, loops-leakedLoops)
 	}
