@@ -172,3 +172,47 @@ func TestUnawaitedFailuresSurviveCollection(t *testing.T) {
 		t.Errorf("the second failure was not reported: %q", out.String())
 	}
 }
+
+// A run torn down (here by its deadline) while tasks wait inside user
+// coroutines ends those coroutines as it ends the tasks: the next run finds
+// them dead, with their to-be-closed variables closed, not busy for good.
+func TestKilledRunEndsTheCoroutinesItWaitedIn(t *testing.T) {
+	rt, out := newRuntime(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := rt.RunString(ctx, "one", `
+local task = require("task")
+closed = {}
+local function closer(name) return setmetatable({}, {__close = function() closed[#closed + 1] = name end}) end
+inner = coroutine.create(function()
+  local c <close> = closer("inner")
+  task.sleep(3600)
+end)
+outer = coroutine.create(function()
+  local c <close> = closer("outer")
+  coroutine.resume(inner)
+end)
+wrapped = coroutine.wrap(function()
+  local c <close> = closer("wrapped")
+  task.sleep(3600)
+end)
+task.spawn(wrapped)
+coroutine.resume(outer)`)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("run one: %v, want its deadline", err)
+	}
+	mustRun(t, rt, `
+print(table.concat(closed, " "))
+print(coroutine.status(inner), coroutine.status(outer))
+print(coroutine.resume(inner))
+print(coroutine.close(outer))
+print(pcall(wrapped))`)
+	want := "inner outer wrapped\n" +
+		"dead\tdead\n" +
+		"false\tcannot resume dead coroutine\n" +
+		"true\n" +
+		"false\tcannot resume dead coroutine\n" // as stock Lua's pcall(wrapped)
+	if got := out.String(); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}

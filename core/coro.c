@@ -12,21 +12,52 @@
 **
 ** Each thread's extra space (LUA_EXTRASPACE) tells what it is: NULL for a
 ** plain coroutine, the mb_task for a task's root thread (which behaves like
-** stock Lua's main thread), or &mb_coro_waiting_mark for a coroutine
-** suspended inside a runtime wait (which behaves like a "normal" one: it is
-** busy, and nobody else may resume it).
+** stock Lua's main thread), or, with the low bit set, a coroutine suspended
+** inside a runtime wait (which behaves like a "normal" one: it is busy, and
+** nobody else may resume it). The rest of such a mark links to the next
+** coroutine inward in the same wait, so a task killed in its wait can end
+** them all (mb_coro_kill) instead of leaving them busy for good.
 */
+#include <stdint.h>
 #include <string.h>
 
 #include "mb.h"
 
-char mb_coro_waiting_mark;
-
 #define mb_mark(co) (*(void **)lua_getextraspace(co))
+#define MB_CORO_WAITING ((uintptr_t)1)
 
 static int mb_coro_is_root(lua_State *co) {
   void *m = mb_mark(co);
-  return m != NULL && m != &mb_coro_waiting_mark;
+  return m != NULL && !((uintptr_t)m & MB_CORO_WAITING);
+}
+
+/* co is suspended inside the running task's wait: mark it busy and put it
+** at the head of the task's list. The innermost is marked first. */
+static void mb_coro_wait_mark(mb_rt *rt, lua_State *co) {
+  mb_task *t = rt->current;
+  lua_State *inner = t != NULL ? t->coros : NULL;
+  mb_mark(co) = (void *)((uintptr_t)inner | MB_CORO_WAITING);
+  if (t != NULL) t->coros = co;
+}
+
+/* End co and the coroutines inward of it, innermost first, as an unwinding
+** would: each is reset (its to-be-closed variables closed; they cannot
+** wait) and left dead. */
+static void mb_coro_kill_from(lua_State *co) {
+  lua_State *inner;
+  if (co == NULL) return;
+  inner = (lua_State *)((uintptr_t)mb_mark(co) & ~MB_CORO_WAITING);
+  mb_coro_kill_from(inner);
+  mb_mark(co) = NULL;
+  lua_resetthread(co);
+}
+
+/* t will not run again (its run is torn down): end the coroutines that
+** wait with it. Call before resetting t's root, whose stack keeps them. */
+void mb_coro_kill(mb_task *t) {
+  lua_State *outer = t->coros;
+  t->coros = NULL;
+  mb_coro_kill_from(outer);
 }
 
 static lua_State *mb_coro_get(lua_State *L) {
@@ -82,7 +113,7 @@ static int mb_coro_after(lua_State *L, lua_State *co, int status, int nres,
   if (status == LUA_YIELD && rt->yielding) {
     lua_pop(co, nres);
     if (lua_isyieldable(L)) {
-      mb_mark(co) = &mb_coro_waiting_mark;
+      mb_coro_wait_mark(rt, co);
       return lua_yieldk(L, 0, (lua_KContext)co, k);
     }
     status = mb_coro_abort_wait(L, co, &nres);
@@ -120,7 +151,9 @@ static int mb_coro_resume_aux(lua_State *L, lua_State *co, int narg, lua_KFuncti
 
 /* The continuation shared by resume and wrap: co's wait ended. */
 static int mb_coro_continue(lua_State *L, lua_State *co, lua_KFunction k) {
+  mb_task *t = mb_rt_of(L)->current;
   int nres, status;
+  if (t != NULL && t->coros == co) t->coros = NULL; /* the wait unwinds */
   mb_mark(co) = NULL;
   status = lua_resume(co, L, 0, &nres);
   return mb_coro_after(L, co, status, nres, k);

@@ -273,6 +273,7 @@ typedef struct mb_task {
   mb_waiter *wv;        /* MB_WAIT_OBJS: the registrations */
   int nw;
   struct mb_group *group; /* the group that owns it, or NULL */
+  lua_State *coros;     /* user coroutines suspended in its wait, outermost first (coro.c) */
   mb_waiter w1;         /* the registration of a single wait */
   mb_link ready;        /* run queue link */
   mb_link waiters;      /* waiters for this task to end */
@@ -457,8 +458,8 @@ mb_task *mb_promise_task(lua_State *L, int idx);
 void mb_timer_open(lua_State *L);
 
 /* Coroutine library overrides (coro.c). */
-extern char mb_coro_waiting_mark;
 void mb_coro_open(lua_State *L);
+void mb_coro_kill(mb_task *t);
 
 /* Bridge functions and streams (bridge.c). */
 void mb_bridge_open(lua_State *L);

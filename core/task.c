@@ -536,6 +536,7 @@ void mb_task_resume(mb_rt *rt, mb_task *t) {
 ** to-be-closed variables are closed; they cannot wait. */
 void mb_task_kill(mb_rt *rt, mb_task *t) {
   mb_task_wait_end(rt, t);
+  mb_coro_kill(t);
   if (lua_status(t->co) != LUA_OK) lua_resetthread(t->co);
   lua_settop(t->co, 0);
   mb_error_push(t->co, "cancelled", NULL, "the task's run ended", 20);
