@@ -206,13 +206,15 @@ func checkName(name string) error {
 // RunString runs src as the main chunk of a run and returns when the chunk
 // and every task it spawned have finished. name appears in error messages
 // and tracebacks. ctx bounds the run: its cancellation cancels every task
-// and in-flight call of the run.
-func (rt *Runtime) RunString(ctx context.Context, name, src string) error {
-	return wrap(rt.loop.RunChunk(ctx, "="+name, []byte(src)), ctx)
+// and in-flight call of the run. args, if any, are the chunk's "...", as
+// the lua program passes a script its command-line arguments.
+func (rt *Runtime) RunString(ctx context.Context, name, src string, args ...any) error {
+	return wrap(rt.loop.RunChunk(ctx, "="+name, []byte(src), args), ctx)
 }
 
-// RunFile runs the Lua file at path, as RunString does.
-func (rt *Runtime) RunFile(ctx context.Context, path string) error {
+// RunFile runs the Lua file at path, as RunString does (args are the
+// chunk's "..."). A first line starting with '#' is skipped, as lua does.
+func (rt *Runtime) RunFile(ctx context.Context, path string, args ...any) error {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("moonbridge: %w", err)
@@ -225,7 +227,7 @@ func (rt *Runtime) RunFile(ctx context.Context, path string) error {
 			}
 		}
 	}
-	return wrap(rt.loop.RunChunk(ctx, "@"+filepath.Clean(path), src), ctx)
+	return wrap(rt.loop.RunChunk(ctx, "@"+filepath.Clean(path), src, args), ctx)
 }
 
 // Call runs the Lua global function fn with args as a new task and returns

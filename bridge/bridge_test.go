@@ -172,6 +172,36 @@ print(e2.traceback)`)
 	}
 }
 
+// RunString and RunFile pass their args to the chunk as "...", and an
+// argument that cannot cross is an error naming it, before anything runs.
+func TestChunkArguments(t *testing.T) {
+	rt, out := newRuntime(t)
+	ctx := context.Background()
+	if err := rt.RunString(ctx, "args", `print(select("#", ...), ...) local _, _, t = ... print(t.k)`, "a", 2, map[string]any{"k": true}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "f.lua")
+	if err := os.WriteFile(path, []byte("#!/usr/bin/env moonbridge\nprint(...)"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.RunFile(ctx, path, 1.5, "z"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.RunString(ctx, "none", `print(select("#", ...))`); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := out.String(), "3\ta\t2\ttable: "; !strings.HasPrefix(got, want) {
+		t.Fatalf("got %q, want it to start %q", got, want)
+	}
+	if got, want := out.String()[strings.Index(out.String(), "\n")+1:], "true\n1.5\tz\n0\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	err := rt.RunString(ctx, "bad", `error("must not run")`, "ok", make(chan int))
+	if err == nil || !strings.Contains(err.Error(), "the arguments of bad") || !strings.Contains(err.Error(), "#2") {
+		t.Errorf("an argument that cannot cross: %v", err)
+	}
+}
+
 func TestSyntaxError(t *testing.T) {
 	rt, _ := newRuntime(t)
 	err := run(t, rt, "local = 1")

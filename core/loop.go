@@ -19,6 +19,7 @@ import "C"
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/cgo"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -310,10 +312,16 @@ func (l *Loop) RegisterStream(name string, fn StreamFunc) error {
 	return l.Register(name, &function{name: name, kind: KindStream, stream: fn})
 }
 
-// RunChunk runs Lua source as a new run and waits until it and every task
-// it spawned have finished.
-func (l *Loop) RunChunk(ctx context.Context, name string, src []byte) error {
-	_, err := l.submit(ctx, C.MB_RUN_CHUNK, name, src)
+// RunChunk runs Lua source as a new run, with args as the chunk's "...",
+// and waits until it and every task it spawned have finished.
+func (l *Loop) RunChunk(ctx context.Context, name string, src []byte, args []any) error {
+	data := make([]byte, 8, 8+len(src)+4)
+	binary.LittleEndian.PutUint64(data, uint64(len(src)))
+	data, err := AppendMessage(append(data, src...), args...)
+	if err != nil {
+		return fmt.Errorf("moonbridge: the arguments of %s: %w", strings.TrimLeft(name, "=@"), err)
+	}
+	_, err = l.submit(ctx, C.MB_RUN_CHUNK, name, data)
 	return err
 }
 

@@ -315,8 +315,23 @@ static void mb_run_start(mb_rt *rt, mb_run *r) {
     return;
   }
   if (r->kind == MB_RUN_CHUNK) {
-    if (luaL_loadbufferx(L, data, len, name, "t") != LUA_OK) {
+    /* The source's length (8 bytes, little-endian), the source, then the
+    ** arguments the chunk gets as "...". */
+    uint64_t srclen = 0;
+    int i;
+    for (i = 7; i >= 0 && len >= 8; i--) srclen = srclen << 8 | (unsigned char)data[i];
+    if (len < 8 || srclen > len - 8) {
+      mb_run_fail(rt, r, "runtime", "malformed chunk message");
+      return;
+    }
+    if (luaL_loadbufferx(L, data + 8, (size_t)srclen, name, "t") != LUA_OK) {
       mb_run_fail_top(rt, r);
+      return;
+    }
+    nargs = mb_codec_decode(L, data + 8 + srclen, len - 8 - (size_t)srclen, err, sizeof err);
+    if (nargs < 0) {
+      lua_pop(L, 1);
+      mb_run_fail(rt, r, "runtime", err);
       return;
     }
   } else {

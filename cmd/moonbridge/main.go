@@ -93,7 +93,8 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, "Usage: moonbridge run [flags] script.lua [args...]\n\n"+
 			"Runs a Lua 5.4 script with moonbridge's modules (task, channel, promise,\n"+
 			"pipeline, timers) and require(\"llm\"). The script's arguments are in\n"+
-			"the global table arg (arg[0] is the script).\n\nFlags:\n")
+			"the global table arg (arg[0] is the script) and, as with lua, in the\n"+
+			"main chunk's \"...\".\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -145,9 +146,9 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "moonbridge: %v\n", err)
 			return 1
 		}
-		return exitCode(stderr, rt.RunString(ctx, "stdin", string(src)))
+		return exitCode(stderr, rt.RunString(ctx, "stdin", string(src), luaArgs[1:]...))
 	}
-	return exitCode(stderr, rt.RunFile(ctx, script))
+	return exitCode(stderr, rt.RunFile(ctx, script, luaArgs[1:]...))
 }
 
 // exitCode reports err and turns it into the program's exit code: the

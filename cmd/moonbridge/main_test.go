@@ -26,6 +26,7 @@ func writeScript(t *testing.T, src string) string {
 
 func TestRunScriptWithArgs(t *testing.T) {
 	path := writeScript(t, `print(#arg, arg[0]:match("s.lua$"), arg[1], arg[2])
+print(select("#", ...), ...)
 local task = require("task")
 local t = task.spawn(function(x) return x * 2 end, 21)
 io.write("answer ", t:wait(), "\n")`)
@@ -33,7 +34,7 @@ io.write("answer ", t:wait(), "\n")`)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	if out != "2\ts.lua\tone\ttwo\nanswer 42\n" {
+	if out != "2\ts.lua\tone\ttwo\n2\tone\ttwo\nanswer 42\n" {
 		t.Errorf("stdout %q", out)
 	}
 }
@@ -52,8 +53,8 @@ func TestRunUncaughtErrorExitsOne(t *testing.T) {
 }
 
 func TestRunStdinAndUsage(t *testing.T) {
-	code, out, _ := runCmd(t, "print('from stdin')", "run", "-")
-	if code != 0 || out != "from stdin\n" {
+	code, out, _ := runCmd(t, "print('from stdin', ...)", "run", "-", "x")
+	if code != 0 || out != "from stdin\tx\n" {
 		t.Errorf("exit %d, stdout %q", code, out)
 	}
 	if code, _, errs := runCmd(t, "", "run"); code != 2 || !strings.Contains(errs, "Usage: moonbridge run") {
