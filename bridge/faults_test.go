@@ -197,18 +197,25 @@ wrapped = coroutine.wrap(function()
   task.sleep(3600)
 end)
 task.spawn(wrapped)
+-- Cleanup that fails, or tries to wait, cannot stop the others.
+rude = coroutine.create(function()
+  local a <close> = setmetatable({}, {__close = function() task.sleep(1) end})
+  local b <close> = setmetatable({}, {__close = function() error("cleanup failed") end})
+  task.sleep(3600)
+end)
+task.spawn(coroutine.resume, rude)
 coroutine.resume(outer)`)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("run one: %v, want its deadline", err)
 	}
 	mustRun(t, rt, `
 print(table.concat(closed, " "))
-print(coroutine.status(inner), coroutine.status(outer))
+print(coroutine.status(inner), coroutine.status(outer), coroutine.status(rude))
 print(coroutine.resume(inner))
 print(coroutine.close(outer))
 print(pcall(wrapped))`)
 	want := "inner outer wrapped\n" +
-		"dead\tdead\n" +
+		"dead\tdead\tdead\n" +
 		"false\tcannot resume dead coroutine\n" +
 		"true\n" +
 		"false\tcannot resume dead coroutine\n" // as stock Lua's pcall(wrapped)

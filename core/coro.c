@@ -42,7 +42,8 @@ static void mb_coro_wait_mark(mb_rt *rt, lua_State *co) {
 
 /* End co and the coroutines inward of it, innermost first, as an unwinding
 ** would: each is reset (its to-be-closed variables closed; they cannot
-** wait) and left dead. */
+** wait) and left dead, with no error value left on its stack (a
+** coroutine with a value there and no frames reads as not yet started). */
 static void mb_coro_kill_from(lua_State *co) {
   lua_State *inner;
   if (co == NULL) return;
@@ -50,6 +51,7 @@ static void mb_coro_kill_from(lua_State *co) {
   mb_coro_kill_from(inner);
   mb_mark(co) = NULL;
   lua_resetthread(co);
+  lua_settop(co, 0);
 }
 
 /* t will not run again (its run is torn down): end the coroutines that
