@@ -5,7 +5,6 @@ import (
 	"context"
 	_ "embed"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,39 +19,25 @@ import (
 var chatScript string
 
 func cmdChat(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var lf llmFlags
-	lf.register(fs, 25*time.Millisecond)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: moonbridge chat [flags] [prompt...]\n\n"+
-			"Streams a reply to the prompt token by token. Without a prompt, chats:\n"+
-			"one line per turn, the conversation kept; Ctrl-C cancels the reply\n"+
-			"being written, and at the prompt ends the chat, as do Ctrl-D, /exit.\n"+
-			"/reset forgets the conversation.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	fs, lf := commandFlags("chat", "Usage: moonbridge chat [flags] [prompt...]\n\n"+
+		"Streams a reply to the prompt token by token. Without a prompt, chats:\n"+
+		"one line per turn, the conversation kept; Ctrl-C cancels the reply\n"+
+		"being written, and at the prompt ends the chat, as do Ctrl-D, /exit.\n"+
+		"/reset forgets the conversation.", 25*time.Millisecond, stderr)
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	p, err := lf.provider(fs)
 	if err != nil {
 		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
 		return 2
 	}
-	rt, err := bridge.New(bridge.Options{Stdout: stdout, Stderr: stderr})
+	rt, err := newLLMRuntime(stdout, stderr, p)
 	if err != nil {
 		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
 		return 1
 	}
 	defer rt.Close()
-	if err := rt.RegisterLLM("llm", p); err != nil {
-		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
-		return 1
-	}
 	if err := rt.RunString(context.Background(), "chat", chatScript); err != nil {
 		report(stderr, err)
 		return 1

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	_ "embed"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -16,23 +14,13 @@ import (
 var demoScript string
 
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var lf llmFlags
-	lf.register(fs, 12*time.Millisecond)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: moonbridge demo [flags]\n\n"+
-			"Runs the showcase script on the embedded generator (no network):\n"+
-			"a fan-out of generations with a live progress line, a streamed\n"+
-			"answer, a generate -> summarise pipeline and a race against a\n"+
-			"timeout. --llm points it at a real server instead.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	fs, lf := commandFlags("demo", "Usage: moonbridge demo [flags]\n\n"+
+		"Runs the showcase script on the embedded generator (no network):\n"+
+		"a fan-out of generations with a live progress line, a streamed\n"+
+		"answer, a generate -> summarise pipeline and a race against a\n"+
+		"timeout. --llm points it at a real server instead.", 12*time.Millisecond, stderr)
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	p, err := lf.provider(fs)
 	if err != nil {
@@ -41,7 +29,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	rt, err := bridge.New(bridge.Options{Stdout: stdout, Stderr: stderr})
+	rt, err := newLLMRuntime(stdout, stderr, p)
 	if err != nil {
 		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
 		return 1
@@ -51,10 +39,6 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	if err := rt.RegisterFunc("clock", func(context.Context, bridge.Args) ([]any, error) {
 		return []any{time.Since(start).Seconds()}, nil
 	}, bridge.Inline()); err != nil {
-		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
-		return 1
-	}
-	if err := rt.RegisterLLM("llm", p); err != nil {
 		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
 		return 1
 	}

@@ -4,12 +4,55 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"time"
 
+	"github.com/moonbridge/moonbridge/bridge"
 	"github.com/moonbridge/moonbridge/bridge/llm"
 )
+
+// commandFlags makes the flag set of a command that talks to an LLM: the
+// LLM flags (delay: the local generator's default pause per token) and
+// usage, the help text printed before the flags.
+func commandFlags(name, usage string, delay time.Duration, stderr io.Writer) (*flag.FlagSet, *llmFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	lf := &llmFlags{}
+	lf.register(fs, delay)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage+"\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	return fs, lf
+}
+
+// parseFlags parses args; when ok is false the command exits with code
+// (0 after --help, 2 for a bad flag).
+func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	return 0, true
+}
+
+// newLLMRuntime makes the Runtime of a command, with p as require("llm").
+func newLLMRuntime(stdout, stderr io.Writer, p llm.Provider) (*bridge.Runtime, error) {
+	rt, err := bridge.New(bridge.Options{Stdout: stdout, Stderr: stderr})
+	if err != nil {
+		return nil, err
+	}
+	if err := rt.RegisterLLM("llm", p); err != nil {
+		rt.Close()
+		return nil, err
+	}
+	return rt, nil
+}
 
 type llmFlags struct {
 	kind      string

@@ -11,7 +11,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -85,23 +84,13 @@ func report(stderr io.Writer, err error) {
 }
 
 func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var lf llmFlags
-	lf.register(fs, 0)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: moonbridge run [flags] script.lua [args...]\n\n"+
-			"Runs a Lua 5.4 script with moonbridge's modules (task, channel, promise,\n"+
-			"pipeline, timers) and require(\"llm\"). The script's arguments are in\n"+
-			"the global table arg (arg[0] is the script) and, as with lua, in the\n"+
-			"main chunk's \"...\".\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	fs, lf := commandFlags("run", "Usage: moonbridge run [flags] script.lua [args...]\n\n"+
+		"Runs a Lua 5.4 script with moonbridge's modules (task, channel, promise,\n"+
+		"pipeline, timers) and require(\"llm\"). The script's arguments are in\n"+
+		"the global table arg (arg[0] is the script) and, as with lua, in the\n"+
+		"main chunk's \"...\".", 0, stderr)
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
@@ -116,16 +105,12 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signalContext()
 	defer stop()
 
-	rt, err := bridge.New(bridge.Options{Stdout: stdout, Stderr: stderr})
+	rt, err := newLLMRuntime(stdout, stderr, p)
 	if err != nil {
 		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
 		return 1
 	}
 	defer rt.Close()
-	if err := rt.RegisterLLM("llm", p); err != nil {
-		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
-		return 1
-	}
 
 	// arg counts from 0 (the script); build it in Lua from a sequence.
 	luaArgs := make([]any, fs.NArg())
