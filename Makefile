@@ -62,7 +62,7 @@ asan: deps
 # -fuzzminimizetime keeps short runs from spending themselves minimizing.
 FUZZTIME ?= 10s
 FUZZFLAGS ?=
-FUZZ = $(GO) test $(FUZZFLAGS) -fuzzminimizetime 3s -run '^$$' -fuzztime $(FUZZTIME)
+FUZZ = bash .ci/fuzz-target $(GO) test $(FUZZFLAGS) -fuzzminimizetime 3s -run '^$$' -fuzztime $(FUZZTIME)
 
 fuzz: deps
 	$(FUZZ) -fuzz '^FuzzDecode$$' ./core
