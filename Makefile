@@ -51,7 +51,7 @@ check: test
 # The C core under AddressSanitizer, with leak detection at exit: every
 # allocation freed and every handle closed by Close.
 asan: deps
-	CGO_CFLAGS='-fsanitize=address -fno-omit-frame-pointer -O1 -g' CGO_LDFLAGS='-fsanitize=address' \
+	CGO_CFLAGS='-fsanitize=address -fno-omit-frame-pointer -O1 -g -DMB_DEBUG' CGO_LDFLAGS='-fsanitize=address' \
 		$(GO) test -asan -count=1 ./core ./bridge
 
 # Run every fuzz target for FUZZTIME (go test -fuzz takes one target per

@@ -316,12 +316,10 @@ func wrap(err error, ctx context.Context) error {
 		return err
 	}
 	if ce.Kind == "exit" {
-		var code int
-		fmt.Sscanf(ce.Message, "os.exit(%d)", &code)
-		if code == 0 {
+		if ce.Code == 0 {
 			return nil
 		}
-		return &ExitError{Code: code}
+		return &ExitError{Code: ce.Code}
 	}
 	le := &LuaError{Message: ce.Message, Kind: ce.Kind, Op: ce.Op, Traceback: ce.Traceback}
 	switch {

@@ -26,7 +26,8 @@ import (
 	"time"
 
 	"github.com/moonbridge/moonbridge/bridge"
-	"github.com/moonbridge/moonbridge/core"
+	"github.com/moonbridge/moonbridge/internal/cheap"
+	"github.com/moonbridge/moonbridge/internal/leaks"
 )
 
 var soakTasks = flag.Int("soak", 20_000, "tasks in TestSoak, over all its rounds")
@@ -169,8 +170,8 @@ func TestSoak(t *testing.T) {
 	warm.Close()
 
 	goroutines := runtime.NumGoroutine()
-	leakedLua, leakedLoops := core.Leaks()
-	cHeapBefore := core.CHeapBytes()
+	leakedLua, leakedLoops := leaks.Counts()
+	cHeapBefore := cheap.Bytes()
 
 	rt, err := bridge.New(bridge.Options{})
 	if err != nil {
@@ -218,7 +219,7 @@ func TestSoak(t *testing.T) {
 			counts[seen[id]]++
 		}
 		runtime.GC()
-		history = append(history, soakRound{luaKiB: int64(out[1].(float64)), cHeap: core.CHeapBytes(), threads: osThreads(t)})
+		history = append(history, soakRound{luaKiB: int64(out[1].(float64)), cHeap: cheap.Bytes(), threads: osThreads(t)})
 		t.Logf("round %d: %d tasks, Lua %d KiB, C heap %d KiB, %d OS threads, %d goroutines",
 			round, per, history[round].luaKiB, history[round].cHeap>>10, history[round].threads, runtime.NumGoroutine())
 	}
@@ -252,13 +253,13 @@ func TestSoak(t *testing.T) {
 	if n, peak := osThreads(t), slices.MaxFunc(history, func(a, b soakRound) int { return a.threads - b.threads }).threads; n > peak {
 		t.Errorf("OS threads: %d after Close, at most %d during the soak", n, peak)
 	}
-	if lua, loops := core.Leaks(); lua != leakedLua || loops != leakedLoops {
+	if lua, loops := leaks.Counts(); lua != leakedLua || loops != leakedLoops {
 		t.Errorf("left behind: %d Lua bytes, %d loops with open handles", lua-leakedLua, loops-leakedLoops)
 	}
 	// The C heap is the process's, so a thread the Go runtime started
 	// meanwhile may own a few bytes of it; a byte leaked per task would be
 	// 20 KB in the short form. LeakSanitizer checks the rest under make asan.
-	left := core.CHeapBytes() - cHeapBefore
+	left := cheap.Bytes() - cHeapBefore
 	t.Logf("after Close: C heap %+d bytes since before New; peak Lua %d KiB", left, slices.MaxFunc(history, func(a, b soakRound) int { return int(a.luaKiB - b.luaKiB) }).luaKiB)
 	if left > slackC {
 		t.Errorf("C heap: %d bytes more than before New", left)

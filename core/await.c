@@ -2,7 +2,7 @@
 ** await.c — awaitables and the ways to wait for several: the global
 ** `await`, and task.all, task.race, task.select and task.timeout.
 **
-** Layer: C core. An awaitable is a Task, a Promise or a Channel (a
+** Layer 4 (combinators). An awaitable is a Task, a Promise or a Channel (a
 ** receive). The combinators share one state machine, the join: its items
 ** (functions are spawned as tasks first), one waiter per item registered
 ** on each item's list, and the outcome collected so far. Structured
@@ -13,7 +13,12 @@
 */
 #include <string.h>
 
-#include "mb.h"
+#include "await.h"
+#include "chan.h"
+#include "errors.h"
+#include "pack.h"
+#include "promise.h"
+#include "task.h"
 
 enum { MB_AW_NONE = 0, MB_AW_TASK, MB_AW_PROMISE, MB_AW_CHAN };
 enum { MB_JOIN_ALL = 0, MB_JOIN_RACE, MB_JOIN_SELECT, MB_JOIN_TIMEOUT };
@@ -21,7 +26,7 @@ enum { MB_JOIN_ALL = 0, MB_JOIN_RACE, MB_JOIN_SELECT, MB_JOIN_TIMEOUT };
 /* Stack slots of a join. */
 enum { MB_J_ITEMS = 1, MB_J_STATE, MB_J_RESULTS, MB_J_OUTCOME, MB_J_TOP = MB_J_OUTCOME };
 
-typedef struct mb_join {
+typedef struct mb_await_join {
   int mode, n;
   int draining;   /* the rest was cancelled: waiting for those tasks to end */
   int decided;    /* the outcome is known (and, if draining, waits for the drain) */
@@ -35,21 +40,12 @@ typedef struct mb_join {
   unsigned char *kind; /* per item, 0-based: MB_AW_* */
   unsigned char *got;  /* per item: its outcome was taken */
   mb_waiter wv[];
-} mb_join;
-
-/* xorshift32: fair, cheap choices among ready cases. */
-uint32_t mb_rand(mb_rt *rt) {
-  uint32_t x = rt->rand;
-  x ^= x << 13;
-  x ^= x >> 17;
-  x ^= x << 5;
-  return rt->rand = x;
-}
+} mb_await_join;
 
 /* ---------------------------------------------------------------------
 ** One awaitable.
 ** ------------------------------------------------------------------- */
-static int mb_aw_kind(lua_State *L, int idx) {
+static int mb_await_kind(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TUSERDATA) return MB_AW_NONE;
   if (mb_task_test(L, idx) != NULL) return MB_AW_TASK;
   if (mb_promise_test(L, idx) != NULL) return MB_AW_PROMISE;
@@ -57,7 +53,7 @@ static int mb_aw_kind(lua_State *L, int idx) {
   return MB_AW_NONE;
 }
 
-static int mb_aw_ready(lua_State *L, int idx, int kind) {
+static int mb_await_ready(lua_State *L, int idx, int kind) {
   void *p = lua_touserdata(L, idx);
   switch (kind) {
     case MB_AW_TASK: return ((mb_task *)p)->status >= MB_TASK_DONE;
@@ -66,31 +62,9 @@ static int mb_aw_ready(lua_State *L, int idx, int kind) {
   }
 }
 
-/* Pack the n values on the top into {n = n, ...}. */
-void mb_pack(lua_State *L, int n) {
-  int i;
-  lua_createtable(L, n, 1);
-  lua_insert(L, -(n + 1));
-  for (i = n; i >= 1; i--) lua_rawseti(L, -(i + 1), i);
-  lua_pushinteger(L, n);
-  lua_setfield(L, -2, "n");
-}
-
-/* Push the values of a packed table; returns how many. */
-int mb_unpack(lua_State *L, int idx) {
-  int i, n;
-  idx = lua_absindex(L, idx);
-  lua_getfield(L, idx, "n");
-  n = (int)lua_tointeger(L, -1);
-  lua_pop(L, 1);
-  luaL_checkstack(L, n, "too many results");
-  for (i = 1; i <= n; i++) lua_rawgeti(L, idx, i);
-  return n;
-}
-
 /* The ready awaitable's outcome: pushes {n=, ...} and returns 1, or pushes
 ** its error and returns 0. A channel's value is received (taken). */
-static int mb_aw_outcome(lua_State *L, int idx, int kind) {
+static int mb_await_outcome(lua_State *L, int idx, int kind) {
   idx = lua_absindex(L, idx);
   if (kind == MB_AW_TASK) {
     mb_task *t = (mb_task *)lua_touserdata(L, idx);
@@ -99,25 +73,25 @@ static int mb_aw_outcome(lua_State *L, int idx, int kind) {
       mb_task_unfail(L, t);
       lua_pushvalue(t->co, -1);
       lua_xmove(t->co, L, 1);
-      mb_error_fork(L);
+      mb_errors_fork(L);
       return 0;
     }
-    mb_pack(L, mb_task_results(L, t));
+    mb_pack_values(L, mb_task_results(L, t));
     return 1;
   }
   if (kind == MB_AW_PROMISE) {
     if (mb_promise_outcome(L, idx)) return 1;
     lua_rawgeti(L, -1, 1);
     lua_remove(L, -2);
-    mb_error_fork(L);
+    mb_errors_fork(L);
     return 0;
   }
   mb_chan_recv_now(L, idx);
-  mb_pack(L, 2);
+  mb_pack_values(L, 2);
   return 1;
 }
 
-static void mb_aw_register(lua_State *L, int idx, int kind, mb_waiter *w) {
+static void mb_await_register(lua_State *L, int idx, int kind, mb_waiter *w) {
   void *p = lua_touserdata(L, idx);
   switch (kind) {
     case MB_AW_TASK: mb_list_push(&((mb_task *)p)->waiters, &w->link); break;
@@ -128,11 +102,11 @@ static void mb_aw_register(lua_State *L, int idx, int kind, mb_waiter *w) {
   }
 }
 
-static void mb_aw_cancel(lua_State *L, int idx, int kind) {
+static void mb_await_cancel(lua_State *L, int idx, int kind) {
   if (kind == MB_AW_TASK) {
     mb_task *t = (mb_task *)lua_touserdata(L, idx);
     if (t->status >= MB_TASK_DONE) return;
-    mb_cancel_error_push(L, t, 0);
+    mb_task_cancel_error(L, t, 0);
     mb_task_cancel(mb_rt_of(L), L, t);
   } else if (kind == MB_AW_PROMISE) {
     mb_promise_cancel(L, idx);
@@ -142,36 +116,36 @@ static void mb_aw_cancel(lua_State *L, int idx, int kind) {
 /* ---------------------------------------------------------------------
 ** await(x)
 ** ------------------------------------------------------------------- */
-static int mb_l_await(lua_State *L) {
+static int mb_await_l_await(lua_State *L) {
   lua_settop(L, 1);
-  switch (mb_aw_kind(L, 1)) {
+  switch (mb_await_kind(L, 1)) {
     case MB_AW_TASK: return mb_task_await(L, (mb_task *)lua_touserdata(L, 1));
     case MB_AW_PROMISE: return mb_promise_await(L, 1);
     case MB_AW_CHAN: return mb_chan_await(L, 1);
   }
-  return mb_misuse(L, "await: expected a Task, Promise or Channel (got %s)", luaL_typename(L, 1));
+  return mb_errors_misuse(L, "await: expected a Task, Promise or Channel (got %s)", luaL_typename(L, 1));
 }
 
 /* ---------------------------------------------------------------------
 ** The join.
 ** ------------------------------------------------------------------- */
-static mb_join *mb_join_get(lua_State *L) {
-  return (mb_join *)lua_touserdata(L, MB_J_STATE);
+static mb_await_join *mb_await_join_get(lua_State *L) {
+  return (mb_await_join *)lua_touserdata(L, MB_J_STATE);
 }
 
-static void mb_join_cancel_rest(lua_State *L, mb_join *j) {
+static void mb_await_join_cancel_rest(lua_State *L, mb_await_join *j) {
   int i;
   j->draining = 1;
   for (i = 1; i <= j->n; i++) {
     if (j->got[i - 1] || i == j->winner) continue;
     lua_rawgeti(L, MB_J_ITEMS, i);
-    mb_aw_cancel(L, -1, j->kind[i - 1]);
+    mb_await_cancel(L, -1, j->kind[i - 1]);
     lua_pop(L, 1);
   }
 }
 
 /* Item i's outcome is on the top (popped): record it. */
-static void mb_join_take(lua_State *L, mb_join *j, int i, int ok) {
+static void mb_await_join_take(lua_State *L, mb_await_join *j, int i, int ok) {
   j->got[i - 1] = 1;
   if (j->mode == MB_JOIN_ALL && ok) {
     lua_rawseti(L, MB_J_RESULTS, i);
@@ -182,12 +156,12 @@ static void mb_join_take(lua_State *L, mb_join *j, int i, int ok) {
   j->winner = i;
   j->won_ok = ok;
   j->decided = 1;
-  if (j->mode == MB_JOIN_ALL || j->mode == MB_JOIN_RACE) mb_join_cancel_rest(L, j);
+  if (j->mode == MB_JOIN_ALL || j->mode == MB_JOIN_RACE) mb_await_join_cancel_rest(L, j);
 }
 
 /* The task behind item i: the Task itself, or the task producing a
 ** Promise (async, a handler); NULL for anything else. Anchored by the item. */
-static mb_task *mb_join_item_task(lua_State *L, mb_join *j, int i) {
+static mb_task *mb_await_join_item_task(lua_State *L, mb_await_join *j, int i) {
   mb_task *t = NULL;
   lua_rawgeti(L, MB_J_ITEMS, i);
   if (j->kind[i - 1] == MB_AW_TASK) t = (mb_task *)lua_touserdata(L, -1);
@@ -198,36 +172,36 @@ static mb_task *mb_join_item_task(lua_State *L, mb_join *j, int i) {
 
 /* Do tasks the join cancelled (or those producing promises it cancelled)
 ** still run? Register on the first such. */
-static int mb_join_drain_wait(lua_State *L, mb_join *j, mb_task *self) {
+static int mb_await_join_drain_wait(lua_State *L, mb_await_join *j, mb_task *self) {
   int i;
   for (i = 1; i <= j->n; i++) {
-    mb_task *t = mb_join_item_task(L, j, i);
+    mb_task *t = mb_await_join_item_task(L, j, i);
     if (t == NULL || t->status >= MB_TASK_DONE) continue;
-    mb_waiter_init(&j->wv[0], self, L, i, MB_OP_DONE);
+    mb_task_waiter_init(&j->wv[0], self, L, i, MB_OP_DONE);
     mb_list_push(&t->waiters, &j->wv[0].link);
     return 1;
   }
   return 0;
 }
 
-static int mb_join_k(lua_State *L, int status, lua_KContext ctx);
+static int mb_await_join_k(lua_State *L, int status, lua_KContext ctx);
 
 /* A structured join answers for the tasks it ended: their failures after
 ** the one it raises are its to drop, not the run's to report. */
-static void mb_join_observe(lua_State *L, mb_join *j) {
+static void mb_await_join_observe(lua_State *L, mb_await_join *j) {
   int i;
   for (i = 1; i <= j->n; i++) {
-    mb_task *t = mb_join_item_task(L, j, i);
+    mb_task *t = mb_await_join_item_task(L, j, i);
     if (t == NULL || t->status < MB_TASK_DONE) continue;
     t->observed = 1;
     mb_task_unfail(L, t);
   }
 }
 
-static int mb_join_finish(lua_State *L, mb_join *j, mb_task *self) {
-  if (j->mode != MB_JOIN_SELECT) mb_join_observe(L, j);
-  if (j->cancelled) return mb_cancel_raise(L, self);
-  if (j->timed_out) return mb_error_throw(L, "timeout", "task.timeout", "timeout");
+static int mb_await_join_finish(lua_State *L, mb_await_join *j, mb_task *self) {
+  if (j->mode != MB_JOIN_SELECT) mb_await_join_observe(L, j);
+  if (j->cancelled) return mb_task_cancel_raise(L, self);
+  if (j->timed_out) return mb_errors_throw(L, "timeout", "task.timeout", "timeout");
   if (j->mode == MB_JOIN_ALL) {
     if (j->winner) {
       lua_pushvalue(L, MB_J_OUTCOME);
@@ -240,16 +214,16 @@ static int mb_join_finish(lua_State *L, mb_join *j, mb_task *self) {
     lua_pushvalue(L, MB_J_OUTCOME);
     return lua_error(L);
   }
-  if (j->mode == MB_JOIN_TIMEOUT) return mb_unpack(L, MB_J_OUTCOME);
+  if (j->mode == MB_JOIN_TIMEOUT) return mb_pack_unpack(L, MB_J_OUTCOME);
   lua_pushinteger(L, j->winner);
-  return 1 + mb_unpack(L, MB_J_OUTCOME);
+  return 1 + mb_pack_unpack(L, MB_J_OUTCOME);
 }
 
 /* Take every ready outcome, then finish or wait again. */
-static int mb_join_step(lua_State *L) {
+static int mb_await_join_step(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
   mb_task *self = rt->current;
-  mb_join *j = mb_join_get(L);
+  mb_await_join *j = mb_await_join_get(L);
   int i, k, nw = 0;
   /* The item that woke us finished first: it goes first, then the rest
   ** in list order. */
@@ -258,101 +232,100 @@ static int mb_join_step(lua_State *L) {
     i = k == 0 ? j->first : k;
     if (i == 0 || j->got[i - 1] || (k > 0 && i == j->first)) continue;
     lua_rawgeti(L, MB_J_ITEMS, i);
-    if (!mb_aw_ready(L, -1, j->kind[i - 1])) {
+    if (!mb_await_ready(L, -1, j->kind[i - 1])) {
       lua_pop(L, 1);
       continue;
     }
-    ok = mb_aw_outcome(L, -1, j->kind[i - 1]);
+    ok = mb_await_outcome(L, -1, j->kind[i - 1]);
     lua_remove(L, -2);
-    mb_join_take(L, j, i, ok);
+    mb_await_join_take(L, j, i, ok);
   }
   j->first = 0;
   if (!j->draining && !j->decided && j->mode != MB_JOIN_SELECT &&
       self->cancel == MB_CANCEL_PENDING) {
     /* A cancellation waits for this suspension point: drain first. */
-    mb_cancel_delivered(self);
+    mb_task_cancel_delivered(self);
     j->cancelled = 1;
-    mb_join_cancel_rest(L, j);
+    mb_await_join_cancel_rest(L, j);
   }
   if (j->draining) {
-    if (!mb_join_drain_wait(L, j, self)) return mb_join_finish(L, j, self);
-    return mb_wait_objs(L, self, j->wv, 1, "tasks it cancelled to end", 0, mb_join_k);
+    if (!mb_await_join_drain_wait(L, j, self)) return mb_await_join_finish(L, j, self);
+    return mb_task_wait_objs(L, self, j->wv, 1, "tasks it cancelled to end", 0, mb_await_join_k);
   }
-  if (j->decided) return mb_join_finish(L, j, self);
+  if (j->decided) return mb_await_join_finish(L, j, self);
   for (i = 1; i <= j->n; i++) {
     if (j->got[i - 1]) continue;
     lua_rawgeti(L, MB_J_ITEMS, i);
-    mb_waiter_init(&j->wv[nw], self, L, i, MB_OP_DONE);
-    mb_aw_register(L, -1, j->kind[i - 1], &j->wv[nw]);
+    mb_task_waiter_init(&j->wv[nw], self, L, i, MB_OP_DONE);
+    mb_await_register(L, -1, j->kind[i - 1], &j->wv[nw]);
     lua_pop(L, 1);
     nw++;
   }
   if (j->mode == MB_JOIN_TIMEOUT) {
-    self->deadline = j->deadline;
-    if (mb_sleep_add(rt, self) != 0) {
+    self->sleep.deadline = j->deadline;
+    if (mb_sleep_add(&rt->sleepers, &self->sleep) != 0) {
       for (i = 0; i < nw; i++) mb_list_remove(&j->wv[i].link);
-      return mb_misuse(L, "not enough memory");
+      return mb_errors_nomem(L, "task.timeout");
     }
   }
-  return mb_wait_objs(L, self, j->wv, nw, "several awaitables", 0, mb_join_k);
+  return mb_task_wait_objs(L, self, j->wv, nw, "several awaitables", 0, mb_await_join_k);
 }
 
-static int mb_join_k(lua_State *L, int status, lua_KContext ctx) {
+static int mb_await_join_k(lua_State *L, int status, lua_KContext ctx) {
   mb_task *self = mb_rt_of(L)->current;
-  mb_join *j = mb_join_get(L);
+  mb_await_join *j = mb_await_join_get(L);
   (void)status;
   (void)ctx;
   if (self->aborted) {
     if (self->cancel == MB_CANCEL_PENDING && self->wake_err == NULL &&
         j->mode != MB_JOIN_SELECT) {
       self->aborted = 0;
-      mb_cancel_delivered(self);
+      mb_task_cancel_delivered(self);
       j->cancelled = 1;
-      if (!j->draining) mb_join_cancel_rest(L, j);
+      if (!j->draining) mb_await_join_cancel_rest(L, j);
     } else {
-      mb_wait_check(L); /* raises */
+      mb_task_wait_check(L); /* raises */
     }
   } else if (self->fired == 0 && j->mode == MB_JOIN_TIMEOUT && !j->draining) {
     /* the deadline passed */
     j->timed_out = 1;
     j->decided = 1;
-    mb_join_cancel_rest(L, j);
+    mb_await_join_cancel_rest(L, j);
   } else if (!j->draining && j->kind[self->fired - 1] == MB_AW_CHAN) {
     /* A receive completed: the value, if any, is on our top. */
     if (!self->fired_ok) lua_pushnil(L);
     lua_pushboolean(L, self->fired_ok);
-    mb_pack(L, 2);
-    mb_join_take(L, j, self->fired, 1);
+    mb_pack_values(L, 2);
+    mb_await_join_take(L, j, self->fired, 1);
   } else if (!j->draining && self->fired > 0) {
     j->first = self->fired;
   }
   lua_settop(L, MB_J_TOP);
-  return mb_join_step(L);
+  return mb_await_join_step(L);
 }
 
 /* Set up a join over the list at index 1 (functions are spawned) and run
 ** it. The stack becomes the join's slots. */
-static int mb_join_start(lua_State *L, int mode, const char *what, uint64_t deadline) {
-  mb_task *self = mb_task_of(L);
-  mb_join *j;
+static int mb_await_join_start(lua_State *L, int mode, const char *what, uint64_t deadline) {
+  mb_task *self = mb_task_current(L, what);
+  mb_await_join *j;
   int i, n;
   size_t size;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   n = (int)luaL_len(L, 1);
-  if (n == 0 && mode == MB_JOIN_SELECT) return mb_misuse(L, "%s: no awaitables", what);
-  if (n > 100000) return mb_misuse(L, "%s: too many awaitables (%d)", what, n);
-  if (n > 0 && !lua_isyieldable(L))
-    return mb_misuse(L, "%s cannot suspend here (attempt to yield across a C-call boundary)", what);
+  if (n == 0 && mode == MB_JOIN_SELECT) return mb_errors_misuse(L, "%s: no awaitables", what);
+  if (n > 100000) return mb_errors_misuse(L, "%s: too many awaitables (%d)", what, n);
+  if (n > 0) mb_task_wait_begin(L, what);
   for (i = 1; i <= n; i++) { /* check everything before spawning anything */
     lua_rawgeti(L, 1, i);
-    if (lua_type(L, -1) != LUA_TFUNCTION && mb_aw_kind(L, -1) == MB_AW_NONE)
-      return mb_misuse(L, "%s: entry %d must be a function, Task, Promise or Channel (got %s)",
+    if (lua_type(L, -1) != LUA_TFUNCTION && mb_await_kind(L, -1) == MB_AW_NONE)
+      return mb_errors_misuse(L, "%s: entry %d must be a function, Task, Promise or Channel (got %s)",
                         what, i, luaL_typename(L, -1));
     lua_pop(L, 1);
   }
   size = sizeof *j + (size_t)(n > 0 ? n : 1) * (sizeof(mb_waiter) + 2);
-  j = (mb_join *)lua_newuserdatauv(L, size, 0); /* 2 */
+  j = (mb_await_join *)lua_newuserdatauv(L, size, 0); /* 2 */
   memset(j, 0, size);
   j->mode = mode;
   j->n = n;
@@ -366,7 +339,7 @@ static int mb_join_start(lua_State *L, int mode, const char *what, uint64_t dead
     if (lua_type(L, -1) == LUA_TFUNCTION) {
       mb_task_spawn(L, self->run, 0, NULL);
     }
-    j->kind[i - 1] = (unsigned char)mb_aw_kind(L, -1);
+    j->kind[i - 1] = (unsigned char)mb_await_kind(L, -1);
     lua_rawseti(L, -2, i);
   }
   lua_replace(L, MB_J_ITEMS);
@@ -376,21 +349,21 @@ static int mb_join_start(lua_State *L, int mode, const char *what, uint64_t dead
     j->decided = 1;
     if (mode == MB_JOIN_RACE) return 0;
   }
-  return mb_join_step(L);
+  return mb_await_join_step(L);
 }
 
-static int mb_l_all(lua_State *L) { return mb_join_start(L, MB_JOIN_ALL, "task.all", 0); }
-static int mb_l_race(lua_State *L) { return mb_join_start(L, MB_JOIN_RACE, "task.race", 0); }
-static int mb_l_select(lua_State *L) { return mb_join_start(L, MB_JOIN_SELECT, "task.select", 0); }
+static int mb_await_l_all(lua_State *L) { return mb_await_join_start(L, MB_JOIN_ALL, "task.all", 0); }
+static int mb_await_l_race(lua_State *L) { return mb_await_join_start(L, MB_JOIN_RACE, "task.race", 0); }
+static int mb_await_l_select(lua_State *L) { return mb_await_join_start(L, MB_JOIN_SELECT, "task.select", 0); }
 
 /* task.timeout(seconds, fn, ...) or task.timeout(seconds, awaitable). */
-static int mb_l_timeout(lua_State *L) {
-  uint64_t deadline = mb_deadline(L, 1);
-  mb_task *self = mb_task_of(L);
+static int mb_await_l_timeout(lua_State *L) {
+  uint64_t deadline = mb_sleep_deadline(L, 1, &mb_rt_of(L)->loop);
+  mb_task *self = mb_task_current(L, "task.timeout");
   if (lua_type(L, 2) == LUA_TFUNCTION) {
     mb_task_spawn(L, self->run, lua_gettop(L) - 2, NULL);
-  } else if (mb_aw_kind(L, 2) == MB_AW_NONE) {
-    return mb_misuse(L, "task.timeout: expected a function or an awaitable (got %s)",
+  } else if (mb_await_kind(L, 2) == MB_AW_NONE) {
+    return mb_errors_misuse(L, "task.timeout: expected a function or an awaitable (got %s)",
                       luaL_typename(L, 2));
   } else {
     lua_settop(L, 2);
@@ -400,19 +373,19 @@ static int mb_l_timeout(lua_State *L) {
   lua_rawseti(L, -2, 1);
   lua_replace(L, 1);
   lua_settop(L, 1);
-  return mb_join_start(L, MB_JOIN_TIMEOUT, "task.timeout", deadline);
+  return mb_await_join_start(L, MB_JOIN_TIMEOUT, "task.timeout", deadline);
 }
 
-static const luaL_Reg mb_join_funcs_list[] = {
-    {"all", mb_l_all}, {"race", mb_l_race}, {"select", mb_l_select},
-    {"timeout", mb_l_timeout}, {NULL, NULL}};
+static const luaL_Reg mb_await_funcs[] = {
+    {"all", mb_await_l_all}, {"race", mb_await_l_race}, {"select", mb_await_l_select},
+    {"timeout", mb_await_l_timeout}, {NULL, NULL}};
 
-/* Add the combinators to the task module on the top. */
-void mb_join_funcs(lua_State *L) {
-  luaL_setfuncs(L, mb_join_funcs_list, 0);
+/* Add the combinators to the task module on the top (rt.c assembles it). */
+void mb_await_lib(lua_State *L) {
+  luaL_setfuncs(L, mb_await_funcs, 0);
 }
 
 void mb_await_open(lua_State *L) {
-  lua_pushcfunction(L, mb_l_await);
+  lua_pushcfunction(L, mb_await_l_await);
   lua_setglobal(L, "await");
 }

@@ -2,7 +2,7 @@
 ** chan.c — channels: Go-style bounded queues between tasks, and
 ** channel.select.
 **
-** Layer: C core. A Channel is a userdata holding its ring buffer's indices
+** Layer 3 (objects). A Channel is a userdata holding its ring buffer's indices
 ** and two queues of waiting tasks (mb_waiter); the buffered values live in
 ** its user value table. A rendezvous hands the value straight from one
 ** task's stack to the other's: a waiting sender keeps its value on its own
@@ -12,7 +12,9 @@
 */
 #include <string.h>
 
-#include "mb.h"
+#include "chan.h"
+#include "errors.h"
+#include "task.h"
 
 #define MB_CHAN_MT "moonbridge.Channel"
 
@@ -85,12 +87,12 @@ int mb_chan_recv_now(lua_State *L, int idx) {
       mb_waiter *w = mb_chan_first(&c->sendq);
       mb_chan_sender_value(L, w);
       mb_chan_push_buf(L, idx, c);
-      mb_waiter_fire(rt, w, 1);
+      mb_task_waiter_fire(rt, w, 1);
     }
   } else if (!mb_list_empty(&c->sendq)) {
     mb_waiter *w = mb_chan_first(&c->sendq);
     mb_chan_sender_value(L, w);
-    mb_waiter_fire(rt, w, 1);
+    mb_task_waiter_fire(rt, w, 1);
   } else {
     lua_pushnil(L);
     lua_pushboolean(L, 0);
@@ -113,10 +115,10 @@ int mb_chan_send_now(lua_State *L, int idx, int vidx) {
   }
   if (!mb_list_empty(&c->recvq)) { /* hand it over: onto its stack */
     mb_waiter *w = mb_chan_first(&c->recvq);
-    if (!lua_checkstack(w->L, 2)) return mb_misuse(L, "channel send: stack overflow");
+    if (!lua_checkstack(w->L, 2)) return mb_errors_misuse(L, "channel:send: stack overflow");
     lua_pushvalue(L, vidx);
     lua_xmove(L, w->L, 1);
-    mb_waiter_fire(rt, w, 1);
+    mb_task_waiter_fire(rt, w, 1);
   } else {
     lua_pushvalue(L, vidx);
     mb_chan_push_buf(L, idx, c);
@@ -126,7 +128,7 @@ int mb_chan_send_now(lua_State *L, int idx, int vidx) {
 }
 
 static void mb_chan_check_value(lua_State *L, int vidx, const char *op) {
-  if (lua_isnoneornil(L, vidx)) mb_misuse(L, "%s: cannot send nil on a channel", op);
+  if (lua_isnoneornil(L, vidx)) mb_errors_misuse(L, "%s: cannot send nil on a channel", op);
 }
 
 /* ---------------------------------------------------------------------
@@ -136,7 +138,7 @@ static int mb_chan_recv_k(lua_State *L, int status, lua_KContext ctx) {
   mb_task *t = mb_rt_of(L)->current;
   (void)status;
   (void)ctx;
-  mb_wait_check(L);
+  mb_task_wait_check(L);
   if (!t->fired_ok) { /* closed while we waited */
     lua_pushnil(L);
     lua_pushboolean(L, 0);
@@ -150,16 +152,14 @@ static int mb_chan_recv(lua_State *L, int idx, const char *op) {
   mb_chan *c = (mb_chan *)lua_touserdata(L, idx);
   mb_task *self;
   if (mb_chan_recv_ready(c)) return mb_chan_recv_now(L, idx);
-  self = mb_task_of(L);
-  if (!lua_isyieldable(L))
-    return mb_misuse(L, "%s cannot suspend here (attempt to yield across a C-call boundary)", op);
+  self = mb_task_wait_begin(L, op);
   lua_settop(L, idx); /* the channel stays anchored on our stack */
-  mb_waiter_init(&self->w1, self, L, 1, MB_OP_RECV);
+  mb_task_waiter_init(&self->w1, self, L, 1, MB_OP_RECV);
   mb_chan_enqueue(c, &self->w1);
-  return mb_wait_objs(L, self, &self->w1, 1, "a channel receive", 0, mb_chan_recv_k);
+  return mb_task_wait_objs(L, self, &self->w1, 1, "a channel receive", 0, mb_chan_recv_k);
 }
 
-static int mb_l_chan_recv(lua_State *L) {
+static int mb_chan_l_recv(lua_State *L) {
   mb_chan_check(L, 1);
   return mb_chan_recv(L, 1, "channel:recv");
 }
@@ -173,7 +173,7 @@ static int mb_chan_send_k(lua_State *L, int status, lua_KContext ctx) {
   mb_task *t = mb_rt_of(L)->current;
   (void)status;
   (void)ctx;
-  mb_wait_check(L);
+  mb_task_wait_check(L);
   if (!t->fired_ok) {
     lua_pushnil(L);
     lua_pushliteral(L, "closed");
@@ -183,22 +183,20 @@ static int mb_chan_send_k(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-static int mb_l_chan_send(lua_State *L) {
+static int mb_chan_l_send(lua_State *L) {
   mb_chan *c = mb_chan_check(L, 1);
   mb_task *self;
   mb_chan_check_value(L, 2, "channel:send");
   lua_settop(L, 2);
   if (mb_chan_send_ready(c)) return mb_chan_send_now(L, 1, 2);
-  self = mb_task_of(L);
-  if (!lua_isyieldable(L))
-    return mb_misuse(L, "channel:send cannot suspend here (attempt to yield across a C-call boundary)");
-  mb_waiter_init(&self->w1, self, L, 1, MB_OP_SEND);
+  self = mb_task_wait_begin(L, "channel:send");
+  mb_task_waiter_init(&self->w1, self, L, 1, MB_OP_SEND);
   self->w1.slot = 2;
   mb_chan_enqueue(c, &self->w1);
-  return mb_wait_objs(L, self, &self->w1, 1, "a channel send", 0, mb_chan_send_k);
+  return mb_task_wait_objs(L, self, &self->w1, 1, "a channel send", 0, mb_chan_send_k);
 }
 
-static int mb_l_chan_try_send(lua_State *L) {
+static int mb_chan_l_try_send(lua_State *L) {
   mb_chan *c = mb_chan_check(L, 1);
   mb_chan_check_value(L, 2, "channel:try_send");
   lua_settop(L, 2);
@@ -215,7 +213,7 @@ static int mb_l_chan_try_send(lua_State *L) {
   return mb_chan_send_now(L, 1, 2);
 }
 
-static int mb_l_chan_try_recv(lua_State *L) {
+static int mb_chan_l_try_recv(lua_State *L) {
   mb_chan *c = mb_chan_check(L, 1);
   if (c->count > 0 || !mb_list_empty(&c->sendq)) return mb_chan_recv_now(L, 1);
   lua_pushnil(L);
@@ -227,27 +225,27 @@ static int mb_l_chan_try_recv(lua_State *L) {
 
 /* Close: waiting receivers get nil, false (the buffer is empty when any
 ** wait); waiting senders get nil, "closed". Buffered values stay. */
-static int mb_l_chan_close(lua_State *L) {
+static int mb_chan_l_close(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
   mb_chan *c = mb_chan_check(L, 1);
-  if (c->closed) return mb_misuse(L, "channel:close: the channel is already closed");
+  if (c->closed) return mb_errors_misuse(L, "channel:close: the channel is already closed");
   c->closed = 1;
-  while (!mb_list_empty(&c->recvq)) mb_waiter_fire(rt, mb_chan_first(&c->recvq), 0);
-  while (!mb_list_empty(&c->sendq)) mb_waiter_fire(rt, mb_chan_first(&c->sendq), 0);
+  while (!mb_list_empty(&c->recvq)) mb_task_waiter_fire(rt, mb_chan_first(&c->recvq), 0);
+  while (!mb_list_empty(&c->sendq)) mb_task_waiter_fire(rt, mb_chan_first(&c->sendq), 0);
   return 0;
 }
 
-static int mb_l_chan_len(lua_State *L) {
+static int mb_chan_l_len(lua_State *L) {
   lua_pushinteger(L, mb_chan_check(L, 1)->count);
   return 1;
 }
 
-static int mb_l_chan_cap(lua_State *L) {
+static int mb_chan_l_cap(lua_State *L) {
   lua_pushinteger(L, mb_chan_check(L, 1)->cap);
   return 1;
 }
 
-static int mb_l_chan_closed(lua_State *L) {
+static int mb_chan_l_closed(lua_State *L) {
   lua_pushboolean(L, mb_chan_check(L, 1)->closed);
   return 1;
 }
@@ -270,29 +268,27 @@ static int mb_chan_iter_next(lua_State *L) {
     lua_pop(L, 1);
     return 1;
   }
-  self = mb_task_of(L);
-  if (!lua_isyieldable(L))
-    return mb_misuse(L, "channel iterator cannot suspend here (attempt to yield across a C-call boundary)");
-  mb_waiter_init(&self->w1, self, L, 1, MB_OP_RECV);
+  self = mb_task_wait_begin(L, "channel iterator");
+  mb_task_waiter_init(&self->w1, self, L, 1, MB_OP_RECV);
   mb_chan_enqueue(c, &self->w1);
-  return mb_wait_objs(L, self, &self->w1, 1, "a channel receive", 0, mb_chan_iter_k);
+  return mb_task_wait_objs(L, self, &self->w1, 1, "a channel receive", 0, mb_chan_iter_k);
 }
 
-static int mb_l_chan_iter(lua_State *L) {
+static int mb_chan_l_iter(lua_State *L) {
   mb_chan_check(L, 1);
   lua_settop(L, 1);
   lua_pushcclosure(L, mb_chan_iter_next, 1);
   return 1;
 }
 
-static int mb_l_chan_tostring(lua_State *L) {
+static int mb_chan_l_tostring(lua_State *L) {
   mb_chan *c = mb_chan_check(L, 1);
   lua_pushfstring(L, "Channel (%I/%I%s)", (lua_Integer)c->count, (lua_Integer)c->cap,
                   c->closed ? ", closed" : "");
   return 1;
 }
 
-static int mb_l_chan_new(lua_State *L) {
+static int mb_chan_l_new(lua_State *L) {
   lua_Integer cap = luaL_optinteger(L, 1, 0);
   mb_chan *c;
   if (cap < 0) return luaL_argerror(L, 1, "capacity must be 0 or more");
@@ -312,16 +308,16 @@ static int mb_l_chan_new(lua_State *L) {
 ** Stack while it runs: cases, then per case its channel and value, then
 ** the waiters' array.
 ** ------------------------------------------------------------------- */
-#define MB_SEL_CH(i) (2 * (i))      /* stack index of case i's channel */
-#define MB_SEL_V(i) (2 * (i) + 1)   /* and of its value (send) or mark */
+#define MB_CHAN_SEL_CH(i) (2 * (i))      /* stack index of case i's channel */
+#define MB_CHAN_SEL_V(i) (2 * (i) + 1)   /* and of its value (send) or mark */
 
-static char mb_sel_recv_mark; /* in a case's value slot: a receive */
+static char mb_chan_sel_recv_mark; /* in a case's value slot: a receive */
 
-static int mb_sel_is_recv(lua_State *L, int i) {
-  return lua_touserdata(L, MB_SEL_V(i)) == &mb_sel_recv_mark;
+static int mb_chan_sel_is_recv(lua_State *L, int i) {
+  return lua_touserdata(L, MB_CHAN_SEL_V(i)) == &mb_chan_sel_recv_mark;
 }
 
-static int mb_select_result(lua_State *L, int i, int op, int ok, int delivered) {
+static int mb_chan_select_result(lua_State *L, int i, int op, int ok, int delivered) {
   lua_pushinteger(L, i);
   if (op == MB_OP_RECV) {
     if (delivered) {
@@ -343,19 +339,19 @@ static int mb_select_result(lua_State *L, int i, int op, int ok, int delivered) 
 
 /* Woken: the case that fired is t->fired; a receive's value, when one
 ** was delivered, is on our stack's top. */
-static int mb_select_k(lua_State *L, int status, lua_KContext ctx) {
+static int mb_chan_select_k(lua_State *L, int status, lua_KContext ctx) {
   mb_task *t = mb_rt_of(L)->current;
   int i, recv;
   (void)status;
   (void)ctx;
-  mb_wait_check(L);
+  mb_task_wait_check(L);
   i = t->fired;
-  recv = mb_sel_is_recv(L, i);
-  return mb_select_result(L, i, recv ? MB_OP_RECV : MB_OP_SEND, t->fired_ok,
+  recv = mb_chan_sel_is_recv(L, i);
+  return mb_chan_select_result(L, i, recv ? MB_OP_RECV : MB_OP_SEND, t->fired_ok,
                           recv && t->fired_ok);
 }
 
-static int mb_l_select(lua_State *L) {
+static int mb_chan_l_select(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
   int n, i, dflt = 0, nready = 0, nwait = 0;
   mb_waiter *wv;
@@ -363,13 +359,13 @@ static int mb_l_select(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   n = (int)luaL_len(L, 1);
-  if (n == 0) return mb_misuse(L, "channel.select: no cases");
+  if (n == 0) return mb_errors_misuse(L, "channel.select: no cases");
   luaL_checkstack(L, 2 * n + 8, "channel.select: too many cases");
   for (i = 1; i <= n; i++) {
     int op;
     const char *s;
     if (lua_rawgeti(L, 1, i) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "default") == 0) {
-      if (dflt) return mb_misuse(L, "channel.select: more than one \"default\" case");
+      if (dflt) return mb_errors_misuse(L, "channel.select: more than one \"default\" case");
       dflt = i;
       lua_pop(L, 1);
       lua_pushnil(L);
@@ -377,21 +373,21 @@ static int mb_l_select(lua_State *L) {
       continue;
     }
     if (!lua_istable(L, -1))
-      return mb_misuse(L, "channel.select: case %d must be {ch, \"recv\"}, {ch, \"send\", v} or \"default\"", i);
+      return mb_errors_misuse(L, "channel.select: case %d must be {ch, \"recv\"}, {ch, \"send\", v} or \"default\"", i);
     lua_rawgeti(L, -1, 1);
     if (mb_chan_test(L, -1) == NULL)
-      return mb_misuse(L, "channel.select: case %d: expected a Channel (got %s)", i, luaL_typename(L, -1));
+      return mb_errors_misuse(L, "channel.select: case %d: expected a Channel (got %s)", i, luaL_typename(L, -1));
     lua_rawgeti(L, -2, 2);
     s = lua_tostring(L, -1);
     if (s != NULL && strcmp(s, "recv") == 0) op = MB_OP_RECV;
     else if (s != NULL && strcmp(s, "send") == 0) op = MB_OP_SEND;
-    else return mb_misuse(L, "channel.select: case %d: operation must be \"recv\" or \"send\"", i);
+    else return mb_errors_misuse(L, "channel.select: case %d: operation must be \"recv\" or \"send\"", i);
     lua_pop(L, 1);
     if (op == MB_OP_SEND) {
       lua_rawgeti(L, -2, 3);
-      if (lua_isnil(L, -1)) return mb_misuse(L, "channel.select: case %d: cannot send nil", i);
+      if (lua_isnil(L, -1)) return mb_errors_misuse(L, "channel.select: case %d: cannot send nil", i);
     } else {
-      lua_pushlightuserdata(L, &mb_sel_recv_mark);
+      lua_pushlightuserdata(L, &mb_chan_sel_recv_mark);
     }
     lua_remove(L, -3); /* the case table */
     if (op == MB_OP_RECV ? mb_chan_recv_ready(mb_chan_test(L, -2))
@@ -399,25 +395,25 @@ static int mb_l_select(lua_State *L) {
       nready++;
   }
   if (nready > 0) { /* pick one of the ready cases at random: fairness */
-    int k = (int)(mb_rand(rt) % (uint32_t)nready);
+    int k = (int)(mb_rt_rand(rt) % (uint32_t)nready);
     for (i = 1; i <= n; i++) {
       mb_chan *c;
       int recv;
       if (i == dflt) continue;
-      c = (mb_chan *)lua_touserdata(L, MB_SEL_CH(i));
-      recv = mb_sel_is_recv(L, i);
+      c = (mb_chan *)lua_touserdata(L, MB_CHAN_SEL_CH(i));
+      recv = mb_chan_sel_is_recv(L, i);
       if (!(recv ? mb_chan_recv_ready(c) : mb_chan_send_ready(c)) || k-- > 0) continue;
       if (recv) {
         int ok;
-        mb_chan_recv_now(L, MB_SEL_CH(i));
+        mb_chan_recv_now(L, MB_CHAN_SEL_CH(i));
         ok = lua_toboolean(L, -1);
         lua_pop(L, 1);
-        return mb_select_result(L, i, MB_OP_RECV, ok, 1);
+        return mb_chan_select_result(L, i, MB_OP_RECV, ok, 1);
       }
       {
-        int ok = mb_chan_send_now(L, MB_SEL_CH(i), MB_SEL_V(i)) == 1;
+        int ok = mb_chan_send_now(L, MB_CHAN_SEL_CH(i), MB_CHAN_SEL_V(i)) == 1;
         lua_pop(L, ok ? 1 : 2);
-        return mb_select_result(L, i, MB_OP_SEND, ok, 0);
+        return mb_chan_select_result(L, i, MB_OP_SEND, ok, 0);
       }
     }
   }
@@ -425,33 +421,31 @@ static int mb_l_select(lua_State *L) {
     lua_pushinteger(L, dflt);
     return 1;
   }
-  self = mb_task_of(L);
-  if (!lua_isyieldable(L))
-    return mb_misuse(L, "channel.select cannot suspend here (attempt to yield across a C-call boundary)");
+  self = mb_task_wait_begin(L, "channel.select");
   wv = (mb_waiter *)lua_newuserdatauv(L, (size_t)n * sizeof *wv, 0);
   for (i = 1; i <= n; i++) {
     int recv;
     if (i == dflt) continue;
-    recv = mb_sel_is_recv(L, i);
-    mb_waiter_init(&wv[nwait], self, L, i, recv ? MB_OP_RECV : MB_OP_SEND);
-    wv[nwait].slot = MB_SEL_V(i);
-    mb_chan_enqueue((mb_chan *)lua_touserdata(L, MB_SEL_CH(i)), &wv[nwait]);
+    recv = mb_chan_sel_is_recv(L, i);
+    mb_task_waiter_init(&wv[nwait], self, L, i, recv ? MB_OP_RECV : MB_OP_SEND);
+    wv[nwait].slot = MB_CHAN_SEL_V(i);
+    mb_chan_enqueue((mb_chan *)lua_touserdata(L, MB_CHAN_SEL_CH(i)), &wv[nwait]);
     nwait++;
   }
-  return mb_wait_objs(L, self, wv, nwait, "a channel select", 0, mb_select_k);
+  return mb_task_wait_objs(L, self, wv, nwait, "a channel select", 0, mb_chan_select_k);
 }
 
 static const luaL_Reg mb_chan_methods[] = {
-    {"send", mb_l_chan_send},         {"recv", mb_l_chan_recv},
-    {"try_send", mb_l_chan_try_send}, {"try_recv", mb_l_chan_try_recv},
-    {"close", mb_l_chan_close},       {"len", mb_l_chan_len},
-    {"cap", mb_l_chan_cap},           {"closed", mb_l_chan_closed},
-    {"iter", mb_l_chan_iter},         {NULL, NULL}};
+    {"send", mb_chan_l_send},         {"recv", mb_chan_l_recv},
+    {"try_send", mb_chan_l_try_send}, {"try_recv", mb_chan_l_try_recv},
+    {"close", mb_chan_l_close},       {"len", mb_chan_l_len},
+    {"cap", mb_chan_l_cap},           {"closed", mb_chan_l_closed},
+    {"iter", mb_chan_l_iter},         {NULL, NULL}};
 
 static const luaL_Reg mb_chan_funcs[] = {
-    {"new", mb_l_chan_new}, {"select", mb_l_select}, {NULL, NULL}};
+    {"new", mb_chan_l_new}, {"select", mb_chan_l_select}, {NULL, NULL}};
 
-static int mb_luaopen_channel(lua_State *L) {
+static int mb_chan_luaopen(lua_State *L) {
   luaL_newlib(L, mb_chan_funcs);
   return 1;
 }
@@ -460,8 +454,8 @@ void mb_chan_open(lua_State *L) {
   luaL_newmetatable(L, MB_CHAN_MT);
   luaL_newlib(L, mb_chan_methods);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, mb_l_chan_tostring);
+  lua_pushcfunction(L, mb_chan_l_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
-  mb_preload(L, "channel", mb_luaopen_channel);
+  mb_preload(L, "channel", mb_chan_luaopen);
 }

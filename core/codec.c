@@ -44,38 +44,9 @@ _Static_assert(sizeof(lua_Number) == 8, "codec needs double Lua floats");
 
 /*
 ** {======================================================
-** Buffers and byte order
+** Byte order
 ** =======================================================
 */
-
-void mb_buf_free (mb_buf *b) {
-  free(b->data);
-  b->data = NULL;
-  b->len = b->cap = 0;
-}
-
-
-int mb_buf_reserve (mb_buf *b, size_t extra) {
-  size_t need, ncap;
-  char *p;
-  if (extra <= b->cap - b->len)  /* the common case: room enough */
-    return 0;
-  if (extra > SIZE_MAX - b->len)
-    return -1;
-  need = b->len + extra;
-  ncap = (b->cap < 64) ? 64 : b->cap;
-  while (ncap < need) {  /* grow geometrically so appends are amortized O(1) */
-    if (ncap > SIZE_MAX / 2) { ncap = need; break; }
-    ncap *= 2;
-  }
-  p = (char *)realloc(b->data, ncap);
-  if (p == NULL)
-    return -1;
-  b->data = p;
-  b->cap = ncap;
-  return 0;
-}
-
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define MB_CODEC_LITTLE	1

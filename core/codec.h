@@ -11,6 +11,8 @@
 
 #include <lua.h>
 
+#include "buf.h"
+
 /* wire tags */
 #define MB_CODEC_NIL	0x00
 #define MB_CODEC_FALSE	0x01
@@ -24,15 +26,6 @@
 /* nesting limits: encoders refuse more, decoders accept up to twice that */
 #define MB_CODEC_MAX_ENCODE_DEPTH	100
 #define MB_CODEC_MAX_DECODE_DEPTH	200
-
-/* malloc-owned growable byte buffer; the zero value {0} is an empty buffer */
-typedef struct mb_buf {
-  char *data;
-  size_t len, cap;
-} mb_buf;
-
-void mb_buf_free(mb_buf *b);
-int mb_buf_reserve(mb_buf *b, size_t extra);  /* 0 ok, -1 out of memory */
 
 /*
 ** Encode the n Lua values at stack indices first..first+n-1 of L as one

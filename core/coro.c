@@ -2,7 +2,7 @@
 ** coro.c — the coroutine library, kept stock while the runtime's own yields
 ** pass through it.
 **
-** Layer: C core. A bridge call inside a user coroutine yields that
+** Layer 3 (objects). A bridge call inside a user coroutine yields that
 ** coroutine with the runtime's mark (rt->yielding). Our resume sees the
 ** mark and suspends its own thread too, with a continuation, so the yield
 ** travels up to the scheduler and no C stack is held while it waits. When
@@ -10,56 +10,25 @@
 ** resumes the coroutine below it, and the innermost one receives the
 ** result. Any other yield is the user's and behaves as in stock Lua.
 **
-** Each thread's extra space (LUA_EXTRASPACE) tells what it is: NULL for a
-** plain coroutine, the mb_task for a task's root thread (which behaves like
-** stock Lua's main thread), or, with the low bit set, a coroutine suspended
-** inside a runtime wait (which behaves like a "normal" one: it is busy, and
-** nobody else may resume it). The rest of such a mark links to the next
-** coroutine inward in the same wait, so a task killed in its wait can end
-** them all (mb_coro_kill) instead of leaving them busy for good.
+** Each thread's extra space tells what it is (task.h's marks): a plain
+** coroutine, a task's root thread (which behaves like stock Lua's main
+** thread), or a coroutine suspended inside a runtime wait (which behaves
+** like a "normal" one: it is busy, and nobody else may resume it).
 */
 #include <stdint.h>
 #include <string.h>
 
-#include "mb.h"
-
-#define mb_mark(co) (*(void **)lua_getextraspace(co))
-#define MB_CORO_WAITING ((uintptr_t)1)
-
-static int mb_coro_is_root(lua_State *co) {
-  void *m = mb_mark(co);
-  return m != NULL && !((uintptr_t)m & MB_CORO_WAITING);
-}
+#include "coro.h"
+#include "limit.h"
+#include "task.h"
 
 /* co is suspended inside the running task's wait: mark it busy and put it
 ** at the head of the task's list. The innermost is marked first. */
 static void mb_coro_wait_mark(mb_rt *rt, lua_State *co) {
   mb_task *t = rt->current;
   lua_State *inner = t != NULL ? t->coros : NULL;
-  mb_mark(co) = (void *)((uintptr_t)inner | MB_CORO_WAITING);
+  mb_task_mark(co) = (void *)((uintptr_t)inner | MB_TASK_WAITING);
   if (t != NULL) t->coros = co;
-}
-
-/* End co and the coroutines inward of it, innermost first, as an unwinding
-** would: each is reset (its to-be-closed variables closed; they cannot
-** wait) and left dead, with no error value left on its stack (a
-** coroutine with a value there and no frames reads as not yet started). */
-static void mb_coro_kill_from(lua_State *co) {
-  lua_State *inner;
-  if (co == NULL) return;
-  inner = (lua_State *)((uintptr_t)mb_mark(co) & ~MB_CORO_WAITING);
-  mb_coro_kill_from(inner);
-  mb_mark(co) = NULL;
-  lua_resetthread(co);
-  lua_settop(co, 0);
-}
-
-/* t will not run again (its run is torn down): end the coroutines that
-** wait with it. Call before resetting t's root, whose stack keeps them. */
-void mb_coro_kill(mb_task *t) {
-  lua_State *outer = t->coros;
-  t->coros = NULL;
-  mb_coro_kill_from(outer);
 }
 
 static lua_State *mb_coro_get(lua_State *L) {
@@ -73,7 +42,7 @@ static const char *const mb_coro_statname[] = {"running", "dead", "suspended", "
 
 static int mb_coro_status_of(lua_State *L, lua_State *co) {
   if (L == co) return MB_CO_RUN;
-  if (mb_mark(co) != NULL) return MB_CO_NORM; /* a task root, or busy waiting */
+  if (mb_task_mark(co) != NULL) return MB_CO_NORM; /* a task root, or busy waiting */
   switch (lua_status(co)) {
     case LUA_YIELD:
       return MB_CO_YIELD;
@@ -135,7 +104,7 @@ static int mb_coro_after(lua_State *L, lua_State *co, int status, int nres,
 
 static int mb_coro_resume_aux(lua_State *L, lua_State *co, int narg, lua_KFunction k) {
   int nres, status;
-  if (mb_mark(co) != NULL) {
+  if (mb_task_mark(co) != NULL) {
     /* A task's root or a coroutine busy in a wait: like stock's main thread
     ** or a "normal" coroutine, it is not suspended. */
     lua_pop(L, narg);
@@ -156,7 +125,7 @@ static int mb_coro_continue(lua_State *L, lua_State *co, lua_KFunction k) {
   mb_task *t = mb_rt_of(L)->current;
   int nres, status;
   if (t != NULL && t->coros == co) t->coros = NULL; /* the wait unwinds */
-  mb_mark(co) = NULL;
+  mb_task_mark(co) = NULL;
   status = lua_resume(co, L, 0, &nres);
   return mb_coro_after(L, co, status, nres, k);
 }
@@ -164,7 +133,7 @@ static int mb_coro_continue(lua_State *L, lua_State *co, lua_KFunction k) {
 /* coroutine.resume */
 static int mb_coro_resume_finish(lua_State *L, int r) {
   if (r < 0) {
-    mb_cancel_caught(L, -1); /* a swallowed cancellation comes back */
+    mb_task_caught(L, -1); /* a swallowed cancellation comes back */
     lua_pushboolean(L, 0);
     lua_insert(L, -2);
     return 2;
@@ -192,6 +161,7 @@ static int mb_coro_wrap_finish(lua_State *L, lua_State *co, int r) {
     if (stat != LUA_OK && stat != LUA_YIELD) { /* error in the coroutine */
       stat = lua_resetthread(co);              /* close its tbc variables */
       lua_xmove(co, L, 1);
+      if (stat == LUA_ERRMEM) mb_limit_memerr(mb_rt_of(L), L); /* told by status */
     }
     if (stat != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
       luaL_where(L, 1); /* as stock: add where the wrapped function was called */
@@ -219,7 +189,7 @@ static int mb_coro_wrap(lua_State *L) {
   lua_State *co;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   co = lua_newthread(L);
-  mb_mark(co) = NULL;
+  mb_task_mark(co) = NULL;
   lua_pushvalue(L, 1);
   lua_xmove(L, co, 1);
   lua_pushcclosure(L, mb_coro_wrap_call, 1);
@@ -230,7 +200,7 @@ static int mb_coro_create(lua_State *L) {
   lua_State *co;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   co = lua_newthread(L);
-  mb_mark(co) = NULL; /* new threads copy the main thread's extra space */
+  mb_task_mark(co) = NULL; /* new threads copy the main thread's extra space */
   lua_pushvalue(L, 1);
   lua_xmove(L, co, 1);
   return 1;
@@ -244,7 +214,7 @@ static int mb_coro_status(lua_State *L) {
 
 /* At a task's root, as at stock Lua's main thread, user code cannot yield. */
 static int mb_coro_yield(lua_State *L) {
-  if (mb_coro_is_root(L)) {
+  if (mb_task_mark_is_root(L)) {
     lua_pushliteral(L, "attempt to yield from outside a coroutine");
     return lua_error(L);
   }
@@ -253,13 +223,13 @@ static int mb_coro_yield(lua_State *L) {
 
 static int mb_coro_isyieldable(lua_State *L) {
   lua_State *co = lua_isnone(L, 1) ? L : mb_coro_get(L);
-  lua_pushboolean(L, lua_isyieldable(co) && !mb_coro_is_root(co));
+  lua_pushboolean(L, lua_isyieldable(co) && !mb_task_mark_is_root(co));
   return 1;
 }
 
 static int mb_coro_running(lua_State *L) {
   int ismain = lua_pushthread(L);
-  lua_pushboolean(L, ismain || mb_coro_is_root(L));
+  lua_pushboolean(L, ismain || mb_task_mark_is_root(L));
   return 2;
 }
 

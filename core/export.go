@@ -6,7 +6,8 @@ package core
 // returns a status and the C side raises after the Go frame has returned.
 
 /*
-#include "mb.h"
+#include <stdint.h>
+#include "buf.h"
 */
 import "C"
 
@@ -22,7 +23,7 @@ func mbGoInline(h C.uintptr_t, fn C.int, args *C.char, n C.size_t, out *C.mb_buf
 	f := (*l.funcs.Load())[fn]
 	vals, status, err := call(f, l.baseCtx, cslice(args, n), l.args)
 	clear(l.args[:cap(l.args)]) // keep no argument alive past the call
-	if status == C.MB_OK {
+	if status == statusOK {
 		// Encode straight into the C buffer when it is big enough; it is
 		// sized at creation so that it nearly always is.
 		dst := unsafe.Slice((*byte)(unsafe.Pointer(out.data)), int(out.cap))[:0]
@@ -30,7 +31,7 @@ func mbGoInline(h C.uintptr_t, fn C.int, args *C.char, n C.size_t, out *C.mb_buf
 		if eerr == nil {
 			return putC(out, enc, status)
 		}
-		status, err = C.MB_ERR, fmt.Errorf("bad result: %w", eerr)
+		status, err = statusErr, fmt.Errorf("bad result: %w", eerr)
 	}
 	return putC(out, []byte(err.Error()), status)
 }
@@ -39,7 +40,7 @@ func mbGoInline(h C.uintptr_t, fn C.int, args *C.char, n C.size_t, out *C.mb_buf
 func putC(out *C.mb_buf, b []byte, status C.int) C.int {
 	if len(b) > 0 && unsafe.Pointer(&b[0]) != unsafe.Pointer(out.data) {
 		if C.mb_buf_reserve(out, C.size_t(len(b))) != 0 {
-			return C.MB_ERR // an empty message: out of memory
+			return statusErr // an empty message: out of memory
 		}
 		copy(unsafe.Slice((*byte)(unsafe.Pointer(out.data)), len(b)), b)
 	}

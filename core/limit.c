@@ -3,34 +3,27 @@
 ** allocator, in rt.c), a run's VM instruction budget and its context's
 ** deadline (a count hook, with task.c's time slice).
 **
-** Layer: C core. A run that goes over its budget or deadline is ended:
-** the task running raises a "limit" error, which pcall, xpcall and
+** Layer 2 (scheduler). A run that goes over its budget or deadline is
+** ended: the task running raises a "limit" error, which pcall, xpcall and
 ** coroutine.resume raise again (a script cannot swallow it and go on), and
-** after that turn the scheduler kills the run's other tasks. Memory is
-** different, as in stock Lua: "not enough memory" may be caught, and only
-** an uncaught one fails the run, with kind "limit".
+** after that turn run.c kills the run's other tasks. Memory is different,
+** as in stock Lua: "not enough memory" may be caught, and only an uncaught
+** one fails the run, with kind "limit". It is told by its status
+** (LUA_ERRMEM), never by its text.
 */
-#include <stdio.h>
 #include <string.h>
 
-#include "mb.h"
+#include "errors.h"
+#include "limit.h"
 
-void mb_rt_set_memory_limit(mb_rt *rt, size_t bytes) { rt->mem_limit = bytes; }
+void mb_limit_set_memory(mb_rt *rt, size_t bytes) { rt->mem_limit = bytes; }
 
-/* Set by Go before the run is submitted. */
-void mb_run_set_limits(mb_run *r, int64_t instructions, int64_t deadline_ns) {
-  if (instructions > 0) {
-    r->insn_limited = 1;
-    r->insn_left = instructions;
-  }
-  if (deadline_ns > 0) r->deadline = uv_hrtime() + (uint64_t)deadline_ns;
-}
-
-static const char *mb_limit_op(int limit) {
+const char *mb_limit_op(int limit) {
+  mb_assert(limit != MB_LIMIT_NONE, "no limit to name");
   return limit == MB_LIMIT_INSN ? "instructions" : "deadline";
 }
 
-static const char *mb_limit_message(int limit) {
+const char *mb_limit_message(int limit) {
   return limit == MB_LIMIT_INSN ? "the run went over its instruction limit"
                                 : "the run's deadline passed";
 }
@@ -38,7 +31,7 @@ static const char *mb_limit_message(int limit) {
 /* Raise the run's limit error in L. */
 void mb_limit_raise(lua_State *L, mb_run *r) {
   mb_rt_of(L)->over_limit = 1;
-  mb_error_throw(L, "limit", mb_limit_op(r->limit), "%s", mb_limit_message(r->limit));
+  mb_errors_throw(L, "limit", mb_limit_op(r->limit), "%s", mb_limit_message(r->limit));
 }
 
 /* From the count hook: charge the instructions since the last call, look
@@ -62,25 +55,15 @@ int mb_limit_hook_count(mb_rt *rt, mb_run *r) {
   return count;
 }
 
-/* After a turn in which some run went over a limit: end each such run. */
-void mb_runs_over_limit(mb_rt *rt) {
-  mb_link *l, *next;
-  rt->over_limit = 0;
-  for (l = rt->runs.next; l != &rt->runs; l = next) {
-    mb_run *r = mb_container_of(l, mb_run, link);
-    next = l->next;
-    if (r->limit != MB_LIMIT_NONE && !r->done)
-      mb_run_abort(rt, r, "limit", mb_limit_op(r->limit), mb_limit_message(r->limit));
-  }
-}
-
-/* The kind (and op) of an error that is a bare message: Lua's own memory
-** error is a "limit" when a memory limit is set. */
-const char *mb_limit_kind(mb_rt *rt, const char *msg, const char **op) {
-  if (rt->mem_limit > 0 && msg != NULL && strcmp(msg, "not enough memory") == 0) {
-    *op = "memory";
-    return "limit";
-  }
-  *op = NULL;
-  return "runtime";
+/* An error came with status LUA_ERRMEM (a task ended so, or a wrapped
+** coroutine): replace Lua's message on L's top by the error it stands for,
+** "limit"/"memory" when a memory limit is set (the allocator refused),
+** else "runtime". Inside a task this may itself run out of memory: that
+** error has the same status, and the scheduler converts it. */
+void mb_limit_memerr(mb_rt *rt, lua_State *L) {
+  lua_pop(L, 1);
+  if (rt->mem_limit > 0)
+    mb_errors_push(L, "limit", "memory", MB_LIT("not enough memory"));
+  else
+    mb_errors_push(L, "runtime", NULL, MB_LIT("not enough memory"));
 }

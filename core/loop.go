@@ -2,7 +2,14 @@ package core
 
 /*
 #include <stdlib.h>
-#include "mb.h"
+#include "bridge.h"
+#include "call.h"
+#include "limit.h"
+#include "rt.h"
+#include "run.h"
+#include "sandbox.h"
+#include "stream.h"
+#include "task.h"
 
 // The completion path: these keep no Go pointer and never call into Go.
 #cgo noescape mb_call_complete
@@ -11,9 +18,10 @@ package core
 #cgo nocallback mb_stream_emit
 #cgo noescape mb_stream_end
 #cgo nocallback mb_stream_end
+#cgo nocallback mb_stream_room
 #cgo noescape mb_call_complete_driver
 #cgo nocallback mb_call_complete_driver
-#cgo nocallback mb_rt_submit_run_driver
+#cgo nocallback mb_run_submit_driver
 */
 import "C"
 
@@ -33,7 +41,17 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/moonbridge/moonbridge/internal/leaks"
 	"github.com/moonbridge/moonbridge/luamod"
+)
+
+// A call's outcome, as call.h's MB_OK, MB_ERR, MB_PANIC (export.go's
+// preamble, copied into _cgo_export.h for every C file, includes no more
+// than buf.h).
+const (
+	statusOK    = C.MB_OK
+	statusErr   = C.MB_ERR
+	statusPanic = C.MB_PANIC
 )
 
 // Function kinds, as the C core knows them.
@@ -55,12 +73,13 @@ type StreamFunc func(ctx context.Context, args []any, emit func(any) error) erro
 var ErrClosed = errors.New("moonbridge: runtime is closed")
 
 // Error is an error that ended a run: the fields of a moonbridge error
-// table.
+// table. Code is os.exit's code for Kind "exit", else 0.
 type Error struct {
 	Message   string
 	Kind      string
 	Op        string
 	Traceback string
+	Code      int
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -160,28 +179,7 @@ const DefaultCloseGrace = 5 * time.Second
 
 // NewLoop creates the C runtime and starts its two driving goroutines.
 func NewLoop(opts Options) (*Loop, error) {
-	c := C.mb_rt_new()
-	if c == nil {
-		return nil, errors.New("moonbridge: cannot create the runtime (out of memory or libuv failure)")
-	}
-	if err := preload(c); err != nil {
-		C.mb_rt_free(c)
-		return nil, err
-	}
-	if opts.Sandbox {
-		if err := sandbox(c, opts.SandboxDirs); err != nil {
-			C.mb_rt_free(c)
-			return nil, err
-		}
-	}
-	if opts.MemoryLimit > 0 {
-		C.mb_rt_set_memory_limit(c, C.size_t(opts.MemoryLimit))
-	}
-	if opts.TimeSlice > 0 {
-		C.mb_rt_set_slice(c, C.int(min(opts.TimeSlice, math.MaxInt32)))
-	}
 	l := &Loop{
-		c:         c,
 		insnLimit: opts.InstructionLimit,
 		grace:     opts.CloseGrace,
 		stdout:    opts.Stdout,
@@ -200,16 +198,45 @@ func NewLoop(opts Options) (*Loop, error) {
 	if l.stderr == nil {
 		l.stderr = os.Stderr
 	}
+	l.handle = cgo.NewHandle(l)
+	c := C.mb_rt_new(C.uintptr_t(l.handle))
+	if c == nil {
+		l.handle.Delete()
+		return nil, errors.New("moonbridge: cannot create the runtime (out of memory or libuv failure)")
+	}
+	l.c = c
+	if err := l.configure(opts); err != nil {
+		l.freeC()
+		return nil, err
+	}
 	l.baseCtx, l.baseStop = context.WithCancel(context.Background())
 	l.args = make([]any, 0, 8)
 	l.pool = newPool(l)
 	l.funcs.Store(&[]*function{})
-	l.handle = cgo.NewHandle(l)
-	c.go_handle = C.uintptr_t(l.handle)
 	l.token <- struct{}{}
 	go l.driver()
 	go l.driver()
 	return l, nil
+}
+
+// configure applies opts to the fresh C runtime before the drivers start,
+// so it may call into C directly.
+func (l *Loop) configure(opts Options) error {
+	if err := preload(l.c); err != nil {
+		return err
+	}
+	if opts.Sandbox {
+		if err := sandbox(l.c, opts.SandboxDirs); err != nil {
+			return err
+		}
+	}
+	if opts.MemoryLimit > 0 {
+		C.mb_limit_set_memory(l.c, C.size_t(opts.MemoryLimit))
+	}
+	if opts.TimeSlice > 0 {
+		C.mb_task_set_slice(l.c, C.int(min(opts.TimeSlice, math.MaxInt32)))
+	}
+	return nil
 }
 
 // preload makes the Lua modules of luamod requirable; try is also a global.
@@ -253,7 +280,7 @@ func sandbox(c *C.mb_rt, dirs []string) error {
 		list = append(append(list, abs...), 0)
 	}
 	p, n := cbytes(list)
-	if C.mb_rt_sandbox(c, p, n) != 0 {
+	if C.mb_sandbox_apply(c, p, n) != 0 {
 		return errors.New("moonbridge: " + C.GoString(&c.fatal[0]))
 	}
 	return nil
@@ -290,7 +317,7 @@ func (l *Loop) Register(name string, f *function) error {
 	if l.closed {
 		return ErrClosed
 	}
-	rc := C.mb_rt_submit_register(l.c, cname, C.int(len(fs)-1), C.int(f.kind))
+	rc := C.mb_bridge_submit_register(l.c, cname, C.int(len(fs)-1), C.int(f.kind))
 	if rc < 0 {
 		return errors.New("moonbridge: out of memory registering " + name)
 	}
@@ -345,6 +372,13 @@ func (l *Loop) SetGlobal(ctx context.Context, name string, v any) error {
 	return err
 }
 
+func cbool(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func cbytes(b []byte) (*C.char, C.size_t) {
 	if len(b) == 0 {
 		return nil, 0
@@ -363,10 +397,14 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte)
 	nb := []byte(name)
 	np, nn := cbytes(nb)
 	dp, dn := cbytes(data)
-	r := C.mb_run_new(C.int64_t(id), kind, np, nn, dp, dn)
+	// A context that can end gets its cancellation request now: sending
+	// it later must not need memory, or a cancellation could be lost.
+	cancellable := ctx.Done() != nil
+	r := C.mb_run_new(C.int64_t(id), kind, np, nn, dp, dn, cbool(cancellable))
 	if r == nil {
 		return nil, errors.New("moonbridge: out of memory")
 	}
+	cancelReq := r.cancel
 	var deadline time.Duration
 	if dl, ok := ctx.Deadline(); ok {
 		deadline = max(time.Until(dl), 1)
@@ -378,6 +416,9 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte)
 		l.mu.RUnlock()
 		l.runs.Delete(id)
 		C.mb_run_free(r)
+		if cancelReq != nil {
+			C.mb_run_cancel_free(cancelReq)
+		}
 		return nil, ErrClosed
 	}
 	// If nobody is stepping the loop, step it here: the run starts on this
@@ -387,31 +428,35 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte)
 	select {
 	case <-l.token:
 		driving = true
-		C.mb_rt_submit_run_driver(l.c, r)
+		C.mb_run_submit_driver(l.c, r)
 	default:
-		l.pushed(C.mb_rt_submit_run(l.c, r))
+		l.pushed(C.mb_run_submit(l.c, r))
 	}
 	l.mu.RUnlock()
 
 	stop := func() bool { return false }
-	if ctx.Done() != nil { // a context that can end: end the run with it
+	if cancellable { // end the run with its context
 		stop = context.AfterFunc(ctx, func() {
 			l.mu.RLock()
 			defer l.mu.RUnlock()
-			if !l.closed {
-				deadline := 0
-				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-					deadline = 1
-				}
-				l.pushed(C.mb_rt_cancel_run(l.c, C.int64_t(id), C.int(deadline)))
+			if l.closed {
+				C.mb_run_cancel_free(cancelReq)
+				return
 			}
+			deadline := 0
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				deadline = 1
+			}
+			l.pushed(C.mb_run_cancel(l.c, cancelReq, C.int(deadline)))
 		})
 	}
 	if driving {
 		l.drive(w)
 	}
 	res := <-w.done
-	stop()
+	if stop() { // the request was never sent: it is ours to free
+		C.mb_run_cancel_free(cancelReq)
+	}
 	return res.vals, res.err
 }
 
@@ -552,7 +597,10 @@ func (l *Loop) shutdown(fatal error) {
 }
 
 func (l *Loop) freeC() {
-	C.mb_rt_free(l.c)
+	var luaBytes C.int64_t
+	var loopOpen C.int
+	C.mb_rt_free(l.c, &luaBytes, &loopOpen)
+	leaks.Record(int64(luaBytes), int64(loopOpen))
 	l.c = nil
 	l.handle.Delete()
 }
@@ -561,7 +609,7 @@ func (l *Loop) freeC() {
 // parks right after), a lone call to an ordinary function is not started
 // but returned, for runHere, provided a standby driver exists to take over.
 func (l *Loop) events(park bool) (here *C.mb_call) {
-	evs := unsafe.Slice(l.c.ev, int(l.c.nev))
+	evs := unsafe.Slice(l.c.ev.v, int(l.c.ev.n))
 	if park && l.standby.Load() > 0 {
 		here = l.loneCall(evs)
 	}
@@ -587,9 +635,10 @@ func (l *Loop) events(park bool) (here *C.mb_call) {
 			case l.calls[e.slot].credit <- struct{}{}:
 			default:
 			}
-		case C.MB_EV_RUN_DONE:
-			l.finish((*C.mb_run)(e.ptr))
 		}
+	}
+	for r := C.mb_run_take_done(l.c); r != nil; r = C.mb_run_take_done(l.c) {
+		l.finish(r)
 	}
 	if len(l.batch) > 0 {
 		l.pool.submit(l.batch)
@@ -688,11 +737,12 @@ func (l *Loop) finish(r *C.mb_run) {
 
 func decodeError(b []byte) error {
 	vals, err := DecodeMessage(b)
-	if err != nil || len(vals) != 4 {
+	if err != nil || len(vals) != 5 {
 		return &Error{Message: "moonbridge: undecodable error", Kind: "runtime"}
 	}
 	s := func(i int) string { v, _ := vals[i].(string); return v }
-	return &Error{Message: s(0), Kind: s(1), Op: s(2), Traceback: s(3)}
+	code, _ := vals[4].(int64)
+	return &Error{Message: s(0), Kind: s(1), Op: s(2), Traceback: s(3), Code: int(code)}
 }
 
 // ---------------------------------------------------------------------
@@ -772,10 +822,8 @@ var errEmitAfterReturn = errors.New("emit: called after the stream function retu
 
 func (l *Loop) runStream(f *function, s *C.mb_stream, ctx context.Context, credit chan struct{}) {
 	defer l.wg.Done()
-	produced := (*int64)(unsafe.Pointer(&s.produced))
-	consumed := (*int64)(unsafe.Pointer(&s.consumed))
-	waiting := (*int32)(unsafe.Pointer(&s.go_waiting))
 	var returned atomic.Bool
+	full := false // the last emit filled the window (stream.c keeps the count)
 	buf := make([]byte, 0, 128)
 	emit := func(v any) error {
 		if returned.Load() {
@@ -788,11 +836,7 @@ func (l *Loop) runStream(f *function, s *C.mb_stream, ctx context.Context, credi
 			return err
 		}
 		// Backpressure: wait while Lua is a whole window behind.
-		for atomic.LoadInt64(produced)-atomic.LoadInt64(consumed) >= C.MB_STREAM_WINDOW {
-			atomic.StoreInt32(waiting, 1)
-			if atomic.LoadInt64(produced)-atomic.LoadInt64(consumed) < C.MB_STREAM_WINDOW {
-				continue // Lua caught up meanwhile; a stale credit is harmless
-			}
+		for full && C.mb_stream_room(s) == 0 {
 			select {
 			case <-credit:
 			case <-ctx.Done():
@@ -809,7 +853,8 @@ func (l *Loop) runStream(f *function, s *C.mb_stream, ctx context.Context, credi
 		if rc < 0 {
 			return errors.New("emit: out of memory")
 		}
-		l.pushed(rc)
+		full = rc&C.MB_STREAM_FULL != 0
+		l.pushed(rc & C.MB_STREAM_WAKE)
 		return nil
 	}
 	streamer := &function{name: f.name, fn: func(ctx context.Context, args []any) ([]any, error) {

@@ -1,7 +1,8 @@
 package core
 
 /*
-#include "mb.h"
+#include "buf.h"
+#include "call.h"
 */
 import "C"
 

@@ -1,7 +1,7 @@
 /*
 ** promise.c — promises, their combinators, and the global `async`.
 **
-** Layer: C core. A Promise is a userdata with its state and the tasks
+** Layer 3 (objects). A Promise is a userdata with its state and the tasks
 ** awaiting it (mb_waiter); its user values hold the outcome, the reactions
 ** registered before it settled, and, for async(fn), the task producing it.
 ** An outcome is a table: {n = k, v1..vk} once fulfilled, {n = 1, err} once
@@ -12,7 +12,10 @@
 */
 #include <string.h>
 
-#include "mb.h"
+#include "errors.h"
+#include "pack.h"
+#include "promise.h"
+#include "task.h"
 
 #define MB_PROMISE_MT "moonbridge.Promise"
 #define MB_AGG_MT "moonbridge.PromiseAggregate"
@@ -36,18 +39,16 @@ enum {
 
 /* promise.all & co: what is still missing, and where results go. */
 enum { MB_AGG_ALL = 0, MB_AGG_RACE, MB_AGG_ANY, MB_AGG_SETTLED };
-typedef struct mb_agg {
+typedef struct mb_promise_agg {
   int mode;
   lua_Integer left;
-} mb_agg;
+} mb_promise_agg;
 
-static const char *const mb_prom_names[] = {"pending", "fulfilled", "rejected", "cancelled"};
+static const char *const mb_promise_names[] = {"pending", "fulfilled", "rejected", "cancelled"};
 
 static void mb_promise_settle(lua_State *L, int pidx, int state);
 static void mb_promise_settle_value(lua_State *L, int pidx, int state);
 static void mb_promise_adopt(lua_State *L, int pidx, int qidx);
-
-#define MB_LIT(s) (s), (sizeof(s) - 1)
 
 mb_promise *mb_promise_test(lua_State *L, int idx) {
   return (mb_promise *)luaL_testudata(L, idx, MB_PROMISE_MT);
@@ -104,24 +105,24 @@ int mb_promise_outcome(lua_State *L, int idx) {
 }
 
 /* Push the settled promise's values, or raise its error. */
-int mb_promise_results(lua_State *L, int idx) {
+static int mb_promise_results(lua_State *L, int idx) {
   if (!mb_promise_outcome(L, idx)) {
     lua_rawgeti(L, -1, 1);
-    mb_error_fork(L);
+    mb_errors_fork(L);
     return lua_error(L);
   }
-  return mb_unpack(L, -1);
+  return mb_pack_unpack(L, -1);
 }
 
 /* ---------------------------------------------------------------------
 ** Reactions.
 ** ------------------------------------------------------------------- */
-static void mb_agg_update(lua_State *L, int agg, lua_Integer i, int state, int outcome);
+static void mb_promise_agg_update(lua_State *L, int agg, lua_Integer i, int state, int outcome);
 
 /* The reaction's task: stack is the settled promise, then the reaction. */
-static int mb_reaction_k(lua_State *L, int status, lua_KContext ctx);
+static int mb_promise_reaction_k(lua_State *L, int status, lua_KContext ctx);
 
-static int mb_reaction_body(lua_State *L) {
+static int mb_promise_reaction_body(lua_State *L) {
   mb_promise *p = (mb_promise *)lua_touserdata(L, 1);
   int kind, nargs = 0;
   lua_settop(L, 2);
@@ -130,7 +131,7 @@ static int mb_reaction_body(lua_State *L) {
   lua_pop(L, 1);
   lua_getiuservalue(L, 1, MB_P_UV_OUTCOME); /* 3 */
   lua_rawgeti(L, 2, 4);                      /* 4: the target */
-  lua_pushcfunction(L, mb_error_handler);    /* 5 */
+  lua_pushcfunction(L, mb_task_msgh);    /* 5 */
   if (kind == MB_R_FINALLY) {
     lua_rawgeti(L, 2, 2);
   } else {
@@ -141,21 +142,21 @@ static int mb_reaction_body(lua_State *L) {
       return 0;
     }
     if (p->state == MB_PROM_FULFILLED) {
-      nargs = mb_unpack(L, 3);
+      nargs = mb_pack_unpack(L, 3);
     } else {
       lua_rawgeti(L, 3, 1);
       nargs = 1;
     }
   }
-  return mb_reaction_k(L, lua_pcallk(L, nargs, LUA_MULTRET, 5, kind, mb_reaction_k), kind);
+  return mb_promise_reaction_k(L, lua_pcallk(L, nargs, LUA_MULTRET, 5, kind, mb_promise_reaction_k), kind);
 }
 
-static int mb_reaction_k(lua_State *L, int status, lua_KContext ctx) {
+static int mb_promise_reaction_k(lua_State *L, int status, lua_KContext ctx) {
   mb_promise *p = (mb_promise *)lua_touserdata(L, 1);
   mb_task *self = mb_rt_of(L)->current;
   int n = lua_gettop(L) - 5;
   if (status != LUA_OK && status != LUA_YIELD) {
-    int cancelled = self != NULL && mb_cancel_is(L, self, -1);
+    int cancelled = self != NULL && mb_task_is_cancel(L, self, -1);
     lua_pushvalue(L, -1);
     mb_promise_settle_value(L, 4, cancelled ? MB_PROM_CANCELLED : MB_PROM_REJECTED);
     /* Raised again when cancelled, or when nothing awaits the derived
@@ -176,13 +177,13 @@ static int mb_reaction_k(lua_State *L, int status, lua_KContext ctx) {
     if (target->state == MB_PROM_PENDING && !target->locked) mb_promise_adopt(L, 4, 6);
     return 0;
   }
-  mb_pack(L, n);
+  mb_pack_values(L, n);
   mb_promise_settle(L, 4, MB_PROM_FULFILLED);
   return 0;
 }
 
 /* Run reaction ridx for the settled promise at pidx. */
-static void mb_reaction_run(lua_State *L, int pidx, int ridx) {
+static void mb_promise_reaction_run(lua_State *L, int pidx, int ridx) {
   mb_rt *rt = mb_rt_of(L);
   mb_promise *p = (mb_promise *)lua_touserdata(L, pidx);
   int kind;
@@ -203,13 +204,13 @@ static void mb_reaction_run(lua_State *L, int pidx, int ridx) {
       lua_rawgeti(L, ridx, 2);
       lua_rawgeti(L, ridx, 3);
       lua_getiuservalue(L, pidx, MB_P_UV_OUTCOME);
-      mb_agg_update(L, -3, lua_tointeger(L, -2), p->state, lua_absindex(L, -1));
+      mb_promise_agg_update(L, -3, lua_tointeger(L, -2), p->state, lua_absindex(L, -1));
       lua_pop(L, 3);
       break;
     default: {
       mb_task *self = rt->current;
-      if (self == NULL) mb_misuse(L, "promise: settled outside a task");
-      lua_pushcfunction(L, mb_reaction_body);
+      if (self == NULL) mb_errors_misuse(L, "promise: settled outside a task");
+      lua_pushcfunction(L, mb_promise_reaction_body);
       lua_pushvalue(L, pidx);
       lua_pushvalue(L, ridx);
       mb_task_spawn(L, self->run, 2, NULL);
@@ -223,12 +224,12 @@ static void mb_reaction_run(lua_State *L, int pidx, int ridx) {
 
 /* Run the reaction now if p is settled, else keep it for later. The
 ** reaction is on the top (popped). */
-static void mb_reaction_add(lua_State *L, int pidx) {
+static void mb_promise_reaction_add(lua_State *L, int pidx) {
   mb_promise *p = (mb_promise *)lua_touserdata(L, pidx);
   pidx = lua_absindex(L, pidx);
   mb_promise_observe(L, pidx);
   if (p->state != MB_PROM_PENDING) {
-    mb_reaction_run(L, pidx, -1);
+    mb_promise_reaction_run(L, pidx, -1);
     lua_pop(L, 1);
     return;
   }
@@ -243,7 +244,7 @@ static void mb_reaction_add(lua_State *L, int pidx) {
   lua_pop(L, 1);
 }
 
-static void mb_reaction_push(lua_State *L, int kind, int a, int b, int target) {
+static void mb_promise_reaction_push(lua_State *L, int kind, int a, int b, int target) {
   a = a ? lua_absindex(L, a) : 0;
   b = b ? lua_absindex(L, b) : 0;
   target = target ? lua_absindex(L, target) : 0;
@@ -258,7 +259,7 @@ static void mb_reaction_push(lua_State *L, int kind, int a, int b, int target) {
 /* Settle the promise at pidx with the one value on the top (popped): a
 ** rejection's error, a cancellation's, or a single fulfilment value. */
 static void mb_promise_settle_value(lua_State *L, int pidx, int state) {
-  mb_pack(L, 1); /* the stack keeps its height: relative pidx stays valid */
+  mb_pack_values(L, 1); /* the stack keeps its height: relative pidx stays valid */
   mb_promise_settle(L, pidx, state);
 }
 
@@ -276,7 +277,7 @@ static void mb_promise_settle(lua_State *L, int pidx, int state) {
   p->state = state;
   lua_setiuservalue(L, pidx, MB_P_UV_OUTCOME);
   if (!mb_list_empty(&p->waiters)) p->handled = 1;
-  mb_waiters_fire_all(rt, &p->waiters);
+  mb_task_waiters_fire_all(rt, &p->waiters);
   if (lua_getiuservalue(L, pidx, MB_P_UV_REACTIONS) != LUA_TTABLE) {
     lua_pop(L, 1);
     return;
@@ -286,7 +287,7 @@ static void mb_promise_settle(lua_State *L, int pidx, int state) {
   n = (lua_Integer)lua_rawlen(L, -1);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);
-    mb_reaction_run(L, pidx, -1);
+    mb_promise_reaction_run(L, pidx, -1);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
@@ -298,13 +299,13 @@ static void mb_promise_adopt(lua_State *L, int pidx, int qidx) {
   pidx = lua_absindex(L, pidx);
   qidx = lua_absindex(L, qidx);
   if (lua_rawequal(L, pidx, qidx)) {
-    mb_error_push(L, "runtime", NULL, MB_LIT("a promise cannot be resolved with itself"));
+    mb_errors_push(L, "runtime", NULL, MB_LIT("a promise cannot be resolved with itself"));
     mb_promise_settle_value(L, pidx, MB_PROM_REJECTED);
     return;
   }
   p->locked = 1;
-  mb_reaction_push(L, MB_R_ADOPT, 0, 0, pidx);
-  mb_reaction_add(L, qidx);
+  mb_promise_reaction_push(L, MB_R_ADOPT, 0, 0, pidx);
+  mb_promise_reaction_add(L, qidx);
 }
 
 /* Resolve the promise at pidx with the n values on the top (popped). */
@@ -316,7 +317,7 @@ static void mb_promise_resolve_values(lua_State *L, int pidx, int n) {
     lua_pop(L, 1);
     return;
   }
-  mb_pack(L, n);
+  mb_pack_values(L, n);
   mb_promise_settle(L, pidx, MB_PROM_FULFILLED);
 }
 
@@ -329,11 +330,11 @@ int mb_promise_cancel(lua_State *L, int idx) {
   if (p->state != MB_PROM_PENDING) return 0;
   if (lua_getiuservalue(L, idx, MB_P_UV_TASK) == LUA_TUSERDATA &&
       (t = mb_task_test(L, -1)) != NULL) {
-    mb_cancel_error_push(L, t, 0);
+    mb_task_cancel_error(L, t, 0);
     mb_task_cancel(mb_rt_of(L), L, t);
   }
   lua_pop(L, 1);
-  mb_error_push(L, "cancelled", NULL, MB_LIT("the promise was cancelled"));
+  mb_errors_push(L, "cancelled", NULL, MB_LIT("the promise was cancelled"));
   mb_promise_settle_value(L, idx, MB_PROM_CANCELLED);
   return 1;
 }
@@ -343,7 +344,7 @@ int mb_promise_cancel(lua_State *L, int idx) {
 ** ------------------------------------------------------------------- */
 static int mb_promise_await_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  mb_wait_check(L);
+  mb_task_wait_check(L);
   return mb_promise_results(L, (int)ctx);
 }
 
@@ -351,19 +352,17 @@ int mb_promise_await(lua_State *L, int idx) {
   mb_promise *p = (mb_promise *)lua_touserdata(L, idx);
   mb_task *self;
   if (p->state != MB_PROM_PENDING) return mb_promise_results(L, idx);
-  self = mb_task_of(L);
-  if (!lua_isyieldable(L))
-    return mb_misuse(L, "await cannot suspend here (attempt to yield across a C-call boundary)");
+  self = mb_task_wait_begin(L, "await");
   lua_settop(L, idx); /* the promise stays anchored on our stack */
-  mb_waiter_init(&self->w1, self, L, 1, MB_OP_DONE);
+  mb_task_waiter_init(&self->w1, self, L, 1, MB_OP_DONE);
   mb_list_push(&p->waiters, &self->w1.link);
-  return mb_wait_objs(L, self, &self->w1, 1, "a promise", idx, mb_promise_await_k);
+  return mb_task_wait_objs(L, self, &self->w1, 1, "a promise", idx, mb_promise_await_k);
 }
 
 /* ---------------------------------------------------------------------
 ** The Lua API.
 ** ------------------------------------------------------------------- */
-static int mb_l_resolve_fn(lua_State *L) {
+static int mb_promise_l_resolve_fn(lua_State *L) {
   mb_promise *p = (mb_promise *)lua_touserdata(L, lua_upvalueindex(1));
   if (p->state != MB_PROM_PENDING || p->locked) return 0;
   lua_pushvalue(L, lua_upvalueindex(1));
@@ -372,7 +371,7 @@ static int mb_l_resolve_fn(lua_State *L) {
   return 0;
 }
 
-static int mb_l_reject_fn(lua_State *L) {
+static int mb_promise_l_reject_fn(lua_State *L) {
   mb_promise *p = (mb_promise *)lua_touserdata(L, lua_upvalueindex(1));
   if (p->state != MB_PROM_PENDING || p->locked) return 0;
   lua_settop(L, 1);
@@ -387,7 +386,7 @@ static int mb_promise_new_k(lua_State *L, int status, lua_KContext ctx) {
   if (status != LUA_OK && status != LUA_YIELD) {
     mb_promise *p = (mb_promise *)lua_touserdata(L, 2);
     mb_task *self = mb_rt_of(L)->current;
-    if (self != NULL && mb_cancel_is(L, self, -1)) return lua_error(L);
+    if (self != NULL && mb_task_is_cancel(L, self, -1)) return lua_error(L);
     if (p->state == MB_PROM_PENDING && !p->locked) {
       mb_promise_settle_value(L, 2, MB_PROM_REJECTED);
     }
@@ -396,20 +395,20 @@ static int mb_promise_new_k(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-static int mb_l_promise_new(lua_State *L) {
+static int mb_promise_l_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
   mb_promise_push_new(L);                  /* 2 */
-  lua_pushcfunction(L, mb_error_handler); /* 3 */
+  lua_pushcfunction(L, mb_task_msgh); /* 3 */
   lua_pushvalue(L, 1);
   lua_pushvalue(L, 2);
-  lua_pushcclosure(L, mb_l_resolve_fn, 1);
+  lua_pushcclosure(L, mb_promise_l_resolve_fn, 1);
   lua_pushvalue(L, 2);
-  lua_pushcclosure(L, mb_l_reject_fn, 1);
+  lua_pushcclosure(L, mb_promise_l_reject_fn, 1);
   return mb_promise_new_k(L, lua_pcallk(L, 2, 0, 3, 0, mb_promise_new_k), 0);
 }
 
-static int mb_l_promise_resolve(lua_State *L) {
+static int mb_promise_l_resolve(lua_State *L) {
   int n = lua_gettop(L);
   if (n >= 1 && mb_promise_test(L, 1) != NULL) {
     lua_settop(L, 1);
@@ -421,7 +420,7 @@ static int mb_l_promise_resolve(lua_State *L) {
   return 1;
 }
 
-static int mb_l_promise_reject(lua_State *L) {
+static int mb_promise_l_reject(lua_State *L) {
   lua_settop(L, 1);
   mb_promise_push_new(L);
   lua_insert(L, 1);
@@ -429,63 +428,63 @@ static int mb_l_promise_reject(lua_State *L) {
   return 1;
 }
 
-static void mb_check_handler(lua_State *L, int i, const char *what) {
+static void mb_promise_check_handler(lua_State *L, int i, const char *what) {
   if (!lua_isnoneornil(L, i) && lua_type(L, i) != LUA_TFUNCTION)
-    mb_misuse(L, "%s: handler must be a function (got %s)", what, luaL_typename(L, i));
+    mb_errors_misuse(L, "%s: handler must be a function (got %s)", what, luaL_typename(L, i));
 }
 
-static int mb_l_promise_then(lua_State *L) {
+static int mb_promise_l_then(lua_State *L) {
   mb_promise_check(L, 1);
-  mb_check_handler(L, 2, "promise:andThen");
-  mb_check_handler(L, 3, "promise:andThen");
+  mb_promise_check_handler(L, 2, "promise:andThen");
+  mb_promise_check_handler(L, 3, "promise:andThen");
   lua_settop(L, 3);
   mb_promise_push_new(L); /* 4 */
-  mb_reaction_push(L, MB_R_THEN, 2, 3, 4);
-  mb_reaction_add(L, 1);
+  mb_promise_reaction_push(L, MB_R_THEN, 2, 3, 4);
+  mb_promise_reaction_add(L, 1);
   return 1;
 }
 
-static int mb_l_promise_catch(lua_State *L) {
+static int mb_promise_l_catch(lua_State *L) {
   mb_promise_check(L, 1);
-  mb_check_handler(L, 2, "promise:catch");
+  mb_promise_check_handler(L, 2, "promise:catch");
   lua_settop(L, 2);
   lua_pushnil(L);
   lua_insert(L, 2); /* p, nil, fn */
   mb_promise_push_new(L);
-  mb_reaction_push(L, MB_R_THEN, 2, 3, 4);
-  mb_reaction_add(L, 1);
+  mb_promise_reaction_push(L, MB_R_THEN, 2, 3, 4);
+  mb_promise_reaction_add(L, 1);
   return 1;
 }
 
-static int mb_l_promise_finally(lua_State *L) {
+static int mb_promise_l_finally(lua_State *L) {
   mb_promise_check(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 2);
   mb_promise_push_new(L); /* 3 */
-  mb_reaction_push(L, MB_R_FINALLY, 2, 0, 3);
-  mb_reaction_add(L, 1);
+  mb_promise_reaction_push(L, MB_R_FINALLY, 2, 0, 3);
+  mb_promise_reaction_add(L, 1);
   return 1;
 }
 
-static int mb_l_promise_await(lua_State *L) {
+static int mb_promise_l_await(lua_State *L) {
   mb_promise_check(L, 1);
   lua_settop(L, 1);
   return mb_promise_await(L, 1);
 }
 
-static int mb_l_promise_status(lua_State *L) {
-  lua_pushstring(L, mb_prom_names[mb_promise_check(L, 1)->state]);
+static int mb_promise_l_status(lua_State *L) {
+  lua_pushstring(L, mb_promise_names[mb_promise_check(L, 1)->state]);
   return 1;
 }
 
-static int mb_l_promise_cancel(lua_State *L) {
+static int mb_promise_l_cancel(lua_State *L) {
   mb_promise_check(L, 1);
   lua_pushboolean(L, mb_promise_cancel(L, 1));
   return 1;
 }
 
-static int mb_l_promise_tostring(lua_State *L) {
-  lua_pushfstring(L, "Promise (%s)", mb_prom_names[mb_promise_check(L, 1)->state]);
+static int mb_promise_l_tostring(lua_State *L) {
+  lua_pushfstring(L, "Promise (%s)", mb_promise_names[mb_promise_check(L, 1)->state]);
   return 1;
 }
 
@@ -493,32 +492,32 @@ static int mb_l_promise_tostring(lua_State *L) {
 ** Combinators: an aggregate (user values: its results, its target)
 ** collects the items' outcomes as they settle.
 ** ------------------------------------------------------------------- */
-static void mb_agg_fulfil(lua_State *L, int agg) {
+static void mb_promise_agg_fulfil(lua_State *L, int agg) {
   lua_getiuservalue(L, agg, 2);
   lua_getiuservalue(L, agg, 1);
   mb_promise_settle_value(L, -2, MB_PROM_FULFILLED);
   lua_pop(L, 1);
 }
 
-static void mb_agg_settle_with(lua_State *L, int agg, int state, int outcome) {
+static void mb_promise_agg_settle_with(lua_State *L, int agg, int state, int outcome) {
   lua_getiuservalue(L, agg, 2);
   lua_pushvalue(L, outcome);
   mb_promise_settle(L, -2, state);
   lua_pop(L, 1);
 }
 
-static void mb_agg_update(lua_State *L, int agg, lua_Integer i, int state, int outcome) {
-  mb_agg *a = (mb_agg *)lua_touserdata(L, agg);
+static void mb_promise_agg_update(lua_State *L, int agg, lua_Integer i, int state, int outcome) {
+  mb_promise_agg *a = (mb_promise_agg *)lua_touserdata(L, agg);
   int ok = state == MB_PROM_FULFILLED;
   agg = lua_absindex(L, agg);
   outcome = lua_absindex(L, outcome);
   switch (a->mode) {
     case MB_AGG_RACE:
-      mb_agg_settle_with(L, agg, ok ? MB_PROM_FULFILLED : MB_PROM_REJECTED, outcome);
+      mb_promise_agg_settle_with(L, agg, ok ? MB_PROM_FULFILLED : MB_PROM_REJECTED, outcome);
       return;
     case MB_AGG_ALL:
       if (!ok) {
-        mb_agg_settle_with(L, agg, MB_PROM_REJECTED, outcome);
+        mb_promise_agg_settle_with(L, agg, MB_PROM_REJECTED, outcome);
         return;
       }
       lua_getiuservalue(L, agg, 1);
@@ -528,7 +527,7 @@ static void mb_agg_update(lua_State *L, int agg, lua_Integer i, int state, int o
       break;
     case MB_AGG_ANY:
       if (ok) {
-        mb_agg_settle_with(L, agg, MB_PROM_FULFILLED, outcome);
+        mb_promise_agg_settle_with(L, agg, MB_PROM_FULFILLED, outcome);
         return;
       }
       lua_getiuservalue(L, agg, 1);
@@ -539,7 +538,7 @@ static void mb_agg_update(lua_State *L, int agg, lua_Integer i, int state, int o
     case MB_AGG_SETTLED:
       lua_getiuservalue(L, agg, 1);
       lua_createtable(L, 0, 2);
-      lua_pushstring(L, mb_prom_names[state]);
+      lua_pushstring(L, mb_promise_names[state]);
       lua_setfield(L, -2, "status");
       lua_rawgeti(L, outcome, 1);
       lua_setfield(L, -2, ok ? "value" : "reason");
@@ -549,11 +548,11 @@ static void mb_agg_update(lua_State *L, int agg, lua_Integer i, int state, int o
   }
   if (--a->left > 0) return;
   if (a->mode != MB_AGG_ANY) {
-    mb_agg_fulfil(L, agg);
+    mb_promise_agg_fulfil(L, agg);
     return;
   }
   lua_getiuservalue(L, agg, 2);
-  mb_error_push(L, "runtime", "promise.any", MB_LIT("promise.any: every promise was rejected"));
+  mb_errors_push(L, "runtime", "promise.any", MB_LIT("promise.any: every promise was rejected"));
   lua_getiuservalue(L, agg, 1);
   lua_setfield(L, -2, "errors");
   mb_promise_settle_value(L, -2, MB_PROM_REJECTED);
@@ -564,11 +563,11 @@ static int mb_promise_combine(lua_State *L, int mode) {
   static const char *const names[] = {"promise.all", "promise.race", "promise.any",
                                       "promise.allSettled"};
   lua_Integer i, n;
-  mb_agg *a;
+  mb_promise_agg *a;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   n = luaL_len(L, 1);
-  a = (mb_agg *)lua_newuserdatauv(L, sizeof *a, 2); /* 2 */
+  a = (mb_promise_agg *)lua_newuserdatauv(L, sizeof *a, 2); /* 2 */
   a->mode = mode;
   a->left = n;
   luaL_setmetatable(L, MB_AGG_MT);
@@ -579,10 +578,10 @@ static int mb_promise_combine(lua_State *L, int mode) {
   lua_setiuservalue(L, 2, 2);
   if (n == 0) {
     if (mode == MB_AGG_ALL || mode == MB_AGG_SETTLED) {
-      mb_agg_fulfil(L, 2);
+      mb_promise_agg_fulfil(L, 2);
     } else if (mode == MB_AGG_ANY) {
       lua_pushfstring(L, "%s: no promises given", names[mode]);
-      mb_error_push(L, "runtime", names[mode], lua_tostring(L, -1), lua_rawlen(L, -1));
+      mb_errors_push(L, "runtime", names[mode], lua_tostring(L, -1), lua_rawlen(L, -1));
       mb_promise_settle_value(L, 3, MB_PROM_REJECTED);
     }
     return 1;
@@ -590,12 +589,12 @@ static int mb_promise_combine(lua_State *L, int mode) {
   for (i = 1; i <= n; i++) {
     lua_pushinteger(L, i);
     if (lua_geti(L, 1, i) == LUA_TUSERDATA && mb_promise_test(L, -1) != NULL) {
-      mb_reaction_push(L, MB_R_AGG, 2, -2, 0);
-      mb_reaction_add(L, -2);
+      mb_promise_reaction_push(L, MB_R_AGG, 2, -2, 0);
+      mb_promise_reaction_add(L, -2);
       lua_pop(L, 2);
     } else { /* a plain value counts as fulfilled with it */
-      mb_pack(L, 1);
-      mb_agg_update(L, 2, i, MB_PROM_FULFILLED, -1);
+      mb_pack_values(L, 1);
+      mb_promise_agg_update(L, 2, i, MB_PROM_FULFILLED, -1);
       lua_pop(L, 2);
     }
   }
@@ -603,25 +602,25 @@ static int mb_promise_combine(lua_State *L, int mode) {
   return 1;
 }
 
-static int mb_l_promise_all(lua_State *L) { return mb_promise_combine(L, MB_AGG_ALL); }
-static int mb_l_promise_race(lua_State *L) { return mb_promise_combine(L, MB_AGG_RACE); }
-static int mb_l_promise_any(lua_State *L) { return mb_promise_combine(L, MB_AGG_ANY); }
-static int mb_l_promise_settled(lua_State *L) { return mb_promise_combine(L, MB_AGG_SETTLED); }
+static int mb_promise_l_all(lua_State *L) { return mb_promise_combine(L, MB_AGG_ALL); }
+static int mb_promise_l_race(lua_State *L) { return mb_promise_combine(L, MB_AGG_RACE); }
+static int mb_promise_l_any(lua_State *L) { return mb_promise_combine(L, MB_AGG_ANY); }
+static int mb_promise_l_settled(lua_State *L) { return mb_promise_combine(L, MB_AGG_SETTLED); }
 
 /* ---------------------------------------------------------------------
 ** async(fn): a function that runs fn as a task and returns its Promise.
 ** ------------------------------------------------------------------- */
-static int mb_async_k(lua_State *L, int status, lua_KContext ctx) {
+static int mb_promise_async_k(lua_State *L, int status, lua_KContext ctx) {
   mb_task *self = mb_rt_of(L)->current;
   (void)ctx;
   if (status == LUA_OK || status == LUA_YIELD) {
     mb_promise_resolve_values(L, 1, lua_gettop(L) - 2);
     return 0;
   }
-  mb_pack(L, 1);
+  mb_pack_values(L, 1);
   if (self != NULL && self->cancel != MB_CANCEL_NONE) {
     lua_rawgeti(L, -1, 1);
-    if (mb_cancel_is(L, self, -1)) {
+    if (mb_task_is_cancel(L, self, -1)) {
       lua_pop(L, 1);
       mb_promise_settle(L, 1, MB_PROM_CANCELLED);
       return 0; /* the task ends cancelled all the same */
@@ -639,19 +638,19 @@ static int mb_async_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* The async task: stack is the promise, fn, args... */
-static int mb_async_body(lua_State *L) {
-  lua_pushcfunction(L, mb_error_handler);
+static int mb_promise_async_body(lua_State *L) {
+  lua_pushcfunction(L, mb_task_msgh);
   lua_insert(L, 2);
-  return mb_async_k(L, lua_pcallk(L, lua_gettop(L) - 3, LUA_MULTRET, 2, 0, mb_async_k), 0);
+  return mb_promise_async_k(L, lua_pcallk(L, lua_gettop(L) - 3, LUA_MULTRET, 2, 0, mb_promise_async_k), 0);
 }
 
-static int mb_async_call(lua_State *L) {
-  mb_task *self = mb_task_of(L);
+static int mb_promise_async_call(lua_State *L) {
+  mb_task *self = mb_task_current(L, "async");
   int n = lua_gettop(L);
   luaL_checkstack(L, 4, "async");
   mb_promise_push_new(L);
   lua_insert(L, 1);                      /* p args */
-  lua_pushcfunction(L, mb_async_body);
+  lua_pushcfunction(L, mb_promise_async_body);
   lua_pushvalue(L, 1);
   lua_pushvalue(L, lua_upvalueindex(1)); /* p args body p fn */
   lua_rotate(L, 2, 3);                   /* p body p fn args */
@@ -661,26 +660,26 @@ static int mb_async_call(lua_State *L) {
   return 1;
 }
 
-static int mb_l_async(lua_State *L) {
+static int mb_promise_l_async(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
-  lua_pushcclosure(L, mb_async_call, 1);
+  lua_pushcclosure(L, mb_promise_async_call, 1);
   return 1;
 }
 
 static const luaL_Reg mb_promise_methods[] = {
-    {"andThen", mb_l_promise_then}, {"catch", mb_l_promise_catch},
-    {"finally", mb_l_promise_finally}, {"await", mb_l_promise_await},
-    {"status", mb_l_promise_status}, {"cancel", mb_l_promise_cancel},
+    {"andThen", mb_promise_l_then}, {"catch", mb_promise_l_catch},
+    {"finally", mb_promise_l_finally}, {"await", mb_promise_l_await},
+    {"status", mb_promise_l_status}, {"cancel", mb_promise_l_cancel},
     {NULL, NULL}};
 
 static const luaL_Reg mb_promise_funcs[] = {
-    {"new", mb_l_promise_new},   {"resolve", mb_l_promise_resolve},
-    {"reject", mb_l_promise_reject}, {"all", mb_l_promise_all},
-    {"race", mb_l_promise_race}, {"any", mb_l_promise_any},
-    {"allSettled", mb_l_promise_settled}, {NULL, NULL}};
+    {"new", mb_promise_l_new},   {"resolve", mb_promise_l_resolve},
+    {"reject", mb_promise_l_reject}, {"all", mb_promise_l_all},
+    {"race", mb_promise_l_race}, {"any", mb_promise_l_any},
+    {"allSettled", mb_promise_l_settled}, {NULL, NULL}};
 
-static int mb_luaopen_promise(lua_State *L) {
+static int mb_promise_luaopen(lua_State *L) {
   luaL_newlib(L, mb_promise_funcs);
   return 1;
 }
@@ -689,12 +688,12 @@ void mb_promise_open(lua_State *L) {
   luaL_newmetatable(L, MB_PROMISE_MT);
   luaL_newlib(L, mb_promise_methods);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, mb_l_promise_tostring);
+  lua_pushcfunction(L, mb_promise_l_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
   luaL_newmetatable(L, MB_AGG_MT);
   lua_pop(L, 1);
-  mb_preload(L, "promise", mb_luaopen_promise);
-  lua_pushcfunction(L, mb_l_async);
+  mb_preload(L, "promise", mb_promise_luaopen);
+  lua_pushcfunction(L, mb_promise_l_async);
   lua_setglobal(L, "async");
 }

@@ -2,7 +2,7 @@
 ** sandbox.c — Options.Sandbox: take away what lets a script reach outside
 ** its Runtime.
 **
-** Layer: C core. Applied once to a fresh state, before any script runs.
+** Layer 3 (objects). Applied once to a fresh state, before any script runs.
 ** What goes: the io library (print stays: it writes to Options.Stdout), the
 ** os functions that touch the process, its environment or the file system
 ** (execute, exit, getenv, remove, rename, tmpname, setlocale), debug,
@@ -19,7 +19,8 @@
 
 #include <lualib.h>
 
-#include "mb.h"
+#include "sandbox.h"
+#include "state.h"
 
 /* load(chunk [, chunkname [, mode [, env]]]) with the mode forced to "t".
 ** Whether env was given at all matters to load, so it is never added. */
@@ -146,7 +147,7 @@ static int mb_sandbox_searcher(lua_State *L) {
 }
 
 /* Argument 1: the list of allowed directories (real paths). */
-static int mb_sandbox_apply(lua_State *L) {
+static int mb_sandbox_apply_p(lua_State *L) {
   static const char *const globals[] = {"io", "debug", "dofile", "loadfile", NULL};
   static const char *const os[] = {"execute", "exit", "getenv", "remove", "rename",
                                    "tmpname", "setlocale", NULL};
@@ -190,11 +191,11 @@ static int mb_sandbox_apply(lua_State *L) {
 }
 
 /* dirs: the allowed directories' real paths, each ended by a zero byte. */
-int mb_rt_sandbox(mb_rt *rt, const char *dirs, size_t len) {
+int mb_sandbox_apply(mb_rt *rt, const char *dirs, size_t len) {
   lua_State *L = rt->L;
   size_t at = 0;
   lua_Integer n = 0;
-  lua_pushcfunction(L, mb_sandbox_apply);
+  lua_pushcfunction(L, mb_sandbox_apply_p);
   lua_newtable(L);
   while (at < len) {
     size_t dl = strlen(dirs + at);

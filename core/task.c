@@ -1,19 +1,25 @@
 /*
-** task.c — tasks: Lua threads scheduled by the loop, and the `task` module.
+** task.c — tasks: Lua threads scheduled by the loop; waiting, waking and
+** cancelling them; and the `task` module's own functions.
 **
-** Layer: C core. A task is a Task userdata (its record, anchored in the
-** registry until it ends) plus a root thread. The thread's first function
-** is mb_task_main, which calls the task's function under a message handler,
-** so an error becomes an error table with the task's traceback while the
-** stack is still there to read. Every suspension goes through
-** mb_wait_yield, which records what the task waits for — the one thing to
-** undo if the task is woken another way.
+** Layer 2 (scheduler). A task is a Task userdata (its record, anchored in
+** the registry until it ends) plus a root thread. The thread's first
+** function is mb_task_main, which calls the task's function under a
+** message handler, so an error becomes an error table with the task's
+** traceback while the stack is still there to read. Every suspension goes
+** through the wait protocol below (prologue, yield, check), which records
+** what the task waits for: the one thing to undo if the task is woken
+** another way. The run a task belongs to is run.c's: mb_task_resume and
+** mb_task_kill return ended tasks to it instead of calling up.
 */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "mb.h"
+#include "errors.h"
+#include "limit.h"
+#include "output.h"
+#include "task.h"
 
 #define MB_TASK_MT "moonbridge.Task"
 #define MB_GROUP_MT "moonbridge.Group"
@@ -28,16 +34,25 @@ enum {
 };
 #define MB_POOL_MAX 256
 
-void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t);
+/* A task group (task.group()): its live children and who waits for them. */
+typedef struct mb_group {
+  mb_link tasks;   /* children still running */
+  mb_link waiters; /* g:wait callers */
+  int failed;      /* a child failed: its error is the group's user value */
+  int closed;      /* waited for: no more spawns */
+} mb_group;
 
-static const char *const mb_status_names[] = {
+static void mb_task_group_child_ended(mb_rt *rt, mb_task *t);
+static void mb_task_hook(lua_State *L, lua_Debug *ar);
+
+static const char *const mb_task_status_names[] = {
     "pending", "running", "suspended", "done", "failed", "cancelled"};
 
 /* ---------------------------------------------------------------------
 ** Threads: finished threads that ended cleanly are reused (about ten times
 ** cheaper than a new one). The pool is a Lua table, which anchors them.
 ** ------------------------------------------------------------------- */
-static lua_State *mb_thread_get(lua_State *L, mb_rt *rt) {
+static lua_State *mb_task_thread_get(lua_State *L, mb_rt *rt) {
   lua_State *co;
   if (rt->npool > 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
@@ -53,17 +68,65 @@ static lua_State *mb_thread_get(lua_State *L, mb_rt *rt) {
   return co;
 }
 
-static void mb_thread_put(mb_rt *rt, mb_task *t) {
+static void mb_task_thread_put(mb_rt *rt, mb_task *t) {
   lua_State *L = rt->L;
   if (rt->npool >= MB_POOL_MAX || lua_status(t->co) != LUA_OK ||
       lua_gettop(t->co) != 0)
     return;
-  *(void **)lua_getextraspace(t->co) = NULL;
+  mb_task_mark(t->co) = NULL;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
   lua_pushthread(t->co);
   lua_xmove(t->co, L, 1);
   lua_rawseti(L, -2, ++rt->npool);
   lua_pop(L, 1);
+}
+
+/* ---------------------------------------------------------------------
+** The message handler of every task: see the file comment.
+** ------------------------------------------------------------------- */
+int mb_task_msgh(lua_State *L) {
+  mb_task *t = mb_rt_of(L)->current;
+  char head[96];
+  if (t != NULL && t->reraise) { /* passed on as it is, traceback and all */
+    t->reraise = 0;
+    lua_settop(L, 1);
+    return 1;
+  }
+  if (t != NULL && t->name != NULL)
+    snprintf(head, sizeof head, "in task '%s'", t->name);
+  else if (t != NULL)
+    snprintf(head, sizeof head, "in task #%lld", (long long)t->id);
+  else
+    snprintf(head, sizeof head, "in the runtime");
+  mb_errors_stamp(L, head);
+  return 1;
+}
+
+/* ---------------------------------------------------------------------
+** Coroutines suspended inside a task's wait (see task.h's marks): a task
+** killed in its wait ends them all, innermost first.
+** ------------------------------------------------------------------- */
+
+/* End co and the coroutines inward of it, innermost first, as an unwinding
+** would: each is reset (its to-be-closed variables closed; they cannot
+** wait) and left dead, with no error value left on its stack (a
+** coroutine with a value there and no frames reads as not yet started). */
+static void mb_task_kill_coros_from(lua_State *co) {
+  lua_State *inner;
+  if (co == NULL) return;
+  inner = mb_task_mark_inner(co);
+  mb_task_kill_coros_from(inner);
+  mb_task_mark(co) = NULL;
+  lua_resetthread(co);
+  lua_settop(co, 0);
+}
+
+/* t will not run again: end the coroutines that wait with it. Called
+** before resetting t's root, whose stack keeps them. */
+static void mb_task_kill_coros(mb_task *t) {
+  lua_State *outer = t->coros;
+  t->coros = NULL;
+  mb_task_kill_coros_from(outer);
 }
 
 /* ---------------------------------------------------------------------
@@ -75,16 +138,17 @@ static void mb_thread_put(mb_rt *rt, mb_task *t) {
 void mb_task_ready(mb_rt *rt, mb_task *t) {
   t->wait = MB_WAIT_READY;
   t->wait_obj = NULL;
+  t->wait_what = "its turn";
   mb_list_push(&rt->ready, &t->ready);
 }
 
 /* Undo a multi-way wait: its registrations, and its deadline if any. */
-static void mb_waiters_unlink(mb_rt *rt, mb_task *t) {
+static void mb_task_waiters_unlink(mb_rt *rt, mb_task *t) {
   int i;
   for (i = 0; i < t->nw; i++) mb_list_remove(&t->wv[i].link);
   t->wv = NULL;
   t->nw = 0;
-  if (t->heap_idx >= 0) mb_sleep_remove(rt, t);
+  if (t->sleep.idx >= 0) mb_sleep_remove(&rt->sleepers, &t->sleep);
 }
 
 /* The wait completed and its result was delivered (a call's results, a
@@ -92,14 +156,15 @@ static void mb_waiters_unlink(mb_rt *rt, mb_task *t) {
 ** raised at its next suspension point instead of losing the result. Every
 ** other registration of a multi-way wait is undone. */
 void mb_task_wake(mb_rt *rt, mb_task *t) {
-  if (t->wait == MB_WAIT_OBJS) mb_waiters_unlink(rt, t);
+  if (t->wait == MB_WAIT_OBJS) mb_task_waiters_unlink(rt, t);
   t->wait = MB_WAIT_WOKEN;
   t->wait_obj = NULL;
+  t->wait_what = "its turn";
   mb_list_push(&rt->ready, &t->ready);
 }
 
 /* Fire one registration: the task learns which case completed and how. */
-void mb_waiter_fire(mb_rt *rt, mb_waiter *w, int ok) {
+void mb_task_waiter_fire(mb_rt *rt, mb_waiter *w, int ok) {
   mb_task *t = w->task;
   t->fired = w->index;
   t->fired_ok = ok;
@@ -107,23 +172,12 @@ void mb_waiter_fire(mb_rt *rt, mb_waiter *w, int ok) {
 }
 
 /* Fire every registration on an awaitable's list (it became ready). */
-void mb_waiters_fire_all(mb_rt *rt, mb_link *list) {
+void mb_task_waiters_fire_all(mb_rt *rt, mb_link *list) {
   while (!mb_list_empty(list))
-    mb_waiter_fire(rt, mb_container_of(list->next, mb_waiter, link), 1);
+    mb_task_waiter_fire(rt, mb_list_first(list, mb_waiter, link), 1);
 }
 
-/* Register the task on wv[0..n-1] (already linked by the caller) and
-** suspend it: the usual way to wait for awaitables. */
-int mb_wait_objs(lua_State *L, mb_task *t, mb_waiter *wv, int n, const char *what,
-                 lua_KContext ctx, lua_KFunction k) {
-  t->wv = wv;
-  t->nw = n;
-  t->fired = 0;
-  t->fired_ok = 0;
-  return mb_wait_yield(L, t, MB_WAIT_OBJS, (void *)what, ctx, k);
-}
-
-void mb_waiter_init(mb_waiter *w, mb_task *t, lua_State *L, int index, int op) {
+void mb_task_waiter_init(mb_waiter *w, mb_task *t, lua_State *L, int index, int op) {
   mb_list_init(&w->link);
   w->task = t;
   w->L = L;
@@ -132,25 +186,64 @@ void mb_waiter_init(mb_waiter *w, mb_task *t, lua_State *L, int index, int op) {
   w->slot = 0;
 }
 
+/* ---------------------------------------------------------------------
+** Waiting. Every suspension of a task has the same three parts: the
+** prologue (mb_task_wait_begin: a task that can yield here), the yield
+** (mb_task_wait_yield and its forms, which record what the task waits
+** for, the one thing to undo if it is woken another way), and the check
+** its continuation starts with (mb_task_wait_check).
+** ------------------------------------------------------------------- */
+
+/* The prologue of every wait: the running task, or an error naming name
+** (a misuse outside a task; where L cannot yield, the C function in the
+** way). verb says what cannot be done: "suspend", "wait for Go". */
+mb_task *mb_task_wait_begin_as(lua_State *L, const char *name, const char *verb) {
+  mb_task *t = mb_rt_of(L)->current;
+  if (t == NULL) mb_errors_misuse(L, "%s: not inside a task", name);
+  if (!lua_isyieldable(L)) mb_errors_cannot_yield(L, name, verb);
+  return t;
+}
+
 /* Suspend the running task (L is its root thread or a user coroutine it
 ** resumed) until whatever it now waits for wakes it. A cancellation that
 ** is pending is raised here instead: this is a suspension point. */
-int mb_wait_yield(lua_State *L, mb_task *t, int wait, void *obj,
-                  lua_KContext ctx, lua_KFunction k) {
+int mb_task_wait_yield(lua_State *L, mb_task *t, int wait, const char *what,
+                       lua_KContext ctx, lua_KFunction k) {
   mb_rt *rt = mb_rt_of(L);
+  mb_assert(wait != MB_WAIT_OTHER || t->wait_undo != NULL, "a wait without its undo");
   t->wait = wait;
-  t->wait_obj = obj;
+  t->wait_what = what;
   if (t->cancel == MB_CANCEL_PENDING) {
     mb_task_wait_end(rt, t);
-    return mb_cancel_raise(L, t);
+    return mb_task_cancel_raise(L, t);
   }
   rt->yielding = 1;
   return lua_yieldk(L, 0, ctx, k);
 }
 
+/* Wait on obj, an object of a higher layer (a bridge call, a stream):
+** undo(rt, obj) makes it forget the task if the wait ends another way. */
+int mb_task_wait_other(lua_State *L, mb_task *t, void *obj, mb_wait_undo undo,
+                       const char *what, lua_KContext ctx, lua_KFunction k) {
+  t->wait_obj = obj;
+  t->wait_undo = undo;
+  return mb_task_wait_yield(L, t, MB_WAIT_OTHER, what, ctx, k);
+}
+
+/* Register the task on wv[0..n-1] (already linked by the caller) and
+** suspend it: the usual way to wait for awaitables. */
+int mb_task_wait_objs(lua_State *L, mb_task *t, mb_waiter *wv, int n, const char *what,
+                      lua_KContext ctx, lua_KFunction k) {
+  t->wv = wv;
+  t->nw = n;
+  t->fired = 0;
+  t->fired_ok = 0;
+  return mb_task_wait_yield(L, t, MB_WAIT_OBJS, what, ctx, k);
+}
+
 /* First thing a waiting continuation does: raise if the wait was aborted
 ** (cancelled, or unable to carry on in a coroutine). */
-void mb_wait_check(lua_State *L) {
+void mb_task_wait_check(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
   mb_task *t = rt->current;
   if (t == NULL || !t->aborted) return;
@@ -158,14 +251,15 @@ void mb_wait_check(lua_State *L) {
   if (t->wake_err != NULL) {
     const char *why = t->wake_err;
     t->wake_err = NULL;
-    mb_error_throw(L, "cancelled", NULL, "%s", why);
+    mb_errors_throw(L, "cancelled", NULL, "%s", why);
   }
-  mb_cancel_raise(L, t);
+  mb_task_cancel_raise(L, t);
 }
 
-mb_task *mb_task_of(lua_State *L) {
+/* The running task, for what needs one without waiting (task.spawn). */
+mb_task *mb_task_current(lua_State *L, const char *name) {
   mb_rt *rt = mb_rt_of(L);
-  if (rt->current == NULL) mb_misuse(L, "not inside a task");
+  if (rt->current == NULL) mb_errors_misuse(L, "%s: not inside a task", name);
   return rt->current;
 }
 
@@ -176,126 +270,62 @@ void mb_task_wait_end(mb_rt *rt, mb_task *t) {
     case MB_WAIT_WOKEN:
       mb_list_remove(&t->ready);
       break;
-    case MB_WAIT_CALL: {
-      mb_call *c = (mb_call *)t->wait_obj;
-      c->task = NULL; /* the completion will be dropped */
-      mb_call_cancel(rt, c);
-      break;
-    }
-    case MB_WAIT_STREAM:
-      ((mb_stream *)t->wait_obj)->waiter = NULL;
+    case MB_WAIT_OTHER:
+      t->wait_undo(rt, t->wait_obj);
       break;
     case MB_WAIT_OBJS:
-      mb_waiters_unlink(rt, t);
+      mb_task_waiters_unlink(rt, t);
       break;
     case MB_WAIT_SLEEP:
-      mb_sleep_remove(rt, t);
+      mb_sleep_remove(&rt->sleepers, &t->sleep);
       break;
   }
   t->wait = MB_WAIT_NONE;
   t->wait_obj = NULL;
+  t->wait_undo = NULL;
 }
 
 /* End the task's wait without its result and let it run: its continuation
-** raises (mb_wait_check). */
-void mb_task_abort(mb_rt *rt, mb_task *t) {
+** raises (mb_task_wait_check). */
+static void mb_task_abort(mb_rt *rt, mb_task *t) {
   mb_task_wait_end(rt, t);
   t->aborted = 1;
   mb_task_ready(rt, t);
 }
 
 /* ---------------------------------------------------------------------
-** Sleepers: one binary min-heap by deadline and one libuv timer armed at
-** the earliest, instead of a timer handle per task.
+** Sleepers (sleep.c keeps them in a heap by deadline).
 ** ------------------------------------------------------------------- */
-static void mb_heap_set(mb_rt *rt, int i, mb_task *t) {
-  rt->heap[i] = t;
-  t->heap_idx = i;
-}
 
-/* Does a wake before b? Equal deadlines keep the order they were added. */
-static int mb_heap_before(const mb_task *a, const mb_task *b) {
-  if (a->deadline != b->deadline) return a->deadline < b->deadline;
-  return (int32_t)(a->sleep_seq - b->sleep_seq) < 0;
-}
-
-static void mb_heap_up(mb_rt *rt, int i) {
-  mb_task *t = rt->heap[i];
-  while (i > 0) {
-    int p = (i - 1) / 2;
-    if (!mb_heap_before(t, rt->heap[p])) break;
-    mb_heap_set(rt, i, rt->heap[p]);
-    i = p;
-  }
-  mb_heap_set(rt, i, t);
-}
-
-static void mb_heap_down(mb_rt *rt, int i) {
-  mb_task *t = rt->heap[i];
-  for (;;) {
-    int c = 2 * i + 1;
-    if (c >= rt->nheap) break;
-    if (c + 1 < rt->nheap && mb_heap_before(rt->heap[c + 1], rt->heap[c])) c++;
-    if (!mb_heap_before(rt->heap[c], t)) break;
-    mb_heap_set(rt, i, rt->heap[c]);
-    i = c;
-  }
-  mb_heap_set(rt, i, t);
-}
-
-int mb_sleep_add(mb_rt *rt, mb_task *t) {
-  if (rt->nheap == rt->capheap) {
-    int cap = rt->capheap ? rt->capheap * 2 : 64;
-    mb_task **h = realloc(rt->heap, (size_t)cap * sizeof *h);
-    if (h == NULL) return -1;
-    rt->heap = h;
-    rt->capheap = cap;
-  }
-  t->sleep_seq = rt->sleep_seq++;
-  rt->heap[rt->nheap] = t;
-  t->heap_idx = rt->nheap++;
-  mb_heap_up(rt, t->heap_idx);
-  mb_timer_arm(rt);
-  return 0;
-}
-
-void mb_sleep_remove(mb_rt *rt, mb_task *t) {
-  int i = t->heap_idx;
-  mb_task *last = rt->heap[--rt->nheap];
-  if (i < rt->nheap) {
-    mb_heap_set(rt, i, last);
-    mb_heap_down(rt, i);
-    mb_heap_up(rt, last->heap_idx);
-  }
-  t->heap_idx = -1;
-  mb_timer_arm(rt);
-}
-
-/* Wake every sleeper whose deadline has passed; returns how many. */
-int mb_sleep_fire(mb_rt *rt) {
+/* Wake every sleeper whose deadline has passed; returns how many. A join
+** with a deadline (task.timeout) that is due has timed out: its other
+** registrations are undone and no case fired. */
+int mb_task_wake_sleepers(mb_rt *rt) {
   uint64_t now = uv_now(&rt->loop);
+  mb_sleeper *x;
   int woke = 0;
-  while (rt->nheap > 0 && rt->heap[0]->deadline <= now) {
-    mb_task *t = rt->heap[0];
-    mb_sleep_remove(rt, t);
-    if (t->wait == MB_WAIT_OBJS) { /* a wait with a deadline: timed out */
-      mb_waiters_unlink(rt, t);
+  while ((x = mb_sleep_pop_due(&rt->sleepers, now)) != NULL) {
+    mb_task *t = mb_container_of(x, mb_task, sleep);
+    if (t->wait == MB_WAIT_OBJS) {
+      mb_task_waiters_unlink(rt, t);
       t->fired = 0;
     }
     mb_task_ready(rt, t);
     woke++;
   }
-  mb_timer_arm(rt);
   return woke;
 }
 
 /* ---------------------------------------------------------------------
 ** Creating, resuming and ending tasks.
 ** ------------------------------------------------------------------- */
+/* The task's function returned or raised: its status (LUA_OK, or the
+** error's, so that a memory error is told by LUA_ERRMEM) goes below the
+** results or the error, in the message handler's slot. */
 static int mb_task_main_k(lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
-  lua_pushboolean(L, status == LUA_OK || status == LUA_YIELD);
-  lua_replace(L, 1); /* the message handler's slot */
+  lua_pushinteger(L, status == LUA_YIELD ? LUA_OK : status);
+  lua_replace(L, 1);
   return lua_gettop(L);
 }
 
@@ -303,7 +333,7 @@ static int mb_task_main_k(lua_State *L, int status, lua_KContext ctx) {
 static int mb_task_main(lua_State *L) {
   int n = lua_gettop(L);
   int st;
-  lua_pushcfunction(L, mb_error_handler);
+  lua_pushcfunction(L, mb_task_msgh);
   lua_insert(L, 1);
   st = lua_pcallk(L, n - 1, LUA_MULTRET, 1, 0, mb_task_main_k);
   return mb_task_main_k(L, st, 0);
@@ -316,13 +346,13 @@ mb_task *mb_task_spawn(lua_State *L, mb_run *run, int nargs, const char *name) {
   lua_State *co;
   mb_task *t;
   luaL_checkstack(L, 4, "spawning a task");
-  co = mb_thread_get(L, rt);
+  co = mb_task_thread_get(L, rt);
   t = (mb_task *)lua_newuserdatauv(L, sizeof *t, MB_TASK_NUV);
   memset(t, 0, sizeof *t);
   t->co = co;
   t->run = run;
   t->id = ++rt->ntask_ids;
-  t->heap_idx = -1;
+  t->sleep.idx = -1;
   t->priority = 1;
   mb_list_init(&t->ready);
   mb_list_init(&t->waiters);
@@ -342,7 +372,7 @@ mb_task *mb_task_spawn(lua_State *L, mb_run *run, int nargs, const char *name) {
   lua_pushcfunction(co, mb_task_main);
   lua_xmove(L, co, nargs + 1);
   t->nres = nargs + 1; /* values to pass at the first resume */
-  *(mb_task **)lua_getextraspace(co) = t;
+  mb_task_mark(co) = t;
   lua_pushvalue(L, -1);
   t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   run->ntasks++;
@@ -360,12 +390,12 @@ static void mb_task_end(mb_rt *rt, mb_task *t, int status) {
   lua_rawgeti(rt->L, LUA_REGISTRYINDEX, t->ref);
   t->status = status;
   if (!mb_list_empty(&t->waiters)) t->observed = 1;
-  mb_waiters_fire_all(rt, &t->waiters);
+  mb_task_waiters_fire_all(rt, &t->waiters);
   mb_list_remove(&t->run_link);
   r->ntasks--;
   if (t->detached) r->ndetached--;
   if (t == r->main) t->observed = 1; /* its outcome is the run's */
-  if (t->group != NULL) mb_group_child_ended(rt, t);
+  if (t->group != NULL) mb_task_group_child_ended(rt, t);
   if (status == MB_TASK_FAILED && !t->observed && !t->detached && !r->done) {
     /* Its error waits for a taker or the run's end; the registry keeps
     ** the record alive meanwhile (nothing else may hold the Task). */
@@ -373,12 +403,11 @@ static void mb_task_end(mb_rt *rt, mb_task *t, int status) {
   } else {
     if (status == MB_TASK_FAILED && !t->observed) {
       t->observed = 1; /* nobody can take it: say it on stderr */
-      mb_stdio_report(t->co, -1);
+      mb_output_report(t->co, -1);
     }
     luaL_unref(rt->L, LUA_REGISTRYINDEX, t->ref);
     t->ref = LUA_NOREF;
   }
-  mb_run_task_ended(rt, r, t);
 }
 
 /* t's failure was taken (awaited, joined, detached) or reported: it
@@ -390,34 +419,28 @@ void mb_task_unfail(lua_State *L, mb_task *t) {
   t->ref = LUA_NOREF;
 }
 
-/* Forget the finished task's thread when it holds nothing worth keeping. */
-static void mb_task_recycle(mb_rt *rt, mb_task *t) {
-  if (t->status != MB_TASK_DONE || t->nres != 0 || t->ref != LUA_NOREF) return;
-  mb_thread_put(rt, t);
-  t->co = NULL; /* the Task's uservalue still anchors the thread; harmless */
-}
-
 /* Push the live task's cancellation error (set by Task:cancel) onto L. */
-static void mb_cancel_push(lua_State *L, mb_task *t) {
+static void mb_task_cancel_value(lua_State *L, mb_task *t) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
   lua_getiuservalue(L, -1, MB_TASK_UV_CANCEL);
   lua_remove(L, -2);
   if (!lua_istable(L, -1)) {
     lua_pop(L, 1);
-    mb_cancel_error_push(L, t, 0);
+    mb_task_cancel_error(L, t, 0);
   }
 }
 
 /* Raise the pending cancellation at this suspension point. From now on the
 ** error unwinds the task, and cleanup may await, until it is caught. */
-int mb_cancel_raise(lua_State *L, mb_task *t) {
-  mb_cancel_delivered(t);
-  mb_cancel_push(L, t);
-  return lua_error(L);
+int mb_task_cancel_raise(lua_State *L, mb_task *t) {
+  mb_task_cancel_delivered(t);
+  mb_task_cancel_value(L, t);
+  lua_error(L);
+  mb_unreachable();
 }
 
 /* Is the value at idx this task's cancellation error? */
-int mb_cancel_is(lua_State *L, mb_task *t, int idx) {
+int mb_task_is_cancel(lua_State *L, mb_task *t, int idx) {
   int is;
   idx = lua_absindex(L, idx);
   if (t->cancel == MB_CANCEL_NONE || !lua_istable(L, idx)) return 0;
@@ -436,10 +459,10 @@ int mb_cancel_is(lua_State *L, mb_task *t, int idx) {
 ** is over a limit, the run's limit error goes on up. If it was the running
 ** task's cancellation, the task swallowed it: raise it again at the next
 ** suspension point. */
-void mb_cancel_caught(lua_State *L, int idx) {
+void mb_task_caught(lua_State *L, int idx) {
   mb_task *t = mb_rt_of(L)->current;
   if (t != NULL && t->run->limit != MB_LIMIT_NONE) mb_limit_raise(L, t->run); /* no catching */
-  if (t != NULL && t->cancel == MB_CANCEL_DELIVERED && mb_cancel_is(L, t, idx))
+  if (t != NULL && t->cancel == MB_CANCEL_DELIVERED && mb_task_is_cancel(L, t, idx))
     t->cancel = MB_CANCEL_PENDING;
 }
 
@@ -454,28 +477,34 @@ static void mb_task_finish(mb_rt *rt, mb_task *t, int ok, int nres) {
     lua_pop(co, 1);
     t->nres = nres - 1;
     mb_task_end(rt, t, MB_TASK_DONE);
-    mb_task_recycle(rt, t);
-    lua_pop(rt->L, 1);
     return;
   }
   if (ok) { /* it caught the cancellation and returned */
     lua_settop(co, 0);
-    mb_cancel_push(co, t);
+    mb_task_cancel_value(co, t);
     t->nres = 0;
     mb_task_end(rt, t, MB_TASK_CANCELLED);
-    lua_pop(rt->L, 1);
     return;
   }
-  mb_task_end(rt, t, mb_cancel_is(co, t, -1) ? MB_TASK_CANCELLED : MB_TASK_FAILED);
-  lua_pop(rt->L, 1);
+  mb_task_end(rt, t, mb_task_is_cancel(co, t, -1) ? MB_TASK_CANCELLED : MB_TASK_FAILED);
 }
 
 /* A task cancelled before it ever ran ends without running. */
 static void mb_task_end_unstarted(mb_rt *rt, mb_task *t) {
   lua_settop(t->co, 0);
-  mb_cancel_push(t->co, t);
+  mb_task_cancel_value(t->co, t);
   t->nres = 0;
   mb_task_end(rt, t, MB_TASK_CANCELLED);
+}
+
+/* The run is done with the ended task (see mb_task_resume): pop its Task,
+** and keep its thread for reuse when it holds nothing worth keeping. */
+void mb_task_forget(mb_rt *rt, mb_task *t) {
+  mb_assert(t->status >= MB_TASK_DONE, "forgetting a live task");
+  if (t->status == MB_TASK_DONE && t->nres == 0 && t->ref == LUA_NOREF) {
+    mb_task_thread_put(rt, t);
+    t->co = NULL; /* the Task's uservalue still anchors the thread; harmless */
+  }
   lua_pop(rt->L, 1);
 }
 
@@ -493,19 +522,23 @@ static void mb_task_set_hook(mb_rt *rt, mb_task *t) {
   t->slice_used = 0;
   if (count == 0) {
     if (lua_gethook(co) != NULL) lua_sethook(co, NULL, 0, 0);
-  } else if (!carry || lua_gethook(co) != mb_preempt_hook || lua_gethookcount(co) != count) {
-    lua_sethook(co, mb_preempt_hook, LUA_MASKCOUNT, count);
+  } else if (!carry || lua_gethook(co) != mb_task_hook || lua_gethookcount(co) != count) {
+    lua_sethook(co, mb_task_hook, LUA_MASKCOUNT, count);
   }
 }
 
-void mb_task_resume(mb_rt *rt, mb_task *t) {
+/* Give t a turn. Returns 1 when it ended (returned, failed, or cancelled
+** before it started): its Task is then pushed on rt->L, anchoring the
+** record while the caller does the run's bookkeeping, and the caller
+** pops it with mb_task_forget. Returns 0 when it suspended. */
+int mb_task_resume(mb_rt *rt, mb_task *t) {
   lua_State *co = t->co;
   int nres, st, nargs = t->nres;
   if (t->status == MB_TASK_PENDING && t->cancel != MB_CANCEL_NONE) {
     mb_task_end_unstarted(rt, t);
-    return;
+    return 1;
   }
-  if (t->run->limit != MB_LIMIT_NONE) return; /* its run is ending: killed after this turn */
+  if (t->run->limit != MB_LIMIT_NONE) return 0; /* its run is ending: killed after this turn */
   t->nres = 0;
   t->status = MB_TASK_RUNNING;
   rt->current = t;
@@ -514,36 +547,38 @@ void mb_task_resume(mb_rt *rt, mb_task *t) {
   rt->current = NULL;
   if (st == LUA_YIELD) {
     lua_pop(co, nres);
-    if (!rt->yielding) mb_task_ready(rt, t); /* cannot happen: be safe */
+    mb_assert(rt->yielding, "a task yielded without the runtime's mark");
     rt->yielding = 0;
     t->status = MB_TASK_SUSPENDED;
-    if (t->run->exiting) mb_run_exit(rt, t->run);
-    return;
+    return 0;
   }
-  if (st == LUA_OK) {
-    int ok = lua_toboolean(co, -nres);
-    /* false, error (from mb_task_main): keep only the error. */
-    if (!ok) lua_replace(co, -2);
-    mb_task_finish(rt, t, ok, nres);
-    return;
+  if (st == LUA_OK) { /* mb_task_main returned: status, results or error */
+    st = (int)lua_tointeger(co, -nres);
+    if (st == LUA_OK) {
+      mb_task_finish(rt, t, 1, nres);
+      return 1;
+    }
+    lua_replace(co, -2); /* keep only the error */
   }
-  /* An error that escaped the task's pcall (a memory error in the
-  ** handler), already alone on top. */
+  /* The task failed; with LUA_ERRMEM also when the error escaped its
+  ** pcall (a memory error in the message handler), alone on top. */
+  if (st == LUA_ERRMEM) mb_limit_memerr(rt, co);
   mb_task_finish(rt, t, 0, 1);
+  return 1;
 }
 
 /* End a task that will not run again: the run is being torn down. Its
-** to-be-closed variables are closed; they cannot wait. */
+** to-be-closed variables are closed; they cannot wait. Its Task is left
+** pushed on rt->L, as mb_task_resume does when a task ends. */
 void mb_task_kill(mb_rt *rt, mb_task *t) {
   mb_task_wait_end(rt, t);
-  mb_coro_kill(t);
+  mb_task_kill_coros(t);
   if (lua_status(t->co) != LUA_OK) lua_resetthread(t->co);
   lua_settop(t->co, 0);
-  mb_error_push(t->co, "cancelled", NULL, "the task's run ended", 20);
+  mb_errors_push(t->co, "cancelled", NULL, MB_LIT("the task's run ended"));
   t->nres = 0;
   t->observed = 1;
   mb_task_end(rt, t, MB_TASK_CANCELLED);
-  lua_pop(rt->L, 1);
 }
 
 /* Cancel t (see Task:cancel). The error to deliver is on L's top (popped).
@@ -576,18 +611,18 @@ int mb_task_cancel(mb_rt *rt, lua_State *L, mb_task *t) {
 }
 
 /* Push the cancellation error for t with the reason at idx (0: none). */
-void mb_cancel_error_push(lua_State *L, mb_task *t, int idx) {
+void mb_task_cancel_error(lua_State *L, mb_task *t, int idx) {
   if (idx != 0 && lua_type(L, idx) == LUA_TSTRING) {
     size_t n;
     const char *m = lua_tolstring(L, idx, &n);
-    mb_error_push(L, "cancelled", NULL, m, n);
+    mb_errors_push(L, "cancelled", NULL, m, n);
   } else if (t->name != NULL) {
     const char *m = lua_pushfstring(L, "task '%s' was cancelled", t->name);
-    mb_error_push(L, "cancelled", NULL, m, strlen(m));
+    mb_errors_push(L, "cancelled", NULL, m, strlen(m));
     lua_remove(L, -2);
   } else {
     const char *m = lua_pushfstring(L, "task #%I was cancelled", (lua_Integer)t->id);
-    mb_error_push(L, "cancelled", NULL, m, strlen(m));
+    mb_errors_push(L, "cancelled", NULL, m, strlen(m));
     lua_remove(L, -2);
   }
   if (idx != 0 && !lua_isnoneornil(L, idx)) {
@@ -598,12 +633,9 @@ void mb_cancel_error_push(lua_State *L, mb_task *t, int idx) {
 
 /* "task 'name' (file:line) waits for <what>": for deadlock reports. */
 int mb_task_blocked_where(mb_task *t, char *buf, size_t len) {
-  static const char *const what[] = {"nothing", "its turn", "its turn", "a bridge call",
-                                     "a stream", "?", "a timer"};
   lua_Debug ar;
   char where[160] = "?";
-  const char *w = t->wait == MB_WAIT_OBJS && t->wait_obj ? (const char *)t->wait_obj
-                                                         : what[t->wait];
+  const char *w = t->wait != MB_WAIT_NONE && t->wait_what != NULL ? t->wait_what : "nothing";
   int level;
   for (level = 0; t->co && lua_getstack(t->co, level, &ar); level++) {
     lua_getinfo(t->co, "Sl", &ar);
@@ -624,7 +656,7 @@ int mb_task_blocked_where(mb_task *t, char *buf, size_t len) {
 ** a greedy loop can be stopped. The same hook watches a run's instruction
 ** budget and deadline (limit.c).
 ** ------------------------------------------------------------------- */
-void mb_preempt_hook(lua_State *L, lua_Debug *ar) {
+static void mb_task_hook(lua_State *L, lua_Debug *ar) {
   mb_rt *rt = mb_rt_of(L);
   mb_task *t = rt->current;
   mb_run *r;
@@ -632,7 +664,7 @@ void mb_preempt_hook(lua_State *L, lua_Debug *ar) {
   if (t == NULL) return;
   r = t->run;
   if (r->insn_limited || r->deadline > 0 || r->limit != MB_LIMIT_NONE) mb_limit_check(L, rt, r);
-  if (t->cancel == MB_CANCEL_PENDING) mb_cancel_raise(L, t);
+  if (t->cancel == MB_CANCEL_PENDING) mb_task_cancel_raise(L, t);
   if (rt->slice == 0 || (t->slice_used += rt->hook_count) < rt->slice) return;
   t->slice_used = 0;
   if (!lua_isyieldable(L)) return;
@@ -641,7 +673,7 @@ void mb_preempt_hook(lua_State *L, lua_Debug *ar) {
   lua_yield(L, 0);
 }
 
-void mb_rt_set_slice(mb_rt *rt, int instructions) {
+void mb_task_set_slice(mb_rt *rt, int instructions) {
   rt->slice = instructions > 0 ? instructions : 0;
 }
 
@@ -649,9 +681,9 @@ void mb_rt_set_slice(mb_rt *rt, int instructions) {
 ** pcall and xpcall, as stock, but they notice a task swallowing its own
 ** cancellation (so it is raised again at the next suspension point).
 ** ------------------------------------------------------------------- */
-static int mb_finishpcall(lua_State *L, int status, lua_KContext extra) {
+static int mb_task_finishpcall(lua_State *L, int status, lua_KContext extra) {
   if (status != LUA_OK && status != LUA_YIELD) {
-    mb_cancel_caught(L, -1);
+    mb_task_caught(L, -1);
     lua_pushboolean(L, 0);
     lua_pushvalue(L, -2);
     return 2;
@@ -659,24 +691,24 @@ static int mb_finishpcall(lua_State *L, int status, lua_KContext extra) {
   return lua_gettop(L) - (int)extra;
 }
 
-static int mb_l_pcall(lua_State *L) {
+static int mb_task_l_pcall(lua_State *L) {
   int status;
   luaL_checkany(L, 1);
   lua_pushboolean(L, 1);
   lua_insert(L, 1);
-  status = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, mb_finishpcall);
-  return mb_finishpcall(L, status, 0);
+  status = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, mb_task_finishpcall);
+  return mb_task_finishpcall(L, status, 0);
 }
 
-static int mb_l_xpcall(lua_State *L) {
+static int mb_task_l_xpcall(lua_State *L) {
   int status;
   int n = lua_gettop(L);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_pushboolean(L, 1);
   lua_pushvalue(L, 1);
   lua_rotate(L, 3, 2);
-  status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, mb_finishpcall);
-  return mb_finishpcall(L, status, 2);
+  status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, mb_task_finishpcall);
+  return mb_task_finishpcall(L, status, 2);
 }
 
 /* ---------------------------------------------------------------------
@@ -684,23 +716,23 @@ static int mb_l_xpcall(lua_State *L) {
 ** its siblings; g:wait (or closing the group) returns once every child
 ** has ended, and raises that failure.
 ** ------------------------------------------------------------------- */
-static mb_group *mb_group_check(lua_State *L, int i) {
+static mb_group *mb_task_group_check(lua_State *L, int i) {
   return (mb_group *)luaL_checkudata(L, i, MB_GROUP_MT);
 }
 
 /* Cancel every child still running. */
-static void mb_group_cancel_all(mb_rt *rt, lua_State *L, mb_group *g) {
+static void mb_task_group_cancel_all(mb_rt *rt, lua_State *L, mb_group *g) {
   mb_link *l;
-  for (l = g->tasks.next; l != &g->tasks; l = l->next) {
+  mb_list_foreach(l, &g->tasks) {
     mb_task *c = mb_container_of(l, mb_task, group_link);
     if (c->cancel != MB_CANCEL_NONE) continue;
-    mb_cancel_error_push(L, c, 0);
+    mb_task_cancel_error(L, c, 0);
     mb_task_cancel(rt, L, c);
   }
 }
 
 /* The Task of the child that ended is on rt->L's top. */
-void mb_group_child_ended(mb_rt *rt, mb_task *t) {
+static void mb_task_group_child_ended(mb_rt *rt, mb_task *t) {
   lua_State *L = rt->L;
   mb_group *g = t->group;
   mb_list_remove(&t->group_link);
@@ -714,13 +746,13 @@ void mb_group_child_ended(mb_rt *rt, mb_task *t) {
       lua_xmove(t->co, L, 1);
       lua_setiuservalue(L, -2, 1);
       lua_pop(L, 1);
-      mb_group_cancel_all(rt, L, g);
+      mb_task_group_cancel_all(rt, L, g);
     }
   }
-  if (mb_list_empty(&g->tasks)) mb_waiters_fire_all(rt, &g->waiters);
+  if (mb_list_empty(&g->tasks)) mb_task_waiters_fire_all(rt, &g->waiters);
 }
 
-static int mb_l_group(lua_State *L) {
+static int mb_task_l_group(lua_State *L) {
   mb_group *g = (mb_group *)lua_newuserdatauv(L, sizeof *g, 1);
   memset(g, 0, sizeof *g);
   mb_list_init(&g->tasks);
@@ -729,26 +761,26 @@ static int mb_l_group(lua_State *L) {
   return 1;
 }
 
-static mb_task *mb_spawn_opts(lua_State *L, int first);
+static mb_task *mb_task_spawn_opts(lua_State *L, int first);
 
-static int mb_l_group_spawn(lua_State *L) {
-  mb_group *g = mb_group_check(L, 1);
+static int mb_task_l_group_spawn(lua_State *L) {
+  mb_group *g = mb_task_group_check(L, 1);
   mb_task *t;
-  if (g->closed) return mb_misuse(L, "group:spawn: the group has ended");
-  t = mb_spawn_opts(L, 2);
+  if (g->closed) return mb_errors_misuse(L, "group:spawn: the group has ended");
+  t = mb_task_spawn_opts(L, 2);
   t->group = g;
   mb_list_push(&g->tasks, &t->group_link);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, MB_TASK_UV_GROUP); /* children anchor the group */
   if (g->failed) { /* a sibling already failed: it starts cancelled */
-    mb_cancel_error_push(L, t, 0);
+    mb_task_cancel_error(L, t, 0);
     mb_task_cancel(mb_rt_of(L), L, t);
   }
   return 1;
 }
 
 /* The outcome once every child has ended: nothing, or the first failure. */
-static int mb_group_outcome(lua_State *L, mb_group *g) {
+static int mb_task_group_outcome(lua_State *L, mb_group *g) {
   g->closed = 1;
   if (!g->failed) return 0;
   lua_getiuservalue(L, 1, 1);
@@ -757,52 +789,51 @@ static int mb_group_outcome(lua_State *L, mb_group *g) {
 
 /* ctx: 1 once this waiter was cancelled and is waiting for the children
 ** to unwind before it raises. */
-static int mb_group_wait_k(lua_State *L, int status, lua_KContext ctx) {
+static int mb_task_group_wait_k(lua_State *L, int status, lua_KContext ctx) {
   mb_rt *rt = mb_rt_of(L);
-  mb_group *g = mb_group_check(L, 1);
+  mb_group *g = mb_task_group_check(L, 1);
   mb_task *self = rt->current;
   (void)status;
   if (self->aborted && self->cancel == MB_CANCEL_PENDING && self->wake_err == NULL) {
     /* Cancelled while waiting: no child may outlive the group. */
     self->aborted = 0;
-    mb_cancel_delivered(self);
-    mb_group_cancel_all(rt, L, g);
+    mb_task_cancel_delivered(self);
+    mb_task_group_cancel_all(rt, L, g);
     ctx = 1;
   } else {
-    mb_wait_check(L);
+    mb_task_wait_check(L);
   }
   if (!mb_list_empty(&g->tasks)) {
-    mb_waiter_init(&self->w1, self, L, 1, MB_OP_DONE);
+    mb_task_waiter_init(&self->w1, self, L, 1, MB_OP_DONE);
     mb_list_push(&g->waiters, &self->w1.link);
-    return mb_wait_objs(L, self, &self->w1, 1, "a task group", ctx, mb_group_wait_k);
+    return mb_task_wait_objs(L, self, &self->w1, 1, "a task group", ctx, mb_task_group_wait_k);
   }
   if (ctx == 1) {
     g->closed = 1;
-    return mb_cancel_raise(L, self);
+    return mb_task_cancel_raise(L, self);
   }
-  return mb_group_outcome(L, g);
+  return mb_task_group_outcome(L, g);
 }
 
-static int mb_l_group_wait(lua_State *L) {
-  mb_group_check(L, 1);
+static int mb_task_l_group_wait(lua_State *L) {
+  mb_group *g = mb_task_group_check(L, 1);
   lua_settop(L, 1);
-  if (!lua_isyieldable(L) && !mb_list_empty(&mb_group_check(L, 1)->tasks))
-    return mb_misuse(L, "group:wait cannot suspend here (attempt to yield across a C-call boundary)");
-  mb_task_of(L);
-  return mb_group_wait_k(L, LUA_OK, 0);
+  if (mb_list_empty(&g->tasks)) mb_task_current(L, "group:wait");
+  else mb_task_wait_begin(L, "group:wait");
+  return mb_task_group_wait_k(L, LUA_OK, 0);
 }
 
 /* local g <close> = task.group(): leaving the scope waits for the
 ** children; leaving it by an error cancels them first. */
-static int mb_l_group_close(lua_State *L) {
-  mb_group *g = mb_group_check(L, 1);
-  if (!lua_isnil(L, 2)) mb_group_cancel_all(mb_rt_of(L), L, g);
+static int mb_task_l_group_close(lua_State *L) {
+  mb_group *g = mb_task_group_check(L, 1);
+  if (!lua_isnil(L, 2)) mb_task_group_cancel_all(mb_rt_of(L), L, g);
   lua_settop(L, 1);
   if (mb_list_empty(&g->tasks)) {
     g->closed = 1;
     return 0;
   }
-  return mb_l_group_wait(L);
+  return mb_task_l_group_wait(L);
 }
 
 /* ---------------------------------------------------------------------
@@ -825,7 +856,7 @@ int mb_task_results(lua_State *L, mb_task *t) {
   if (t->status == MB_TASK_FAILED || t->status == MB_TASK_CANCELLED) {
     lua_pushvalue(co, -1);
     lua_xmove(co, L, 1);
-    mb_error_fork(L);
+    mb_errors_fork(L);
     return lua_error(L);
   }
   if (n == 0 || co == NULL) return 0;
@@ -837,7 +868,7 @@ int mb_task_results(lua_State *L, mb_task *t) {
 
 static int mb_task_wait_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  mb_wait_check(L);
+  mb_task_wait_check(L);
   return mb_task_results(L, (mb_task *)ctx);
 }
 
@@ -849,48 +880,47 @@ static int mb_task_finished(const mb_task *t) {
 int mb_task_await(lua_State *L, mb_task *t) {
   mb_task *self;
   if (mb_task_finished(t)) return mb_task_results(L, t);
-  self = mb_task_of(L);
-  if (self == t) return mb_misuse(L, "a task cannot wait for itself");
-  if (!lua_isyieldable(L))
-    return mb_misuse(L, "Task:wait cannot suspend here (attempt to yield across a C-call boundary)");
-  mb_waiter_init(&self->w1, self, L, 1, MB_OP_DONE);
+  self = mb_task_current(L, "Task:wait");
+  if (self == t) return mb_errors_misuse(L, "Task:wait: a task cannot wait for itself");
+  mb_task_wait_begin(L, "Task:wait");
+  mb_task_waiter_init(&self->w1, self, L, 1, MB_OP_DONE);
   mb_list_push(&t->waiters, &self->w1.link);
-  return mb_wait_objs(L, self, &self->w1, 1, "another task", (lua_KContext)t, mb_task_wait_k);
+  return mb_task_wait_objs(L, self, &self->w1, 1, "another task", (lua_KContext)t, mb_task_wait_k);
 }
 
-static int mb_l_task_wait(lua_State *L) {
+static int mb_task_l_wait(lua_State *L) {
   mb_task *t = mb_task_check(L, 1);
   lua_settop(L, 1); /* keeps the awaited Task anchored on our stack */
   return mb_task_await(L, t);
 }
 
-static int mb_l_task_done(lua_State *L) {
+static int mb_task_l_done(lua_State *L) {
   lua_pushboolean(L, mb_task_finished(mb_task_check(L, 1)));
   return 1;
 }
 
-static int mb_l_task_status(lua_State *L) {
-  lua_pushstring(L, mb_status_names[mb_task_check(L, 1)->status]);
+static int mb_task_l_status(lua_State *L) {
+  lua_pushstring(L, mb_task_status_names[mb_task_check(L, 1)->status]);
   return 1;
 }
 
-static int mb_l_task_cancel(lua_State *L) {
+static int mb_task_l_cancel(lua_State *L) {
   mb_task *t = mb_task_check(L, 1);
-  mb_cancel_error_push(L, t, lua_isnoneornil(L, 2) ? 0 : 2);
+  mb_task_cancel_error(L, t, lua_isnoneornil(L, 2) ? 0 : 2);
   lua_pushboolean(L, mb_task_cancel(mb_rt_of(L), L, t));
   return 1;
 }
 
 /* Task:detach(): the run will not wait for it; it is cancelled when all
 ** else has finished, and its error is reported without failing the run. */
-static int mb_l_task_detach(lua_State *L) {
+static int mb_task_l_detach(lua_State *L) {
   mb_task *t = mb_task_check(L, 1);
   lua_settop(L, 1);
   if (t->detached) return 1;
   if (mb_task_finished(t)) {
     if (t->status == MB_TASK_FAILED && !t->observed) {
       t->observed = 1;
-      mb_stdio_report(t->co, -1);
+      mb_output_report(t->co, -1);
       mb_task_unfail(L, t);
     }
     return 1;
@@ -900,19 +930,19 @@ static int mb_l_task_detach(lua_State *L) {
   return 1;
 }
 
-static int mb_l_task_tostring(lua_State *L) {
+static int mb_task_l_tostring(lua_State *L) {
   mb_task *t = mb_task_check(L, 1);
   if (lua_getiuservalue(L, 1, MB_TASK_UV_NAME) == LUA_TSTRING)
-    lua_pushfstring(L, "Task '%s' (%s)", lua_tostring(L, -1), mb_status_names[t->status]);
+    lua_pushfstring(L, "Task '%s' (%s)", lua_tostring(L, -1), mb_task_status_names[t->status]);
   else
-    lua_pushfstring(L, "Task #%I (%s)", (lua_Integer)t->id, mb_status_names[t->status]);
+    lua_pushfstring(L, "Task #%I (%s)", (lua_Integer)t->id, mb_task_status_names[t->status]);
   return 1;
 }
 
 /* Spawn from arguments first.. : [options,] fn, args...; the Task is left
 ** on the stack's top. */
-static mb_task *mb_spawn_opts(lua_State *L, int first) {
-  mb_task *self = mb_task_of(L);
+static mb_task *mb_task_spawn_opts(lua_State *L, int first) {
+  mb_task *self = mb_task_current(L, "task.spawn");
   const char *name = NULL;
   int priority = 1;
   mb_task *t;
@@ -920,13 +950,13 @@ static mb_task *mb_spawn_opts(lua_State *L, int first) {
     int isnum;
     if (lua_getfield(L, first, "name") != LUA_TNIL) {
       if (lua_type(L, -1) != LUA_TSTRING)
-        mb_misuse(L, "task.spawn: option 'name' must be a string (got %s)", luaL_typename(L, -1));
+        mb_errors_misuse(L, "task.spawn: option 'name' must be a string (got %s)", luaL_typename(L, -1));
       name = lua_tostring(L, -1); /* anchored by the options table */
     }
     if (lua_getfield(L, first, "priority") != LUA_TNIL) {
       lua_Integer p = lua_tointegerx(L, -1, &isnum);
       if (!isnum || p < 1 || p > 100)
-        mb_misuse(L, "task.spawn: option 'priority' must be an integer from 1 to 100");
+        mb_errors_misuse(L, "task.spawn: option 'priority' must be an integer from 1 to 100");
       priority = (int)p;
     }
     lua_pop(L, 2);
@@ -938,130 +968,151 @@ static mb_task *mb_spawn_opts(lua_State *L, int first) {
   return t;
 }
 
-static int mb_l_spawn(lua_State *L) {
-  mb_spawn_opts(L, 1);
+static int mb_task_l_spawn(lua_State *L) {
+  mb_task_spawn_opts(L, 1);
   return 1;
 }
 
-static int mb_yield_k(lua_State *L, int status, lua_KContext ctx) {
+static int mb_task_yield_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
-  mb_wait_check(L);
+  mb_task_wait_check(L);
   return 0;
 }
 
-static int mb_l_yield(lua_State *L) {
+static int mb_task_l_yield(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
-  mb_task *self = mb_task_of(L);
-  if (!lua_isyieldable(L))
-    return mb_misuse(L, "task.yield cannot suspend here (attempt to yield across a C-call boundary)");
+  mb_task *self = mb_task_wait_begin(L, "task.yield");
   mb_task_ready(rt, self);
-  return mb_wait_yield(L, self, MB_WAIT_READY, NULL, 0, mb_yield_k);
+  return mb_task_wait_yield(L, self, MB_WAIT_READY, "its turn", 0, mb_task_yield_k);
 }
 
-/* Seconds (argument i) to a deadline in loop time, rounded up: never early. */
-uint64_t mb_deadline(lua_State *L, int i) {
+static int mb_task_l_sleep(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
-  lua_Number secs = luaL_checknumber(L, i);
-  if (!(secs >= 0)) luaL_argerror(L, i, "duration must be a non-negative number");
-  if (secs > 1e12) secs = 1e12;
-  uv_update_time(&rt->loop);
-  return uv_now(&rt->loop) + (uint64_t)(secs * 1000.0 + 0.999999);
+  uint64_t when = mb_sleep_deadline(L, 1, &mb_rt_of(L)->loop);
+  mb_task *self = mb_task_wait_begin(L, "task.sleep");
+  self->sleep.deadline = when;
+  if (mb_sleep_add(&rt->sleepers, &self->sleep) != 0) return mb_errors_nomem(L, "task.sleep");
+  return mb_task_wait_yield(L, self, MB_WAIT_SLEEP, "a timer", 0, mb_task_yield_k);
 }
 
-static int mb_l_sleep(lua_State *L) {
-  mb_rt *rt = mb_rt_of(L);
-  uint64_t when = mb_deadline(L, 1);
-  mb_task *self = mb_task_of(L);
-  if (!lua_isyieldable(L))
-    return mb_misuse(L, "task.sleep cannot suspend here (attempt to yield across a C-call boundary)");
-  self->deadline = when;
-  if (mb_sleep_add(rt, self) != 0) return mb_misuse(L, "not enough memory");
-  return mb_wait_yield(L, self, MB_WAIT_SLEEP, NULL, 0, mb_yield_k);
-}
-
-static int mb_exit_k(lua_State *L, int status, lua_KContext ctx) {
+static int mb_task_exit_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
-  mb_wait_check(L); /* only a kill resumes it; never a normal wake-up */
+  mb_task_wait_check(L); /* only a kill resumes it; never a normal wake-up */
   return 0;
 }
 
 /* os.exit([code [, close]]): ends the run with the code, as the process
 ** would end in stock Lua; the host Go process keeps running. */
-static int mb_l_os_exit(lua_State *L) {
-  mb_task *self = mb_task_of(L);
+static int mb_task_l_os_exit(lua_State *L) {
+  mb_task *self = mb_task_current(L, "os.exit");
   int code;
   if (lua_isboolean(L, 1)) code = lua_toboolean(L, 1) ? 0 : 1;
   else code = (int)luaL_optinteger(L, 1, 0);
   self->run->exit_code = code;
   if (!lua_isyieldable(L)) {
     /* Cannot suspend here: end the run with an error carrying the code. */
-    mb_error_push_exit(L, code);
+    mb_errors_push_exit(L, code);
     return lua_error(L);
   }
   self->run->exiting = 1;
   self->cancel = MB_CANCEL_NONE; /* nothing may interrupt the exit */
-  return mb_wait_yield(L, self, MB_WAIT_NONE, NULL, 0, mb_exit_k);
+  return mb_task_wait_yield(L, self, MB_WAIT_NONE, "the run's end", 0, mb_task_exit_k);
 }
 
-static int mb_l_current(lua_State *L) {
-  mb_task *self = mb_task_of(L);
+static int mb_task_l_current(lua_State *L) {
+  mb_task *self = mb_task_current(L, "task.current");
   lua_rawgeti(L, LUA_REGISTRYINDEX, self->ref);
   return 1;
 }
 
 static const luaL_Reg mb_task_methods[] = {
-    {"wait", mb_l_task_wait},
-    {"done", mb_l_task_done},
-    {"status", mb_l_task_status},
-    {"cancel", mb_l_task_cancel},
-    {"detach", mb_l_task_detach},
+    {"wait", mb_task_l_wait},
+    {"done", mb_task_l_done},
+    {"status", mb_task_l_status},
+    {"cancel", mb_task_l_cancel},
+    {"detach", mb_task_l_detach},
     {NULL, NULL}};
 
-static const luaL_Reg mb_group_methods[] = {
-    {"spawn", mb_l_group_spawn},
-    {"wait", mb_l_group_wait},
+static const luaL_Reg mb_task_group_methods[] = {
+    {"spawn", mb_task_l_group_spawn},
+    {"wait", mb_task_l_group_wait},
     {NULL, NULL}};
 
 static const luaL_Reg mb_task_funcs[] = {
-    {"spawn", mb_l_spawn},
-    {"yield", mb_l_yield},
-    {"sleep", mb_l_sleep},
-    {"current", mb_l_current},
-    {"group", mb_l_group},
+    {"spawn", mb_task_l_spawn},
+    {"yield", mb_task_l_yield},
+    {"sleep", mb_task_l_sleep},
+    {"current", mb_task_l_current},
+    {"group", mb_task_l_group},
     {NULL, NULL}};
 
-static int mb_luaopen_task(lua_State *L) {
+/* The task module's own functions; rt.c adds the combinators (await.c). */
+int mb_task_luaopen(lua_State *L) {
   luaL_newlib(L, mb_task_funcs);
-  mb_join_funcs(L);
   return 1;
 }
 
-int mb_task_open(lua_State *L) {
+/* errors.rawpcall(fn, ...): pcall that leaves a caught cancellation
+** delivered, so the caller's cleanup may await before deciding (try). */
+static int mb_task_rawpcall_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  if (status != LUA_OK && status != LUA_YIELD) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+  }
+  return lua_gettop(L);
+}
+
+static int mb_task_l_rawpcall(lua_State *L) {
+  luaL_checkany(L, 1);
+  lua_pushboolean(L, 1);
+  lua_insert(L, 1);
+  return mb_task_rawpcall_k(L, lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, mb_task_rawpcall_k), 0);
+}
+
+/* errors.swallowed(err): the caller dropped err; if it was the running
+** task's cancellation, it is raised again at the next suspension point. */
+static int mb_task_l_swallowed(lua_State *L) {
+  mb_task_caught(L, 1);
+  return 0;
+}
+
+/* moonbridge.errors, for the Lua modules (try, pipeline): the error
+** constructors and the two pcall variants cancellation needs. */
+static int mb_task_luaopen_errors(lua_State *L) {
+  static const luaL_Reg funcs[] = {{"new", mb_errors_l_new}, {"is", mb_errors_l_is},
+                                   {"rawpcall", mb_task_l_rawpcall},
+                                   {"swallowed", mb_task_l_swallowed}, {NULL, NULL}};
+  luaL_newlib(L, funcs);
+  return 1;
+}
+
+void mb_task_open(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
   luaL_newmetatable(L, MB_TASK_MT);
   luaL_newlib(L, mb_task_methods);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, mb_l_task_tostring);
+  lua_pushcfunction(L, mb_task_l_tostring);
   lua_setfield(L, -2, "__tostring");
   rt->task_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   luaL_newmetatable(L, MB_GROUP_MT);
-  luaL_newlib(L, mb_group_methods);
+  luaL_newlib(L, mb_task_group_methods);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, mb_l_group_close);
+  lua_pushcfunction(L, mb_task_l_group_close);
   lua_setfield(L, -2, "__close");
   lua_pop(L, 1);
   lua_newtable(L);
   rt->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  mb_preload(L, "task", mb_luaopen_task);
+  mb_preload(L, "moonbridge.errors", mb_task_luaopen_errors);
   lua_getglobal(L, "os");
-  lua_pushcfunction(L, mb_l_os_exit);
+  lua_pushcfunction(L, mb_task_l_os_exit);
   lua_setfield(L, -2, "exit");
   lua_pop(L, 1);
-  lua_pushcfunction(L, mb_l_pcall);
+  lua_pushcfunction(L, mb_task_l_pcall);
   lua_setglobal(L, "pcall");
-  lua_pushcfunction(L, mb_l_xpcall);
+  lua_pushcfunction(L, mb_task_l_xpcall);
   lua_setglobal(L, "xpcall");
-  return 0;
 }

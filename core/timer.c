@@ -2,7 +2,7 @@
 ** timer.c — the browser-style timer globals: setTimeout, clearTimeout,
 ** setInterval, clearInterval (milliseconds).
 **
-** Layer: C core. A timer is a task (its id is the Task, so it is also an
+** Layer 3 (objects). A timer is a task (its id is the Task, so it is also an
 ** awaitable) whose body sleeps in the scheduler's heap and then spawns
 ** the callback as a task of its own, queued in deadline order with every
 ** other timer's: setTimeout's timer then waits for its callback (so
@@ -11,7 +11,9 @@
 ** a callback that is due but has not started; one already running is left
 ** to finish, as in browsers.
 */
-#include "mb.h"
+#include "errors.h"
+#include "task.h"
+#include "timer.h"
 
 /* The timer task's stack: 1 ms, 2 repeat (once it ticked: the Task of
 ** its latest callback), 3 fn, 4.. args. */
@@ -22,8 +24,8 @@ static int mb_timer_tick_k(lua_State *L, int status, lua_KContext ctx);
 
 static int mb_timer_sleep(lua_State *L, mb_task *self) {
   mb_rt *rt = mb_rt_of(L);
-  if (mb_sleep_add(rt, self) != 0) return mb_misuse(L, "not enough memory");
-  return mb_wait_yield(L, self, MB_WAIT_SLEEP, NULL, 0, mb_timer_tick_k);
+  if (mb_sleep_add(&rt->sleepers, &self->sleep) != 0) return mb_errors_nomem(L, "timer");
+  return mb_task_wait_yield(L, self, MB_WAIT_SLEEP, "a timer", 0, mb_timer_tick_k);
 }
 
 static int mb_timer_tick_k(lua_State *L, int status, lua_KContext ctx) {
@@ -33,7 +35,7 @@ static int mb_timer_tick_k(lua_State *L, int status, lua_KContext ctx) {
   uint64_t ms = (uint64_t)lua_tointeger(L, MB_TM_MS), now;
   (void)status;
   (void)ctx;
-  mb_wait_check(L);
+  mb_task_wait_check(L);
   luaL_checkstack(L, nargs + 2, "timer");
   for (int i = MB_TM_FN; i <= MB_TM_FN + nargs; i++) lua_pushvalue(L, i);
   if (self->timer == MB_TIMER_ONCE) {
@@ -49,8 +51,8 @@ static int mb_timer_tick_k(lua_State *L, int status, lua_KContext ctx) {
   /* Keep the rhythm; after a stall, skip the missed ticks. */
   uv_update_time(&rt->loop);
   now = uv_now(&rt->loop);
-  self->deadline += ms;
-  if (self->deadline <= now) self->deadline = now + ms;
+  self->sleep.deadline += ms;
+  if (self->sleep.deadline <= now) self->sleep.deadline = now + ms;
   return mb_timer_sleep(L, self);
 }
 
@@ -60,7 +62,7 @@ static int mb_timer_body(lua_State *L) {
 
 static int mb_timer_start(lua_State *L, int repeat, const char *what) {
   mb_rt *rt = mb_rt_of(L);
-  mb_task *self = mb_task_of(L), *t;
+  mb_task *self = mb_task_current(L, what), *t;
   lua_Number ms;
   lua_Integer ims;
   int nargs;
@@ -84,16 +86,16 @@ static int mb_timer_start(lua_State *L, int repeat, const char *what) {
   t = mb_task_spawn(L, self->run, nargs + 3, what);
   t->timer = repeat ? MB_TIMER_EVERY : MB_TIMER_ONCE;
   uv_update_time(&rt->loop);
-  t->deadline = uv_now(&rt->loop) + (uint64_t)ims;
+  t->sleep.deadline = uv_now(&rt->loop) + (uint64_t)ims;
   return 1;
 }
 
-static int mb_l_set_timeout(lua_State *L) { return mb_timer_start(L, 0, "setTimeout"); }
-static int mb_l_set_interval(lua_State *L) { return mb_timer_start(L, 1, "setInterval"); }
+static int mb_timer_l_set_timeout(lua_State *L) { return mb_timer_start(L, 0, "setTimeout"); }
+static int mb_timer_l_set_interval(lua_State *L) { return mb_timer_start(L, 1, "setInterval"); }
 
 /* clearTimeout(id), clearInterval(id): anything else than a live timer is
 ** ignored, as in browsers. */
-static int mb_l_clear(lua_State *L) {
+static int mb_timer_l_clear(lua_State *L) {
   mb_task *t = mb_task_test(L, 1);
   mb_task *cb;
   if (t == NULL || !t->timer || t->status >= MB_TASK_DONE) return 0;
@@ -107,23 +109,23 @@ static int mb_l_clear(lua_State *L) {
     }
     if (cb != NULL && cb->status == MB_TASK_PENDING) {
       /* Due, but not started: it does not run, as in browsers. */
-      mb_cancel_error_push(L, cb, 0);
+      mb_task_cancel_error(L, cb, 0);
       mb_task_cancel(mb_rt_of(L), L, cb);
     }
     lua_pop(L, 1);
   }
-  mb_cancel_error_push(L, t, 0);
+  mb_task_cancel_error(L, t, 0);
   mb_task_cancel(mb_rt_of(L), L, t);
   return 0;
 }
 
 void mb_timer_open(lua_State *L) {
-  lua_pushcfunction(L, mb_l_set_timeout);
+  lua_pushcfunction(L, mb_timer_l_set_timeout);
   lua_setglobal(L, "setTimeout");
-  lua_pushcfunction(L, mb_l_set_interval);
+  lua_pushcfunction(L, mb_timer_l_set_interval);
   lua_setglobal(L, "setInterval");
-  lua_pushcfunction(L, mb_l_clear);
+  lua_pushcfunction(L, mb_timer_l_clear);
   lua_setglobal(L, "clearTimeout");
-  lua_pushcfunction(L, mb_l_clear);
+  lua_pushcfunction(L, mb_timer_l_clear);
   lua_setglobal(L, "clearInterval");
 }

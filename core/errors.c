@@ -1,7 +1,7 @@
 /*
-** error.c — moonbridge's error objects.
+** errors.c — moonbridge's error objects.
 **
-** Layer: C core. An error raised by the runtime, or one that ended a task,
+** Layer 1. An error raised by the runtime, or one that ended a task,
 ** is a table {message, kind, op, traceback, cause} whose __tostring is its
 ** message. A task's message handler turns any other error value into one
 ** (keeping the original as `cause`) and stamps the traceback while the
@@ -13,10 +13,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "mb.h"
+#include "codec.h"
+#include "errors.h"
+#include "state.h"
 
-/* 0: not one of ours; 1: an error; 2: a fresh one (see mb_error_raise). */
-static int mb_error_is(lua_State *L, int idx) {
+/* 0: not one of ours; 1: an error; 2: a fresh one (see mb_errors_raise). */
+int mb_errors_is(lua_State *L, int idx) {
   mb_rt *rt = mb_rt_of(L);
   int is;
   if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
@@ -41,7 +43,7 @@ static int mb_error_is(lua_State *L, int idx) {
 
 /* The deepest level of L's stack: a doubling then a binary search, since
 ** lua_getstack walks the frames from the top each time. */
-static int mb_traceback_last(lua_State *L) {
+static int mb_errors_tb_last(lua_State *L) {
   lua_Debug ar;
   int lo = 1, hi = 1;
   while (lua_getstack(L, hi, &ar)) {
@@ -58,10 +60,10 @@ static int mb_traceback_last(lua_State *L) {
   return hi - 1;
 }
 
-static void mb_traceback_cheap(lua_State *L, const char *msg, int level) {
+static void mb_errors_tb_cheap(lua_State *L, const char *msg, int level) {
   luaL_Buffer b;
   lua_Debug ar;
-  int last = mb_traceback_last(L), skip;
+  int last = mb_errors_tb_last(L), skip;
   skip = last - level > MB_TB_HEAD + MB_TB_TAIL ? last - level - MB_TB_HEAD - MB_TB_TAIL + 1 : 0;
   luaL_buffinit(L, &b);
   if (msg != NULL) {
@@ -98,13 +100,13 @@ static void mb_traceback_cheap(lua_State *L, const char *msg, int level) {
 
 /* Push the traceback of L from level 1 under msg: the cheap one for a
 ** cancellation (the error table at idx has kind "cancelled"). */
-static void mb_traceback(lua_State *L, int idx, const char *msg) {
+static void mb_errors_traceback(lua_State *L, int idx, const char *msg) {
   int cancelled;
   lua_getfield(L, idx, "kind");
   cancelled = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "cancelled") == 0;
   lua_pop(L, 1);
   if (cancelled)
-    mb_traceback_cheap(L, msg, 1);
+    mb_errors_tb_cheap(L, msg, 1);
   else
     luaL_traceback(L, L, msg, 1);
 }
@@ -114,16 +116,17 @@ static void mb_traceback(lua_State *L, int idx, const char *msg) {
 ** marked fresh (its own metatable, same behaviour): a task's message
 ** handler replaces a fresh traceback by its own, which is the same stack
 ** with the task's name, instead of appending a second copy. */
-int mb_error_raise(lua_State *L) {
+int mb_errors_raise(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
-  mb_traceback(L, lua_gettop(L), NULL);
+  mb_errors_traceback(L, lua_gettop(L), NULL);
   lua_setfield(L, -2, "traceback");
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->error_fresh_mt_ref);
   lua_setmetatable(L, -2);
-  return lua_error(L);
+  lua_error(L);
+  mb_unreachable();
 }
 
-void mb_error_push(lua_State *L, const char *kind, const char *op,
+void mb_errors_push(lua_State *L, const char *kind, const char *op,
                    const char *msg, size_t msglen) {
   mb_rt *rt = mb_rt_of(L);
   lua_createtable(L, 0, 5);
@@ -139,22 +142,22 @@ void mb_error_push(lua_State *L, const char *kind, const char *op,
   lua_setmetatable(L, -2);
 }
 
-int mb_error_throw(lua_State *L, const char *kind, const char *op,
+int mb_errors_throw(lua_State *L, const char *kind, const char *op,
                    const char *fmt, ...) {
   const char *msg;
   va_list ap;
   va_start(ap, fmt);
   msg = lua_pushvfstring(L, fmt, ap);
   va_end(ap);
-  mb_error_push(L, kind, op, msg, strlen(msg));
-  return mb_error_raise(L);
+  mb_errors_push(L, kind, op, msg, strlen(msg));
+  mb_errors_raise(L);
 }
 
 /* Replace the error on the top by a shallow copy when it is one of ours:
 ** each waiter that re-raises a task's error appends its own hop to the
 ** traceback, and must not append it to the other waiters' copies. */
-void mb_error_fork(lua_State *L) {
-  if (!mb_error_is(L, -1)) return;
+void mb_errors_fork(lua_State *L) {
+  if (!mb_errors_is(L, -1)) return;
   lua_createtable(L, 0, 6);
   lua_pushnil(L);
   while (lua_next(L, -3) != 0) {
@@ -170,34 +173,88 @@ void mb_error_fork(lua_State *L) {
 /* A misuse of the library (a closed channel closed again, a bad option):
 ** an error of kind "runtime" whose message starts with the caller's
 ** position, as luaL_error's does. */
-int mb_misuse(lua_State *L, const char *fmt, ...) {
+int mb_errors_misuse(lua_State *L, const char *fmt, ...) {
   va_list ap;
   luaL_where(L, 1);
   va_start(ap, fmt);
   lua_pushvfstring(L, fmt, ap);
   va_end(ap);
   lua_concat(L, 2);
-  mb_error_push(L, "runtime", NULL, lua_tostring(L, -1), lua_rawlen(L, -1));
-  return mb_error_raise(L);
+  mb_errors_push(L, "runtime", NULL, lua_tostring(L, -1), lua_rawlen(L, -1));
+  mb_errors_raise(L);
 }
 
-/* The message handler of every task: see the file comment. */
-int mb_error_handler(lua_State *L) {
-  mb_rt *rt = mb_rt_of(L);
-  mb_task *t = rt->current;
-  char head[96];
-  if (t != NULL && t->name != NULL)
-    snprintf(head, sizeof head, "in task '%s'", t->name);
-  else if (t != NULL)
-    snprintf(head, sizeof head, "in task #%lld", (long long)t->id);
-  else
-    snprintf(head, sizeof head, "in the runtime");
-  if (t != NULL && t->reraise) { /* passed on as it is, traceback and all */
-    t->reraise = 0;
-    lua_settop(L, 1);
-    return 1;
+/* A C allocation failed (a record, a buffer): kind "runtime", op what.
+** Not Lua's memory error, whose status says so (see mb_limit_memerr). */
+int mb_errors_nomem(lua_State *L, const char *what) {
+  mb_errors_throw(L, "runtime", what, "%s: out of memory", what);
+}
+
+/* Push the name of the function on L's top as "module.field", searching
+** package.loaded as luaL_traceback does, and pop the function. Returns
+** the name or NULL (nothing pushed then). */
+static const char *mb_errors_libname(lua_State *L) {
+  int fn = lua_gettop(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1)) {
+      lua_pushnil(L);
+      while (lua_next(L, -2) != 0) {
+        if (lua_rawequal(L, -1, fn) && lua_type(L, -2) == LUA_TSTRING) {
+          const char *mod = lua_tostring(L, -4), *field = lua_tostring(L, -2);
+          const char *name = strcmp(mod, LUA_GNAME) == 0
+                                 ? lua_pushstring(L, field)
+                                 : lua_pushfstring(L, "%s.%s", mod, field);
+          lua_replace(L, fn);
+          lua_settop(L, fn);
+          return name;
+        }
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
   }
-  if (!mb_error_is(L, 1)) {
+  lua_settop(L, fn - 1);
+  return NULL;
+}
+
+/* name cannot suspend L (verb: "suspend", "wait for Go"): Lua cannot
+** yield here. Say which function is in the way, the most reported
+** complaint about async Lua being an error that does not. */
+int mb_errors_cannot_yield(lua_State *L, const char *name, const char *verb) {
+  lua_Debug ar;
+  int level;
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "nSf", &ar);
+    if (ar.what[0] == 'C') {
+      const char *fname = mb_errors_libname(L);
+      if (fname == NULL) fname = ar.name ? ar.name : "?";
+      mb_errors_throw(L, "runtime", name,
+                     "%s: cannot %s inside '%s', a C function Lua cannot yield "
+                     "across (attempt to yield across a C-call boundary)",
+                     name, verb, fname);
+    }
+    lua_pop(L, 1);
+    if (ar.namewhat != NULL && strcmp(ar.namewhat, "metamethod") == 0)
+      mb_errors_throw(L, "runtime", name,
+                     "%s: cannot %s inside a '%s' metamethod "
+                     "(attempt to yield across a C-call boundary)",
+                     name, verb, ar.name ? ar.name : "?");
+  }
+  mb_errors_throw(L, "runtime", name,
+                 "%s: cannot %s here (attempt to yield across a C-call boundary)", name, verb);
+}
+
+/* The body of every task's message handler (mb_task_msgh): the value at
+** index 1 becomes an error of ours (an error of another kind is kept as
+** its cause) and gets the traceback of L under head, after any traceback
+** it already had (an error re-raised after an await keeps the older hops
+** first). Leaves the error alone on the stack. */
+void mb_errors_stamp(lua_State *L, const char *head) {
+  mb_rt *rt = mb_rt_of(L);
+  lua_settop(L, 1);
+  if (!mb_errors_is(L, 1)) {
     const char *msg;
     if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER)
       msg = lua_tostring(L, 1);
@@ -205,25 +262,20 @@ int mb_error_handler(lua_State *L) {
       msg = lua_tostring(L, -1);
     else
       msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    {
-      const char *op, *kind = mb_limit_kind(rt, msg, &op);
-      mb_error_push(L, kind, op, msg, strlen(msg));
-    }
+    mb_errors_push(L, "runtime", NULL, msg, strlen(msg));
     lua_pushvalue(L, 1);
     lua_setfield(L, -2, "cause");
     lua_replace(L, 1);
     lua_settop(L, 1);
   }
-  lua_settop(L, 1);
-  if (mb_error_is(L, 1) == 2) { /* fresh: this stack's own traceback wins */
+  if (mb_errors_is(L, 1) == 2) { /* fresh: this stack's own traceback wins */
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->error_mt_ref);
     lua_setmetatable(L, 1);
     lua_pushnil(L);
     lua_setfield(L, 1, "traceback");
   }
-  mb_traceback(L, 1, head);
+  mb_errors_traceback(L, 1, head);
   if (lua_getfield(L, 1, "traceback") == LUA_TSTRING) {
-    /* Re-raised after an await: the older hops come first. */
     lua_insert(L, -2); /* old new */
     lua_pushliteral(L, "\n");
     lua_insert(L, -2); /* old "\n" new */
@@ -232,24 +284,25 @@ int mb_error_handler(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_setfield(L, 1, "traceback");
-  return 1;
 }
 
-static int mb_error_tostring(lua_State *L) {
+static int mb_errors_tostring(lua_State *L) {
   lua_getfield(L, 1, "message");
   if (!lua_isstring(L, -1)) lua_pushliteral(L, "error");
   return 1;
 }
 
-/* Encode an error value as four strings for Go: message, kind, op,
-** traceback. Any value is accepted; non-error values become "runtime". */
-int mb_error_fields(lua_State *L, int idx, mb_buf *out) {
+/* Encode an error value for Go: message, kind, op and traceback (strings)
+** and code (an integer: os.exit's, else 0). Any value is accepted; one
+** that is not an error of ours is a "runtime" error with its text. */
+int mb_errors_fields(lua_State *L, int idx, mb_buf *out) {
   static const char *const names[] = {"message", "kind", "op", "traceback"};
   char err[128];
   int i, top = lua_gettop(L);
   idx = lua_absindex(L, idx);
   out->len = 0;
-  if (mb_error_is(L, idx)) {
+  luaL_checkstack(L, 8, "error fields");
+  if (mb_errors_is(L, idx)) {
     for (i = 0; i < 4; i++) {
       lua_getfield(L, idx, names[i]);
       if (!lua_isstring(L, -1)) {
@@ -257,39 +310,42 @@ int mb_error_fields(lua_State *L, int idx, mb_buf *out) {
         lua_pushstring(L, i == 1 ? "runtime" : "");
       }
     }
+    lua_getfield(L, idx, "code");
+    lua_pushinteger(L, lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0);
+    lua_remove(L, -2);
   } else {
-    const char *op, *kind, *s = lua_tostring(L, idx);
+    const char *s = lua_tostring(L, idx);
     if (s == NULL) s = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
     lua_pushstring(L, s);
     if (lua_gettop(L) > top + 1) lua_remove(L, -2);
-    kind = mb_limit_kind(mb_rt_of(L), s, &op);
-    lua_pushstring(L, kind);
-    lua_pushstring(L, op != NULL ? op : "");
+    lua_pushliteral(L, "runtime");
     lua_pushliteral(L, "");
+    lua_pushliteral(L, "");
+    lua_pushinteger(L, 0);
   }
-  i = mb_codec_encode(L, top + 1, 4, out, err, sizeof err);
+  i = mb_codec_encode(L, top + 1, 5, out, err, sizeof err);
   lua_settop(L, top);
   return i;
 }
 
-/* The error that ends a run for os.exit: kind "exit", with its code. The
-** Go side reads the code back from the message. */
-void mb_error_push_exit(lua_State *L, int code) {
+/* The error that ends a run for os.exit: kind "exit", with its code in
+** the field the Go side reads (mb_errors_fields). */
+void mb_errors_push_exit(lua_State *L, int code) {
   const char *msg = lua_pushfstring(L, "os.exit(%d)", code);
-  mb_error_push(L, "exit", NULL, msg, strlen(msg));
+  mb_errors_push(L, "exit", NULL, msg, strlen(msg));
   lua_remove(L, -2);
   lua_pushinteger(L, code);
   lua_setfield(L, -2, "code");
 }
 
-/* moonbridge.errors.new(fields): make the table an error (kind defaults
-** to "runtime"); for errors raised by Lua modules such as pipeline. */
-static int mb_l_errors_new(lua_State *L) {
+/* errors.new(fields): make the table an error (kind defaults to
+** "runtime"); for errors raised by Lua modules such as pipeline. */
+int mb_errors_l_new(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   if (lua_getfield(L, 1, "message") != LUA_TSTRING)
-    return luaL_error(L, "errors.new: field 'message' must be a string");
+    return mb_errors_misuse(L, "errors.new: field 'message' must be a string");
   if (lua_getfield(L, 1, "kind") == LUA_TNIL) {
     lua_pushliteral(L, "runtime");
     lua_setfield(L, 1, "kind");
@@ -300,54 +356,20 @@ static int mb_l_errors_new(lua_State *L) {
   return 1;
 }
 
-static int mb_l_errors_is(lua_State *L) {
-  lua_pushboolean(L, mb_error_is(L, 1));
+/* errors.is(v): whether v is one of ours. */
+int mb_errors_l_is(lua_State *L) {
+  lua_pushboolean(L, mb_errors_is(L, 1));
   return 1;
 }
 
-/* errors.rawpcall(fn, ...): pcall that leaves a caught cancellation
-** delivered, so the caller's cleanup may await before deciding (try). */
-static int mb_rawpcall_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)ctx;
-  if (status != LUA_OK && status != LUA_YIELD) {
-    lua_pushboolean(L, 0);
-    lua_insert(L, -2);
-    return 2;
-  }
-  return lua_gettop(L);
-}
+static const luaL_Reg mb_errors_meta[] = {{"__tostring", mb_errors_tostring}, {NULL, NULL}};
 
-static int mb_l_rawpcall(lua_State *L) {
-  luaL_checkany(L, 1);
-  lua_pushboolean(L, 1);
-  lua_insert(L, 1);
-  return mb_rawpcall_k(L, lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, mb_rawpcall_k), 0);
-}
-
-/* errors.swallowed(err): the caller dropped err; if it was the running
-** task's cancellation, it is raised again at the next suspension point. */
-static int mb_l_swallowed(lua_State *L) {
-  mb_cancel_caught(L, 1);
-  return 0;
-}
-
-static int mb_luaopen_errors(lua_State *L) {
-  static const luaL_Reg funcs[] = {{"new", mb_l_errors_new}, {"is", mb_l_errors_is},
-                                   {"rawpcall", mb_l_rawpcall}, {"swallowed", mb_l_swallowed},
-                                   {NULL, NULL}};
-  luaL_newlib(L, funcs);
-  return 1;
-}
-
-static const luaL_Reg mb_error_meta[] = {{"__tostring", mb_error_tostring}, {NULL, NULL}};
-
-void mb_error_open(lua_State *L) {
+void mb_errors_open(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
   luaL_newmetatable(L, "moonbridge.Error");
-  luaL_setfuncs(L, mb_error_meta, 0);
+  luaL_setfuncs(L, mb_errors_meta, 0);
   rt->error_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
-  luaL_setfuncs(L, mb_error_meta, 0);
+  luaL_setfuncs(L, mb_errors_meta, 0);
   rt->error_fresh_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  mb_preload(L, "moonbridge.errors", mb_luaopen_errors);
 }

@@ -1,7 +1,7 @@
 /*
-** stdio.c — print and writes to io.stdout/io.stderr go to the Go writers.
+** output.c — print and writes to io.stdout/io.stderr go to the Go writers.
 **
-** Layer: C core. A Runtime's output belongs to its Options.Stdout and
+** Layer 1. A Runtime's output belongs to its Options.Stdout and
 ** Options.Stderr, so a host (or a test) gets what the script printed, in
 ** order with its own output. Files other than the standard ones, and all
 ** reading, stay stock.
@@ -11,10 +11,11 @@
 
 #include <lualib.h>
 
-#include "mb.h"
 #include "_cgo_export.h"
+#include "output.h"
+#include "state.h"
 
-static int mb_stdio_send(lua_State *L, int fd, const char *s, size_t len) {
+static int mb_output_send(lua_State *L, int fd, const char *s, size_t len) {
   mb_rt *rt = mb_rt_of(L);
   if (len > 0 && mbGoWrite(rt->go_handle, fd, (char *)s, len) != 0)
     return luaL_error(L, "writing to %s failed", fd == 1 ? "stdout" : "stderr");
@@ -22,14 +23,14 @@ static int mb_stdio_send(lua_State *L, int fd, const char *s, size_t len) {
 }
 
 /* The standard stream a file handle stands for: 1, 2, or 0 for others. */
-static int mb_stdio_fd(lua_State *L, int idx) {
+static int mb_output_fd(lua_State *L, int idx) {
   luaL_Stream *p = (luaL_Stream *)luaL_testudata(L, idx, LUA_FILEHANDLE);
   if (p == NULL || p->closef == NULL) return 0;
   return p->f == stdout ? 1 : p->f == stderr ? 2 : 0;
 }
 
 /* As stock print: tostring of each argument, tab separated, newline. */
-static int mb_stdio_print(lua_State *L) {
+static int mb_output_print(lua_State *L) {
   int i, n = lua_gettop(L);
   luaL_Buffer b;
   luaL_buffinit(L, &b);
@@ -46,13 +47,13 @@ static int mb_stdio_print(lua_State *L) {
   {
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
-    mb_stdio_send(L, 1, s, len);
+    mb_output_send(L, 1, s, len);
   }
   return 0;
 }
 
 /* As stock g_write: strings and numbers, in order; returns the file. */
-static int mb_stdio_write_to(lua_State *L, int fd, int first, int file) {
+static int mb_output_write_to(lua_State *L, int fd, int first, int file) {
   int i, n = lua_gettop(L);
   for (i = first; i <= n; i++) {
     size_t len;
@@ -60,11 +61,11 @@ static int mb_stdio_write_to(lua_State *L, int fd, int first, int file) {
     if (lua_type(L, i) == LUA_TNUMBER) {
       lua_pushvalue(L, i);
       s = lua_tolstring(L, -1, &len); /* numbers format as stock's %.14g / %d */
-      mb_stdio_send(L, fd, s, len);
+      mb_output_send(L, fd, s, len);
       lua_pop(L, 1);
     } else {
       s = luaL_checklstring(L, i, &len);
-      mb_stdio_send(L, fd, s, len);
+      mb_output_send(L, fd, s, len);
     }
   }
   lua_pushvalue(L, file);
@@ -72,22 +73,22 @@ static int mb_stdio_write_to(lua_State *L, int fd, int first, int file) {
 }
 
 /* file:write — the method shared by every file handle. */
-static int mb_stdio_fwrite(lua_State *L) {
-  int fd = mb_stdio_fd(L, 1);
+static int mb_output_fwrite(lua_State *L) {
+  int fd = mb_output_fd(L, 1);
   if (fd == 0) {
     lua_pushvalue(L, lua_upvalueindex(1)); /* the stock method */
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
     return lua_gettop(L);
   }
-  return mb_stdio_write_to(L, fd, 2, 1);
+  return mb_output_write_to(L, fd, 2, 1);
 }
 
 /* io.write — writes to the default output file. */
-static int mb_stdio_iowrite(lua_State *L) {
+static int mb_output_iowrite(lua_State *L) {
   int fd;
   lua_getfield(L, LUA_REGISTRYINDEX, "_IO_output");
-  fd = mb_stdio_fd(L, -1);
+  fd = mb_output_fd(L, -1);
   if (fd == 0) {
     lua_pop(L, 1);
     lua_pushvalue(L, lua_upvalueindex(1));
@@ -96,12 +97,12 @@ static int mb_stdio_iowrite(lua_State *L) {
     return lua_gettop(L);
   }
   lua_insert(L, 1);
-  return mb_stdio_write_to(L, fd, 2, 1);
+  return mb_output_write_to(L, fd, 2, 1);
 }
 
 /* file:flush and io.flush on the standard streams: Go writes unbuffered. */
-static int mb_stdio_fflush(lua_State *L) {
-  if (mb_stdio_fd(L, 1) == 0) {
+static int mb_output_fflush(lua_State *L) {
+  if (mb_output_fd(L, 1) == 0) {
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
@@ -113,7 +114,7 @@ static int mb_stdio_fflush(lua_State *L) {
 
 /* Report an error nobody will see otherwise (a task that failed with no
 ** one waiting, after its run's result was decided) on the Go stderr. */
-void mb_stdio_report(lua_State *L, int idx) {
+void mb_output_report(lua_State *L, int idx) {
   mb_rt *rt = mb_rt_of(L);
   const char *msg, *tb = "", *s;
   int top = lua_gettop(L);
@@ -129,21 +130,21 @@ void mb_stdio_report(lua_State *L, int idx) {
   lua_settop(L, top);
 }
 
-void mb_stdio_open(lua_State *L) {
-  lua_pushcfunction(L, mb_stdio_print);
+void mb_output_open(lua_State *L) {
+  lua_pushcfunction(L, mb_output_print);
   lua_setglobal(L, "print");
   lua_getglobal(L, "io");
   lua_getfield(L, -1, "write");
-  lua_pushcclosure(L, mb_stdio_iowrite, 1);
+  lua_pushcclosure(L, mb_output_iowrite, 1);
   lua_setfield(L, -2, "write");
   lua_pop(L, 1);
   luaL_getmetatable(L, LUA_FILEHANDLE);
   lua_getfield(L, -1, "__index"); /* the methods table */
   lua_getfield(L, -1, "write");
-  lua_pushcclosure(L, mb_stdio_fwrite, 1);
+  lua_pushcclosure(L, mb_output_fwrite, 1);
   lua_setfield(L, -2, "write");
   lua_getfield(L, -1, "flush");
-  lua_pushcclosure(L, mb_stdio_fflush, 1);
+  lua_pushcclosure(L, mb_output_fflush, 1);
   lua_setfield(L, -2, "flush");
   lua_pop(L, 2);
 }

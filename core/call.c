@@ -1,0 +1,206 @@
+/*
+** call.c — bridge calls: a Go function called from Lua, and its record
+** from birth to free.
+**
+** Layer 3 (objects). An async call encodes its arguments into a new
+** mb_call, hands it to the Go driver as an MB_EV_CALL event and suspends
+** the task; the goroutine writes the results into the same record and
+** pushes it on the completion queue (mb_call_complete), and the drain
+** wakes the task, whose continuation decodes them and frees the record.
+** Streams (stream.c) are calls that push chunks before they end.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "call.h"
+#include "codec.h"
+#include "errors.h"
+#include "task.h"
+
+/* Call records are recycled, with their buffers, by the loop (the only
+** thread that creates or frees them): no allocation per call once warm.
+** mb_call_pool_free frees the pool. */
+#define MB_CALL_POOL_MAX 4096
+#define MB_CALL_BUF_KEEP 4096 /* larger buffers are not kept in the pool */
+
+/* ---------------------------------------------------------------------
+** Errors a call can raise.
+** ------------------------------------------------------------------- */
+
+/* Raise the Go side's error (MB_ERR), panic (MB_PANIC) or, with an empty
+** message, its failure to store the result, as a "bridge" error. */
+int mb_call_raise(lua_State *L, const char *name, int status, const char *msg, size_t len) {
+  if (status == MB_PANIC)
+    lua_pushfstring(L, "%s: panic: %s", name, lua_pushlstring(L, msg, len));
+  else if (len == 0)
+    lua_pushfstring(L, "%s: not enough memory for the result", name);
+  else
+    lua_pushfstring(L, "%s: %s", name, lua_pushlstring(L, msg, len));
+  mb_errors_push(L, "bridge", name, lua_tostring(L, -1), lua_rawlen(L, -1));
+  mb_errors_raise(L);
+}
+
+/* Encode the arguments on L's stack into b; returns NULL, or the error
+** message (pushed on L). */
+const char *mb_call_encode_args(lua_State *L, const char *name, mb_buf *b) {
+  char err[200];
+  if (mb_codec_encode(L, 1, lua_gettop(L), b, err, sizeof err) != 0)
+    return lua_pushfstring(L, "%s: %s", name, err);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------------
+** The record.
+** ------------------------------------------------------------------- */
+static mb_call *mb_call_new(mb_rt *rt) {
+  mb_call *c = rt->call_pool;
+  mb_buf buf = {0};
+  if (c == NULL) return calloc(1, sizeof *c);
+  rt->call_pool = (mb_call *)c->msg.next;
+  rt->ncall_pool--;
+  buf = c->buf;
+  memset(c, 0, sizeof *c);
+  c->buf = buf;
+  c->buf.len = 0;
+  return c;
+}
+
+static void mb_call_free(mb_rt *rt, mb_call *c) {
+  if (rt->ncall_pool >= MB_CALL_POOL_MAX || c->buf.cap > MB_CALL_BUF_KEEP) {
+    mb_buf_free(&c->buf);
+    free(c);
+    return;
+  }
+  c->msg.next = (mb_msg *)rt->call_pool;
+  rt->call_pool = c;
+  rt->ncall_pool++;
+}
+
+void mb_call_pool_free(mb_rt *rt) {
+  while (rt->call_pool != NULL) {
+    mb_call *c = rt->call_pool;
+    rt->call_pool = (mb_call *)c->msg.next;
+    mb_buf_free(&c->buf);
+    free(c);
+  }
+  rt->ncall_pool = 0;
+}
+
+/* ---------------------------------------------------------------------
+** Start, cancel, complete, drain.
+** ------------------------------------------------------------------- */
+
+/* Hand c to Go. Its events are reserved first (event.c): here running
+** out of memory can still be told to the caller, so no later event of the
+** call can be lost. Returns 0, or -1 with nothing changed. */
+int mb_call_start(lua_State *L, mb_call *c) {
+  mb_rt *rt = mb_rt_of(L);
+  if (mb_event_reserve(&rt->ev, rt->inflight + 1) != 0) return -1;
+  mb_event_push(&rt->ev, MB_EV_CALL, 0, c);
+  rt->inflight++;
+  return 0;
+}
+
+/* Cancel the Go side of a call nobody waits for any more. Once Go started
+** it, the slot names it; before, the event points at the record, which
+** cannot be freed before Go has seen this batch of events. */
+void mb_call_cancel(mb_rt *rt, mb_call *c) {
+  mb_event_push(&rt->ev, MB_EV_CANCEL, c->slot, c->slot < 0 ? c : NULL);
+}
+
+/* The task stopped waiting (cancelled, killed): the completion will be
+** dropped, and the Go side's context is cancelled. */
+static void mb_call_undo(mb_rt *rt, void *obj) {
+  mb_call *c = (mb_call *)obj;
+  c->task = NULL;
+  mb_call_cancel(rt, c);
+}
+
+/* Store the Go side's results (or error text) in the record. The argument
+** buffer is reused: no allocation when the results fit. Any thread. */
+void mb_call_store(mb_call *c, int kind, int status, const char *data, size_t len) {
+  c->status = status;
+  if (mb_buf_set(&c->buf, data, len) != 0)
+    c->status = MB_ERR; /* an empty error message means out of memory */
+  c->msg.kind = kind;
+}
+
+int mb_call_complete(mb_rt *rt, mb_call *c, int status, const char *data, size_t len) {
+  mb_call_store(c, MB_MSG_RESULT, status, data, len);
+  return mb_queue_push(&rt->q, &c->msg);
+}
+
+/* The driver ran the call itself while the loop was parked and has taken
+** the loop back: it is no longer asleep, and nobody needs waking. */
+void mb_call_complete_driver(mb_rt *rt, mb_call *c, int status, const char *data, size_t len) {
+  mb_call_store(c, MB_MSG_RESULT, status, data, len);
+  mb_queue_push_driver(&rt->q, &c->msg);
+}
+
+/* The Go side of c has finished: one call less in flight, and Go may
+** reuse its slot (not when closing: Go then frees everything itself). */
+void mb_call_done(mb_rt *rt, mb_call *c) {
+  mb_assert(rt->inflight > 0, "a call finished that was not in flight");
+  rt->inflight--;
+  if (!rt->closing) mb_event_push(&rt->ev, MB_EV_FREE, c->slot, NULL);
+}
+
+/* A completion from the queue: wake the task (its continuation decodes and
+** frees), or drop the result nobody waits for. */
+void mb_call_drain(mb_rt *rt, mb_call *c) {
+  mb_call_done(rt, c);
+  if (c->task != NULL && !rt->closing) {
+    mb_task_wake(rt, c->task);
+    c->task = NULL;
+  } else {
+    mb_call_free(rt, c);
+  }
+}
+
+/* ---------------------------------------------------------------------
+** The Lua side: the function an async Go function is, and its
+** continuation. Upvalues: the function's index, its name.
+** ------------------------------------------------------------------- */
+static int mb_call_k(lua_State *L, int status, lua_KContext ctx) {
+  mb_rt *rt = mb_rt_of(L);
+  mb_call *c = (mb_call *)ctx;
+  const char *name = lua_tostring(L, lua_upvalueindex(2));
+  (void)status;
+  mb_task_wait_check(L); /* an aborted wait: the drain frees c */
+  if (c->status != MB_OK) {
+    /* Copy the message to Lua before freeing its buffer. */
+    lua_pushlstring(L, c->buf.data ? c->buf.data : "", c->buf.len);
+    status = c->status;
+    mb_call_free(rt, c);
+    return mb_call_raise(L, name, status, lua_tostring(L, -1), lua_rawlen(L, -1));
+  }
+  {
+    char err[160];
+    int n = mb_codec_decode(L, c->buf.data, c->buf.len, err, sizeof err);
+    mb_call_free(rt, c);
+    if (n < 0) return mb_errors_throw(L, "bridge", name, "%s: bad result: %s", name, err);
+    return n;
+  }
+}
+
+int mb_call_l_call(lua_State *L) {
+  mb_rt *rt = mb_rt_of(L);
+  const char *name = lua_tostring(L, lua_upvalueindex(2));
+  mb_task *t = mb_task_wait_begin_as(L, name, "wait for Go");
+  const char *err;
+  mb_call *c = mb_call_new(rt);
+  if (c == NULL) return mb_errors_nomem(L, name);
+  c->fn = (int)lua_tointeger(L, lua_upvalueindex(1));
+  c->slot = -1;
+  if ((err = mb_call_encode_args(L, name, &c->buf)) != NULL) {
+    mb_call_free(rt, c);
+    return mb_errors_throw(L, "bridge", name, "%s", err);
+  }
+  if (mb_call_start(L, c) != 0) {
+    mb_call_free(rt, c);
+    return mb_errors_nomem(L, name);
+  }
+  c->task = t;
+  c->run = t->run->id;
+  return mb_task_wait_other(L, t, c, mb_call_undo, "a bridge call", (lua_KContext)c, mb_call_k);
+}

@@ -1,0 +1,47 @@
+/*
+** errors.h — moonbridge's error objects: constructing, raising and
+** reading them.
+**
+** Layer 1. An error is a table {message, kind, op, traceback, cause[,
+** code]} whose __tostring is its message; see error.c.
+*/
+#ifndef MB_ERRORS_H
+#define MB_ERRORS_H
+
+#include <stddef.h>
+
+#include <lua.h>
+
+#include "buf.h"
+#include "mb.h"
+
+void mb_errors_open(lua_State *L);
+
+/* 0: not one of ours; 1: an error; 2: a fresh one (raised here). */
+int mb_errors_is(lua_State *L, int idx);
+
+void mb_errors_push(lua_State *L, const char *kind, const char *op,
+                   const char *msg, size_t msglen);
+void mb_errors_push_exit(lua_State *L, int code);
+void mb_errors_fork(lua_State *L);
+
+/* Raise: each never returns (the int is for `return mb_errors_...(L)`). */
+MB_NORETURN int mb_errors_raise(lua_State *L);
+MB_NORETURN int mb_errors_throw(lua_State *L, const char *kind, const char *op,
+                               const char *fmt, ...);
+MB_NORETURN int mb_errors_misuse(lua_State *L, const char *fmt, ...);
+MB_NORETURN int mb_errors_nomem(lua_State *L, const char *what);
+MB_NORETURN int mb_errors_cannot_yield(lua_State *L, const char *name, const char *verb);
+
+/* The body of a message handler: the error at index 1 becomes one of ours
+** with the traceback of L under head (see mb_task_msgh). */
+void mb_errors_stamp(lua_State *L, const char *head);
+
+/* [message, kind, op, traceback, code] of the error at idx, for Go. */
+int mb_errors_fields(lua_State *L, int idx, mb_buf *out);
+
+/* errors.new and errors.is, for the moonbridge.errors module (task.c). */
+int mb_errors_l_new(lua_State *L);
+int mb_errors_l_is(lua_State *L);
+
+#endif

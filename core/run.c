@@ -1,0 +1,404 @@
+/*
+** run.c — runs: what Go asked the loop to do (run a chunk, call a global,
+** set a global), from the request to the result, and the bookkeeping of
+** the tasks that belong to one.
+**
+** Layer 5 (life cycle). A run's result is decided once (mb_run_finish):
+** by its main task's end, its first unawaited failure, os.exit, a limit,
+** a deadlock, a cancellation or the runtime's close. Then it goes on the
+** done list, where Go takes it after the step; no allocation is needed to
+** tell Go, so no result is ever lost. A run is freed here when Go has
+** released it and its last task has ended.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "errors.h"
+#include "limit.h"
+#include "output.h"
+#include "run.h"
+#include "task.h"
+
+/* ---------------------------------------------------------------------
+** Go's side.
+** ------------------------------------------------------------------- */
+
+/* A run named name (a chunk's name, or the global to call or set), with
+** data (the chunk's message, or the arguments, or the value). With
+** cancellable, the request to cancel it is allocated now, so cancelling
+** never needs memory (see mb_run_cancel). NULL when out of memory. */
+mb_run *mb_run_new(int64_t id, int kind, const char *name, size_t namelen,
+                   const char *data, size_t len, int cancellable) {
+  mb_run *r = calloc(1, sizeof *r);
+  if (r == NULL) goto fail;
+  r->id = id;
+  r->kind = kind;
+  r->namelen = namelen;
+  mb_list_init(&r->tasks);
+  mb_list_init(&r->failed);
+  mb_list_init(&r->link);
+  mb_list_init(&r->done_link);
+  if (mb_buf_reserve(&r->in, namelen + 1 + len) != 0) goto fail_run;
+  if (cancellable) {
+    r->cancel = malloc(sizeof *r->cancel);
+    if (r->cancel == NULL) goto fail_in;
+    r->cancel->msg.kind = MB_MSG_CANCEL;
+    r->cancel->id = id;
+    r->cancel->deadline = 0;
+  }
+  memcpy(r->in.data, name, namelen);
+  r->in.data[namelen] = '\0';
+  if (len > 0) memcpy(r->in.data + namelen + 1, data, len);
+  r->in.len = namelen + 1 + len;
+  return r;
+fail_in:
+  mb_buf_free(&r->in);
+fail_run:
+  free(r);
+fail:
+  return NULL;
+}
+
+/* Set by Go before the run is submitted. */
+void mb_run_set_limits(mb_run *r, int64_t instructions, int64_t deadline_ns) {
+  if (instructions > 0) {
+    r->insn_limited = 1;
+    r->insn_left = instructions;
+  }
+  if (deadline_ns > 0) r->deadline = uv_hrtime() + (uint64_t)deadline_ns;
+}
+
+/* Free the record. Its cancellation request is Go's to free (or push). */
+void mb_run_free(mb_run *r) {
+  if (r == NULL) return;
+  mb_buf_free(&r->in);
+  mb_buf_free(&r->out);
+  free(r);
+}
+
+int mb_run_submit(mb_rt *rt, mb_run *r) {
+  r->msg.kind = MB_MSG_RUN;
+  return mb_queue_push(&rt->q, &r->msg);
+}
+
+void mb_run_submit_driver(mb_rt *rt, mb_run *r) {
+  r->msg.kind = MB_MSG_RUN;
+  mb_queue_push_driver(&rt->q, &r->msg);
+}
+
+/* Push the run's cancellation request (the loop frees it). */
+int mb_run_cancel(mb_rt *rt, mb_run_cancel_msg *c, int deadline) {
+  c->deadline = deadline;
+  return mb_queue_push(&rt->q, &c->msg);
+}
+
+/* Free a cancellation request that was never pushed. */
+void mb_run_cancel_free(mb_run_cancel_msg *c) { free(c); }
+
+/* The next run whose result is ready, or NULL. */
+mb_run *mb_run_take_done(mb_rt *rt) {
+  mb_run *r;
+  if (mb_list_empty(&rt->done)) return NULL;
+  r = mb_list_first(&rt->done, mb_run, done_link);
+  mb_list_remove(&r->done_link);
+  return r;
+}
+
+/* Go has taken the run's result. A finished Call's tasks may still run:
+** then the last of them frees the run. */
+void mb_run_release(mb_rt *rt, mb_run *r) {
+  mb_assert(r->done && !r->released, "releasing a run twice or before its result");
+  mb_list_remove(&r->link);
+  r->released = 1;
+  if (r->ntasks == 0) {
+    mb_run_free(r);
+    return;
+  }
+  mb_list_push(&rt->orphans, &r->link);
+}
+
+static void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t);
+
+/* ---------------------------------------------------------------------
+** Deciding the result.
+** ------------------------------------------------------------------- */
+static void mb_run_finish(mb_rt *rt, mb_run *r) {
+  if (r->done) return;
+  r->done = 1;
+  mb_list_push(&rt->done, &r->done_link);
+}
+
+/* Finish the run with the error value on L's top (popped). */
+static void mb_run_fail_top(mb_rt *rt, mb_run *r) {
+  if (!r->done) {
+    mb_errors_fields(rt->L, -1, &r->out);
+    r->status = MB_RUNST_ERROR;
+    mb_run_finish(rt, r);
+  }
+  lua_pop(rt->L, 1);
+}
+
+static void mb_run_fail(mb_rt *rt, mb_run *r, const char *kind, const char *op,
+                        const char *msg) {
+  mb_errors_push(rt->L, kind, op, msg, strlen(msg));
+  mb_run_fail_top(rt, r);
+}
+
+/* Kill every live task of the run. Its result must be decided first, so
+** the kills do not decide it. */
+static void mb_run_kill_all(mb_rt *rt, mb_run *r) {
+  mb_task *t;
+  while (!mb_list_empty(&r->tasks)) {
+    t = mb_list_first(&r->tasks, mb_task, run_link);
+    mb_task_kill(rt, t);
+    mb_run_task_ended(rt, r, t);
+    mb_task_forget(rt, t);
+  }
+}
+
+/* End the run now with this error: every task of it is killed. */
+void mb_run_abort(mb_rt *rt, mb_run *r, const char *kind, const char *op, const char *msg) {
+  mb_run_fail(rt, r, kind, op, msg);
+  mb_run_kill_all(rt, r);
+}
+
+/* os.exit(code): the run ends now with its code, and every task of it is
+** killed (their to-be-closed variables closed). The host process lives on. */
+static void mb_run_exit(mb_rt *rt, mb_run *r) {
+  r->exiting = 0;
+  mb_errors_push_exit(rt->L, r->exit_code);
+  mb_run_fail_top(rt, r);
+  mb_run_kill_all(rt, r);
+}
+
+/* ---------------------------------------------------------------------
+** Starting.
+** ------------------------------------------------------------------- */
+void mb_run_start(mb_rt *rt, mb_run *r) {
+  lua_State *L = rt->L;
+  const char *name = r->in.data;
+  const char *data = r->in.data + r->namelen + 1;
+  size_t len = r->in.len - r->namelen - 1;
+  int nargs = 0;
+  char err[256];
+  mb_list_push(&rt->runs, &r->link);
+  if (rt->closing) {
+    mb_run_fail(rt, r, "closed", NULL, "the runtime is closed");
+    return;
+  }
+  if (r->kind == MB_RUN_SET) {
+    nargs = mb_codec_decode(L, data, len, err, sizeof err);
+    if (nargs != 1) {
+      lua_settop(L, 0);
+      mb_run_fail(rt, r, "runtime", NULL, nargs < 0 ? err : "SetGlobal takes one value");
+      return;
+    }
+    lua_setglobal(L, name);
+    r->out.len = 0;
+    mb_run_finish(rt, r);
+    return;
+  }
+  if (r->kind == MB_RUN_CHUNK) {
+    /* The source's length (8 bytes, little-endian), the source, then the
+    ** arguments the chunk gets as "...". */
+    uint64_t srclen = 0;
+    int i;
+    for (i = 7; i >= 0 && len >= 8; i--) srclen = srclen << 8 | (unsigned char)data[i];
+    if (len < 8 || srclen > len - 8) {
+      mb_run_fail(rt, r, "runtime", NULL, "malformed chunk message");
+      return;
+    }
+    if (luaL_loadbufferx(L, data + 8, (size_t)srclen, name, "t") != LUA_OK) {
+      mb_run_fail_top(rt, r);
+      return;
+    }
+    data += 8 + srclen;
+    len -= 8 + (size_t)srclen;
+  } else if (lua_getglobal(L, name) != LUA_TFUNCTION) {
+    snprintf(err, sizeof err, "Call: global '%s' is not a function (a %s value)",
+             name, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    mb_run_fail(rt, r, "runtime", NULL, err);
+    return;
+  }
+  nargs = mb_codec_decode(L, data, len, err, sizeof err);
+  if (nargs < 0) {
+    lua_pop(L, 1);
+    mb_run_fail(rt, r, "runtime", NULL, err);
+    return;
+  }
+  /* Chunk names carry Lua's "=" or "@" prefix; the task's name does not. */
+  r->main = mb_task_spawn(L, r, nargs, name + (name[0] == '=' || name[0] == '@'));
+  lua_pop(L, 1); /* the Task: anchored in the registry while it lives */
+}
+
+/* ---------------------------------------------------------------------
+** Its tasks.
+** ------------------------------------------------------------------- */
+
+/* Only detached tasks are left: cancel them, so their cleanup runs; the
+** run ends when the last of them has. */
+static void mb_run_reap_detached(mb_rt *rt, mb_run *r) {
+  mb_link *l;
+  mb_list_foreach(l, &r->tasks) {
+    mb_task *t = mb_container_of(l, mb_task, run_link);
+    if (t->cancel != MB_CANCEL_NONE) continue;
+    mb_task_cancel_error(rt->L, t, 0);
+    mb_task_cancel(rt, rt->L, t);
+  }
+}
+
+/* One of the run's tasks ended (its Task is on rt->L's top, anchoring it). */
+static void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
+  lua_State *L = rt->L;
+  if (t == r->main && !r->done) {
+    if (t->status == MB_TASK_FAILED) {
+      lua_pushvalue(t->co, -1); /* the error stays for the task's waiters */
+      lua_xmove(t->co, L, 1);
+      mb_run_fail_top(rt, r);
+      mb_run_kill_all(rt, r); /* as a process ends with its main chunk */
+    } else if (t->status == MB_TASK_CANCELLED) {
+      mb_run_fail(rt, r, "cancelled", NULL, "the run's main task was cancelled");
+    } else if (r->kind == MB_RUN_CALL) {
+      char err[256];
+      r->out.len = 0;
+      if (mb_codec_encode(t->co, 1, t->nres, &r->out, err, sizeof err) != 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "Call '%s': %s", r->in.data, err);
+        mb_run_fail(rt, r, "runtime", NULL, msg);
+      } else {
+        mb_run_finish(rt, r);
+      }
+    }
+  }
+  if (t->status == MB_TASK_FAILED && !t->observed && r->done && r->limit == MB_LIMIT_NONE) {
+    /* The run's result is decided (a Call returned): say it on stderr.
+    ** Not when the run went over a limit: that is its error already. */
+    mb_output_report(t->co, -1);
+  }
+  if (r->ntasks > r->ndetached) return;
+  if (r->ndetached > 0) {
+    mb_run_reap_detached(rt, r);
+    return;
+  }
+  /* The run is over. A task that failed with nobody waiting fails the run;
+  ** any further ones are reported, not lost. */
+  while (!mb_list_empty(&r->failed)) {
+    mb_task *f = mb_list_first(&r->failed, mb_task, fail_link);
+    if (!r->done) {
+      lua_pushvalue(f->co, -1);
+      lua_xmove(f->co, L, 1);
+      mb_run_fail_top(rt, r);
+    } else if (r->limit == MB_LIMIT_NONE) {
+      mb_output_report(f->co, -1);
+    }
+    mb_task_unfail(L, f); /* after its last use: this may free it */
+  }
+  mb_run_finish(rt, r);
+  if (r->released) {
+    mb_list_remove(&r->link); /* from rt->orphans */
+    mb_run_free(r);
+  }
+}
+
+/* Give t a turn, and keep its run's books: the run learns of its end, or
+** ends itself when the task called os.exit. Returns 1 when t ended (its
+** record may be gone then). */
+int mb_run_turn(mb_rt *rt, mb_task *t) {
+  mb_run *r = t->run;
+  if (mb_task_resume(rt, t)) {
+    mb_run_task_ended(rt, r, t);
+    mb_task_forget(rt, t);
+    return 1;
+  }
+  if (r->exiting) mb_run_exit(rt, r);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------
+** Ending runs from outside: Go's cancellation, the close, the limits,
+** deadlock.
+** ------------------------------------------------------------------- */
+static mb_run *mb_run_find(mb_rt *rt, int64_t id) {
+  mb_link *l;
+  mb_list_foreach(l, &rt->runs) {
+    mb_run *r = mb_container_of(l, mb_run, link);
+    if (r->id == id && !r->done) return r;
+  }
+  return NULL;
+}
+
+/* Go cancelled a run (its context ended); the request is freed here. */
+void mb_run_drain_cancel(mb_rt *rt, mb_run_cancel_msg *c) {
+  mb_run *r = mb_run_find(rt, c->id);
+  int deadline = c->deadline;
+  free(c);
+  if (r != NULL && deadline)
+    mb_run_abort(rt, r, "limit", "deadline", "the run's deadline passed");
+  else if (r != NULL)
+    mb_run_abort(rt, r, "cancelled", NULL, "the run's context was cancelled");
+}
+
+/* The runtime is closing: every run ends, its tasks killed. */
+void mb_run_close_all(mb_rt *rt) {
+  mb_link *l;
+  mb_list_foreach(l, &rt->runs)
+    mb_run_abort(rt, mb_container_of(l, mb_run, link), "closed", NULL, "the runtime was closed");
+}
+
+/* After a turn in which some run went over a limit: end each such run. */
+void mb_run_end_over_limit(mb_rt *rt) {
+  mb_link *l;
+  rt->over_limit = 0;
+  mb_list_foreach(l, &rt->runs) {
+    mb_run *r = mb_container_of(l, mb_run, link);
+    if (r->limit != MB_LIMIT_NONE && !r->done)
+      mb_run_abort(rt, r, "limit", mb_limit_op(r->limit), mb_limit_message(r->limit));
+  }
+}
+
+int mb_run_has_live_tasks(mb_rt *rt) {
+  mb_link *l;
+  mb_list_foreach(l, &rt->runs) {
+    mb_run *r = mb_container_of(l, mb_run, link);
+    if (!r->done && r->ntasks > 0) return 1;
+  }
+  return 0;
+}
+
+/* Deadlock: nothing ready, no sleeper, no Go work in flight, nothing in
+** the queue, yet some runs still have tasks. None of them can ever move:
+** each such run fails, listing where each of its tasks waits. */
+void mb_run_deadlock(mb_rt *rt) {
+  lua_State *L = rt->L;
+  mb_link *l, *tl;
+  mb_list_foreach(l, &rt->runs) {
+    mb_run *r = mb_container_of(l, mb_run, link);
+    luaL_Buffer b;
+    char line[512];
+    if (r->done || r->ntasks == 0) continue;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "deadlock: all tasks are blocked and nothing can wake them");
+    mb_list_foreach(tl, &r->tasks) {
+      mb_task_blocked_where(mb_container_of(tl, mb_task, run_link), line, sizeof line);
+      luaL_addchar(&b, '\n');
+      luaL_addstring(&b, line);
+    }
+    luaL_pushresult(&b);
+    mb_run_abort(rt, r, "deadlock", NULL, lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+}
+
+/* The runtime is being freed (its Lua state is closed): free every run
+** record left, those Go never took and those whose tasks never ended. */
+void mb_run_free_all(mb_rt *rt) {
+  mb_link *l, *n;
+  mb_list_foreach_safe(l, n, &rt->runs) mb_run_free(mb_container_of(l, mb_run, link));
+  mb_list_foreach_safe(l, n, &rt->orphans) mb_run_free(mb_container_of(l, mb_run, link));
+  mb_list_init(&rt->runs);
+  mb_list_init(&rt->done);
+  mb_list_init(&rt->orphans);
+}

@@ -1,0 +1,83 @@
+/*
+** task.h — tasks: spawning, resuming, waiting, waking and cancelling them.
+**
+** Layer 2 (scheduler). The records are in state.h. A wait has three parts,
+** the same everywhere: the prologue (mb_task_wait_begin), the yield
+** (mb_task_wait_yield, _objs, _other) and the check its continuation
+** starts with (mb_task_wait_check).
+*/
+#ifndef MB_TASK_H
+#define MB_TASK_H
+
+#include <stdint.h>
+
+#include "state.h"
+
+void mb_task_open(lua_State *L);
+int mb_task_luaopen(lua_State *L); /* the task module's own functions */
+void mb_task_set_slice(mb_rt *rt, int instructions);
+int mb_task_msgh(lua_State *L);    /* every task's message handler */
+
+/* Life. */
+mb_task *mb_task_spawn(lua_State *L, mb_run *run, int nargs, const char *name);
+mb_task *mb_task_test(lua_State *L, int i);
+mb_task *mb_task_current(lua_State *L, const char *name);
+int mb_task_resume(mb_rt *rt, mb_task *t); /* 1: it ended (see mb_task_forget) */
+void mb_task_kill(mb_rt *rt, mb_task *t);  /* it ends (see mb_task_forget) */
+void mb_task_forget(mb_rt *rt, mb_task *t);
+int mb_task_results(lua_State *L, mb_task *t);
+int mb_task_await(lua_State *L, mb_task *t);
+void mb_task_unfail(lua_State *L, mb_task *t);
+int mb_task_blocked_where(mb_task *t, char *buf, size_t len);
+
+/* Waiting and waking. */
+mb_task *mb_task_wait_begin_as(lua_State *L, const char *name, const char *verb);
+#define mb_task_wait_begin(L, name) mb_task_wait_begin_as((L), (name), "suspend")
+int mb_task_wait_yield(lua_State *L, mb_task *t, int wait, const char *what,
+                       lua_KContext ctx, lua_KFunction k);
+int mb_task_wait_objs(lua_State *L, mb_task *t, mb_waiter *wv, int n, const char *what,
+                      lua_KContext ctx, lua_KFunction k);
+int mb_task_wait_other(lua_State *L, mb_task *t, void *obj, mb_wait_undo undo,
+                       const char *what, lua_KContext ctx, lua_KFunction k);
+void mb_task_wait_check(lua_State *L);
+void mb_task_wait_end(mb_rt *rt, mb_task *t);
+void mb_task_ready(mb_rt *rt, mb_task *t);
+void mb_task_wake(mb_rt *rt, mb_task *t);
+int mb_task_wake_sleepers(mb_rt *rt);
+void mb_task_waiter_init(mb_waiter *w, mb_task *t, lua_State *L, int index, int op);
+void mb_task_waiter_fire(mb_rt *rt, mb_waiter *w, int ok);
+void mb_task_waiters_fire_all(mb_rt *rt, mb_link *list);
+
+/* Cancelling. */
+int mb_task_cancel(mb_rt *rt, lua_State *L, mb_task *t);
+void mb_task_cancel_error(lua_State *L, mb_task *t, int idx);
+MB_NORETURN int mb_task_cancel_raise(lua_State *L, mb_task *t);
+int mb_task_is_cancel(lua_State *L, mb_task *t, int idx);
+void mb_task_caught(lua_State *L, int idx);
+
+/* The task's cancellation is being raised in it. */
+static inline void mb_task_cancel_delivered(mb_task *t) {
+  t->cancel = MB_CANCEL_DELIVERED;
+  t->cancel_seen = 1;
+}
+
+/* Each thread's extra space (LUA_EXTRASPACE) tells what it is: NULL for a
+** plain coroutine, the mb_task for a task's root thread (which behaves like
+** stock Lua's main thread), or, with the low bit set, a coroutine suspended
+** inside a runtime wait (which behaves like a "normal" one: it is busy, and
+** nobody else may resume it). The rest of such a mark links to the next
+** coroutine inward in the same wait (coro.c sets them), so a task killed
+** in its wait can end them all instead of leaving them busy for good. */
+#define mb_task_mark(co) (*(void **)lua_getextraspace(co))
+#define MB_TASK_WAITING ((uintptr_t)1)
+
+static inline int mb_task_mark_is_root(lua_State *co) {
+  void *m = mb_task_mark(co);
+  return m != NULL && !((uintptr_t)m & MB_TASK_WAITING);
+}
+
+static inline lua_State *mb_task_mark_inner(lua_State *co) {
+  return (lua_State *)((uintptr_t)mb_task_mark(co) & ~MB_TASK_WAITING);
+}
+
+#endif
