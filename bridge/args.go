@@ -42,23 +42,8 @@ func (a Args) bad(i int, want string) error {
 	return fmt.Errorf("bad argument #%d (%s expected, got %s)", i+1, want, got)
 }
 
-func luaType(v any) string {
-	switch v.(type) {
-	case nil:
-		return "nil"
-	case bool:
-		return "boolean"
-	case int64:
-		return "integer"
-	case float64:
-		return "number"
-	case string:
-		return "string"
-	case []any, map[string]any:
-		return "table"
-	}
-	return fmt.Sprintf("%T", v)
-}
+// luaType names a value for an error message, in core's one vocabulary.
+func luaType(v any) string { return core.KindName(v) }
 
 // String returns argument i, which must be a string (numbers are
 // converted, as Lua does).
@@ -81,10 +66,13 @@ func (a Args) Int(i int) (int64, error) {
 	case int64:
 		return v, nil
 	case float64:
-		if v == math.Trunc(v) && v >= math.MinInt64 && v < math.MaxInt64 {
-			return int64(v), nil
+		if !core.IsIntegral(v) {
+			return 0, fmt.Errorf("bad argument #%d (%w)", i+1, core.NotIntegerError(v))
 		}
-		return 0, fmt.Errorf("bad argument #%d (number has no integer representation)", i+1)
+		if v < math.MinInt64 || v >= math.MaxInt64 {
+			return 0, fmt.Errorf("bad argument #%d (float %g overflows int64)", i+1, v)
+		}
+		return int64(v), nil
 	}
 	return 0, a.bad(i, "integer")
 }

@@ -43,10 +43,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/moonbridge/moonbridge/core"
 )
@@ -64,62 +62,10 @@ type Func func(ctx context.Context, args Args) ([]any, error)
 // it returned.
 type StreamFunc func(ctx context.Context, args Args, emit func(any) error) error
 
-// Options configure a Runtime. The zero value is ready to use.
-type Options struct {
-	// Stdout and Stderr receive print, io.write and writes to io.stdout and
-	// io.stderr. They default to os.Stdout and os.Stderr.
-	Stdout io.Writer
-	Stderr io.Writer
-
-	// TimeSlice, when positive, is the preemption time slice in Lua VM
-	// instructions: a task that runs that many without suspending is moved
-	// to the back of the run queue (a count hook; Lua 5.4 hooks may yield),
-	// so a greedy loop cannot starve other tasks, timers or Go completions.
-	// A pending cancellation is raised there too. 0, the default, installs
-	// no hook and costs nothing. Around 10000 suits most scripts.
-	TimeSlice int
-
-	// Sandbox opens only what keeps a script inside the Runtime, for
-	// scripts you do not trust: no io library (print still writes to
-	// Stdout), no os.execute, os.exit, os.getenv, os.remove, os.rename,
-	// os.tmpname or os.setlocale, no debug library, load of text chunks
-	// only, no package.loadlib and no C modules. dofile, loadfile and
-	// require's file search work only inside SandboxDirs (none by default:
-	// then require finds only preloaded modules, moonbridge's and those
-	// registered from Go). What remains: the base library, string, table,
-	// math, utf8, coroutine, os.time, os.clock, os.date, os.difftime, and
-	// moonbridge's modules.
-	Sandbox bool
-
-	// SandboxDirs, with Sandbox, are the directories Lua files may be
-	// loaded from (dofile, loadfile, require as NAME.lua or NAME/init.lua,
-	// in order): a file's real path, symbolic links resolved, must lie
-	// inside one of them, whatever package.path says; text chunks only.
-	SandboxDirs []string
-
-	// MemoryLimit, when positive, bounds the memory Lua holds, in bytes.
-	// Lua's allocator enforces it: a task's allocation past it fails, Lua
-	// collects garbage and tries once more, then raises "not enough
-	// memory" in the task, which pcall may catch as in stock Lua. Uncaught,
-	// it ends the task's run with an error of kind "limit" that
-	// errors.Is(err, ErrMemoryLimit). The Runtime keeps serving other runs.
-	MemoryLimit int64
-
-	// InstructionLimit, when positive, bounds the Lua VM instructions each
-	// run (RunString, RunFile, Call) may execute, over all its tasks. A run
-	// that goes over it ends with a "limit" error that errors.Is(err,
-	// ErrInstructionLimit); a script cannot catch it and go on. It is
-	// checked every 1,000 instructions by a count hook, which (like
-	// TimeSlice's, and like the hook a context with a deadline brings)
-	// costs a tight loop about half its speed.
-	InstructionLimit int64
-
-	// CloseGrace bounds how long Close waits for bridge functions to
-	// return once it has cancelled their contexts; 0 means 5 s. A function
-	// that ignores its context past it makes Close return an error; the
-	// Runtime's C memory is freed when the last such function returns.
-	CloseGrace time.Duration
-}
+// Options configure a Runtime. The zero value is ready to use. It is
+// core.Options, where each field is documented: one definition, whose
+// defaults are applied in one place.
+type Options = core.Options
 
 // Runtime is a Lua 5.4 state on an event loop. Every method is safe to
 // call from any goroutine.
@@ -130,18 +76,7 @@ type Runtime struct {
 // New creates a Runtime with the standard libraries and moonbridge's
 // modules (task, channel, promise, pipeline, try, timers) loaded.
 func New(opts Options) (*Runtime, error) {
-	if opts.Stdout == nil {
-		opts.Stdout = os.Stdout
-	}
-	if opts.Stderr == nil {
-		opts.Stderr = os.Stderr
-	}
-	l, err := core.NewLoop(core.Options{
-		Stdout: opts.Stdout, Stderr: opts.Stderr, TimeSlice: opts.TimeSlice,
-		Sandbox: opts.Sandbox, SandboxDirs: opts.SandboxDirs,
-		MemoryLimit: opts.MemoryLimit, InstructionLimit: opts.InstructionLimit,
-		CloseGrace: opts.CloseGrace,
-	})
+	l, err := core.NewLoop(opts)
 	if err != nil {
 		return nil, err
 	}

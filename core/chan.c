@@ -47,10 +47,6 @@ void mb_chan_enqueue(mb_chan *c, mb_waiter *w) {
   mb_list_push(w->op == MB_OP_SEND ? &c->sendq : &c->recvq, &w->link);
 }
 
-static mb_waiter *mb_chan_first(mb_link *q) {
-  return mb_container_of(q->next, mb_waiter, link);
-}
-
 /* Ring buffer in the user value table: slot (head + i) % cap, 1-based. */
 static void mb_chan_push_buf(lua_State *L, int idx, mb_chan *c) {
   lua_getiuservalue(L, idx, 1);
@@ -84,13 +80,13 @@ int mb_chan_recv_now(lua_State *L, int idx) {
   if (c->count > 0) {
     mb_chan_pop_buf(L, idx, c);
     if (!mb_list_empty(&c->sendq)) { /* a sender waits for the room */
-      mb_waiter *w = mb_chan_first(&c->sendq);
+      mb_waiter *w = mb_list_first(&c->sendq, mb_waiter, link);
       mb_chan_sender_value(L, w);
       mb_chan_push_buf(L, idx, c);
       mb_task_waiter_fire(rt, w, 1);
     }
   } else if (!mb_list_empty(&c->sendq)) {
-    mb_waiter *w = mb_chan_first(&c->sendq);
+    mb_waiter *w = mb_list_first(&c->sendq, mb_waiter, link);
     mb_chan_sender_value(L, w);
     mb_task_waiter_fire(rt, w, 1);
   } else {
@@ -114,7 +110,7 @@ int mb_chan_send_now(lua_State *L, int idx, int vidx) {
     return 2;
   }
   if (!mb_list_empty(&c->recvq)) { /* hand it over: onto its stack */
-    mb_waiter *w = mb_chan_first(&c->recvq);
+    mb_waiter *w = mb_list_first(&c->recvq, mb_waiter, link);
     if (!lua_checkstack(w->L, 2)) return mb_errors_misuse(L, "channel:send: stack overflow");
     lua_pushvalue(L, vidx);
     lua_xmove(L, w->L, 1);
@@ -230,8 +226,8 @@ static int mb_chan_l_close(lua_State *L) {
   mb_chan *c = mb_chan_check(L, 1);
   if (c->closed) return mb_errors_misuse(L, "channel:close: the channel is already closed");
   c->closed = 1;
-  while (!mb_list_empty(&c->recvq)) mb_task_waiter_fire(rt, mb_chan_first(&c->recvq), 0);
-  while (!mb_list_empty(&c->sendq)) mb_task_waiter_fire(rt, mb_chan_first(&c->sendq), 0);
+  while (!mb_list_empty(&c->recvq)) mb_task_waiter_fire(rt, mb_list_first(&c->recvq, mb_waiter, link), 0);
+  while (!mb_list_empty(&c->sendq)) mb_task_waiter_fire(rt, mb_list_first(&c->sendq, mb_waiter, link), 0);
   return 0;
 }
 

@@ -255,7 +255,7 @@ func (e *msgEncoder) pointer(v reflect.Value) *encodeError {
 	return nil
 }
 
-// sliceIdent names a slice for cycle detection; arrays held by value
+// refOfSlice names a slice for cycle detection; arrays held by value
 // cannot be part of a cycle and get none.
 func refOfSlice(v reflect.Value) refIdent {
 	if v.Kind() != reflect.Slice {
@@ -341,7 +341,7 @@ func (e *msgEncoder) structValue(v reflect.Value) *encodeError {
 	return nil
 }
 
-// isEmptyValue is encoding/json's notion of empty, for omitempty.
+// isEmptyLuaValue is encoding/json's notion of empty, for omitempty.
 func isEmptyLuaValue(v reflect.Value) bool {
 	switch v.Kind() {
 	case reflect.Array, reflect.Map, reflect.Slice, reflect.String:
@@ -354,7 +354,7 @@ func isEmptyLuaValue(v reflect.Value) bool {
 	return false
 }
 
-// ident identifies a container reached by reference, to tell a cycle
+// refIdent identifies a container reached by reference, to tell a cycle
 // from mere depth. The zero ident matches nothing.
 type refIdent struct {
 	typ reflect.Type
@@ -362,7 +362,7 @@ type refIdent struct {
 	n   int
 }
 
-// step is one level of the path from a value # to where an error arose.
+// pathStep is one level of the path from a value # to where an error arose.
 type pathStep struct {
 	key   string
 	index int
@@ -439,7 +439,7 @@ func (e *encodeError) Error() string {
 	return fmt.Sprintf("value #%d (field \"%s\"): %s", e.arg, e.path, e.msg)
 }
 
-// formatPath writes steps (outermost first) as a.b[2]["odd key"].
+// formatValuePath writes steps (outermost first) as a.b[2]["odd key"].
 func formatValuePath(steps []pathStep) string {
 	var b strings.Builder
 	for _, s := range steps {
@@ -649,8 +649,8 @@ func (d *msgDecoder) object(depth, at int) (any, error) {
 // only; `lua:"-"` skips a field; untagged fields match their Go name, and
 // failing an exact match a case-insensitive one; embedded structs, not
 // pointers to them, without a tag are flattened, as AppendMessage does);
-// unknown keys are ignored and missing fields keep their value. Integers, unsigned integers and floats are range-checked,
-// and a float fills an integer only when integral (3.0 fits an int, 3.5
+// unknown keys are ignored and missing fields keep their value. Integers,
+// unsigned integers and floats are range-checked, and a float fills an integer only when integral (3.0 fits an int, 3.5
 // does not). []T comes from an array (or an empty map, which is what Lua
 // sends for {}), [N]T from an array of exactly N elements, map[string]T
 // from a map, []byte from a string, pointers are allocated as needed and
@@ -701,8 +701,10 @@ func intoErrorf(format string, args ...any) *intoError {
 	return &intoError{msg: fmt.Sprintf(format, args...)}
 }
 
-// kindName names a decoded value the way the wire does.
-func wireKindName(v any) string {
+// KindName names a decoded value (as DecodeMessage returns them) the one
+// way moonbridge's errors do: nil, boolean, integer, float, string, array,
+// map; a value of any other Go type by its type.
+func KindName(v any) string {
 	switch x := v.(type) {
 	case nil:
 		return "nil"
@@ -723,14 +725,25 @@ func wireKindName(v any) string {
 	}
 }
 
-// mismatch is the error for a value that does not fit dst, unless the
+// IsIntegral reports whether f has an exact integer value (NaN and the
+// infinities do not): the one test for a float used where an integer is
+// wanted, as 3.0 can be and 3.5 cannot.
+func IsIntegral(f float64) bool { return f == math.Trunc(f) }
+
+// NotIntegerError is the error for a float used where an integer is
+// wanted that IsIntegral refuses.
+func NotIntegerError(f float64) error {
+	return fmt.Errorf("float %s is not an integer", codecFloatString(f))
+}
+
+// intoMismatch is the error for a value that does not fit dst, unless the
 // value is of a Go type that can simply be assigned.
 func intoMismatch(src any, dst reflect.Value) *intoError {
 	if sv := reflect.ValueOf(src); sv.IsValid() && sv.Type().AssignableTo(dst.Type()) {
 		dst.Set(sv)
 		return nil
 	}
-	return intoErrorf("cannot use %s as %s", wireKindName(src), dst.Type())
+	return intoErrorf("cannot use %s as %s", KindName(src), dst.Type())
 }
 
 func codecFloatString(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
@@ -744,7 +757,7 @@ func decodeInto(src any, dst reflect.Value) *intoError {
 	case reflect.Interface:
 		sv := reflect.ValueOf(src)
 		if !sv.Type().Implements(dst.Type()) {
-			return intoErrorf("cannot use %s as %s", wireKindName(src), dst.Type())
+			return intoErrorf("cannot use %s as %s", KindName(src), dst.Type())
 		}
 		dst.Set(sv)
 	case reflect.Pointer:
@@ -795,7 +808,7 @@ func decodeInto(src any, dst reflect.Value) *intoError {
 	return nil
 }
 
-// overflow reports a number out of the range of dst.
+// intoOverflow reports a number out of the range of dst.
 func intoOverflow(src any, dst reflect.Value) *intoError {
 	if f, ok := src.(float64); ok {
 		return intoErrorf("float %s overflows %s", codecFloatString(f), dst.Type())
@@ -809,8 +822,8 @@ func intInto(src any, dst reflect.Value) *intoError {
 	case int64:
 		i = x
 	case float64:
-		if x != math.Trunc(x) { // also NaN and ±Inf
-			return intoErrorf("float %s is not an integer, cannot use it as %s", codecFloatString(x), dst.Type())
+		if !IsIntegral(x) {
+			return intoErrorf("%v, cannot use it as %s", NotIntegerError(x), dst.Type())
 		}
 		if x < -(1<<63) || x >= 1<<63 {
 			return intoOverflow(src, dst)
@@ -835,8 +848,8 @@ func uintInto(src any, dst reflect.Value) *intoError {
 		}
 		u = uint64(x)
 	case float64:
-		if x != math.Trunc(x) {
-			return intoErrorf("float %s is not an integer, cannot use it as %s", codecFloatString(x), dst.Type())
+		if !IsIntegral(x) {
+			return intoErrorf("%v, cannot use it as %s", NotIntegerError(x), dst.Type())
 		}
 		if x < 0 || x >= 1<<64 {
 			return intoOverflow(src, dst)

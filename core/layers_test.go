@@ -19,11 +19,11 @@ import (
 // must be placed here (the test fails until it is).
 var coreLayers = [][]string{
 	{"mb", "list", "buf", "codec", "queue", "sleep", "event", "pack"},           // 0 base
-	{"state", "errors", "output"},                                                // 1 records, errors
-	{"limit", "task"},                                                            // 2 scheduler
+	{"state", "errors", "output"},                                               // 1 records, errors
+	{"limit", "task"},                                                           // 2 scheduler
 	{"call", "stream", "bridge", "chan", "promise", "timer", "coro", "sandbox"}, // 3 objects
-	{"await"},      // 4 combinators
-	{"run", "rt"},  // 5 life cycle
+	{"await"},     // 4 combinators
+	{"run", "rt"}, // 5 life cycle
 }
 
 var includeRe = regexp.MustCompile(`^\s*#\s*include\s+"([^"]+)"`)

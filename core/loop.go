@@ -151,26 +151,61 @@ type Loop struct {
 	baseStop context.CancelFunc
 }
 
-// Options configure a Loop.
+// Options configure a Runtime (bridge.Options is this type). The zero
+// value is ready to use; NewLoop applies the defaults.
 type Options struct {
+	// Stdout and Stderr receive print, io.write and writes to io.stdout and
+	// io.stderr. They default to os.Stdout and os.Stderr.
 	Stdout io.Writer
 	Stderr io.Writer
-	// TimeSlice, when positive, preempts a task after that many VM
-	// instructions without a suspension (a count hook); 0 installs no hook.
+
+	// TimeSlice, when positive, is the preemption time slice in Lua VM
+	// instructions: a task that runs that many without suspending is moved
+	// to the back of the run queue (a count hook; Lua 5.4 hooks may yield),
+	// so a greedy loop cannot starve other tasks, timers or Go completions.
+	// A pending cancellation is raised there too. 0, the default, installs
+	// no hook and costs nothing. Around 10000 suits most scripts.
 	TimeSlice int
-	// Sandbox removes the libraries that reach outside the Runtime;
-	// SandboxDirs are the directories its dofile, loadfile and require
-	// may still read Lua files from.
-	Sandbox     bool
+
+	// Sandbox opens only what keeps a script inside the Runtime, for
+	// scripts you do not trust: no io library (print still writes to
+	// Stdout), no os.execute, os.exit, os.getenv, os.remove, os.rename,
+	// os.tmpname or os.setlocale, no debug library, load of text chunks
+	// only, no package.loadlib and no C modules. dofile, loadfile and
+	// require's file search work only inside SandboxDirs (none by default:
+	// then require finds only preloaded modules, moonbridge's and those
+	// registered from Go). What remains: the base library, string, table,
+	// math, utf8, coroutine, os.time, os.clock, os.date, os.difftime, and
+	// moonbridge's modules.
+	Sandbox bool
+
+	// SandboxDirs, with Sandbox, are the directories Lua files may be
+	// loaded from (dofile, loadfile, require as NAME.lua or NAME/init.lua,
+	// in order): a file's real path, symbolic links resolved, must lie
+	// inside one of them, whatever package.path says; text chunks only.
 	SandboxDirs []string
-	// MemoryLimit, when positive, bounds the bytes Lua holds: tasks'
-	// allocations past it fail with "not enough memory".
+
+	// MemoryLimit, when positive, bounds the memory Lua holds, in bytes.
+	// Lua's allocator enforces it: a task's allocation past it fails, Lua
+	// collects garbage and tries once more, then raises "not enough
+	// memory" in the task, which pcall may catch as in stock Lua. Uncaught,
+	// it ends the task's run with an error of kind "limit" that
+	// errors.Is(err, bridge.ErrMemoryLimit). The Runtime keeps serving other runs.
 	MemoryLimit int64
-	// InstructionLimit, when positive, bounds the VM instructions of each
-	// run (checked every MB_LIMIT_GRAIN).
+
+	// InstructionLimit, when positive, bounds the Lua VM instructions each
+	// run (RunString, RunFile, Call) may execute, over all its tasks. A run
+	// that goes over it ends with a "limit" error that errors.Is(err,
+	// bridge.ErrInstructionLimit); a script cannot catch it and go on. It is
+	// checked every 1,000 instructions by a count hook, which (like
+	// TimeSlice's, and like the hook a context with a deadline brings)
+	// costs a tight loop about half its speed.
 	InstructionLimit int64
-	// CloseGrace is how long Close waits for bridge functions to return
-	// after cancelling them; 0 means DefaultCloseGrace.
+
+	// CloseGrace bounds how long Close waits for bridge functions to
+	// return once it has cancelled their contexts; 0 means 5 s. A function
+	// that ignores its context past it makes Close return an error; the
+	// Runtime's C memory is freed when the last such function returns.
 	CloseGrace time.Duration
 }
 
@@ -300,9 +335,9 @@ func (l *Loop) pushed(rc C.int) {
 	}
 }
 
-// Register makes fn callable from Lua under name. Later registrations of
-// the same name replace earlier ones.
-func (l *Loop) Register(name string, f *function) error {
+// register makes f callable from Lua under its name. Later registrations
+// of the same name replace earlier ones.
+func (l *Loop) register(name string, f *function) error {
 	l.regMu.Lock()
 	defer l.regMu.Unlock()
 	old := *l.funcs.Load()
@@ -331,12 +366,12 @@ func (l *Loop) RegisterFunc(name string, inline bool, fn Func) error {
 	if inline {
 		kind = KindInline
 	}
-	return l.Register(name, &function{name: name, kind: kind, fn: fn})
+	return l.register(name, &function{name: name, kind: kind, fn: fn})
 }
 
 // RegisterStream registers a streaming function.
 func (l *Loop) RegisterStream(name string, fn StreamFunc) error {
-	return l.Register(name, &function{name: name, kind: KindStream, stream: fn})
+	return l.register(name, &function{name: name, kind: KindStream, stream: fn})
 }
 
 // RunChunk runs Lua source as a new run, with args as the chunk's "...",

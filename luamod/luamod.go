@@ -1,4 +1,5 @@
-// Package luamod holds moonbridge's modules written in Lua (pipeline, try),
+// Package luamod holds moonbridge's modules written in Lua (pipeline, try,
+// moonbridge.llm: the Lua half of the llm module),
 // embedded in the program and preloaded into every Runtime, and, under
 // meta/, LuaLS annotations for the modules the C core implements.
 //
