@@ -19,7 +19,6 @@
 #include <string.h>
 
 #include "coro.h"
-#include "limit.h"
 #include "task.h"
 
 /* co is suspended inside the running task's wait: mark it busy and put it
@@ -161,8 +160,9 @@ static int mb_coro_wrap_finish(lua_State *L, lua_State *co, int r) {
     if (stat != LUA_OK && stat != LUA_YIELD) { /* error in the coroutine */
       stat = lua_resetthread(co);              /* close its tbc variables */
       lua_xmove(co, L, 1);
-      if (stat == LUA_ERRMEM) mb_limit_memerr(mb_rt_of(L), L); /* told by status */
     }
+    /* A memory error's message is left alone: lua_error raises it with
+    ** LUA_ERRMEM again, which is how the scheduler tells it. */
     if (stat != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
       luaL_where(L, 1); /* as stock: add where the wrapped function was called */
       lua_insert(L, -2);

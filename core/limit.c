@@ -55,8 +55,8 @@ int mb_limit_hook_count(mb_rt *rt, mb_run *r) {
   return count;
 }
 
-/* An error came with status LUA_ERRMEM (a task ended so, or a wrapped
-** coroutine): replace Lua's message on L's top by the error it stands for,
+/* A task ended with status LUA_ERRMEM (Lua's lua_error also raises its
+** memory message so, when a script raises a caught one again): replace Lua's message on L's top by the error it stands for,
 ** "limit"/"memory" when a memory limit is set (the allocator refused),
 ** else "runtime". Inside a task this may itself run out of memory: that
 ** error has the same status, and the scheduler converts it. */
