@@ -39,7 +39,7 @@ int mb_chan_recv_ready(mb_chan *c) {
   return c->count > 0 || !mb_list_empty(&c->sendq) || c->closed;
 }
 
-int mb_chan_send_ready(mb_chan *c) {
+static int mb_chan_send_ready(mb_chan *c) {
   return c->closed || !mb_list_empty(&c->recvq) || c->count < c->cap;
 }
 
@@ -100,7 +100,7 @@ int mb_chan_recv_now(lua_State *L, int idx) {
 
 /* Send the value at vidx now (mb_chan_send_ready holds): push true, or
 ** nil, "closed". */
-int mb_chan_send_now(lua_State *L, int idx, int vidx) {
+static int mb_chan_send_now(lua_State *L, int idx, int vidx) {
   mb_rt *rt = mb_rt_of(L);
   mb_chan *c = (mb_chan *)lua_touserdata(L, idx);
   luaL_checkstack(L, 3, "channel send");

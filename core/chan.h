@@ -13,9 +13,7 @@ typedef struct mb_chan mb_chan;
 void mb_chan_open(lua_State *L);
 mb_chan *mb_chan_test(lua_State *L, int idx);
 int mb_chan_recv_ready(mb_chan *c);
-int mb_chan_send_ready(mb_chan *c);
 int mb_chan_recv_now(lua_State *L, int idx);
-int mb_chan_send_now(lua_State *L, int idx, int vidx);
 int mb_chan_await(lua_State *L, int idx);
 void mb_chan_enqueue(mb_chan *c, mb_waiter *w);
 

@@ -18,7 +18,7 @@
 #include "state.h"
 
 /* 0: not one of ours; 1: an error; 2: a fresh one (see mb_errors_raise). */
-int mb_errors_is(lua_State *L, int idx) {
+static int mb_errors_is(lua_State *L, int idx) {
   mb_rt *rt = mb_rt_of(L);
   int is;
   if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;

@@ -17,9 +17,6 @@
 
 void mb_errors_open(lua_State *L);
 
-/* 0: not one of ours; 1: an error; 2: a fresh one (raised here). */
-int mb_errors_is(lua_State *L, int idx);
-
 void mb_errors_push(lua_State *L, const char *kind, const char *op,
                    const char *msg, size_t msglen);
 void mb_errors_push_exit(lua_State *L, int code);

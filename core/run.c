@@ -159,7 +159,7 @@ static void mb_run_kill_all(mb_rt *rt, mb_run *r) {
 }
 
 /* End the run now with this error: every task of it is killed. */
-void mb_run_abort(mb_rt *rt, mb_run *r, const char *kind, const char *op, const char *msg) {
+static void mb_run_abort(mb_rt *rt, mb_run *r, const char *kind, const char *op, const char *msg) {
   mb_run_fail(rt, r, kind, op, msg);
   mb_run_kill_all(rt, r);
 }

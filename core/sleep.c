@@ -70,7 +70,7 @@ static void mb_sleep_down(mb_sleepers *s, int i) {
 }
 
 /* Arm the one timer at the earliest deadline, or stop it. */
-void mb_sleep_arm(mb_sleepers *s) {
+static void mb_sleep_arm(mb_sleepers *s) {
   uint64_t now, when;
   if (s->n == 0) {
     uv_timer_stop(&s->timer);

@@ -38,7 +38,6 @@ static inline int mb_sleep_empty(const mb_sleepers *s) { return s->n == 0; }
 int mb_sleep_add(mb_sleepers *s, mb_sleeper *x); /* 0, or -1: out of memory */
 void mb_sleep_remove(mb_sleepers *s, mb_sleeper *x);
 mb_sleeper *mb_sleep_pop_due(mb_sleepers *s, uint64_t now);
-void mb_sleep_arm(mb_sleepers *s);
 
 /* Seconds (argument i of L) to a deadline in loop time, rounded up. */
 uint64_t mb_sleep_deadline(lua_State *L, int i, uv_loop_t *loop);
