@@ -446,12 +446,10 @@ static int mb_chan_luaopen(lua_State *L) {
   return 1;
 }
 
+static const luaL_Reg mb_chan_meta[] = {{"__tostring", mb_chan_l_tostring}, {NULL, NULL}};
+
 void mb_chan_open(lua_State *L) {
-  luaL_newmetatable(L, MB_CHAN_MT);
-  luaL_newlib(L, mb_chan_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, mb_chan_l_tostring);
-  lua_setfield(L, -2, "__tostring");
+  mb_newclass(L, MB_CHAN_MT, mb_chan_methods, mb_chan_meta);
   lua_pop(L, 1);
   mb_preload(L, "channel", mb_chan_luaopen);
 }

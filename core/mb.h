@@ -43,4 +43,15 @@ static inline void mb_preload(lua_State *L, const char *name, lua_CFunction open
   lua_pop(L, 1);
 }
 
+/* The metatable of a userdata class, registered as name: its methods
+** are its __index, meta its other metamethods. Left on the top. */
+static inline void mb_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
+                               const luaL_Reg *meta) {
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  luaL_setfuncs(L, meta, 0);
+}
+
 #endif

@@ -684,12 +684,10 @@ static int mb_promise_luaopen(lua_State *L) {
   return 1;
 }
 
+static const luaL_Reg mb_promise_meta[] = {{"__tostring", mb_promise_l_tostring}, {NULL, NULL}};
+
 void mb_promise_open(lua_State *L) {
-  luaL_newmetatable(L, MB_PROMISE_MT);
-  luaL_newlib(L, mb_promise_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, mb_promise_l_tostring);
-  lua_setfield(L, -2, "__tostring");
+  mb_newclass(L, MB_PROMISE_MT, mb_promise_methods, mb_promise_meta);
   lua_pop(L, 1);
   luaL_newmetatable(L, MB_AGG_MT);
   lua_pop(L, 1);

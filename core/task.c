@@ -1092,17 +1092,11 @@ static int mb_task_luaopen_errors(lua_State *L) {
 
 void mb_task_open(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
-  luaL_newmetatable(L, MB_TASK_MT);
-  luaL_newlib(L, mb_task_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, mb_task_l_tostring);
-  lua_setfield(L, -2, "__tostring");
+  static const luaL_Reg task_meta[] = {{"__tostring", mb_task_l_tostring}, {NULL, NULL}};
+  static const luaL_Reg group_meta[] = {{"__close", mb_task_l_group_close}, {NULL, NULL}};
+  mb_newclass(L, MB_TASK_MT, mb_task_methods, task_meta);
   rt->task_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  luaL_newmetatable(L, MB_GROUP_MT);
-  luaL_newlib(L, mb_task_group_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, mb_task_l_group_close);
-  lua_setfield(L, -2, "__close");
+  mb_newclass(L, MB_GROUP_MT, mb_task_group_methods, group_meta);
   lua_pop(L, 1);
   lua_newtable(L);
   rt->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
