@@ -6,7 +6,6 @@
 */
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "buf.h"
 
@@ -34,16 +33,5 @@ int mb_buf_reserve(mb_buf *b, size_t extra) {
   if (p == NULL) return -1;
   b->data = p;
   b->cap = ncap;
-  return 0;
-}
-
-/* Replace the contents by len bytes of data; the space is reused when it
-** is big enough, so a record's buffer carries results without allocating. */
-int mb_buf_set(mb_buf *b, const char *data, size_t len) {
-  b->len = 0;
-  if (len == 0) return 0;
-  if (mb_buf_reserve(b, len) != 0) return -1;
-  memcpy(b->data, data, len);
-  b->len = len;
   return 0;
 }

@@ -40,14 +40,6 @@ int mb_call_raise(lua_State *L, const char *name, int status, const char *msg, s
   mb_errors_raise(L);
 }
 
-/* Encode the arguments on L's stack into b; returns NULL, or the error
-** message (pushed on L). */
-const char *mb_call_encode_args(lua_State *L, const char *name, mb_buf *b) {
-  char err[200];
-  if (mb_codec_encode(L, 1, lua_gettop(L), b, err, sizeof err) != 0)
-    return lua_pushfstring(L, "%s: %s", name, err);
-  return NULL;
-}
 
 /* ---------------------------------------------------------------------
 ** The record.
@@ -116,14 +108,6 @@ static void mb_call_undo(mb_rt *rt, void *obj) {
   mb_call_cancel(rt, c);
 }
 
-/* Store the Go side's results (or error text) in the record. The argument
-** buffer is reused: no allocation when the results fit. Any thread. */
-void mb_call_store(mb_call *c, int kind, int status, const char *data, size_t len) {
-  c->status = status;
-  if (mb_buf_set(&c->buf, data, len) != 0)
-    c->status = MB_ERR; /* an empty error message means out of memory */
-  c->msg.kind = kind;
-}
 
 int mb_call_complete(mb_rt *rt, mb_call *c, int status, const char *data, size_t len) {
   mb_call_store(c, MB_MSG_RESULT, status, data, len);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "codec.h"
 #include "state.h"
 
 /* A call's outcome, written by Go. */
@@ -43,8 +44,23 @@ void mb_call_cancel(mb_rt *rt, mb_call *c);
 void mb_call_done(mb_rt *rt, mb_call *c);
 void mb_call_drain(mb_rt *rt, mb_call *c);
 void mb_call_pool_free(mb_rt *rt);
-void mb_call_store(mb_call *c, int kind, int status, const char *data, size_t len);
-const char *mb_call_encode_args(lua_State *L, const char *name, mb_buf *b);
+/* Encode the arguments on L's stack into b; returns NULL, or the error
+** message (pushed on L). */
+static inline const char *mb_call_encode_args(lua_State *L, const char *name, mb_buf *b) {
+  char err[200];
+  if (mb_codec_encode(L, 1, lua_gettop(L), b, err, sizeof err) != 0)
+    return lua_pushfstring(L, "%s: %s", name, err);
+  return NULL;
+}
+
+/* Store the Go side's results (or error text) in the record. The argument
+** buffer is reused: no allocation when the results fit. Any thread. */
+static inline void mb_call_store(mb_call *c, int kind, int status, const char *data, size_t len) {
+  c->status = status;
+  if (mb_buf_set(&c->buf, data, len) != 0)
+    c->status = MB_ERR; /* an empty error message means out of memory */
+  c->msg.kind = kind;
+}
 MB_NORETURN int mb_call_raise(lua_State *L, const char *name, int status,
                               const char *msg, size_t len);
 

@@ -3,7 +3,7 @@
 ** reading them.
 **
 ** Layer 1. An error is a table {message, kind, op, traceback, cause[,
-** code]} whose __tostring is its message; see error.c.
+** code]} whose __tostring is its message; see errors.c.
 */
 #ifndef MB_ERRORS_H
 #define MB_ERRORS_H

@@ -16,28 +16,16 @@
 #include "event.h"
 #include "mb.h"
 
-/* Room for one more event now and MB_EVENT_PER_CALL for each of calls
-** (the calls in flight, counting the one starting). */
-int mb_event_reserve(mb_events *e, int calls) {
-  int need = e->n + 1 + MB_EVENT_PER_CALL * calls;
+/* Grow the array to hold need events (mb_event_reserve's slow path). */
+int mb_event_grow(mb_events *e, int need) {
   mb_event *v;
-  int cap;
-  if (need <= e->cap) return 0;
-  cap = e->cap ? e->cap : 64;
+  int cap = e->cap ? e->cap : 64;
   while (cap < need) cap *= 2;
   v = realloc(e->v, (size_t)cap * sizeof *v);
   if (v == NULL) return -1;
   e->v = v;
   e->cap = cap;
   return 0;
-}
-
-void mb_event_push(mb_events *e, int kind, int slot, void *ptr) {
-  mb_assert(e->n < e->cap, "an event without reserved room");
-  e->v[e->n].kind = kind;
-  e->v[e->n].slot = slot;
-  e->v[e->n].ptr = ptr;
-  e->n++;
 }
 
 void mb_event_free(mb_events *e) {

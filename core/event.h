@@ -8,6 +8,8 @@
 #ifndef MB_EVENT_H
 #define MB_EVENT_H
 
+#include "mb.h"
+
 enum {
   MB_EV_CALL = 1, /* ptr: mb_call* (or mb_stream*) to start in a goroutine */
   MB_EV_CANCEL,   /* slot; or, before Go assigned one, ptr: the mb_call */
@@ -30,8 +32,22 @@ typedef struct mb_events {
 ** MB_EV_CANCEL and MB_EV_FREE once in its life, MB_EV_CREDIT once a step. */
 #define MB_EVENT_PER_CALL 3
 
-int mb_event_reserve(mb_events *e, int calls); /* 0, or -1: out of memory */
-void mb_event_push(mb_events *e, int kind, int slot, void *ptr);
+int mb_event_grow(mb_events *e, int need); /* 0, or -1: out of memory */
 void mb_event_free(mb_events *e);
+
+/* Room for one more event now and MB_EVENT_PER_CALL for each of calls
+** (the calls in flight, counting the one starting). 0, or -1. */
+static inline int mb_event_reserve(mb_events *e, int calls) {
+  int need = e->n + 1 + MB_EVENT_PER_CALL * calls;
+  return need <= e->cap ? 0 : mb_event_grow(e, need);
+}
+
+static inline void mb_event_push(mb_events *e, int kind, int slot, void *ptr) {
+  mb_assert(e->n < e->cap, "an event without reserved room");
+  e->v[e->n].kind = kind;
+  e->v[e->n].slot = slot;
+  e->v[e->n].ptr = ptr;
+  e->n++;
+}
 
 #endif

@@ -84,9 +84,17 @@ static void mb_rt_run_ready(mb_rt *rt) {
     mb_task *t = mb_list_first(&batch, mb_task, ready);
     int turns = t->priority;
     for (;;) {
+      mb_run *r = t->run;
       mb_list_remove(&t->ready);
       t->wait = MB_WAIT_NONE;
-      if (mb_run_turn(rt, t)) break; /* it ended: its record may be gone */
+      if (mb_task_resume(rt, t)) { /* it ended: its run learns of it */
+        mb_run_task_end(rt, r, t);
+        break; /* its record may be gone */
+      }
+      if (r->exiting) { /* it called os.exit: the run ends, t with it */
+        mb_run_exit(rt, r);
+        break;
+      }
       /* Another turn only if it just queued itself again by yielding. */
       if (--turns <= 0 || t->wait != MB_WAIT_READY || t->aborted ||
           rt->ready.prev != &t->ready)

@@ -153,8 +153,7 @@ static void mb_run_kill_all(mb_rt *rt, mb_run *r) {
   while (!mb_list_empty(&r->tasks)) {
     t = mb_list_first(&r->tasks, mb_task, run_link);
     mb_task_kill(rt, t);
-    mb_run_task_ended(rt, r, t);
-    mb_task_forget(rt, t);
+    mb_run_task_end(rt, r, t);
   }
 }
 
@@ -166,7 +165,7 @@ static void mb_run_abort(mb_rt *rt, mb_run *r, const char *kind, const char *op,
 
 /* os.exit(code): the run ends now with its code, and every task of it is
 ** killed (their to-be-closed variables closed). The host process lives on. */
-static void mb_run_exit(mb_rt *rt, mb_run *r) {
+void mb_run_exit(mb_rt *rt, mb_run *r) {
   r->exiting = 0;
   mb_errors_push_exit(rt->L, r->exit_code);
   mb_run_fail_top(rt, r);
@@ -303,18 +302,11 @@ static void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
   }
 }
 
-/* Give t a turn, and keep its run's books: the run learns of its end, or
-** ends itself when the task called os.exit. Returns 1 when t ended (its
-** record may be gone then). */
-int mb_run_turn(mb_rt *rt, mb_task *t) {
-  mb_run *r = t->run;
-  if (mb_task_resume(rt, t)) {
-    mb_run_task_ended(rt, r, t);
-    mb_task_forget(rt, t);
-    return 1;
-  }
-  if (r->exiting) mb_run_exit(rt, r);
-  return 0;
+/* t ended (mb_task_resume or mb_task_kill said so; its Task is on rt->L's
+** top): the run's bookkeeping, then the task is forgotten. */
+void mb_run_task_end(mb_rt *rt, mb_run *r, mb_task *t) {
+  mb_run_task_ended(rt, r, t);
+  mb_task_forget(rt, t);
 }
 
 /* ---------------------------------------------------------------------

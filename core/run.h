@@ -30,7 +30,8 @@ void mb_run_release(mb_rt *rt, mb_run *r); /* the driver */
 /* The loop's side. */
 void mb_run_start(mb_rt *rt, mb_run *r);
 void mb_run_drain_cancel(mb_rt *rt, mb_run_cancel_msg *c);
-int mb_run_turn(mb_rt *rt, mb_task *t);
+void mb_run_task_end(mb_rt *rt, mb_run *r, mb_task *t);
+void mb_run_exit(mb_rt *rt, mb_run *r);
 void mb_run_close_all(mb_rt *rt);
 void mb_run_end_over_limit(mb_rt *rt);
 int mb_run_has_live_tasks(mb_rt *rt);

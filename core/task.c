@@ -194,14 +194,10 @@ void mb_task_waiter_init(mb_waiter *w, mb_task *t, lua_State *L, int index, int 
 ** its continuation starts with (mb_task_wait_check).
 ** ------------------------------------------------------------------- */
 
-/* The prologue of every wait: the running task, or an error naming name
-** (a misuse outside a task; where L cannot yield, the C function in the
-** way). verb says what cannot be done: "suspend", "wait for Go". */
-mb_task *mb_task_wait_begin_as(lua_State *L, const char *name, const char *verb) {
-  mb_task *t = mb_rt_of(L)->current;
-  if (t == NULL) mb_errors_misuse(L, "%s: not inside a task", name);
-  if (!lua_isyieldable(L)) mb_errors_cannot_yield(L, name, verb);
-  return t;
+/* mb_task_wait_begin found no task, or no way to yield: say which. */
+void mb_task_wait_refuse(lua_State *L, const char *name, const char *verb) {
+  if (mb_rt_of(L)->current == NULL) mb_errors_misuse(L, "%s: not inside a task", name);
+  mb_errors_cannot_yield(L, name, verb);
 }
 
 /* Suspend the running task (L is its root thread or a user coroutine it

@@ -31,7 +31,17 @@ void mb_task_unfail(lua_State *L, mb_task *t);
 int mb_task_blocked_where(mb_task *t, char *buf, size_t len);
 
 /* Waiting and waking. */
-mb_task *mb_task_wait_begin_as(lua_State *L, const char *name, const char *verb);
+MB_NORETURN void mb_task_wait_refuse(lua_State *L, const char *name, const char *verb);
+
+/* The prologue of every wait: the running task, or an error naming name
+** (a misuse outside a task; where L cannot yield, the C function in the
+** way). verb says what cannot be done: "suspend", "wait for Go". Inline:
+** it is on every bridge call's path. */
+static inline mb_task *mb_task_wait_begin_as(lua_State *L, const char *name, const char *verb) {
+  mb_task *t = mb_rt_of(L)->current;
+  if (t == NULL || !lua_isyieldable(L)) mb_task_wait_refuse(L, name, verb);
+  return t;
+}
 #define mb_task_wait_begin(L, name) mb_task_wait_begin_as((L), (name), "suspend")
 int mb_task_wait_yield(lua_State *L, mb_task *t, int wait, const char *what,
                        lua_KContext ctx, lua_KFunction k);
