@@ -816,17 +816,26 @@ func intoOverflow(src any, dst reflect.Value) *intoError {
 	return intoErrorf("integer %v overflows %s", src, dst.Type())
 }
 
+// floatFits checks a float for an integer dst: integral, and in [lo, hi)
+// (int64's or uint64's range; dst's own is checked after conversion).
+func floatFits(x float64, dst reflect.Value, lo, hi float64) *intoError {
+	if !IsIntegral(x) {
+		return intoErrorf("%v, cannot use it as %s", NotIntegerError(x), dst.Type())
+	}
+	if x < lo || x >= hi {
+		return intoOverflow(x, dst)
+	}
+	return nil
+}
+
 func intInto(src any, dst reflect.Value) *intoError {
 	var i int64
 	switch x := src.(type) {
 	case int64:
 		i = x
 	case float64:
-		if !IsIntegral(x) {
-			return intoErrorf("%v, cannot use it as %s", NotIntegerError(x), dst.Type())
-		}
-		if x < -(1<<63) || x >= 1<<63 {
-			return intoOverflow(src, dst)
+		if err := floatFits(x, dst, -(1 << 63), 1<<63); err != nil {
+			return err
 		}
 		i = int64(x)
 	default:
@@ -848,11 +857,8 @@ func uintInto(src any, dst reflect.Value) *intoError {
 		}
 		u = uint64(x)
 	case float64:
-		if !IsIntegral(x) {
-			return intoErrorf("%v, cannot use it as %s", NotIntegerError(x), dst.Type())
-		}
-		if x < 0 || x >= 1<<64 {
-			return intoOverflow(src, dst)
+		if err := floatFits(x, dst, 0, 1<<64); err != nil {
+			return err
 		}
 		u = uint64(x)
 	default:
