@@ -238,9 +238,22 @@ func (rt *Runtime) Call(ctx context.Context, fn string, args ...any) ([]any, err
 	return vals, wrap(err, ctx)
 }
 
-// SetGlobal sets the Lua global name to v (any value that can cross).
+// SetGlobal sets the Lua global name to v (any value that can cross). It
+// writes the global table directly: a __newindex metamethod a script set
+// on _G does not run.
 func (rt *Runtime) SetGlobal(ctx context.Context, name string, v any) error {
 	return wrap(rt.loop.SetGlobal(ctx, name, v), ctx)
+}
+
+// Get returns the value of the Lua global name, converted as a bridge
+// function's arguments are: nil, bool, int64, float64, string, []any or
+// map[string]any. It pairs with SetGlobal. It reads the global table
+// directly, so an __index metamethod a script set on _G does not run. A
+// value that cannot cross (a function, a coroutine, userdata, a cyclic
+// table) gives an error naming the global and the place in it.
+func (rt *Runtime) Get(ctx context.Context, name string) (any, error) {
+	v, err := rt.loop.GetGlobal(ctx, name)
+	return v, wrap(err, ctx)
 }
 
 // Close cancels every in-flight call's context, ends every run with

@@ -345,6 +345,15 @@ func (l *Loop) SetGlobal(ctx context.Context, name string, v any) error {
 	return err
 }
 
+// GetGlobal reads a Lua global variable (raw: no __index of _G runs).
+func (l *Loop) GetGlobal(ctx context.Context, name string) (any, error) {
+	vals, err := l.submit(ctx, C.MB_RUN_GET, name, nil)
+	if err != nil || len(vals) == 0 {
+		return nil, err
+	}
+	return vals[0], nil
+}
+
 func cbytes(b []byte) (*C.char, C.size_t) {
 	if len(b) == 0 {
 		return nil, 0
@@ -678,7 +687,7 @@ func (l *Loop) finish(r *C.mb_run) {
 		var res runResult
 		if r.status != C.MB_RUNST_OK {
 			res.err = decodeError(out)
-		} else if r.kind == C.MB_RUN_CALL {
+		} else if r.kind == C.MB_RUN_CALL || r.kind == C.MB_RUN_GET {
 			res.vals, res.err = DecodeMessage(out)
 		}
 		w.done <- res

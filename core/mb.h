@@ -133,9 +133,9 @@ typedef struct mb_stream {
 #define MB_STREAM_WINDOW 64
 
 /* A run: RunString/RunFile (wait for every task), Call (wait for the
-** function's task), or SetGlobal (no task). Allocated by Go's request, freed by Go after the
+** function's task), or SetGlobal and Get (no task). Allocated by Go's request, freed by Go after the
 ** MB_EV_RUN_DONE event. */
-enum { MB_RUN_CHUNK = 0, MB_RUN_CALL = 1, MB_RUN_SET = 2 };
+enum { MB_RUN_CHUNK = 0, MB_RUN_CALL = 1, MB_RUN_SET = 2, MB_RUN_GET = 3 };
 enum { MB_RUNST_OK = 0, MB_RUNST_ERROR = 1 };
 
 typedef struct mb_run {
