@@ -46,7 +46,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/moonbridge/moonbridge/core"
 )
@@ -119,12 +122,26 @@ type Options struct {
 	// that ignores its context past it makes Close return an error; the
 	// Runtime's C memory is freed when the last such function returns.
 	CloseGrace time.Duration
+
+	// TracerProvider, when set, receives OpenTelemetry spans: one per run
+	// (RunString, RunFile, Call; named after the chunk or the function)
+	// and one per call of a bridge function (named after its Lua name,
+	// such as "kv.get"; a stream's lasts until its function returns), a
+	// child of its run's. The function's ctx carries its span, so spans a
+	// host starts from that ctx nest under it. Inline functions are not
+	// traced. Nil, the default, costs nothing: no span, no wrapper.
+	TracerProvider trace.TracerProvider
 }
 
 // Runtime is a Lua 5.4 state on an event loop. Every method is safe to
 // call from any goroutine.
 type Runtime struct {
-	loop *core.Loop
+	loop    *core.Loop
+	tracer  trace.Tracer // nil: tracing off
+	sandbox bool
+
+	closeMu sync.Mutex
+	onClose []func() // run by Close, after the loop has stopped
 }
 
 // New creates a Runtime with the standard libraries and moonbridge's
@@ -145,7 +162,11 @@ func New(opts Options) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Runtime{loop: l}, nil
+	rt := &Runtime{loop: l, sandbox: opts.Sandbox}
+	if opts.TracerProvider != nil {
+		rt.tracer = opts.TracerProvider.Tracer(TracerName)
+	}
+	return rt, nil
 }
 
 // FuncOption modifies how RegisterFunc registers a function.
@@ -178,9 +199,13 @@ func (rt *Runtime) RegisterFunc(name string, fn Func, opts ...FuncOption) error 
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	return rt.loop.RegisterFunc(name, cfg.inline, func(ctx context.Context, args []any) ([]any, error) {
+	call := func(ctx context.Context, args []any) ([]any, error) {
 		return fn(ctx, Args{fn: name, vals: args})
-	})
+	}
+	if rt.tracer != nil && !cfg.inline {
+		call = rt.tracedFunc(name, call)
+	}
+	return rt.loop.RegisterFunc(name, cfg.inline, call)
 }
 
 // RegisterStream makes fn iterable from Lua: `for v in name(args) do`.
@@ -191,9 +216,13 @@ func (rt *Runtime) RegisterStream(name string, fn StreamFunc) error {
 	if fn == nil {
 		return fmt.Errorf("moonbridge: RegisterStream %q: nil function", name)
 	}
-	return rt.loop.RegisterStream(name, func(ctx context.Context, args []any, emit func(any) error) error {
+	stream := func(ctx context.Context, args []any, emit func(any) error) error {
 		return fn(ctx, Args{fn: name, vals: args}, emit)
-	})
+	}
+	if rt.tracer != nil {
+		stream = rt.tracedStream(name, stream)
+	}
+	return rt.loop.RegisterStream(name, stream)
 }
 
 func checkName(name string) error {
@@ -209,7 +238,10 @@ func checkName(name string) error {
 // and in-flight call of the run. args, if any, are the chunk's "...", as
 // the lua program passes a script its command-line arguments.
 func (rt *Runtime) RunString(ctx context.Context, name, src string, args ...any) error {
-	return wrap(rt.loop.RunChunk(ctx, "="+name, []byte(src), args), ctx)
+	ctx, span := rt.startRun(ctx, "string", name)
+	err := wrap(rt.loop.RunChunk(ctx, "="+name, []byte(src), args), ctx)
+	endRun(span, err)
+	return err
 }
 
 // RunFile runs the Lua file at path, as RunString does (args are the
@@ -227,15 +259,21 @@ func (rt *Runtime) RunFile(ctx context.Context, path string, args ...any) error 
 			}
 		}
 	}
-	return wrap(rt.loop.RunChunk(ctx, "@"+filepath.Clean(path), src, args), ctx)
+	ctx, span := rt.startRun(ctx, "file", path)
+	err = wrap(rt.loop.RunChunk(ctx, "@"+filepath.Clean(path), src, args), ctx)
+	endRun(span, err)
+	return err
 }
 
 // Call runs the Lua global function fn with args as a new task and returns
 // its results. It is safe from any goroutine, including while a run is in
 // progress: the call runs concurrently with the run's tasks.
 func (rt *Runtime) Call(ctx context.Context, fn string, args ...any) ([]any, error) {
+	ctx, span := rt.startRun(ctx, "call", fn)
 	vals, err := rt.loop.CallGlobal(ctx, fn, args)
-	return vals, wrap(err, ctx)
+	err = wrap(err, ctx)
+	endRun(span, err)
+	return vals, err
 }
 
 // SetGlobal sets the Lua global name to v (any value that can cross). It
@@ -263,7 +301,24 @@ func (rt *Runtime) Get(ctx context.Context, name string) (any, error) {
 // makes Close return an error instead of waiting on; the C resources are
 // then freed when it returns.
 func (rt *Runtime) Close() error {
-	return rt.loop.Close()
+	err := rt.loop.Close()
+	rt.closeMu.Lock()
+	fns := rt.onClose
+	rt.onClose = nil
+	rt.closeMu.Unlock()
+	for _, f := range fns {
+		f()
+	}
+	return err
+}
+
+// atClose makes Close run f once the loop has stopped (and every bridge
+// call has returned, or CloseGrace has passed): for resources a
+// registration owns, such as the http module's idle connections.
+func (rt *Runtime) atClose(f func()) {
+	rt.closeMu.Lock()
+	rt.onClose = append(rt.onClose, f)
+	rt.closeMu.Unlock()
 }
 
 // Errors that runs end with, for errors.Is.
