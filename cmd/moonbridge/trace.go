@@ -29,8 +29,8 @@ type spanTree struct {
 }
 
 func (t *spanTree) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
-func (t *spanTree) Shutdown(context.Context) error                 { return nil }
-func (t *spanTree) ForceFlush(context.Context) error               { return nil }
+func (t *spanTree) Shutdown(context.Context) error                  { return nil }
+func (t *spanTree) ForceFlush(context.Context) error                { return nil }
 
 func (t *spanTree) OnEnd(s sdktrace.ReadOnlySpan) {
 	t.mu.Lock()
