@@ -705,32 +705,29 @@ func (m *httpModule) cause(rctx context.Context, r *httpReq, err error) error {
 	return err
 }
 
-// readBody reads a response's body within the budget left (< 0: none).
-func (m *httpModule) readBody(rctx context.Context, r *httpReq, resp *http.Response, budget *atomic.Int64) (string, error) {
-	limited := budget != nil
-	if limited && resp.ContentLength > budget.Load() {
-		return "", httpError(r, m.overLimit())
+// readBody reads a response's body within the budget left (nil: none).
+// The bytes go to Lua as a string: the codec encodes a []byte as one.
+func (m *httpModule) readBody(rctx context.Context, r *httpReq, resp *http.Response, budget *atomic.Int64) ([]byte, error) {
+	var src io.Reader = resp.Body
+	if budget != nil {
+		left := budget.Load()
+		if resp.ContentLength > left {
+			return nil, httpError(r, m.overLimit())
+		}
+		src = io.LimitReader(resp.Body, left+1)
 	}
 	var buf bytes.Buffer
 	if resp.ContentLength > 0 && resp.ContentLength < 1<<20 {
-		buf.Grow(int(resp.ContentLength))
+		buf.Grow(int(resp.ContentLength) + bytes.MinRead)
 	}
-	chunk := make([]byte, httpChunkSize)
-	for {
-		n, err := resp.Body.Read(chunk)
-		if n > 0 {
-			if limited && budget.Add(-int64(n)) < 0 {
-				return "", httpError(r, m.overLimit())
-			}
-			buf.Write(chunk[:n])
-		}
-		if err == io.EOF {
-			return buf.String(), nil
-		}
-		if err != nil {
-			return "", httpError(r, m.cause(rctx, r, fmt.Errorf("reading the body: %w", err)))
-		}
+	n, err := buf.ReadFrom(src)
+	if err != nil {
+		return nil, httpError(r, m.cause(rctx, r, fmt.Errorf("reading the body: %w", err)))
 	}
+	if budget != nil && budget.Add(-n) < 0 {
+		return nil, httpError(r, m.overLimit())
+	}
+	return buf.Bytes(), nil
 }
 
 func (m *httpModule) overLimit() error {
