@@ -699,3 +699,34 @@ func TestHTTPLeavesNoGoroutineOrConnection(t *testing.T) {
 	conns.waitNone(t)
 	checkGoroutines(t, before)
 }
+
+// A stream's timeout bounds the wait for the headers, then each wait for
+// data: a long stream lives as long as it keeps talking.
+func TestHTTPStreamTimeoutIsPerWait(t *testing.T) {
+	gone := make(chan struct{}, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/silent" { // no headers at all
+			<-r.Context().Done()
+			gone <- struct{}{}
+			return
+		}
+		io.WriteString(w, "first\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // then nothing
+		gone <- struct{}{}
+	}))
+	defer srv.Close()
+	rt := newHTTPRuntime(t, bridge.Options{}, bridge.HTTPOptions{}, map[string]string{"URL": srv.URL})
+	mustRun(t, rt, `
+		local ok, err = pcall(function() for _ in http.stream{url = URL .. "/silent", timeout = 0.05} do end end)
+		assert(not ok and err.message == "http.stream: GET " .. URL .. "/silent: timed out after 50ms (timeout)", tostring(err))
+		local lines = {}
+		ok, err = pcall(function()
+			for line in http.stream{url = URL .. "/stalls", lines = true, timeout = 0.05} do lines[#lines + 1] = line end
+		end)
+		assert(not ok and err.message == "http.stream: GET " .. URL .. "/stalls: timed out: no data for 50ms (timeout)", tostring(err))
+		assert(#lines == 1 and lines[1] == "first")
+	`)
+	waitFor(t, gone, "the silent request went away")
+	waitFor(t, gone, "the stalled stream went away")
+}
