@@ -28,8 +28,10 @@ import (
 // HTTPOptions configure RegisterHTTP. The zero value is ready to use.
 type HTTPOptions struct {
 	// Client sends the requests. Nil means a client of the module's own,
-	// with http.DefaultTransport's settings (proxies from the environment
-	// included) and more idle connections per host; Close closes them.
+	// with http.DefaultTransport's settings and more idle connections per
+	// host (Close closes them); it uses the proxies the environment names
+	// (HTTP_PROXY, ...) only when no AllowHosts apply, since every dial,
+	// a proxy's too, must then be to an allowed host.
 	// A given Client is used as it is, except when AllowHosts apply: then
 	// the module uses a copy whose redirects are checked, and, when its
 	// Transport is an *http.Transport (or nil), a clone of that transport
@@ -169,6 +171,9 @@ func newHTTPModule(sandbox bool, opts HTTPOptions) (*httpModule, error) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConns = 512
 		tr.MaxIdleConnsPerHost = 256
+		if m.allow != nil {
+			tr.Proxy = nil
+		}
 		m.owned = tr
 		m.client = &http.Client{Transport: tr}
 	case m.allow == nil:
