@@ -11,7 +11,7 @@ import (
 // bool, int64, float64, string, []any or map[string]any. Indexes start at
 // 0; error messages count from 1, as Lua does. Returned from the function,
 // such an error is raised in Lua as "kv.get: bad argument #1 (string
-// expected, got map)": values are named as core.KindName names them.
+// expected, got table)": values are named as core.KindName names them.
 type Args struct {
 	fn   string
 	vals []any

@@ -45,6 +45,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/moonbridge/moonbridge/core"
 )
@@ -70,7 +73,12 @@ type Options = core.Options
 // Runtime is a Lua 5.4 state on an event loop. Every method is safe to
 // call from any goroutine.
 type Runtime struct {
-	loop *core.Loop
+	loop    *core.Loop
+	tracer  trace.Tracer // nil: tracing off
+	sandbox bool
+
+	closeMu sync.Mutex
+	onClose []func() // run by Close, after the loop has stopped
 }
 
 // New creates a Runtime with the standard libraries and moonbridge's
@@ -80,7 +88,11 @@ func New(opts Options) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Runtime{loop: l}, nil
+	rt := &Runtime{loop: l, sandbox: opts.Sandbox}
+	if opts.TracerProvider != nil {
+		rt.tracer = opts.TracerProvider.Tracer(TracerName)
+	}
+	return rt, nil
 }
 
 // FuncOption modifies how RegisterFunc registers a function.
@@ -113,9 +125,13 @@ func (rt *Runtime) RegisterFunc(name string, fn Func, opts ...FuncOption) error 
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	return rt.loop.RegisterFunc(name, cfg.inline, func(ctx context.Context, args []any) ([]any, error) {
+	call := func(ctx context.Context, args []any) ([]any, error) {
 		return fn(ctx, Args{fn: name, vals: args})
-	})
+	}
+	if rt.tracer != nil && !cfg.inline {
+		call = rt.tracedFunc(name, call)
+	}
+	return rt.loop.RegisterFunc(name, cfg.inline, call)
 }
 
 // RegisterStream makes fn iterable from Lua: `for v in name(args) do`.
@@ -126,9 +142,13 @@ func (rt *Runtime) RegisterStream(name string, fn StreamFunc) error {
 	if fn == nil {
 		return fmt.Errorf("moonbridge: RegisterStream %q: nil function", name)
 	}
-	return rt.loop.RegisterStream(name, func(ctx context.Context, args []any, emit func(any) error) error {
+	stream := func(ctx context.Context, args []any, emit func(any) error) error {
 		return fn(ctx, Args{fn: name, vals: args}, emit)
-	})
+	}
+	if rt.tracer != nil {
+		stream = rt.tracedStream(name, stream)
+	}
+	return rt.loop.RegisterStream(name, stream)
 }
 
 func checkName(name string) error {
@@ -144,7 +164,10 @@ func checkName(name string) error {
 // and in-flight call of the run. args, if any, are the chunk's "...", as
 // the lua program passes a script its command-line arguments.
 func (rt *Runtime) RunString(ctx context.Context, name, src string, args ...any) error {
-	return wrap(rt.loop.RunChunk(ctx, "="+name, []byte(src), args), ctx)
+	ctx, span := rt.startRun(ctx, "string", name)
+	err := wrap(rt.loop.RunChunk(ctx, "="+name, []byte(src), args), ctx)
+	endRun(span, err)
+	return err
 }
 
 // RunFile runs the Lua file at path, as RunString does (args are the
@@ -162,20 +185,39 @@ func (rt *Runtime) RunFile(ctx context.Context, path string, args ...any) error 
 			}
 		}
 	}
-	return wrap(rt.loop.RunChunk(ctx, "@"+filepath.Clean(path), src, args), ctx)
+	ctx, span := rt.startRun(ctx, "file", path)
+	err = wrap(rt.loop.RunChunk(ctx, "@"+filepath.Clean(path), src, args), ctx)
+	endRun(span, err)
+	return err
 }
 
 // Call runs the Lua global function fn with args as a new task and returns
 // its results. It is safe from any goroutine, including while a run is in
 // progress: the call runs concurrently with the run's tasks.
 func (rt *Runtime) Call(ctx context.Context, fn string, args ...any) ([]any, error) {
+	ctx, span := rt.startRun(ctx, "call", fn)
 	vals, err := rt.loop.CallGlobal(ctx, fn, args)
-	return vals, wrap(err, ctx)
+	err = wrap(err, ctx)
+	endRun(span, err)
+	return vals, err
 }
 
-// SetGlobal sets the Lua global name to v (any value that can cross).
+// SetGlobal sets the Lua global name to v (any value that can cross). It
+// writes the global table directly: a __newindex metamethod a script set
+// on _G does not run.
 func (rt *Runtime) SetGlobal(ctx context.Context, name string, v any) error {
 	return wrap(rt.loop.SetGlobal(ctx, name, v), ctx)
+}
+
+// Get returns the value of the Lua global name, converted as a bridge
+// function's arguments are: nil, bool, int64, float64, string, []any or
+// map[string]any. It pairs with SetGlobal. It reads the global table
+// directly, so an __index metamethod a script set on _G does not run. A
+// value that cannot cross (a function, a coroutine, userdata, a cyclic
+// table) gives an error naming the global and the place in it.
+func (rt *Runtime) Get(ctx context.Context, name string) (any, error) {
+	v, err := rt.loop.GetGlobal(ctx, name)
+	return v, wrap(err, ctx)
 }
 
 // Close cancels every in-flight call's context, ends every run with
@@ -185,7 +227,24 @@ func (rt *Runtime) SetGlobal(ctx context.Context, name string, v any) error {
 // makes Close return an error instead of waiting on; the C resources are
 // then freed when it returns.
 func (rt *Runtime) Close() error {
-	return rt.loop.Close()
+	err := rt.loop.Close()
+	rt.closeMu.Lock()
+	fns := rt.onClose
+	rt.onClose = nil
+	rt.closeMu.Unlock()
+	for _, f := range fns {
+		f()
+	}
+	return err
+}
+
+// atClose makes Close run f once the loop has stopped (and every bridge
+// call has returned, or CloseGrace has passed): for resources a
+// registration owns, such as the http module's idle connections.
+func (rt *Runtime) atClose(f func()) {
+	rt.closeMu.Lock()
+	rt.onClose = append(rt.onClose, f)
+	rt.closeMu.Unlock()
 }
 
 // Errors that runs end with, for errors.Is.

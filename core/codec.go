@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 )
 
@@ -46,6 +47,8 @@ const (
 var (
 	typeOfAnySlice = reflect.TypeFor[[]any]()
 	typeOfAnyMap   = reflect.TypeFor[map[string]any]()
+	typeOfTime     = reflect.TypeFor[time.Time]()
+	typeOfError    = reflect.TypeFor[error]()
 )
 
 // ---------------------------------------------------------------------------
@@ -59,6 +62,10 @@ var (
 // `lua:"name,omitempty"` field tags like DecodeInto), pointers and
 // interfaces (followed; nil encodes as nil). Named types go by their kind.
 // Nil slices and maps encode as empty ones. Map entries are not sorted.
+// A time.Time encodes as its RFC 3339 string with nanoseconds
+// (time.RFC3339Nano); any other struct with fields but none exported (an
+// error value such as errors.New's, a sync.Mutex, a big.Int) is an error
+// naming its type and path, never an empty table.
 // On error dst is returned with its original length.
 func AppendMessage(dst []byte, vals ...any) ([]byte, error) {
 	if uint64(len(vals)) > math.MaxUint32 {
@@ -314,11 +321,17 @@ func (e *msgEncoder) mapValue(v reflect.Value) *encodeError {
 }
 
 func (e *msgEncoder) structValue(v reflect.Value) *encodeError {
+	if v.Type() == typeOfTime && v.CanInterface() {
+		return e.str(v.Interface().(time.Time).Format(time.RFC3339Nano))
+	}
+	si := luaStructOf(v.Type())
+	if len(si.fields) == 0 && v.NumField() > 0 {
+		return opaqueStructError(v.Type())
+	}
 	if e.depth >= wireMaxEncodeDepth {
 		return tooDeepError(refIdent{})
 	}
 	e.depth++
-	si := luaStructOf(v.Type())
 	at := len(e.buf)
 	e.head(wireMap, 0) // count patched below: omitempty decides it
 	n := 0
@@ -339,6 +352,18 @@ func (e *msgEncoder) structValue(v reflect.Value) *encodeError {
 	binary.LittleEndian.PutUint32(e.buf[at+1:], uint32(n))
 	e.depth--
 	return nil
+}
+
+// opaqueStructError is the error for a struct Lua would see as an empty
+// table: it has fields, but none that crosses. Errors get their own advice.
+func opaqueStructError(t reflect.Type) *encodeError {
+	switch {
+	case t.Implements(typeOfError):
+		return &encodeError{msg: fmt.Sprintf("cannot send an error value (%s) to Lua: return it as the function's error, or send its Error() text", t)}
+	case reflect.PointerTo(t).Implements(typeOfError):
+		return &encodeError{msg: fmt.Sprintf("cannot send an error value (*%s) to Lua: return it as the function's error, or send its Error() text", t)}
+	}
+	return &encodeError{msg: fmt.Sprintf("cannot send a %s to Lua: it has no exported fields (convert it, or use a struct with exported fields and lua tags)", t)}
 }
 
 // isEmptyLuaValue is encoding/json's notion of empty, for omitempty.
@@ -654,8 +679,9 @@ func (d *msgDecoder) object(depth, at int) (any, error) {
 // does not). []T comes from an array (or an empty map, which is what Lua
 // sends for {}), [N]T from an array of exactly N elements, map[string]T
 // from a map, []byte from a string, pointers are allocated as needed and
-// any takes the value as it is. nil sets the zero value. Errors name the
-// path: `field "opts.max_tokens": cannot use string as int`.
+// any takes the value as it is, a time.Time comes from an RFC 3339 string.
+// nil sets the zero value. Errors name the path: `field
+// "opts.max_tokens": cannot use string as int`.
 func DecodeInto(v any, out any) error {
 	rv := reflect.ValueOf(out)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
@@ -702,8 +728,9 @@ func intoErrorf(format string, args ...any) *intoError {
 }
 
 // KindName names a decoded value (as DecodeMessage returns them) the one
-// way moonbridge's errors do: nil, boolean, integer, float, string, array,
-// map; a value of any other Go type by its type.
+// way moonbridge's errors do, in Lua's words (a script's author reads
+// them): nil, boolean, integer, float (math.type's names), string, table;
+// a value of any other Go type by its type.
 func KindName(v any) string {
 	switch x := v.(type) {
 	case nil:
@@ -716,10 +743,8 @@ func KindName(v any) string {
 		return "float"
 	case string:
 		return "string"
-	case []any:
-		return "array"
-	case map[string]any:
-		return "map"
+	case []any, map[string]any:
+		return "table"
 	default:
 		return fmt.Sprintf("%T", x)
 	}
@@ -954,6 +979,9 @@ func mapInto(src any, dst reflect.Value) *intoError {
 }
 
 func structInto(src any, dst reflect.Value) *intoError {
+	if dst.Type() == typeOfTime {
+		return timeInto(src, dst)
+	}
 	var m map[string]any
 	switch x := src.(type) {
 	case map[string]any:
@@ -981,6 +1009,24 @@ func structInto(src any, dst reflect.Value) *intoError {
 			return err.at(pathStep{key: k, isKey: true})
 		}
 	}
+	return nil
+}
+
+// timeInto decodes what AppendMessage makes of a time.Time: an RFC 3339
+// string (fractional seconds optional).
+func timeInto(src any, dst reflect.Value) *intoError {
+	s, ok := src.(string)
+	if !ok {
+		return intoMismatch(src, dst)
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		if len(s) > 64 {
+			s = s[:64] + "..."
+		}
+		return intoErrorf("cannot use string %q as time.Time (want RFC 3339, such as 2006-01-02T15:04:05Z)", s)
+	}
+	dst.Set(reflect.ValueOf(t))
 	return nil
 }
 

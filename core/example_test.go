@@ -19,7 +19,7 @@ func ExampleKindName() {
 	fmt.Println()
 	fmt.Println(core.IsIntegral(3.0), core.IsIntegral(3.5), core.NotIntegerError(3.5))
 	// Output:
-	// integer float string array map
+	// integer float string table table
 	// true false float 3.5 is not an integer
 }
 

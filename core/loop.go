@@ -41,6 +41,8 @@ import (
 	"time"
 	"unsafe"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/moonbridge/moonbridge/internal/leaks"
 	"github.com/moonbridge/moonbridge/luamod"
 )
@@ -207,6 +209,16 @@ type Options struct {
 	// that ignores its context past it makes Close return an error; the
 	// Runtime's C memory is freed when the last such function returns.
 	CloseGrace time.Duration
+
+	// TracerProvider, when set, receives OpenTelemetry spans: one per run
+	// (RunString, RunFile, Call; named after the chunk or the function)
+	// and one per call of a bridge function (named after its Lua name,
+	// such as "kv.get"; a stream's lasts until its function returns), a
+	// child of its run's. The function's ctx carries its span, so spans a
+	// host starts from that ctx nest under it. Inline functions are not
+	// traced. Nil, the default, costs nothing: no span, no wrapper. (The
+	// loop only carries it: package bridge makes the spans.)
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultCloseGrace is Options.CloseGrace's default.
@@ -405,6 +417,15 @@ func (l *Loop) SetGlobal(ctx context.Context, name string, v any) error {
 	}
 	_, err = l.submit(ctx, C.MB_RUN_SET, name, enc)
 	return err
+}
+
+// GetGlobal reads a Lua global variable (raw: no __index of _G runs).
+func (l *Loop) GetGlobal(ctx context.Context, name string) (any, error) {
+	vals, err := l.submit(ctx, C.MB_RUN_GET, name, nil)
+	if err != nil || len(vals) == 0 {
+		return nil, err
+	}
+	return vals[0], nil
 }
 
 func cbool(b bool) C.int {
@@ -764,7 +785,7 @@ func (l *Loop) finish(r *C.mb_run) {
 		var res runResult
 		if r.status != C.MB_RUNST_OK {
 			res.err = decodeError(out)
-		} else if r.kind == C.MB_RUN_CALL {
+		} else if r.kind == C.MB_RUN_CALL || r.kind == C.MB_RUN_GET {
 			res.vals, res.err = DecodeMessage(out)
 		}
 		w.done <- res

@@ -194,8 +194,33 @@ void mb_run_start(mb_rt *rt, mb_run *r) {
       mb_run_fail(rt, r, "runtime", NULL, nargs < 0 ? err : "SetGlobal takes one value");
       return;
     }
-    lua_setglobal(L, name);
+    /* Raw, as Get reads: a script's __newindex on _G must not run here,
+    ** outside any task (an error in it would end the loop). */
+    lua_pushglobaltable(L);
+    lua_pushstring(L, name);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    lua_pop(L, 2);
     r->out.len = 0;
+    mb_run_finish(rt, r);
+    return;
+  }
+  if (r->kind == MB_RUN_GET) {
+    /* Raw: a script's __index on _G must not run here, outside any task
+    ** and its limits. */
+    lua_pushglobaltable(L);
+    lua_pushstring(L, name);
+    lua_rawget(L, -2);
+    r->out.len = 0;
+    if (mb_codec_encode(L, lua_gettop(L), 1, &r->out, err, sizeof err) != 0) {
+      char msg[320];
+      const char *rest = strncmp(err, "argument #1", 11) == 0 ? err + 11 : err;
+      snprintf(msg, sizeof msg, "Get '%s'%s%s", name, rest == err ? ": " : "", rest);
+      lua_pop(L, 2);
+      mb_run_fail(rt, r, "runtime", NULL, msg);
+      return;
+    }
+    lua_pop(L, 2);
     mb_run_finish(rt, r);
     return;
   }

@@ -32,11 +32,11 @@ struct mb_group;
 
 /* ---------------------------------------------------------------------
 ** Runs: RunString/RunFile (wait for every task), Call (wait for the
-** function's task), or SetGlobal (no task). Created at Go's request
+** function's task), or SetGlobal and Get (no task). Created at Go's request
 ** (mb_run_new), started and ended by the loop, freed by run.c once Go
 ** took the result and its last task ended.
 ** ------------------------------------------------------------------- */
-enum { MB_RUN_CHUNK = 0, MB_RUN_CALL = 1, MB_RUN_SET = 2 };
+enum { MB_RUN_CHUNK = 0, MB_RUN_CALL = 1, MB_RUN_SET = 2, MB_RUN_GET = 3 };
 enum { MB_RUNST_OK = 0, MB_RUNST_ERROR = 1 };
 
 /* The limits a run can go over (its limit field), besides memory. A run

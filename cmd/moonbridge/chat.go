@@ -32,7 +32,7 @@ func cmdChat(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
 		return 2
 	}
-	rt, err := newLLMRuntime(stdout, stderr, p)
+	rt, err := newLLMRuntime(bridge.Options{Stdout: stdout, Stderr: stderr}, p)
 	if err != nil {
 		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
 		return 1

@@ -22,6 +22,10 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "moonbridge: demo takes no arguments, got %q\n", fs.Arg(0))
+		return 2
+	}
 	p, err := lf.provider(fs)
 	if err != nil {
 		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
@@ -29,7 +33,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	rt, err := newLLMRuntime(stdout, stderr, p)
+	rt, err := newLLMRuntime(bridge.Options{Stdout: stdout, Stderr: stderr}, p)
 	if err != nil {
 		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
 		return 1

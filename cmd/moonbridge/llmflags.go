@@ -42,8 +42,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
 }
 
 // newLLMRuntime makes the Runtime of a command, with p as require("llm").
-func newLLMRuntime(stdout, stderr io.Writer, p llm.Provider) (*bridge.Runtime, error) {
-	rt, err := bridge.New(bridge.Options{Stdout: stdout, Stderr: stderr})
+func newLLMRuntime(opts bridge.Options, p llm.Provider) (*bridge.Runtime, error) {
+	rt, err := bridge.New(opts)
 	if err != nil {
 		return nil, err
 	}

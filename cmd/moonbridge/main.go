@@ -15,6 +15,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
+	"sync"
 
 	"github.com/moonbridge/moonbridge/bridge"
 )
@@ -50,6 +52,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "demo":
 		return cmdDemo(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "moonbridge: version takes no arguments, got %q\n", args[1])
+			return 2
+		}
 		fmt.Fprintf(stdout, "moonbridge %s (Lua 5.4, libuv)\n", version)
 		return 0
 	case "help", "-h", "--help", "-help":
@@ -60,9 +66,46 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return 2
 }
 
-// signalContext is cancelled by the first Ctrl-C; a second one kills.
-func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt)
+// errInterrupted is the cause of a context signalContext cancelled.
+var errInterrupted = errors.New("interrupted")
+
+// exitNow ends the program on a second Ctrl-C (a variable for tests).
+var exitNow = os.Exit
+
+// signalContext is cancelled by the first Ctrl-C, with errInterrupted as
+// its cause; a second one exits with code 130 at once, whatever the run
+// is doing. stop stops listening.
+func signalContext() (ctx context.Context, stop context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+			cancel(errInterrupted)
+		case <-done:
+			return
+		}
+		select {
+		case <-sigs:
+			exitNow(130)
+		case <-done:
+		}
+	}()
+	var once sync.Once
+	return ctx, func() {
+		once.Do(func() {
+			signal.Stop(sigs)
+			close(done)
+			cancel(nil)
+		})
+	}
+}
+
+// interrupted reports whether Ctrl-C cancelled ctx.
+func interrupted(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), errInterrupted)
 }
 
 // report prints an error that ended a run as lua does: the message, then
@@ -80,15 +123,20 @@ func report(stderr io.Writer, err error) {
 		}
 		return
 	}
-	fmt.Fprintf(stderr, "moonbridge: %v\n", err)
+	// The library's errors say "moonbridge:" already.
+	fmt.Fprintf(stderr, "moonbridge: %s\n", strings.TrimPrefix(err.Error(), "moonbridge: "))
 }
 
 func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs, lf := commandFlags("run", "Usage: moonbridge run [flags] script.lua [args...]\n\n"+
 		"Runs a Lua 5.4 script with moonbridge's modules (task, channel, promise,\n"+
-		"pipeline, timers) and require(\"llm\"). The script's arguments are in\n"+
-		"the global table arg (arg[0] is the script) and, as with lua, in the\n"+
-		"main chunk's \"...\".", 0, stderr)
+		"pipeline, timers), require(\"llm\") and require(\"http\"). The script's\n"+
+		"arguments are in the global table arg (arg[0] is the script) and, as\n"+
+		"with lua, in the main chunk's \"...\". The first Ctrl-C cancels the run\n"+
+		"(its tasks unwind, then the program exits with code 130); a second one\n"+
+		"exits at once.", 0, stderr)
+	rf := &runFlags{}
+	rf.register(fs)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -96,44 +144,84 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
+	if err := rf.check(); err != nil {
+		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
+		return 2
+	}
 	script := fs.Arg(0)
+	if script != "-" {
+		if fi, err := os.Stat(script); err != nil {
+			fmt.Fprintf(stderr, "moonbridge: %s\n", strings.TrimPrefix(err.Error(), "stat "))
+			return 1
+		} else if fi.IsDir() {
+			fmt.Fprintf(stderr, "moonbridge: %s is a directory, not a script\n", script)
+			return 1
+		}
+	}
 	p, err := lf.provider(fs)
 	if err != nil {
 		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
 		return 2
 	}
-	ctx, stop := signalContext()
+	sigCtx, stop := signalContext()
 	defer stop()
+	ctx, cancel := rf.runContext(sigCtx)
+	defer cancel()
 
-	rt, err := newLLMRuntime(stdout, stderr, p)
+	opts := rf.options(stdout, stderr)
+	var tree *spanTree
+	if rf.trace {
+		tp, t := newTracer()
+		opts.TracerProvider, tree = tp, t
+		defer tp.Shutdown(context.Background())
+	}
+	rt, err := newLLMRuntime(opts, p)
 	if err != nil {
 		fmt.Fprintf(stderr, "moonbridge: %v\n", err)
 		return 1
 	}
-	defer rt.Close()
+	if err := bridge.RegisterHTTP(rt, rf.httpOptions()); err != nil {
+		rt.Close()
+		fmt.Fprintf(stderr, "moonbridge: %s\n", strings.TrimPrefix(err.Error(), "moonbridge: "))
+		return 2
+	}
+	name, err := runScript(ctx, rt, fs.Args(), stdin)
+	rt.Close()
+	if tree != nil {
+		tree.print(stderr, name)
+	}
+	if interrupted(sigCtx) {
+		if err != nil && errors.Is(err, bridge.ErrCancelled) {
+			fmt.Fprintln(stderr, "moonbridge: interrupted")
+		} else if err != nil {
+			report(stderr, err)
+		}
+		return 130 // as a shell reports an interrupted command
+	}
+	return exitCode(stderr, err)
+}
 
+// runScript sets arg and runs the script; name is its run's name.
+func runScript(ctx context.Context, rt *bridge.Runtime, args []string, stdin io.Reader) (name string, err error) {
 	// arg counts from 0 (the script); build it in Lua from a sequence.
-	luaArgs := make([]any, fs.NArg())
-	for i, a := range fs.Args() {
+	luaArgs := make([]any, len(args))
+	for i, a := range args {
 		luaArgs[i] = a
 	}
 	if err := rt.SetGlobal(ctx, "arg", luaArgs); err != nil {
-		report(stderr, err)
-		return 1
+		return "", err
 	}
 	if err := rt.RunString(ctx, "=(arg)", "local a = arg; arg = {}; for i, v in ipairs(a) do arg[i - 1] = v end"); err != nil {
-		report(stderr, err)
-		return 1
+		return "", err
 	}
-	if script == "-" {
+	if args[0] == "-" {
 		src, err := io.ReadAll(stdin)
 		if err != nil {
-			fmt.Fprintf(stderr, "moonbridge: %v\n", err)
-			return 1
+			return "", err
 		}
-		return exitCode(stderr, rt.RunString(ctx, "stdin", string(src), luaArgs[1:]...))
+		return "stdin", rt.RunString(ctx, "stdin", string(src), luaArgs[1:]...)
 	}
-	return exitCode(stderr, rt.RunFile(ctx, script, luaArgs[1:]...))
+	return args[0], rt.RunFile(ctx, args[0], luaArgs[1:]...)
 }
 
 // exitCode reports err and turns it into the program's exit code: the

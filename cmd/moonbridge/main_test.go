@@ -1,11 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func runCmd(t *testing.T, stdin string, args ...string) (int, string, string) {
@@ -115,5 +122,232 @@ print("never")`)
 	code, out, _ = runCmd(t, "print(1); os.exit(true); print(2)", "run", "-")
 	if code != 0 || out != "1\n" {
 		t.Errorf("os.exit(true): exit %d, stdout %q", code, out)
+	}
+}
+
+func TestRunMissingFileOrDirectoryHasOnePrefix(t *testing.T) {
+	code, _, errs := runCmd(t, "", "run", "/no/such/file.lua")
+	if code != 1 || errs != "moonbridge: /no/such/file.lua: no such file or directory\n" {
+		t.Errorf("missing file: exit %d, %q", code, errs)
+	}
+	dir := t.TempDir()
+	code, _, errs = runCmd(t, "", "run", dir)
+	if code != 1 || errs != "moonbridge: "+dir+" is a directory, not a script\n" {
+		t.Errorf("directory: exit %d, %q", code, errs)
+	}
+}
+
+func TestExtraArgumentsAreErrors(t *testing.T) {
+	if code, _, errs := runCmd(t, "", "version", "now"); code != 2 || errs != "moonbridge: version takes no arguments, got \"now\"\n" {
+		t.Errorf("version: exit %d, %q", code, errs)
+	}
+	if code, out, errs := runCmd(t, "", "demo", "extra"); code != 2 || out != "" || errs != "moonbridge: demo takes no arguments, got \"extra\"\n" {
+		t.Errorf("demo: exit %d, %q, %q", code, out, errs)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"1048576": 1 << 20, "64MiB": 64 << 20, "64M": 64 << 20, "64mb": 64e6, "1G": 1 << 30,
+		"1.5KiB": 1536, "2GB": 2e9, "512 k": 512 << 10, "10B": 10, "1TiB": 1 << 40,
+	} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "M", "12Q", "-5", "1e3", "9999999999T"} {
+		if got, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) = %d, no error", bad, got)
+		}
+	}
+}
+
+func TestRunLimitFlags(t *testing.T) {
+	cases := []struct {
+		flags []string
+		src   string
+		code  int
+		want  string
+	}{
+		{[]string{"--memory-limit", "2MiB"}, `local t = {} for i = 1, 1e7 do t[i] = "item" .. i end`, 1, "not enough memory"},
+		{[]string{"--instruction-limit", "10000"}, `while true do end`, 1, "instruction limit"},
+		{[]string{"--timeout", "20ms"}, `while true do end`, 1, "moonbridge: the run's deadline passed\n"},
+		// A greedy task cannot starve the others with a time slice: the
+		// loop below ends only if the second task gets to run.
+		{[]string{"--time-slice", "1000"}, `local task = require("task")
+			local done = false
+			task.spawn(function() while not done do end print("greedy task let go") end)
+			task.spawn(function() done = true end)`, 0, ""},
+		{[]string{"--sandbox"}, `print(io, os.execute, debug, os.time ~= nil)`, 0, ""},
+		{[]string{"--time-slice", "-1"}, `print(1)`, 2, "--time-slice must not be negative"},
+		{[]string{"--allow-dir", "."}, `print(1)`, 2, "--allow-dir is for --sandbox"},
+		{[]string{"--allow-host", "a b"}, `print(1)`, 2, `moonbridge: RegisterHTTP: AllowHosts entry "a b"`},
+	}
+	for _, c := range cases {
+		args := append(append([]string{"run"}, c.flags...), "-")
+		code, out, errs := runCmd(t, c.src, args...)
+		if code != c.code || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: exit %d (want %d), stderr %q (want %q)", c.flags, code, c.code, errs, c.want)
+		}
+		switch c.flags[0] {
+		case "--time-slice":
+			if c.code == 0 && out != "greedy task let go\n" {
+				t.Errorf("time slice: stdout %q", out)
+			}
+		case "--sandbox":
+			if out != "nil\tnil\tnil\ttrue\n" {
+				t.Errorf("sandbox: stdout %q", out)
+			}
+		}
+	}
+}
+
+func TestRunSandboxAllowDir(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "helper.lua"), []byte("return {answer = 42}"), 0o644)
+	script := filepath.Join(dir, "main.lua")
+	os.WriteFile(script, []byte(`package.path = "`+dir+`/?.lua"; print(require("helper").answer); print(pcall(dofile, "/etc/passwd"))`), 0o644)
+	code, out, errs := runCmd(t, "", "run", "--sandbox", "--allow-dir", dir, script)
+	if code != 0 || !strings.HasPrefix(out, "42\nfalse\t") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+func TestRunHasHTTPAndAllowHost(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello from "+r.URL.Path)
+	}))
+	defer srv.Close()
+	src := `local r = http.get(arg[1] .. "/x"); print(r.status, r.body)`
+	if code, out, errs := runCmd(t, src, "run", "-", srv.URL); code != 0 || out != "200\thello from /x\n" {
+		t.Errorf("default: exit %d, %q, %q", code, out, errs)
+	}
+	host := strings.TrimPrefix(srv.URL, "http://")
+	if code, out, errs := runCmd(t, src, "run", "--sandbox", "--allow-host", host, "-", srv.URL); code != 0 || out != "200\thello from /x\n" {
+		t.Errorf("--sandbox --allow-host: exit %d, %q, %q", code, out, errs)
+	}
+	if code, _, errs := runCmd(t, src, "run", "--sandbox", "-", srv.URL); code != 1 || !strings.Contains(errs, "the sandbox allows no hosts") {
+		t.Errorf("--sandbox alone: exit %d, %q", code, errs)
+	}
+	if code, _, errs := runCmd(t, src, "run", "--allow-host", "example.com", "-", srv.URL); code != 1 || !strings.Contains(errs, "is not in AllowHosts") {
+		t.Errorf("--allow-host elsewhere: exit %d, %q", code, errs)
+	}
+}
+
+func TestRunTracePrintsTheSpanTree(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	src := `local task = require("task")
+		local ts = {}
+		for i = 1, 12 do ts[i] = task.spawn(http.get, arg[1]) end
+		for _, t in ipairs(ts) do t:wait() end
+		http.get(arg[1])
+		pcall(http.get, "ftp://nowhere/")
+		print("done")`
+	code, out, errs := runCmd(t, src, "run", "--trace", "-", srv.URL)
+	if code != 0 || out != "done\n" {
+		t.Fatalf("exit %d, %q, %q", code, out, errs)
+	}
+	lines := strings.Split(strings.TrimSuffix(errs, "\n"), "\n")
+	// The run, and under it the 14 calls summed up in one line (the
+	// program's own setup runs are left out).
+	if len(lines) != 3 || lines[0] != "trace:" || !strings.HasPrefix(lines[1], "  stdin  ") ||
+		!strings.HasPrefix(lines[2], "    http.get ×14  total ") || !strings.HasSuffix(lines[2], ", 1 failed") {
+		t.Errorf("stderr:\n%s", errs)
+	}
+}
+
+func TestRunTraceShowsNesting(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	code, _, errs := runCmd(t, `http.get(arg[1]); pcall(http.get, "ftp://x/")`, "run", "--trace", "-", srv.URL)
+	lines := strings.Split(strings.TrimSuffix(errs, "\n"), "\n")
+	if code != 0 || len(lines) != 4 || !strings.HasPrefix(lines[2], "    http.get  ") ||
+		!strings.HasPrefix(lines[3], "    http.get  ") ||
+		!strings.HasSuffix(lines[3], `  error: bad URL "ftp://x/": scheme "ftp" is not allowed (only http and https)`) {
+		t.Errorf("exit %d, stderr:\n%s", code, errs)
+	}
+}
+
+// startChild runs the program as a child process (see TestMain) on a
+// script, and returns once the script has printed "ready".
+func startChild(t *testing.T, src string) (*exec.Cmd, *bufio.Reader, *strings.Builder) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "run", writeScript(t, src))
+	cmd.Env = append(os.Environ(), "MOONBRIDGE_TEST_MAIN=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &strings.Builder{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	r := bufio.NewReader(stdout)
+	if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("first line %q, %v (stderr %s)", line, err, stderr)
+	}
+	return cmd, r, stderr
+}
+
+// waitExit reads the rest of the child's stdout (Wait closes the pipe),
+// waits for it to end and returns its exit code and that output.
+func waitExit(t *testing.T, cmd *exec.Cmd, out io.Reader) (int, string) {
+	t.Helper()
+	done := make(chan string, 1)
+	go func() {
+		rest, _ := io.ReadAll(out)
+		cmd.Wait()
+		done <- string(rest)
+	}()
+	select {
+	case rest := <-done:
+		return cmd.ProcessState.ExitCode(), rest
+	case <-time.After(30 * time.Second):
+		t.Fatal("the program did not exit")
+	}
+	return -1, ""
+}
+
+// The first Ctrl-C cancels the run: tasks unwind (their cleanup runs),
+// and the program exits 130 once the run has ended.
+func TestRunCtrlCCancelsTheRunAndExits130(t *testing.T) {
+	cmd, out, stderr := startChild(t, `local task = require("task")
+		local x <close> = setmetatable({}, {__close = function() print("cleaned up") end})
+		print("ready")
+		task.sleep(60)
+		print("never")`)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	code, rest := waitExit(t, cmd, out)
+	if code != 130 {
+		t.Errorf("exit %d, want 130 (stderr %s)", code, stderr)
+	}
+	if rest != "cleaned up\n" || stderr.String() != "moonbridge: interrupted\n" {
+		t.Errorf("stdout %q, stderr %q", rest, stderr)
+	}
+}
+
+// A second Ctrl-C exits at once, here while the first one's cleanup
+// never finishes.
+func TestRunSecondCtrlCExitsAtOnce(t *testing.T) {
+	cmd, out, stderr := startChild(t, `local task = require("task")
+		local x <close> = setmetatable({}, {__close = function() print("cleaning up"); while true do end end})
+		print("ready")
+		task.sleep(60)`)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := out.ReadString('\n'); err != nil || line != "cleaning up\n" {
+		t.Fatalf("after the first Ctrl-C: %q, %v", line, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := waitExit(t, cmd, out); code != 130 {
+		t.Errorf("exit %d, want 130 (stderr %s)", code, stderr)
 	}
 }
