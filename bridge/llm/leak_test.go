@@ -248,7 +248,7 @@ func assertAPIError(t *testing.T, err error, provider string, status int, msg, t
 	if !errors.As(err, &ae) {
 		t.Fatalf("err = %v (%T), want *APIError", err, err)
 	}
-	if ae.Provider != provider || ae.Status != status || ae.Message != msg || ae.Type != typ {
+	if ae.Provider != provider || ae.StatusCode != status || ae.Message != msg || ae.Type != typ {
 		t.Errorf("APIError = %+v, want {%s %d %q %q}", *ae, provider, status, msg, typ)
 	}
 	s := err.Error()

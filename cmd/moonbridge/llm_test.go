@@ -193,7 +193,7 @@ func TestChatReportsServerErrorsAndGoesOn(t *testing.T) {
 		io.WriteString(w, `{"error":{"message":"slow down","type":"rate_limit"}}`)
 	}))
 	defer srv.Close()
-	code, out, errs := runCmd(t, "one\ntwo\n", "chat", "--llm", "openai", "--llm-url", srv.URL)
+	code, out, errs := runCmd(t, "one\ntwo\n", "chat", "--llm", "openai", "--llm-url", srv.URL, "--llm-retries", "0")
 	if code != 0 || out != "" {
 		t.Fatalf("exit %d, stdout %q", code, out)
 	}
@@ -201,7 +201,7 @@ func TestChatReportsServerErrorsAndGoesOn(t *testing.T) {
 	if errs != want+want {
 		t.Errorf("stderr %q, want the message once per turn, no traceback", errs)
 	}
-	if code, _, _ := runCmd(t, "", "chat", "--llm", "openai", "--llm-url", srv.URL, "hi"); code != 1 {
+	if code, _, _ := runCmd(t, "", "chat", "--llm", "openai", "--llm-url", srv.URL, "--llm-retries", "0", "hi"); code != 1 {
 		t.Errorf("one-shot with a failing server: exit %d, want 1", code)
 	}
 }
