@@ -137,6 +137,9 @@ func schemaKeyword(k string, v any, path string, depth int) (any, error) {
 		if !ok {
 			return nil, fmt.Errorf("at %s must be a list, got %s", pathOr(path), luaType(v))
 		}
+		if len(l) == 0 {
+			return []any{}, nil
+		}
 		return jsonValue(l, depth)
 	case k == "dependentRequired":
 		m, ok := asMap(v)
@@ -445,8 +448,11 @@ func luaValue(v any) any {
 	return v
 }
 
-// decodeJSON decodes one JSON value for Lua.
+// decodeJSON decodes one JSON value for Lua; nothing is an empty table.
 func decodeJSON(raw []byte) (any, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return map[string]any{}, nil
+	}
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.UseNumber()
 	var v any
