@@ -539,3 +539,28 @@ func TestModuleHidesItsGoHalf(t *testing.T) {
 		t.Errorf("output %q", out.String())
 	}
 }
+
+// TestLimitsAreSharedAcrossRuntimes: two Runtimes register one provider
+// wrapped with a concurrency of 1; while a request of the first holds the
+// slot, the second's waits, and its task's timeout ends the wait (the
+// slot never frees, so the timeout always wins).
+func TestLimitsAreSharedAcrossRuntimes(t *testing.T) {
+	p := &scriptLLM{replies: []llm.Response{textReply("x")}, block: 1, inflight: make(chan struct{}), abortedCh: make(chan struct{})}
+	shared := llm.WithLimits(p, llm.Limits{Concurrency: 1})
+	rtA, _ := newProviderRuntime(t, shared)
+	rtB, out := newProviderRuntime(t, shared)
+	errA := make(chan error, 1)
+	go func() { errA <- run(t, rtA, `require("llm").generate("hold the slot")`) }()
+	<-p.inflight
+	mustRun(t, rtB, `
+		local ok, err = pcall(require("task").timeout, 0.01, require("llm").generate, "wait")
+		print(ok, err.kind)`)
+	if out.String() != "false\ttimeout\n" {
+		t.Errorf("output %q", out.String())
+	}
+	if n := len(p.requests()); n != 1 {
+		t.Errorf("%d requests reached the provider, want 1", n)
+	}
+	rtA.Close()
+	<-errA
+}

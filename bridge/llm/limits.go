@@ -50,7 +50,9 @@ type limited struct {
 	changed  chan struct{} // closed, and replaced, at each change
 }
 
-type limitWaiter struct{}
+// limitWaiter is a place in the queue. It must not be of size zero: pointers
+// to zero-size values may all be equal.
+type limitWaiter struct{ _ byte }
 
 type tokenEntry struct {
 	at time.Time
@@ -104,6 +106,7 @@ func (l *limited) acquire(ctx context.Context, req Request) (*tokenEntry, error)
 	cost := estimate(req)
 	l.mu.Lock()
 	l.queue = append(l.queue, w)
+	l.signal() // for whoever watches the queue
 	for {
 		var wait time.Duration
 		blocked := true

@@ -5,8 +5,10 @@ package llm_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -403,6 +405,122 @@ func TestLLMStreamBreakClosesTheHTTPConnection(t *testing.T) {
 	case <-gone:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the server never saw the connection close")
+	}
+	rt.Close()
+	tr.CloseIdleConnections()
+	srv.Close()
+	checkGoroutines(t, before)
+}
+
+// strictServer is an OpenAI-compatible server that, like real ones,
+// answers 400 to a tool message that does not follow an assistant message
+// calling it. Its first reply calls a tool twice (streamed in fragments,
+// or whole); once it has both results it answers with them.
+func strictServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		var body struct {
+			Stream   bool `json:"stream"`
+			Messages []struct {
+				Role       string `json:"role"`
+				Content    *string
+				ToolCallID string `json:"tool_call_id"`
+				ToolCalls  []struct {
+					ID string `json:"id"`
+				} `json:"tool_calls"`
+			} `json:"messages"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		open := map[string]bool{}
+		var results []string
+		for _, m := range body.Messages {
+			switch m.Role {
+			case "assistant":
+				open = map[string]bool{}
+				for _, c := range m.ToolCalls {
+					open[c.ID] = true
+				}
+			case "tool":
+				if !open[m.ToolCallID] {
+					w.WriteHeader(400)
+					fmt.Fprintf(w, `{"error":{"message":"tool message %q follows no call","type":"invalid_request_error"}}`, m.ToolCallID)
+					return
+				}
+				delete(open, m.ToolCallID)
+				results = append(results, *m.Content)
+			}
+		}
+		if !body.Stream {
+			if len(results) == 0 {
+				io.WriteString(w, `{"choices":[{"message":{"role":"assistant","content":null,"tool_calls":[
+					{"id":"call_a","type":"function","function":{"name":"square","arguments":"{\"n\": 7}"}},
+					{"id":"call_b","type":"function","function":{"name":"square","arguments":"{\"n\": 9}"}}]},
+					"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":40,"completion_tokens":20,"total_tokens":60}}`)
+				return
+			}
+			b, _ := json.Marshal("squares: " + strings.Join(results, ", "))
+			fmt.Fprintf(w, `{"choices":[{"message":{"role":"assistant","content":%s},"finish_reason":"stop"}]}`, b)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		if len(results) == 0 {
+			io.WriteString(w, `data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"square","arguments":""}}]}}]}`+"\n\n"+
+				`data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"n\": 7}"}}]}}]}`+"\n\n"+
+				`data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"square","arguments":"{\"n\":"}}]}}]}`+"\n\n"+
+				`data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":" 9}"}}]}}]}`+"\n\n"+
+				`data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}`+"\n\n"+
+				`data: {"choices":[],"usage":{"prompt_tokens":40,"completion_tokens":20,"total_tokens":60}}`+"\n\ndata: [DONE]\n\n")
+			return
+		}
+		b, _ := json.Marshal("squares: " + strings.Join(results, ", "))
+		fmt.Fprintf(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":%s},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n", b)
+	}))
+	return srv, &n
+}
+
+// TestAgentLoopOverHTTP: the whole path, Lua agent loop to a server that
+// checks the follow-up's order; nothing is left behind.
+func TestAgentLoopOverHTTP(t *testing.T) {
+	before := runtime.NumGoroutine()
+	srv, n := strictServer(t)
+	tr := &http.Transport{}
+	rt, out := newRuntime(t)
+	if err := rt.RegisterLLM("llm", llm.NewOpenAI(llm.OpenAIOptions{BaseURL: srv.URL, HTTPClient: &http.Client{Transport: tr}})); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, rt, `
+		local reply, info = require("llm").chat({{role = "user", content = "square 7 and 9"}}, {tools = {
+			{name = "square", parameters = {type = "object", properties = {n = {type = "integer"}}, required = {"n"}},
+			 fn = function(a) return a.n * a.n end}}})
+		print(reply, info.steps, info.usage.total_tokens, info.tool_calls[2].arguments.n)`)
+	if got := out.String(); got != "squares: 49, 81\t2\t60\t9\n" {
+		t.Errorf("output %q", got)
+	}
+	if n.Load() != 2 {
+		t.Errorf("%d requests", n.Load())
+	}
+	// A script's own loop over llm.stream: the last chunk's assembled
+	// calls, answered with the assistant message and tool messages.
+	mustRun(t, rt, `
+		local llm = require("llm")
+		local msgs = {{role = "user", content = "square 7 and 9"}}
+		local calls
+		for chunk in llm.stream(msgs, {tools = {{name = "square"}}}) do
+			if chunk.done then calls = chunk.tool_calls end
+		end
+		local asked = {role = "assistant", content = "", tool_calls = {}}
+		msgs[2] = asked
+		for i, c in ipairs(calls) do
+			asked.tool_calls[i] = {id = c.id, name = c.name, arguments = c.arguments}
+			msgs[#msgs + 1] = {role = "tool", tool_call_id = c.id, content = c.arguments.n * c.arguments.n}
+		end
+		print((llm.chat(msgs)))`)
+	if got := out.String(); !strings.HasSuffix(got, "\nsquares: 49, 81\n") {
+		t.Errorf("output %q", got)
 	}
 	rt.Close()
 	tr.CloseIdleConnections()
