@@ -26,7 +26,7 @@ type scriptLLM struct {
 	reqs    []llm.Request
 	// block, when set, makes request number block (counting from 1) wait
 	// for its context, after sending on inflight.
-	block    int
+	block     int
 	inflight  chan struct{}
 	abortedCh chan struct{}
 }
