@@ -120,13 +120,16 @@ func localAnswerFromTools(conv []Message) string {
 }
 
 // localToolCalls picks the tools that match the message: each tool scores
-// the message's words found in its name (twice) and description; every
-// tool scoring at least half the best is called, in the order offered.
+// the message's words found in its name (twice) and description; a tool
+// is called when a word of its name is in the message (generic verbs such
+// as get aside), or when it scores at least half the best; in the order
+// offered.
 // ToolChoice "required" calls the best even with no match; a tool's name
 // calls that tool.
 func localToolCalls(req Request, msg string) []ToolCall {
 	words := localContentWords(msg)
 	scores := make([]int, len(req.Tools))
+	named := make([]bool, len(req.Tools))
 	best := 0
 	for i, t := range req.Tools {
 		name := localContentWords(localSplitName(t.Name))
@@ -134,6 +137,7 @@ func localToolCalls(req Request, msg string) []ToolCall {
 		for w := range words {
 			if name[w] {
 				scores[i] += 2
+				named[i] = named[i] || !localToolVerbs[w]
 			}
 			if desc[w] {
 				scores[i]++
@@ -151,7 +155,7 @@ func localToolCalls(req Request, msg string) []ToolCall {
 		}
 	case best > 0:
 		for i, t := range req.Tools {
-			if scores[i]*2 >= best && scores[i] > 0 {
+			if named[i] || scores[i]*2 >= best && scores[i] > 0 {
 				chosen = append(chosen, t)
 			}
 		}
@@ -174,6 +178,9 @@ func localToolCalls(req Request, msg string) []ToolCall {
 	}
 	return calls
 }
+
+// localToolVerbs are words of tool names too generic to choose a tool by.
+var localToolVerbs = localWordSet("get set fetch find tool run call lookup look")
 
 // localSplitName splits get_weather, getWeather, get-weather into words.
 func localSplitName(s string) string {
@@ -223,6 +230,7 @@ func localSingular(w string) string {
 // each once: a property named in the message gets the word after it ("from
 // Lisbon"); other strings get names (capitalised words) first, then words.
 type localWords struct {
+	msg     string
 	toks    []localTok
 	numbers []float64
 	nn      int
@@ -235,7 +243,7 @@ type localTok struct {
 }
 
 func newLocalWords(msg string, avoid map[string]bool) *localWords {
-	w := &localWords{}
+	w := &localWords{msg: strings.TrimSpace(msg)}
 	seen := map[string]bool{}
 	initial := true
 	for tok, word, i := localNextToken(msg, 0); tok != ""; tok, word, i = localNextToken(msg, i) {
@@ -276,6 +284,27 @@ func (w *localWords) after(prop string) (string, bool) {
 	}
 	return "", false
 }
+
+// free fills the properties that take text rather than a word: a query or
+// question gets the whole message, an expression or formula the longest
+// arithmetic in it.
+func (w *localWords) free(prop string) (string, bool) {
+	switch strings.ToLower(prop) {
+	case "query", "question", "text", "input", "prompt", "message", "q":
+		return w.msg, w.msg != ""
+	case "expression", "expr", "formula":
+		best := ""
+		for _, m := range localArithmetic.FindAllString(w.msg, -1) {
+			if m = strings.TrimSpace(m); len(m) > len(best) && strings.ContainsAny(m, "0123456789") {
+				best = m
+			}
+		}
+		return best, best != ""
+	}
+	return "", false
+}
+
+var localArithmetic = regexp.MustCompile(`[0-9(][0-9 .+\-*/^%()]*`)
 
 // str is the next word for a string property: a name first.
 func (w *localWords) str(prop string) string {
@@ -394,7 +423,9 @@ func (w *localWords) object(s map[string]any, root any, depth int) map[string]an
 	out := make(map[string]any, len(order))
 	for _, k := range order {
 		if ps, ok := props[k].(map[string]any); ok && localType(ps) == "string" && ps["enum"] == nil && ps["const"] == nil {
-			if v, ok := w.after(k); ok {
+			if v, ok := w.free(k); ok {
+				out[k] = localString(v, ps)
+			} else if v, ok := w.after(k); ok {
 				out[k] = localString(v, ps)
 			}
 		}

@@ -105,6 +105,23 @@ func (f *llmFlags) provider(fs *flag.FlagSet) (llm.Provider, error) {
 	return d, nil
 }
 
+// describe names the provider and model, for chat's banner.
+func (f *llmFlags) describe() string {
+	model := f.model
+	switch {
+	case model != "":
+	case f.kind == "local":
+		model = llm.LocalModel
+	default:
+		model = "the server's default model"
+	}
+	where := ""
+	if f.url != "" {
+		where = " at " + f.url
+	}
+	return fmt.Sprintf("%s%s, %s", f.kind, where, model)
+}
+
 // retry is the retry policy --llm-retries asks for.
 func (f *llmFlags) retry() llm.RetryPolicy {
 	return llm.RetryPolicy{Attempts: max(f.retries, 0) + 1}
