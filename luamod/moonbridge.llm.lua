@@ -142,23 +142,22 @@ end
 
 -- agent runs chat's loop: ask, run the calls of the reply concurrently,
 -- answer each with a tool message, ask again, until a reply calls no tool.
+-- The conversation is kept in Go between steps (the first step opens a
+-- session, chat(messages, opts, true)); each later step sends only its
+-- tool messages (chat(session, tool messages)). The transcript for info
+-- is built here alike.
 local function agent(raw_chat, op, messages, send, plan)
   if type(messages) ~= "table" then return results(raw_chat(messages, send)) end
   local transcript = table.move(messages, 1, #messages, 1, {})
   local calls_made, usage = {}, {prompt_tokens = 0, completion_tokens = 0, total_tokens = 0}
-  local first_choice = send.tool_choice
+  local ok, reply, info, session = raw_chat(messages, send, true)
   for step = 1, plan.max_steps do
-    if step == 2 and (first_choice == "required" or first_choice ~= nil and first_choice ~= "auto"
-        and first_choice ~= "none") then
-      send.tool_choice = "auto" -- a forced call is made once, not at every step
-    end
-    local reply, info = results(raw_chat(transcript, send))
+    reply, info = results(ok, reply, info)
     add_usage(usage, info.usage)
     local calls = info.tool_calls
     if calls == nil then
       transcript[#transcript + 1] = {role = "assistant", content = reply}
       info.steps, info.tool_calls, info.messages, info.usage = step, calls_made, transcript, usage
-      info.message = nil
       return reply, info
     end
     transcript[#transcript + 1] = info.message
@@ -176,6 +175,7 @@ local function agent(raw_chat, op, messages, send, plan)
       end
       g:wait()
     end
+    local answers = {}
     for i = 1, #calls do
       local c, r = calls[i], out[i]
       local rec = {id = c.id, name = c.name, arguments = c.arguments}
@@ -187,8 +187,10 @@ local function agent(raw_chat, op, messages, send, plan)
         if content == nil then content = "null" end
       end
       calls_made[#calls_made + 1] = rec
-      transcript[#transcript + 1] = {role = "tool", tool_call_id = c.id, content = content}
+      answers[i] = {role = "tool", tool_call_id = c.id, content = content}
+      transcript[#transcript + 1] = answers[i]
     end
+    ok, reply, info = raw_chat(session, answers)
   end
   error(errors.new({kind = "limit", op = "max_steps",
     message = string.format("%s: the model still called tools after %d steps (option max_steps)", op, plan.max_steps),
@@ -209,6 +211,9 @@ function M.extend(mod, name)
   -- chat(messages, opts): with tools that all have fn, the agent loop;
   -- otherwise one request.
   function mod.chat(messages, opts)
+    if type(messages) ~= "table" then
+      fail(chat_op, "bad argument #1 (list of messages expected, got %s)", type(messages))
+    end
     local plan, send = chat_plan(chat_op, opts)
     if plan == nil then return results(raw_chat(messages, send)) end
     return agent(raw_chat, chat_op, messages, send, plan)

@@ -564,3 +564,20 @@ func TestLimitsAreSharedAcrossRuntimes(t *testing.T) {
 	rtA.Close()
 	<-errA
 }
+
+// TestAgentForcedToolChoiceOnlyFirst: a forced tool (or "required") holds
+// for the first step; later steps are "auto", or the loop could not end.
+func TestAgentForcedToolChoiceOnlyFirst(t *testing.T) {
+	p := &scriptLLM{replies: []llm.Response{toolReply(call("c1", "f", `{}`)), toolReply(call("c2", "f", `{}`)), textReply("ok")}}
+	rt, out := newProviderRuntime(t, p)
+	mustRun(t, rt, `print((require("llm").chat({{role = "user", content = "x"}}, {tool_choice = "f",
+		tools = {{name = "f", fn = function() return 1 end}}})))`)
+	reqs := p.requests()
+	if out.String() != "ok\n" || len(reqs) != 3 || reqs[0].ToolChoice != "f" || reqs[1].ToolChoice != "auto" || reqs[2].ToolChoice != "auto" {
+		t.Errorf("output %q, %d requests", out.String(), len(reqs))
+	}
+	// The third request carries the whole conversation, kept in Go.
+	if m := reqs[2].Messages; len(m) != 5 || m[3].ToolCalls[0].ID != "c2" || m[4].ToolCallID != "c2" {
+		t.Errorf("third request's messages %+v", m)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -125,14 +126,116 @@ func (m *module) generate(ctx context.Context, args bridge.Args) ([]any, error) 
 }
 
 func (m *module) chat(ctx context.Context, args bridge.Args) ([]any, error) {
-	if _, ok := args.Get(0).([]any); !ok {
+	switch a := args.Get(0).(type) {
+	case int64:
+		return m.agentStep(ctx, a, args)
+	case []any:
+	default:
 		return nil, badArg(args, 0, "list of messages")
 	}
 	call, err := m.request(args, "chat")
 	if err != nil {
 		return nil, err
 	}
-	return m.complete(ctx, call)
+	if args.Get(2) != true {
+		return m.complete(ctx, call)
+	}
+	// The agent loop's first step: the conversation stays here, so each
+	// later step sends only its tool messages.
+	out, err := m.complete(ctx, call)
+	if err != nil || out[0] != true {
+		return out, err
+	}
+	if info := out[2].(map[string]any); info["tool_calls"] != nil {
+		id := agentSessions(ctx, m).open(call)
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+// agentStep is a later step of an agent loop: chat(session, tool
+// messages). The previous reply and the tool messages join the kept
+// conversation, and the model is asked again.
+func (m *module) agentStep(ctx context.Context, id int64, args bridge.Args) ([]any, error) {
+	s := agentSessions(ctx, m)
+	call := s.take(id)
+	if call == nil {
+		return nil, fmt.Errorf("bad argument #1 (list of messages expected, got integer)")
+	}
+	list, ok := args.Get(1).([]any)
+	if !ok {
+		return nil, badArg(args, 1, "list of tool messages")
+	}
+	more, err := messages(list)
+	if err != nil {
+		return nil, fmt.Errorf("bad argument #2 (%w)", err)
+	}
+	call.req.Messages = append(call.req.Messages, more...)
+	if tc := call.req.ToolChoice; tc != "" && tc != "auto" && tc != "none" {
+		call.req.ToolChoice = "auto" // a forced call is made once, not at every step
+	}
+	out, err := m.complete(ctx, call)
+	if err != nil || out[0] != true {
+		return out, err
+	}
+	if info := out[2].(map[string]any); info["tool_calls"] != nil {
+		s.keep(id, call)
+	}
+	return out, nil
+}
+
+// sessions are a run's agent loops in progress, by id.
+type sessions struct {
+	mu   sync.Mutex
+	next int64
+	m    map[int64]*llmCall
+}
+
+type sessionsKey struct{ m *module }
+
+func agentSessions(ctx context.Context, m *module) *sessions {
+	rs := bridge.RunValues(ctx)
+	if rs == nil {
+		return &sessions{} // outside a run: a session of one step
+	}
+	v, _ := rs.LoadOrStore(sessionsKey{m}, &sessions{})
+	return v.(*sessions)
+}
+
+// open keeps call, with its last reply, as a new session.
+func (s *sessions) open(call *llmCall) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.next++
+	if s.m == nil {
+		s.m = map[int64]*llmCall{}
+	}
+	s.keepLocked(s.next, call)
+	return s.next
+}
+
+func (s *sessions) keep(id int64, call *llmCall) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keepLocked(id, call)
+}
+
+// keepLocked adds the reply (the assistant message asking for tools) to
+// the conversation; the tool messages come with the next step.
+func (s *sessions) keepLocked(id int64, call *llmCall) {
+	r := call.last
+	call.req.Messages = append(slices.Clip(chatMessages(call.req)), Message{Role: "assistant", Content: r.Text, ToolCalls: r.ToolCalls})
+	call.req.Prompt = ""
+	s.m[id] = call
+}
+
+// take removes and returns a session (a failed step ends it).
+func (s *sessions) take(id int64) *llmCall {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.m[id]
+	delete(s.m, id)
+	return c
 }
 
 // usage is llm.usage(): this run's figures.
@@ -154,6 +257,7 @@ type llmCall struct {
 	fn     string // "llm.generate", for messages
 	req    Request
 	schema *jsonschema.Schema // nil without option schema
+	last   Response           // the last reply complete got
 }
 
 // complete runs a call to its end: the request, and with a schema the
@@ -163,6 +267,7 @@ func (m *module) complete(ctx context.Context, c *llmCall) ([]any, error) {
 	if kerr != nil || err != nil {
 		return kerr, err
 	}
+	c.last = resp
 	if c.schema == nil || resp.Refusal != "" || len(resp.ToolCalls) > 0 {
 		info, err := m.info(resp)
 		if err != nil {
