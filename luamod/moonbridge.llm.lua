@@ -120,6 +120,28 @@ local function chat_plan(op, opts)
   return {tools = by_name, max_steps = max_steps or 8}, send
 end
 
+-- without_fn is opts with its tools' fn left out (a function cannot go to
+-- Go): generate and stream offer the tools and return the calls.
+local function without_fn(opts)
+  if type(opts) ~= "table" or type(opts.tools) ~= "table" then return opts end
+  local any = false
+  for i = 1, #opts.tools do
+    if type(opts.tools[i]) == "table" and opts.tools[i].fn ~= nil then any = true break end
+  end
+  if not any then return opts end
+  local copy = {}
+  for k, v in pairs(opts) do copy[k] = v end
+  copy.tools = {}
+  for i, t in ipairs(opts.tools) do
+    if type(t) == "table" then
+      copy.tools[i] = {name = t.name, description = t.description, parameters = t.parameters}
+    else
+      copy.tools[i] = t
+    end
+  end
+  return copy
+end
+
 -- run_tool runs one call's fn as a task of the step's group. An error is
 -- the tool's answer (the model may recover); a cancellation is not.
 local function run_tool(tool, call, out, i)
@@ -205,7 +227,7 @@ function M.extend(mod, name)
   local all_op = name .. ".generate_all"
 
   function mod.generate(prompt, opts)
-    return results(raw_generate(prompt, opts))
+    return results(raw_generate(prompt, without_fn(opts)))
   end
 
   -- chat(messages, opts): with tools that all have fn, the agent loop;
@@ -223,7 +245,7 @@ function M.extend(mod, name)
   -- chunk that carries an error; the closing value is the Go stream's, so
   -- leaving the loop early still cancels the request.
   function mod.stream(prompt, opts)
-    local next_chunk, state, control, closing = raw_stream(prompt, opts)
+    local next_chunk, state, control, closing = raw_stream(prompt, without_fn(opts))
     return function()
       local chunk = next_chunk()
       if chunk ~= nil and chunk.error ~= nil then error(errors.new(chunk.error)) end

@@ -581,3 +581,43 @@ func TestAgentForcedToolChoiceOnlyFirst(t *testing.T) {
 		t.Errorf("third request's messages %+v", m)
 	}
 }
+
+// TestHostileScriptsUnderSandbox: the module works in a sandboxed Runtime,
+// and what a hostile script can hand it gets a clear error, the Runtime
+// serving on: a schema nested past the bound, a cyclic tool result, a
+// table with a function as a message, a tool with fn given to generate.
+func TestHostileScriptsUnderSandbox(t *testing.T) {
+	out := &syncBuffer{}
+	rt, err := bridge.New(bridge.Options{Sandbox: true, Stdout: out, Stderr: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	if err := llm.Register(rt, "llm", llm.NewLocal(llm.LocalOptions{Seed: 1})); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, rt, `
+		local llm = require("llm")
+		local function try(f, ...)
+			local ok, err = pcall(f, ...)
+			print(ok, ok or tostring(err):sub(1, 70))
+		end
+		local deep = {type = "object"}
+		local cur = deep
+		for i = 1, 200 do cur.properties = {x = {type = "object"}}; cur = cur.properties.x end
+		try(llm.generate, "x", {schema = deep})
+		local cyc = {}; cyc.self = cyc
+		try(llm.chat, {{role = "user", content = "weather in Oslo?"}}, {tools = {
+			{name = "get_weather", description = "weather", fn = function() return cyc end}}})
+		try(llm.chat, {{role = "user", content = print}})
+		local _, info = llm.generate("weather in Oslo?", {tools = {{name = "get_weather", description = "weather", fn = print}}})
+		print(info.finish_reason, info.tool_calls[1].name)
+		print((llm.generate("still here", {max_tokens = 3})) ~= nil)`)
+	want := "false\tllm.generate: argument #2: nested too deeply (more than 100 levels)\n" +
+		"false\tllm.chat: argument #2: table is cyclic (field '[1].content.self' refer\n" +
+		"false\tllm.chat: argument #1 (field '[1].content'): cannot send a function to\n" +
+		"tool_calls\tget_weather\ntrue\n"
+	if out.String() != want {
+		t.Errorf("output\n%s", out.String())
+	}
+}

@@ -87,11 +87,11 @@ func checkGoroutines(t *testing.T, n int) {
 // errors; one starting "hang" blocks until cancelled. It records each
 // request and how many are in flight.
 type echoLLM struct {
-	mu        sync.Mutex
-	reqs      []llm.Request
-	inflight  atomic.Int32
-	peak      atomic.Int32
-	cancelled atomic.Int32
+	mu       sync.Mutex
+	reqs     []llm.Request
+	inflight atomic.Int32
+	peak     atomic.Int32
+	cancels  chan struct{} // a send for each request that saw its context end
 	// gate, when set, holds each request until gate(inflight) is true;
 	// requests wait on cond, which every start and end broadcasts.
 	gate func(inflight, finished int) bool
@@ -125,7 +125,7 @@ func (e *echoLLM) Stream(ctx context.Context, req llm.Request, fn func(llm.Chunk
 	}
 	if len(words) > 0 && words[0] == "HANG" {
 		<-ctx.Done()
-		e.cancelled.Add(1)
+		e.cancels <- struct{}{}
 		return ctx.Err()
 	}
 	if e.gate != nil {
@@ -144,7 +144,7 @@ func (e *echoLLM) Stream(ctx context.Context, req llm.Request, fn func(llm.Chunk
 		}
 		if err := fn(llm.Chunk{Content: w}); err != nil {
 			if ctx.Err() != nil {
-				e.cancelled.Add(1)
+				e.cancels <- struct{}{}
 			}
 			return err
 		}
@@ -166,7 +166,7 @@ func (e *echoLLM) last() llm.Request {
 func newLLMRuntime(t *testing.T) (*bridge.Runtime, *syncBuffer, *echoLLM) {
 	t.Helper()
 	rt, out := newRuntime(t)
-	p := &echoLLM{}
+	p := &echoLLM{cancels: make(chan struct{}, 16)}
 	if err := rt.RegisterLLM("llm", p); err != nil {
 		t.Fatal(err)
 	}
@@ -261,13 +261,7 @@ func TestLLMStreamEarlyExitCancelsTheRequest(t *testing.T) {
 			n = n + 1
 			if n == 3 then break end
 		end`, long))
-	deadline := time.Now().Add(5 * time.Second)
-	for p.cancelled.Load() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the provider's context was not cancelled by break")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	<-p.cancels // break cancelled the provider's context (else the test times out)
 	rt.Close()
 	checkGoroutines(t, before)
 }
@@ -333,14 +327,9 @@ func TestLLMGenerateAllFirstErrorCancelsTheRest(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	// The tasks have unwound; their Go calls see the cancellation on their
-	// own goroutines, a moment later.
-	deadline := time.Now().Add(5 * time.Second)
-	for p.cancelled.Load() != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d hanging requests cancelled, want 2", p.cancelled.Load())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	// own goroutines, a moment later: wait for both.
+	<-p.cancels
+	<-p.cancels
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if n := len(p.reqs); n != 3 {
