@@ -302,7 +302,7 @@ func (m *module) complete(ctx context.Context, c *llmCall) ([]any, error) {
 // with it.
 func repairRequest(req Request, text string, verr error) Request {
 	msgs := slices.Clip(chatMessages(req))
-	var se *SchemaError
+	var se *schemaError
 	errors.As(verr, &se)
 	msgs = append(msgs,
 		Message{Role: "assistant", Content: text},
@@ -315,7 +315,7 @@ func repairRequest(req Request, text string, verr error) Request {
 // schemaFailure is the error a reply that still does not match its schema
 // raises: kind "bridge", op "schema", with the problems and the raw text.
 func schemaFailure(fn string, verr error) []any {
-	var se *SchemaError
+	var se *schemaError
 	errors.As(verr, &se)
 	probs := make([]any, len(se.Problems))
 	for i, p := range se.Problems {

@@ -353,23 +353,23 @@ func compileSchema(schema json.RawMessage) (*jsonschema.Schema, error) {
 	return s, nil
 }
 
-// SchemaError reports a reply that does not match its schema: the
+// schemaError reports a reply that does not match its schema: the
 // validator's findings, and the reply's text.
-type SchemaError struct {
+type schemaError struct {
 	Problems []string // "at /path: what is wrong", in a stable order
 	Text     string   // the reply as received
 }
 
-func (e *SchemaError) Error() string {
+func (e *schemaError) Error() string {
 	return "the reply does not match the schema: " + strings.Join(e.Problems, "; ")
 }
 
-// maxProblems bounds the findings a SchemaError keeps.
+// maxProblems bounds the findings a schemaError keeps.
 const maxProblems = 10
 
 // validateReply parses text as JSON (a reply in a ```json fence is taken
 // out of it) and checks it against s. It returns the value, decoded with
-// exact integers, or a *SchemaError.
+// exact integers, or a *schemaError.
 func validateReply(s *jsonschema.Schema, text string) (any, error) {
 	body := strings.TrimSpace(text)
 	if inner, ok := unfence(body); ok {
@@ -377,14 +377,14 @@ func validateReply(s *jsonschema.Schema, text string) (any, error) {
 	}
 	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(body))
 	if err != nil {
-		return nil, &SchemaError{Problems: []string{"the reply is not JSON: " + err.Error()}, Text: text}
+		return nil, &schemaError{Problems: []string{"the reply is not JSON: " + err.Error()}, Text: text}
 	}
 	if err := s.Validate(doc); err != nil {
 		var ve *jsonschema.ValidationError
 		if !errors.As(err, &ve) {
-			return nil, &SchemaError{Problems: []string{err.Error()}, Text: text}
+			return nil, &schemaError{Problems: []string{err.Error()}, Text: text}
 		}
-		return nil, &SchemaError{Problems: problems(ve), Text: text}
+		return nil, &schemaError{Problems: problems(ve), Text: text}
 	}
 	return doc, nil
 }
