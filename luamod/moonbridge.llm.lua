@@ -14,7 +14,9 @@ local errors = require("moonbridge.errors")
 
 local M = {}
 
--- Modules already extended (weak: a Runtime may drop one).
+-- Modules already extended, with their generate wrapper (weak: a Runtime
+-- may drop one). Registering again puts fresh Go functions in the table:
+-- then generate is no longer the wrapper, and the module is extended anew.
 local extended = setmetatable({}, {__mode = "k"})
 
 -- Options generate_all passes on to each generate call.
@@ -220,8 +222,7 @@ local function agent(raw_chat, op, messages, send, plan)
 end
 
 function M.extend(mod, name)
-  if extended[mod] then return mod end
-  extended[mod] = true
+  if extended[mod] ~= nil and extended[mod] == mod.generate then return mod end
   local raw_generate, raw_chat, raw_stream = mod.generate, mod.chat, mod.stream
   local chat_op = name .. ".chat"
   local all_op = name .. ".generate_all"
@@ -254,6 +255,7 @@ function M.extend(mod, name)
   end
 
   local generate = mod.generate
+  extended[mod] = generate
 
   -- generate_all(list, opts) -> texts in input order. At most
   -- opts.concurrency requests are in flight: that many workers take the

@@ -621,3 +621,21 @@ func TestHostileScriptsUnderSandbox(t *testing.T) {
 		t.Errorf("output\n%s", out.String())
 	}
 }
+
+// TestRegisteringAgainReplacesTheProvider: the new provider answers, and
+// through the Lua half (errors of their kind, the agent loop).
+func TestRegisteringAgainReplacesTheProvider(t *testing.T) {
+	rt, out := newProviderRuntime(t, &scriptLLM{replies: []llm.Response{textReply("first")}})
+	mustRun(t, rt, `print((require("llm").generate("x")))`)
+	if err := llm.Register(rt, "llm", &scriptLLM{replies: []llm.Response{toolReply(call("c", "f", `{}`)), textReply("second")}}, llm.Budget(30)); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, rt, `
+		local llm = require("llm")
+		print((llm.chat({{role = "user", content = "x"}}, {tools = {{name = "f", fn = function() return 1 end}}})))
+		local ok, err = pcall(llm.generate, "x")
+		print(err.kind, err.op)`)
+	if out.String() != "first\nsecond\nlimit\ttokens\n" {
+		t.Errorf("output %q", out.String())
+	}
+}
