@@ -73,9 +73,10 @@ type Options = core.Options
 // Runtime is a Lua 5.4 state on an event loop. Every method is safe to
 // call from any goroutine.
 type Runtime struct {
-	loop    *core.Loop
-	tracer  trace.Tracer // nil: tracing off
-	sandbox bool
+	loop     *core.Loop
+	tracer   trace.Tracer // nil: tracing off
+	sandbox  bool
+	preludes preludes
 
 	closeMu sync.Mutex
 	onClose []func() // run by Close, after the loop has stopped
@@ -164,8 +165,12 @@ func checkName(name string) error {
 // and in-flight call of the run. args, if any, are the chunk's "...", as
 // the lua program passes a script its command-line arguments.
 func (rt *Runtime) RunString(ctx context.Context, name, src string, args ...any) error {
+	ctx, err := rt.beginRun(ctx)
+	if err != nil {
+		return err
+	}
 	ctx, span := rt.startRun(ctx, "string", name)
-	err := wrap(rt.loop.RunChunk(ctx, "="+name, []byte(src), args), ctx)
+	err = wrap(rt.loop.RunChunk(ctx, "="+name, []byte(src), args), ctx)
 	endRun(span, err)
 	return err
 }
@@ -185,6 +190,9 @@ func (rt *Runtime) RunFile(ctx context.Context, path string, args ...any) error 
 			}
 		}
 	}
+	if ctx, err = rt.beginRun(ctx); err != nil {
+		return err
+	}
 	ctx, span := rt.startRun(ctx, "file", path)
 	err = wrap(rt.loop.RunChunk(ctx, "@"+filepath.Clean(path), src, args), ctx)
 	endRun(span, err)
@@ -195,6 +203,10 @@ func (rt *Runtime) RunFile(ctx context.Context, path string, args ...any) error 
 // its results. It is safe from any goroutine, including while a run is in
 // progress: the call runs concurrently with the run's tasks.
 func (rt *Runtime) Call(ctx context.Context, fn string, args ...any) ([]any, error) {
+	ctx, err := rt.beginRun(ctx)
+	if err != nil {
+		return nil, err
+	}
 	ctx, span := rt.startRun(ctx, "call", fn)
 	vals, err := rt.loop.CallGlobal(ctx, fn, args)
 	err = wrap(err, ctx)

@@ -874,7 +874,7 @@ func (m *httpModule) getAll(ctx context.Context, args Args) ([]any, error) {
 			return nil, fmt.Errorf("bad argument #2 (%w)", err)
 		}
 		if v, ok := o["concurrency"]; ok {
-			n, err := optInt(v)
+			n, err := NewArgs("", v).Int(0)
 			if err != nil || n < 1 || n > httpMaxConcurrency {
 				return nil, fmt.Errorf("option 'concurrency' must be an integer from 1 to %d, got %v", httpMaxConcurrency, v)
 			}
