@@ -186,54 +186,207 @@ static size_t mb_json_fmt_int(char *p, lua_Integer v) {
   return len;
 }
 
-/* Write m / 10^k as a decimal with a point ("21.5", "0.001", "3.0"). */
-static size_t mb_json_fmt_fixed(char *p, int neg, uint64_t m, int k) {
-  char digits[24];
-  size_t n = 0, len = 0;
-  do {
-    digits[n++] = (char)('0' + m % 10);
-    m /= 10;
-  } while (m != 0);
-  while (n <= (size_t)k) digits[n++] = '0'; /* a digit before the point */
-  if (neg) p[len++] = '-';
-  while (n > (size_t)k) p[len++] = digits[--n];
-  p[len++] = '.';
-  if (k == 0) p[len++] = '0';
-  while (n > 0) p[len++] = digits[--n];
-  return len;
+/* Floats are written by Grisu2 (Loitsch, "Printing floating-point numbers
+** quickly and accurately", PLDI 2010): the digits of a decimal inside the
+** interval of reals that round to the double, found with 64-bit integer
+** arithmetic. The interval is shrunk by one unit at each end for the
+** error of that arithmetic, so the digits always read back as the same
+** double; they are the shortest such for all but a few doubles (those
+** get one digit more). No snprintf, no strtod, no locale. */
+typedef struct mb_json_fp {
+  uint64_t f; /* value: f * 2^e */
+  int e;
+} mb_json_fp;
+
+/* 10^(-348 + 8i) as 64-bit significands (top bit set, rounded to
+** nearest) and binary exponents; computed exactly with Python's
+** fractions. */
+static const mb_json_fp mb_json_cached[87] = {
+    {0xfa8fd5a0081c0288ull, -1220}, {0xbaaee17fa23ebf76ull, -1193}, {0x8b16fb203055ac76ull, -1166},
+    {0xcf42894a5dce35eaull, -1140}, {0x9a6bb0aa55653b2dull, -1113}, {0xe61acf033d1a45dfull, -1087},
+    {0xab70fe17c79ac6caull, -1060}, {0xff77b1fcbebcdc4full, -1034}, {0xbe5691ef416bd60cull, -1007},
+    {0x8dd01fad907ffc3cull, -980}, {0xd3515c2831559a83ull, -954}, {0x9d71ac8fada6c9b5ull, -927},
+    {0xea9c227723ee8bcbull, -901}, {0xaecc49914078536dull, -874}, {0x823c12795db6ce57ull, -847},
+    {0xc21094364dfb5637ull, -821}, {0x9096ea6f3848984full, -794}, {0xd77485cb25823ac7ull, -768},
+    {0xa086cfcd97bf97f4ull, -741}, {0xef340a98172aace5ull, -715}, {0xb23867fb2a35b28eull, -688},
+    {0x84c8d4dfd2c63f3bull, -661}, {0xc5dd44271ad3cdbaull, -635}, {0x936b9fcebb25c996ull, -608},
+    {0xdbac6c247d62a584ull, -582}, {0xa3ab66580d5fdaf6ull, -555}, {0xf3e2f893dec3f126ull, -529},
+    {0xb5b5ada8aaff80b8ull, -502}, {0x87625f056c7c4a8bull, -475}, {0xc9bcff6034c13053ull, -449},
+    {0x964e858c91ba2655ull, -422}, {0xdff9772470297ebdull, -396}, {0xa6dfbd9fb8e5b88full, -369},
+    {0xf8a95fcf88747d94ull, -343}, {0xb94470938fa89bcfull, -316}, {0x8a08f0f8bf0f156bull, -289},
+    {0xcdb02555653131b6ull, -263}, {0x993fe2c6d07b7facull, -236}, {0xe45c10c42a2b3b06ull, -210},
+    {0xaa242499697392d3ull, -183}, {0xfd87b5f28300ca0eull, -157}, {0xbce5086492111aebull, -130},
+    {0x8cbccc096f5088ccull, -103}, {0xd1b71758e219652cull, -77}, {0x9c40000000000000ull, -50},
+    {0xe8d4a51000000000ull, -24}, {0xad78ebc5ac620000ull, 3}, {0x813f3978f8940984ull, 30},
+    {0xc097ce7bc90715b3ull, 56}, {0x8f7e32ce7bea5c70ull, 83}, {0xd5d238a4abe98068ull, 109},
+    {0x9f4f2726179a2245ull, 136}, {0xed63a231d4c4fb27ull, 162}, {0xb0de65388cc8ada8ull, 189},
+    {0x83c7088e1aab65dbull, 216}, {0xc45d1df942711d9aull, 242}, {0x924d692ca61be758ull, 269},
+    {0xda01ee641a708deaull, 295}, {0xa26da3999aef774aull, 322}, {0xf209787bb47d6b85ull, 348},
+    {0xb454e4a179dd1877ull, 375}, {0x865b86925b9bc5c2ull, 402}, {0xc83553c5c8965d3dull, 428},
+    {0x952ab45cfa97a0b3ull, 455}, {0xde469fbd99a05fe3ull, 481}, {0xa59bc234db398c25ull, 508},
+    {0xf6c69a72a3989f5cull, 534}, {0xb7dcbf5354e9beceull, 561}, {0x88fcf317f22241e2ull, 588},
+    {0xcc20ce9bd35c78a5ull, 614}, {0x98165af37b2153dfull, 641}, {0xe2a0b5dc971f303aull, 667},
+    {0xa8d9d1535ce3b396ull, 694}, {0xfb9b7cd9a4a7443cull, 720}, {0xbb764c4ca7a44410ull, 747},
+    {0x8bab8eefb6409c1aull, 774}, {0xd01fef10a657842cull, 800}, {0x9b10a4e5e9913129ull, 827},
+    {0xe7109bfba19c0c9dull, 853}, {0xac2820d9623bf429ull, 880}, {0x80444b5e7aa7cf85ull, 907},
+    {0xbf21e44003acdd2dull, 933}, {0x8e679c2f5e44ff8full, 960}, {0xd433179d9c8cb841ull, 986},
+    {0x9e19db92b4e31ba9ull, 1013}, {0xeb96bf6ebadf77d9ull, 1039}, {0xaf87023b9bf0ee6bull, 1066},
+};
+
+static const uint64_t mb_json_pow10u[20] = {
+    1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
+    100000000ull, 1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull,
+    10000000000000ull, 100000000000000ull, 1000000000000000ull, 10000000000000000ull,
+    100000000000000000ull, 1000000000000000000ull, 10000000000000000000ull,
+};
+
+static mb_json_fp mb_json_fp_norm(mb_json_fp x) {
+  int s = __builtin_clzll(x.f);
+  x.f <<= s;
+  x.e -= s;
+  return x;
+}
+
+/* x * y, the product's high 64 bits rounded. */
+static mb_json_fp mb_json_fp_mul(mb_json_fp x, mb_json_fp y) {
+  unsigned __int128 p = (unsigned __int128)x.f * y.f;
+  mb_json_fp r;
+  r.f = (uint64_t)(p >> 64) + ((uint64_t)p >> 63);
+  r.e = x.e + y.e + 64;
+  return r;
+}
+
+/* The cached power c = 10^-K that brings a product with e's exponent into
+** [-60, -32]: then its integral part fits 32 bits. */
+static mb_json_fp mb_json_fp_cached(int e, int *K) {
+  double dk = (-61 - e) * 0.30102999566398114 + 347;
+  int k = (int)dk;
+  unsigned i;
+  if (dk - k > 0.0) k++;
+  i = (unsigned)((k >> 3) + 1);
+  *K = -(-348 + (int)(i << 3));
+  return mb_json_cached[i];
+}
+
+/* Move the last digit down while that brings the decimal closer to the
+** double and keeps it inside the interval. */
+static void mb_json_grisu_round(char *buf, int len, uint64_t delta, uint64_t rest,
+                                uint64_t ten_kappa, uint64_t wp_w) {
+  while (rest < wp_w && delta - rest >= ten_kappa &&
+         (rest + ten_kappa < wp_w || wp_w - rest > rest + ten_kappa - wp_w)) {
+    buf[len - 1]--;
+    rest += ten_kappa;
+  }
+}
+
+/* Generate the digits of Mp (the interval's top) until what is left is
+** within delta (its width); w is the double itself. */
+static int mb_json_grisu_digits(mb_json_fp w, mb_json_fp mp, uint64_t delta, char *buf, int *K) {
+  int sh = -mp.e, kappa = 1, len = 0;
+  uint64_t one = (uint64_t)1 << sh, wp_w = mp.f - w.f, p2 = mp.f & (one - 1);
+  uint32_t p1 = (uint32_t)(mp.f >> sh);
+  while (kappa < 10 && p1 >= mb_json_pow10u[kappa]) kappa++;
+  while (kappa > 0) {
+    uint32_t div = (uint32_t)mb_json_pow10u[kappa - 1], dg = p1 / div;
+    uint64_t rest;
+    p1 %= div;
+    if (dg != 0 || len != 0) buf[len++] = (char)('0' + dg);
+    kappa--;
+    rest = ((uint64_t)p1 << sh) + p2;
+    if (rest <= delta) {
+      *K += kappa;
+      mb_json_grisu_round(buf, len, delta, rest, mb_json_pow10u[kappa] << sh, wp_w);
+      return len;
+    }
+  }
+  for (;;) {
+    char dg;
+    p2 *= 10;
+    delta *= 10;
+    dg = (char)(p2 >> sh);
+    if (dg != 0 || len != 0) buf[len++] = (char)('0' + dg);
+    p2 &= one - 1;
+    kappa--;
+    if (p2 < delta) {
+      *K += kappa;
+      mb_json_grisu_round(buf, len, delta, p2, one, -kappa < 20 ? wp_w * mb_json_pow10u[-kappa] : 0);
+      return len;
+    }
+  }
+}
+
+/* The digits of d (finite, > 0) in buf (17 at most); d = digits * 10^K. */
+static int mb_json_grisu2(double d, char *buf, int *K) {
+  uint64_t bits;
+  int be;
+  mb_json_fp v, pl, mi, c;
+  memcpy(&bits, &d, sizeof bits);
+  be = (int)((bits >> 52) & 0x7ff);
+  v.f = bits & (((uint64_t)1 << 52) - 1);
+  if (be != 0) {
+    v.f |= (uint64_t)1 << 52;
+    v.e = be - 1075;
+  } else {
+    v.e = -1074;
+  }
+  /* The interval's ends, halfway to the neighbours (closer below a power
+  ** of two), on the same exponent. */
+  pl.f = (v.f << 1) + 1;
+  pl.e = v.e - 1;
+  pl = mb_json_fp_norm(pl);
+  if (v.f == (uint64_t)1 << 52) {
+    mi.f = (v.f << 2) - 1;
+    mi.e = v.e - 2;
+  } else {
+    mi.f = (v.f << 1) - 1;
+    mi.e = v.e - 1;
+  }
+  mi.f <<= mi.e - pl.e;
+  mi.e = pl.e;
+  c = mb_json_fp_cached(pl.e, K);
+  v = mb_json_fp_mul(mb_json_fp_norm(v), c);
+  pl = mb_json_fp_mul(pl, c);
+  mi = mb_json_fp_mul(mi, c);
+  mi.f++;
+  pl.f--;
+  return mb_json_grisu_digits(v, pl, pl.f - mi.f, buf, K);
 }
 
 /* Write the finite d at p (room for 32 bytes) so that it reads back as
-** the same double, and as a float. First the decimal m / 10^k with the
-** fewest fraction digits, when one with m < 2^53 exists: m and 10^k are
-** exact doubles, so the division below is the correctly rounded value of
-** that decimal, which is what any correct reader returns for it. Else the
-** shortest of %.15g, %.16g and %.17g that reads back (17 always does). */
+** the same double, and as a float: with a point ("1.0", "0.001") from
+** 1e-6 to 1e21, as JavaScript does, else with an exponent ("1e+300"). */
 static size_t mb_json_fmt_float(char *p, double d) {
-  double a = fabs(d);
-  char dp = localeconv()->decimal_point[0];
-  int k, n = 0, prec, isfloat = 0;
-  if (a >= 1e-5 && a < 1e15) {
-    for (k = 0; k <= 22; k++) {
-      double x = a * mb_json_pow10[k];
-      if (x >= MB_JSON_2P53) break;
-      if (x == (double)(int64_t)x && x / mb_json_pow10[k] == a)
-        return mb_json_fmt_fixed(p, d < 0, (uint64_t)x, k);
+  char digits[24];
+  int K = 0, n, point, i;
+  size_t len = 0;
+  if (signbit(d)) p[len++] = '-', d = -d;
+  if (d == 0) {
+    memcpy(p + len, "0.0", 3);
+    return len + 3;
+  }
+  n = mb_json_grisu2(d, digits, &K);
+  point = n + K; /* d = 0.digits * 10^point */
+  if (point > 0 && point <= 21) {
+    for (i = 0; i < point; i++) p[len++] = i < n ? digits[i] : '0';
+    p[len++] = '.';
+    if (point >= n) p[len++] = '0';
+    for (; i < n; i++) p[len++] = digits[i];
+  } else if (point <= 0 && point > -6) {
+    p[len++] = '0';
+    p[len++] = '.';
+    for (i = point; i < 0; i++) p[len++] = '0';
+    memcpy(p + len, digits, (size_t)n);
+    len += (size_t)n;
+  } else {
+    p[len++] = digits[0];
+    if (n > 1) {
+      p[len++] = '.';
+      memcpy(p + len, digits + 1, (size_t)n - 1);
+      len += (size_t)n - 1;
     }
+    len += (size_t)snprintf(p + len, 8, "e%+d", point - 1);
   }
-  for (prec = 15; prec <= 17; prec++) {
-    n = snprintf(p, 32, "%.*g", prec, d);
-    if (prec == 17 || strtod(p, NULL) == d) break;
-  }
-  for (k = 0; k < n; k++) { /* the locale's decimal point is not JSON's */
-    if (p[k] == dp) p[k] = '.';
-    if (p[k] == '.' || p[k] == 'e') isfloat = 1;
-  }
-  if (!isfloat) {
-    p[n++] = '.';
-    p[n++] = '0';
-  }
-  return (size_t)n;
+  return len;
 }
 
 /* ---------------------------------------------------------------------
