@@ -501,7 +501,7 @@ mb_json_noret mb_json_enc_badkey(mb_json_enc *e, int idx, int array, int marked)
   case LUA_TSTRING:
     if (marked)
       mb_json_enc_fail(e, up, "an array (json.array) with the string key \"%s\"", lua_tostring(L, idx));
-    mb_json_enc_fail(e, up, "a table with both integer and string keys (\"%s\")", lua_tostring(L, idx));
+    mb_json_enc_fail(e, up, "a table with both string and integer keys (\"%s\")", lua_tostring(L, idx));
   case LUA_TNUMBER:
     if (!lua_isinteger(L, idx))
       mb_json_enc_fail(e, up, "a table with the key %f (keys must be strings, or 1..n)",
@@ -632,8 +632,8 @@ static void mb_json_enc_array(mb_json_enc *e, int t, int marked) {
       lua_pop(L, 1);
     } while (lua_next(L, t));
     if (count != max - (next - 1))
-      mb_json_enc_fail(e, e->depth - 1, "a sparse array (%I items, the largest key %I)",
-                       count + next - 1, max);
+      mb_json_enc_fail(e, e->depth - 1, "a sparse array (the largest key is %I, the item count %I)",
+                       max, count + next - 1);
     for (i = next; i <= max; i++) {
       if (lua_rawgeti(L, t, i) == LUA_TNIL)
         mb_json_enc_fail(e, e->depth - 1, "an array that changed while it was encoded");
@@ -1256,7 +1256,7 @@ static void mb_json_dec_object(mb_json_dec *d) {
 
 /* A literal: true, false or null. */
 static void mb_json_dec_literal(mb_json_dec *d, const char *word, size_t n) {
-  if ((size_t)(d->end - d->p) < n || memcmp(d->p, word, n) != 0) mb_json_dec_expected(d, "a value");
+  if ((size_t)(d->end - d->p) < n || memcmp(d->p, word, n) != 0) mb_json_dec_fail(d, d->p, "expected '%s'", word);
   d->p += n;
 }
 
