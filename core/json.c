@@ -186,13 +186,13 @@ static size_t mb_json_fmt_int(char *p, lua_Integer v) {
   return len;
 }
 
-/* Floats are written by Grisu2 (Loitsch, "Printing floating-point numbers
-** quickly and accurately", PLDI 2010): the digits of a decimal inside the
-** interval of reals that round to the double, found with 64-bit integer
-** arithmetic. The interval is shrunk by one unit at each end for the
-** error of that arithmetic, so the digits always read back as the same
-** double; they are the shortest such for all but a few doubles (those
-** get one digit more). No snprintf, no strtod, no locale. */
+/* Floats are written by Grisu3 (Loitsch, "Printing floating-point numbers
+** quickly and accurately", PLDI 2010): the digits of the shortest decimal
+** inside the interval of reals that round to the double, found with 64-bit
+** integer arithmetic. That arithmetic is off by up to one unit at each
+** end of the interval; when the answer depends on it (about 0.5% of
+** doubles), Grisu3 says so and the exact, slow way is taken instead. No
+** locale either way. */
 typedef struct mb_json_fp {
   uint64_t f; /* value: f * 2^e */
   int e;
@@ -269,54 +269,61 @@ static mb_json_fp mb_json_fp_cached(int e, int *K) {
 }
 
 /* Move the last digit down while that brings the decimal closer to the
-** double and keeps it inside the interval. */
-static void mb_json_grisu_round(char *buf, int len, uint64_t delta, uint64_t rest,
-                                uint64_t ten_kappa, uint64_t wp_w) {
-  while (rest < wp_w && delta - rest >= ten_kappa &&
-         (rest + ten_kappa < wp_w || wp_w - rest > rest + ten_kappa - wp_w)) {
+** double; then say whether the result is certain to be the closest and
+** inside the interval, given the unit of error (0: not certain). */
+static int mb_json_round_weed(char *buf, int len, uint64_t high_w, uint64_t unsafe, uint64_t rest,
+                              uint64_t ten_kappa, uint64_t unit) {
+  uint64_t small = high_w - unit, big = high_w + unit;
+  while (rest < small && unsafe - rest >= ten_kappa &&
+         (rest + ten_kappa < small || small - rest >= rest + ten_kappa - small)) {
     buf[len - 1]--;
     rest += ten_kappa;
   }
+  if (rest < big && unsafe - rest >= ten_kappa &&
+      (rest + ten_kappa < big || big - rest > rest + ten_kappa - big))
+    return 0;
+  return 2 * unit <= rest && rest <= unsafe - 4 * unit;
 }
 
-/* Generate the digits of Mp (the interval's top) until what is left is
-** within delta (its width); w is the double itself. */
-static int mb_json_grisu_digits(mb_json_fp w, mb_json_fp mp, uint64_t delta, char *buf, int *K) {
-  int sh = -mp.e, kappa = 1, len = 0;
-  uint64_t one = (uint64_t)1 << sh, wp_w = mp.f - w.f, p2 = mp.f & (one - 1);
-  uint32_t p1 = (uint32_t)(mp.f >> sh);
-  while (kappa < 10 && p1 >= mb_json_pow10u[kappa]) kappa++;
+/* Generate the digits of the interval's top (widened by the unit of
+** error) until what is left is inside the interval; return their count,
+** or 0 when round_weed is not certain. */
+static int mb_json_grisu_digits(mb_json_fp lo, mb_json_fp w, mb_json_fp hi, char *buf, int *K) {
+  uint64_t unit = 1, too_high = hi.f + unit, unsafe = too_high - (lo.f - unit), rest;
+  int sh = -w.e, kappa = 1, len = 0;
+  uint64_t one = (uint64_t)1 << sh, frac = too_high & (one - 1);
+  uint32_t integ = (uint32_t)(too_high >> sh), div;
+  while (kappa < 10 && integ >= mb_json_pow10u[kappa]) kappa++;
+  div = (uint32_t)mb_json_pow10u[kappa - 1];
   while (kappa > 0) {
-    uint32_t div = (uint32_t)mb_json_pow10u[kappa - 1], dg = p1 / div;
-    uint64_t rest;
-    p1 %= div;
-    if (dg != 0 || len != 0) buf[len++] = (char)('0' + dg);
+    buf[len++] = (char)('0' + integ / div);
+    integ %= div;
     kappa--;
-    rest = ((uint64_t)p1 << sh) + p2;
-    if (rest <= delta) {
+    rest = ((uint64_t)integ << sh) + frac;
+    if (rest < unsafe) {
       *K += kappa;
-      mb_json_grisu_round(buf, len, delta, rest, mb_json_pow10u[kappa] << sh, wp_w);
-      return len;
+      return mb_json_round_weed(buf, len, too_high - w.f, unsafe, rest, (uint64_t)div << sh, unit) ? len : 0;
     }
+    div /= 10;
   }
   for (;;) {
-    char dg;
-    p2 *= 10;
-    delta *= 10;
-    dg = (char)(p2 >> sh);
-    if (dg != 0 || len != 0) buf[len++] = (char)('0' + dg);
-    p2 &= one - 1;
+    frac *= 10;
+    unit *= 10;
+    unsafe *= 10;
+    buf[len++] = (char)('0' + (frac >> sh));
+    frac &= one - 1;
     kappa--;
-    if (p2 < delta) {
+    if (frac < unsafe) {
       *K += kappa;
-      mb_json_grisu_round(buf, len, delta, p2, one, -kappa < 20 ? wp_w * mb_json_pow10u[-kappa] : 0);
-      return len;
+      return mb_json_round_weed(buf, len, (too_high - w.f) * unit, unsafe, frac, one, unit) ? len : 0;
     }
+    if (len >= 20) return 0; /* cannot happen for a double; stay in buf */
   }
 }
 
-/* The digits of d (finite, > 0) in buf (17 at most); d = digits * 10^K. */
-static int mb_json_grisu2(double d, char *buf, int *K) {
+/* The digits of d (finite, > 0) in buf (17 at most): d = digits * 10^K;
+** 0 when Grisu3 is not certain. */
+static int mb_json_grisu3(double d, char *buf, int *K) {
   uint64_t bits;
   int be;
   mb_json_fp v, pl, mi, c;
@@ -330,7 +337,7 @@ static int mb_json_grisu2(double d, char *buf, int *K) {
     v.e = -1074;
   }
   /* The interval's ends, halfway to the neighbours (closer below a power
-  ** of two), on the same exponent. */
+  ** of two), on the exponent of d normalized. */
   pl.f = (v.f << 1) + 1;
   pl.e = v.e - 1;
   pl = mb_json_fp_norm(pl);
@@ -344,19 +351,33 @@ static int mb_json_grisu2(double d, char *buf, int *K) {
   mi.f <<= mi.e - pl.e;
   mi.e = pl.e;
   c = mb_json_fp_cached(pl.e, K);
-  v = mb_json_fp_mul(mb_json_fp_norm(v), c);
-  pl = mb_json_fp_mul(pl, c);
-  mi = mb_json_fp_mul(mi, c);
-  mi.f++;
-  pl.f--;
-  return mb_json_grisu_digits(v, pl, pl.f - mi.f, buf, K);
+  return mb_json_grisu_digits(mb_json_fp_mul(mi, c), mb_json_fp_mul(mb_json_fp_norm(v), c),
+                              mb_json_fp_mul(pl, c), buf, K);
+}
+
+/* The exact way: the shortest of %.15e, %.16e and %.17e that reads back
+** (with 15 digits or fewer, %.15e's is the shortest there is: decimals
+** of 15 digits lie more than one double apart). Its digits go to buf
+** (trailing zeros dropped), as Grisu3's. */
+static int mb_json_exact_digits(double d, char *buf, int *K) {
+  char tmp[40];
+  int prec, n = 0, i;
+  for (prec = 14; prec <= 16; prec++) {
+    snprintf(tmp, sizeof tmp, "%.*e", prec, d);
+    if (prec == 16 || strtod(tmp, NULL) == d) break;
+  }
+  for (i = 0; tmp[i] != 'e'; i++)
+    if (mb_json_isdigit(tmp[i])) buf[n++] = tmp[i];
+  while (n > 1 && buf[n - 1] == '0') n--;
+  *K = atoi(tmp + i + 1) - (n - 1);
+  return n;
 }
 
 /* Write the finite d at p (room for 32 bytes) so that it reads back as
 ** the same double, and as a float: with a point ("1.0", "0.001") from
 ** 1e-6 to 1e21, as JavaScript does, else with an exponent ("1e+300"). */
 static size_t mb_json_fmt_float(char *p, double d) {
-  char digits[24];
+  char digits[32];
   int K = 0, n, point, i;
   size_t len = 0;
   if (signbit(d)) p[len++] = '-', d = -d;
@@ -364,7 +385,8 @@ static size_t mb_json_fmt_float(char *p, double d) {
     memcpy(p + len, "0.0", 3);
     return len + 3;
   }
-  n = mb_json_grisu2(d, digits, &K);
+  n = mb_json_grisu3(d, digits, &K);
+  if (n == 0) n = mb_json_exact_digits(d, digits, &K);
   point = n + K; /* d = 0.digits * 10^point */
   if (point > 0 && point <= 21) {
     for (i = 0; i < point; i++) p[len++] = i < n ? digits[i] : '0';
