@@ -132,6 +132,7 @@ typedef struct mb_json_buf {
   char init[512];
 } mb_json_buf;
 
+/* Start in init; slot is the stack slot that will anchor a bigger block. */
 static void mb_json_buf_init(mb_json_buf *b, int slot) {
   b->p = b->init;
   b->len = 0;
@@ -144,7 +145,7 @@ static void mb_json_buf_init(mb_json_buf *b, int slot) {
 static void mb_json_grow(lua_State *L, mb_json_buf *b, size_t n) {
   size_t cap = b->cap;
   char *p;
-  if (n > (size_t)-1 / 4 - b->len) luaL_error(L, "json: text too large");
+  if (n > (size_t)-1 / 4 - b->len) mb_error_throw(L, "runtime", NULL, "json: text too large");
   while (cap - b->len < n) cap *= 2;
   p = (char *)lua_newuserdatauv(L, cap, 0);
   memcpy(p, b->p, b->len);
@@ -153,11 +154,13 @@ static void mb_json_grow(lua_State *L, mb_json_buf *b, size_t n) {
   b->cap = cap;
 }
 
+/* Room for n more bytes: where they go. */
 static inline char *mb_json_room(lua_State *L, mb_json_buf *b, size_t n) {
   if (b->cap - b->len < n) mb_json_grow(L, b, n);
   return b->p + b->len;
 }
 
+/* Append n bytes (or, below, one). */
 static inline void mb_json_put(lua_State *L, mb_json_buf *b, const void *s, size_t n) {
   memcpy(mb_json_room(L, b, n), s, n);
   b->len += n;
@@ -240,6 +243,7 @@ static const uint64_t mb_json_pow10u[20] = {
     100000000000000000ull, 1000000000000000000ull, 10000000000000000000ull,
 };
 
+/* x with its top bit set (same value). */
 static mb_json_fp mb_json_fp_norm(mb_json_fp x) {
   int s = __builtin_clzll(x.f);
   x.f <<= s;
@@ -613,6 +617,7 @@ static void mb_json_enc_string(mb_json_enc *e, const char *str, size_t n, int ke
   mb_json_putc(L, b, '"');
 }
 
+/* A number: an integer as it is, a float finite and with a point. */
 static void mb_json_enc_number(mb_json_enc *e, int idx) {
   lua_State *L = e->L;
   char *p = mb_json_room(L, &e->out, 32);
@@ -707,6 +712,7 @@ typedef struct mb_json_key {
   lua_Integer slot; /* its index in the anchoring list */
 } mb_json_key;
 
+/* Byte order, a prefix first: what sort_keys promises. */
 static int mb_json_key_cmp(const void *a, const void *b) {
   const mb_json_key *x = (const mb_json_key *)a, *y = (const mb_json_key *)b;
   int c = memcmp(x->s, y->s, x->n < y->n ? x->n : y->n);
@@ -727,7 +733,8 @@ static void mb_json_enc_sorted(mb_json_enc *e, int t) {
     n++;
     lua_pop(L, 1);
   }
-  if ((size_t)n > ((size_t)-1 / 2) / sizeof *keys) luaL_error(L, "json.encode: too many keys");
+  if ((size_t)n > ((size_t)-1 / 2) / sizeof *keys)
+    mb_error_throw(L, "runtime", "json.encode", "json.encode: too many keys");
   lua_createtable(L, (int)(n < INT32_MAX ? n : INT32_MAX), 0);
   list = lua_gettop(L);
   keys = (mb_json_key *)lua_newuserdatauv(L, (size_t)n * sizeof *keys, 0);
@@ -855,10 +862,12 @@ static void mb_json_enc_options(mb_json_enc *e) {
       size_t len = 0, i;
       const char *s = NULL;
       if (lua_isboolean(L, -1)) {
-        s = "  ", len = lua_toboolean(L, -1) ? 2 : 0;
+        s = "  ";
+        len = lua_toboolean(L, -1) ? 2 : 0;
       } else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0 &&
                  lua_tointeger(L, -1) <= MB_JSON_MAXINDENT) {
-        s = "                ", len = (size_t)lua_tointeger(L, -1);
+        s = "                ";
+        len = (size_t)lua_tointeger(L, -1);
       } else if (lua_type(L, -1) == LUA_TSTRING) {
         s = lua_tolstring(L, -1, &len);
         for (i = 0; i < len && len <= MB_JSON_MAXINDENT; i++)
@@ -944,6 +953,8 @@ mb_json_noret mb_json_dec_expected(mb_json_dec *d, const char *what) {
   mb_json_dec_fail(d, d->p, "expected %s but found %s", what, found);
 }
 
+/* Charge what was read since the last look to the run, and look at its
+** limits (raising if it is over). */
 static void mb_json_dec_tick(mb_json_dec *d) {
   size_t off = (size_t)(d->p - d->start);
   mb_limit_charge(d->L, (int64_t)(off - d->charged));
@@ -951,6 +962,7 @@ static void mb_json_dec_tick(mb_json_dec *d) {
   d->check = off + MB_JSON_GRAIN;
 }
 
+/* Skip JSON's whitespace (a NUL is not: it stops the loop at the end). */
 static inline const char *mb_json_ws(const char *p) {
   while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') p++;
   return p;
@@ -1064,6 +1076,19 @@ static void mb_json_dec_string(mb_json_dec *d) {
   d->p = (const char *)p + 1;
 }
 
+/* Take one more digit of a number's significand into m, while it holds
+** 19 (an uint64 cannot overflow); past that the digits are dropped and
+** the number is left to strtod. Leading zeros take no room. */
+static inline void mb_json_digit(uint64_t *m, int *nd, int *dropped, char c) {
+  if (*m == 0 && c == '0') return;
+  if (*nd < 19) {
+    *m = *m * 10 + (uint64_t)(c - '0');
+    (*nd)++;
+  } else {
+    *dropped = 1;
+  }
+}
+
 /* A number, by JSON's grammar (no leading zeros, no bare '.', no hex, no
 ** inf): an integer when it has neither fraction nor exponent and fits in
 ** an int64; else a float, computed exactly when the digits fit in 2^53
@@ -1075,22 +1100,13 @@ static void mb_json_dec_number(mb_json_dec *d) {
   uint64_t m = 0;
   int neg = 0, isfloat = 0, nd = 0, dropped = 0;
   long e10 = 0;
-#define MB_JSON_DIGIT(c)                         \
-  do {                                           \
-    if (m == 0 && (c) == '0') {                  \
-    } else if (nd < 19) {                        \
-      m = m * 10 + (uint64_t)((c) - '0'), nd++;  \
-    } else {                                     \
-      dropped = 1;                               \
-    }                                            \
-  } while (0)
   if (*p == '-') neg = 1, p++;
   if (*p == '0') {
     p++;
     if (mb_json_isdigit(*p)) mb_json_dec_fail(d, s, "a number with a leading zero");
   } else if (mb_json_isdigit(*p)) {
     do {
-      MB_JSON_DIGIT(*p);
+      mb_json_digit(&m, &nd, &dropped, *p);
       p++;
     } while (mb_json_isdigit(*p));
   } else {
@@ -1105,7 +1121,7 @@ static void mb_json_dec_number(mb_json_dec *d) {
       mb_json_dec_expected(d, "a digit after the decimal point");
     }
     do {
-      MB_JSON_DIGIT(*p);
+      mb_json_digit(&m, &nd, &dropped, *p);
       if (!dropped) e10--;
       p++;
     } while (mb_json_isdigit(*p));
@@ -1126,7 +1142,6 @@ static void mb_json_dec_number(mb_json_dec *d) {
     } while (mb_json_isdigit(*p));
     e10 += eneg ? -x : x;
   }
-#undef MB_JSON_DIGIT
   if (p - s > MB_JSON_MAXNUM) mb_json_dec_fail(d, s, "a number longer than %d bytes", MB_JSON_MAXNUM);
   d->p = p;
   if (!isfloat && !dropped && (neg ? m <= (uint64_t)1 << 63 : m <= (uint64_t)INT64_MAX)) {
@@ -1368,6 +1383,7 @@ static int mb_json_array(lua_State *L) {
   return 1;
 }
 
+/* tostring(json.null), which a script prints when debugging. */
 static int mb_json_null_tostring(lua_State *L) {
   lua_pushliteral(L, "json.null");
   return 1;
