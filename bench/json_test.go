@@ -6,7 +6,9 @@ package bench
 // require into a non-sandboxed moonbridge Runtime of its own. run.sh
 // installs both when they are missing.
 //
-// Workloads (b.N = documents; ns/op per document, MB/s of JSON text):
+// Workloads (b.N = documents; ns/op per document, MB/s of JSON text, and
+// cpu-ns/op: the process's CPU time per document, which time spent
+// waiting for a core on a busy machine does not inflate):
 //
 //	JSONEncodeLLM / JSONDecodeLLM    a ~100 KB chat completion: choices,
 //	                                 a long unicode message, tool calls with
@@ -31,6 +33,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/moonbridge/moonbridge/bridge"
@@ -226,6 +229,7 @@ func benchJSON(b *testing.B, doc func() jsonDoc, encode bool) {
 			defer rt.Close()
 			mbCall(b, rt, "collectgarbage")
 			b.SetBytes(int64(len(d.text)))
+			cpu := processCPU()
 			b.ResetTimer()
 			if encode {
 				mbCall(b, rt, "encode_n", b.N)
@@ -233,6 +237,7 @@ func benchJSON(b *testing.B, doc func() jsonDoc, encode bool) {
 				mbCall(b, rt, "decode_n", b.N)
 			}
 			b.StopTimer()
+			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
 			got := mbCall(b, rt, "result")[0]
 			if encode {
 				s, ok := got.(string)
@@ -246,6 +251,17 @@ func benchJSON(b *testing.B, doc func() jsonDoc, encode bool) {
 			}
 		})
 	}
+}
+
+// processCPU is the CPU time the process has used (user and system, all
+// threads), in ns. On a busy machine ns/op counts the time spent waiting
+// for a core; cpu-ns/op does not.
+func processCPU() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		panic(err)
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // sameValue compares values as they come from Lua or encoding/json:

@@ -142,6 +142,10 @@ BEGIN {
 		"JSONDecodeLLM ns/op 1e-3 us/doc;" \
 		"JSONEncodeSmall ns/op 1e-6 ms/run;" \
 		"JSONDecodeSmall ns/op 1e-6 ms/run;" \
+		"JSONEncodeLLM cpu-ns/op 1e-3 cpu-us/doc;" \
+		"JSONDecodeLLM cpu-ns/op 1e-3 cpu-us/doc;" \
+		"JSONEncodeSmall cpu-ns/op 1e-6 cpu-ms/run;" \
+		"JSONDecodeSmall cpu-ns/op 1e-6 cpu-ms/run;" \
 		"JSONEncodeLLM MB/s 1 MB/s;" \
 		"JSONDecodeLLM MB/s 1 MB/s", rows, ";")
 }
