@@ -71,6 +71,7 @@ fuzz: deps
 	$(FUZZ) -fuzz '^FuzzCodecRoundTrip$$' ./core
 	$(FUZZ) -fuzz '^FuzzCodecDecodeC$$' ./core
 	$(FUZZ) -fuzz '^FuzzCallArgs$$' ./bridge
+	$(FUZZ) -fuzz '^FuzzJSONDecode$$' ./bridge
 	$(FUZZ) -fuzz '^FuzzSSEReader$$' ./bridge/llm
 	$(FUZZ) -fuzz '^FuzzNDJSONReader$$' ./bridge/llm
 	$(FUZZ) -fuzz '^FuzzOllamaStream$$' ./bridge/llm

@@ -9,7 +9,9 @@
 #   BENCH      go test -bench regexp for the workloads (default .)
 #   IMPLS      implementations, each benchmarked in a process of its own so
 #              that one's heap and GC state cannot slow another's
-#              (default: gopherlua-default gopherlua-tuned moonbridge)
+#              (default: gopherlua-default gopherlua-tuned moonbridge
+#              lua-cjson dkjson; the last two are the json module's peers
+#              and run only the JSON workloads)
 #   FLOOR_MS   target ms per floor repetition (default 300)
 #   MB_SLEEPING_N  tasks per SleepingTasks batch (default 100000; the
 #              1,000,000-task target: MB_SLEEPING_N=1000000)
@@ -21,10 +23,32 @@ cd "$(dirname "$0")"
 COUNT=${COUNT:-3}
 BENCHTIME=${BENCHTIME:-1s}
 BENCH=${BENCH:-.}
-IMPLS=${IMPLS:-gopherlua-default gopherlua-tuned moonbridge}
+IMPLS=${IMPLS:-gopherlua-default gopherlua-tuned moonbridge lua-cjson dkjson}
 CC=${CC:-gcc}
 if [[ -z "${GO:-}" ]]; then
 	if command -v go >/dev/null; then GO=go; else GO=/usr/local/go/bin/go; fi
+fi
+
+# ---- json peers ---------------------------------------------------------------
+# Debian's lua-cjson (C) and dkjson (pure Lua), loaded with require into
+# moonbridge's Lua 5.4 for the JSON workloads: installed when missing
+# (apt-get as root, else the command to run is printed).
+json_peers_present() {
+	if command -v lua5.4 >/dev/null; then
+		lua5.4 -e 'require("cjson"); require("dkjson")' >/dev/null 2>&1
+	else
+		dpkg -s lua-cjson lua-dkjson >/dev/null 2>&1
+	fi
+}
+if [[ " $IMPLS " == *" lua-cjson "* || " $IMPLS " == *" dkjson "* ]] && ! json_peers_present; then
+	if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+		echo "installing lua-cjson lua-dkjson" >&2
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lua-cjson lua-dkjson >/dev/null
+	else
+		echo "the JSON benchmarks need Debian's lua-cjson and lua-dkjson; install them with:" >&2
+		echo "  sudo apt-get update && sudo apt-get install -y lua-cjson lua-dkjson" >&2
+		exit 1
+	fi
 fi
 
 mkdir -p out
@@ -113,7 +137,17 @@ BEGIN {
 		"StreamChunks chunks/s 1 chunks/s;" \
 		"GenerateAll ns/op 1 ns/request;" \
 		"GenerateAll requests/s 1 requests/s;" \
-		"GenerateAll conns/run 1 conns/run", rows, ";")
+		"GenerateAll conns/run 1 conns/run;" \
+		"JSONEncodeLLM ns/op 1e-3 us/doc;" \
+		"JSONDecodeLLM ns/op 1e-3 us/doc;" \
+		"JSONEncodeSmall ns/op 1e-6 ms/run;" \
+		"JSONDecodeSmall ns/op 1e-6 ms/run;" \
+		"JSONEncodeLLM cpu-ns/op 1e-3 cpu-us/doc;" \
+		"JSONDecodeLLM cpu-ns/op 1e-3 cpu-us/doc;" \
+		"JSONEncodeSmall cpu-ns/op 1e-6 cpu-ms/run;" \
+		"JSONDecodeSmall cpu-ns/op 1e-6 cpu-ms/run;" \
+		"JSONEncodeLLM MB/s 1 MB/s;" \
+		"JSONDecodeLLM MB/s 1 MB/s", rows, ";")
 }
 /^#floor / { floor[++nfloor] = substr($0, 8); next }
 /^Benchmark[A-Za-z0-9]+\/[^ \t]+/ {

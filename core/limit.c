@@ -34,16 +34,35 @@ void mb_limit_raise(lua_State *L, mb_run *r) {
   mb_errors_throw(L, "limit", mb_limit_op(r->limit), "%s", mb_limit_message(r->limit));
 }
 
-/* From the count hook: charge the instructions since the last call, look
-** at the clock, and raise if the run is over either. */
-void mb_limit_check(lua_State *L, mb_rt *rt, mb_run *r) {
+/* Charge n instructions to r, look at the clock, and raise if the run is
+** over either. */
+static void mb_limit_spend(lua_State *L, mb_run *r, int64_t n) {
   if (r->limit == MB_LIMIT_NONE) {
-    if (r->insn_limited && (r->insn_left -= rt->hook_count) < 0)
+    if (r->insn_limited && (r->insn_left -= n) < 0)
       r->limit = MB_LIMIT_INSN;
     else if (r->deadline > 0 && uv_hrtime() >= r->deadline)
       r->limit = MB_LIMIT_DEADLINE;
   }
   if (r->limit != MB_LIMIT_NONE) mb_limit_raise(L, r);
+}
+
+/* From the count hook: charge the instructions since the last call. */
+void mb_limit_check(lua_State *L, mb_rt *rt, mb_run *r) {
+  mb_limit_spend(L, r, rt->hook_count);
+}
+
+/* For a C function that works long without running VM instructions (the
+** json module's encoder and decoder), which the count hook cannot see:
+** charge n instructions' worth of work to the running task's run and look
+** at its deadline, raising the run's limit error if it is over either.
+** Returns 0 when the run has no budget and no deadline (or no task is
+** running), so the caller may stop charging. */
+int mb_limit_charge(lua_State *L, int64_t n) {
+  mb_rt *rt = mb_rt_of(L);
+  mb_run *r = rt->current != NULL ? rt->current->run : NULL;
+  if (r == NULL || (!r->insn_limited && r->deadline == 0 && r->limit == MB_LIMIT_NONE)) return 0;
+  mb_limit_spend(L, r, n);
+  return 1;
 }
 
 /* The count hook's period for a task of r: the slice, or shorter with a

@@ -22,6 +22,7 @@
 #include "chan.h"
 #include "coro.h"
 #include "errors.h"
+#include "json.h"
 #include "output.h"
 #include "promise.h"
 #include "rt.h"
@@ -243,8 +244,8 @@ static int mb_rt_open_libs(lua_State *L) {
   mb_timer_open(L);
   mb_stream_open(L);
   mb_await_open(L);
-  /* Modules of other helpers go here, one line each, e.g.
-  ** mb_preload(L, "json", mb_json_luaopen); */
+  /* Modules of other helpers go here, one line each. */
+  mb_preload(L, "json", mb_json_open);
   return 0;
 }
 
