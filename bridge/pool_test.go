@@ -432,3 +432,33 @@ end`)
 	// hello, barbara
 	// 3 requests
 }
+
+func TestWithInstructionLimitGivesARunItsOwnBudget(t *testing.T) {
+	p, err := bridge.NewPool(2, bridge.Options{InstructionLimit: 50_000}, func(rt *bridge.Runtime) error {
+		return rt.RunString(context.Background(), "setup", "function spin(n) local x = 0; for i = 1, n do x = x + i end; return x end")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	const loop = "local x = 0; for i = 1, ... do x = x + i end"
+	// The Runtimes' own limit.
+	if err := p.RunString(ctx, "long", loop, 1_000_000); !errors.Is(err, bridge.ErrInstructionLimit) {
+		t.Errorf("over Options.InstructionLimit: %v", err)
+	}
+	// Raised for one run, lifted for another, lowered for a third.
+	if err := p.RunString(bridge.WithInstructionLimit(ctx, 100_000_000), "long", loop, 1_000_000); err != nil {
+		t.Errorf("with a larger per-run limit: %v", err)
+	}
+	if out, err := p.Call(bridge.WithInstructionLimit(ctx, 0), "spin", 1_000_000); err != nil || out[0] != int64(500000500000) {
+		t.Errorf("with no per-run limit: %v, %v", out, err)
+	}
+	if _, err := p.Call(bridge.WithInstructionLimit(ctx, 5_000), "spin", 10_000); !errors.Is(err, bridge.ErrInstructionLimit) {
+		t.Errorf("with a smaller per-run limit: %v", err)
+	}
+	// Runs without the override keep the Runtime's limit.
+	if out, err := p.Call(ctx, "spin", 10_000); err != nil || out[0] != int64(50005000) {
+		t.Errorf("under Options.InstructionLimit: %v, %v", out, err)
+	}
+}

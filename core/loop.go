@@ -352,6 +352,11 @@ func cbytes(b []byte) (*C.char, C.size_t) {
 	return (*C.char)(unsafe.Pointer(&b[0])), C.size_t(len(b))
 }
 
+// InstructionLimitKey is the context key of a run's instruction limit (an
+// int64, 0 or less for none), which replaces Options.InstructionLimit for
+// the runs started with that context.
+type InstructionLimitKey struct{}
+
 func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte) ([]any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -371,7 +376,11 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte)
 	if dl, ok := ctx.Deadline(); ok {
 		deadline = max(time.Until(dl), 1)
 	}
-	C.mb_run_set_limits(r, C.int64_t(l.insnLimit), C.int64_t(deadline))
+	insn := l.insnLimit
+	if n, ok := ctx.Value(InstructionLimitKey{}).(int64); ok { // a per-run override
+		insn = n
+	}
+	C.mb_run_set_limits(r, C.int64_t(insn), C.int64_t(deadline))
 	l.runs.Store(id, w)
 	l.mu.RLock()
 	if l.closed {
