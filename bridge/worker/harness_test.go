@@ -278,3 +278,26 @@ func checkGoroutines(t *testing.T, n int) {
 }
 
 func keyOf(i int) string { return fmt.Sprintf("job-%04d", i) }
+
+// waitSkipped waits for the worker to acknowledge key without running it
+// (the skipped hook), failing as soon as ev sees it started more than
+// runs times.
+func waitSkipped(t *testing.T, skipped chan string, ev *events, key string, runs int) {
+	t.Helper()
+	timeout := time.After(patience)
+	for {
+		select {
+		case k := <-skipped:
+			if k != key {
+				t.Fatalf("skipped %q, want %q", k, key)
+			}
+			return
+		case <-ev.changed:
+			if a := ev.attempts(key); len(a) > runs {
+				t.Fatalf("%s was run again: attempts %v", key, a)
+			}
+		case <-timeout:
+			t.Fatalf("%s was not skipped; attempts %v", key, ev.attempts(key))
+		}
+	}
+}

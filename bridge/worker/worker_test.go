@@ -2,8 +2,10 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/fstest"
@@ -227,13 +229,32 @@ func TestAStoredResultIsNeitherRunNorStoredAgain(t *testing.T) {
 	a.kill()
 	close(killed)
 	h.worker(Options{ID: "B", AckWait: time.Second}, hooks{started: evB.start, skipped: func(key string) { skipped <- key }})
-	if got := <-skipped; got != key {
-		t.Fatalf("skipped %q", got)
-	}
+	waitSkipped(t, skipped, evB, key, 0)
 	if r := h.result(key); r.Worker != "A" || fmt.Sprint(values(t, r)) != "[7]" {
 		t.Errorf("result %+v", r)
 	}
 	if len(evB.attempts(key)) != 0 || h.stored() != 1 {
 		t.Errorf("B ran it %d times; %d results stored", len(evB.attempts(key)), h.stored())
+	}
+}
+
+// Ten workers store a result for the same key at once: the server accepts
+// exactly one, and each worker learns the key is settled.
+func TestResultsAreStoredOncePerKey(t *testing.T) {
+	h := newHarness(t)
+	w := h.worker(Options{}, hooks{}).w
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for i := range 10 {
+		wg.Go(func() {
+			res := &Result{Key: "contested", OK: true, Values: json.RawMessage(fmt.Sprintf("[%d]", i))}
+			if w.store(context.Background(), res, w.log) {
+				ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != 10 || h.stored() != 1 {
+		t.Errorf("%d stores reported done, %d results stored; want 10 and 1", ok.Load(), h.stored())
 	}
 }
