@@ -47,6 +47,13 @@ func TestGoExamples(t *testing.T) {
 			return len(lines) == 4 && strings.HasPrefix(lines[0], "stream: ") &&
 				strings.HasSuffix(lines[0], "]") && strings.HasPrefix(lines[3], "3\t")
 		}},
+		{"worker", func(out string) bool {
+			return out == `summary-tides: summarising tides -> ["tides",56,"An arch carries its load by pressing outward"]
+summary-bridges: summarising bridges -> ["bridges",59,"Nets are stacked on the quay, gulls"]
+summary-harbour: summarising harbour -> ["harbour",45,"Small boats rest on the shore."]
+summary-moon: bridge error: docs.get: no document "moon"
+`
+		}},
 	} {
 		t.Run(c.dir, func(t *testing.T) {
 			out, err := exec.Command("go", "run", "./"+c.dir).CombinedOutput()
