@@ -3,9 +3,11 @@ package worker
 // Delivery semantics: retries, dead letters, long jobs, shutdown, restart.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,9 +63,7 @@ func TestPoisonJobIsDeadLetteredAfterMaxDeliver(t *testing.T) {
 	if r.OK || r.Error.Kind != "dead" || !strings.Contains(r.Error.Message, "all 3 deliveries") || calls.Load() != 3 {
 		t.Errorf("result %+v after %d calls", r.Error, calls.Load())
 	}
-	if st := h.streamState(h.client.Names().Stream); st.Msgs != 0 {
-		t.Errorf("%d jobs left in the queue", st.Msgs)
-	}
+	h.waitQueueEmpty()
 }
 
 // A job whose worker dies on its only allowed delivery: the server's
@@ -94,9 +94,7 @@ func TestJobWhoseWorkerDiesOnEveryDeliveryIsDeadLettered(t *testing.T) {
 	if ev.count() != 0 {
 		t.Error("B ran the job")
 	}
-	if st := h.streamState(h.client.Names().Stream); st.Msgs != 0 {
-		t.Errorf("%d jobs left in the queue", st.Msgs)
-	}
+	h.waitQueueEmpty()
 }
 
 // A job that runs for several AckWaits is not delivered again: the
@@ -281,6 +279,7 @@ func TestMalformedJobsAreDeadLettered(t *testing.T) {
 		}
 	}
 	ds := h.deadLetters(3)
+	slices.SortFunc(ds, func(a, b DeadLetter) int { return cmp.Compare(a.Seq, b.Seq) }) // handled concurrently
 	for i, want := range []string{"invalid character", "cannot unmarshal number", "args[0]"} {
 		if !strings.Contains(ds[i].Reason, want) || ds[i].Attempts != 1 || len(ds[i].Job) == 0 {
 			t.Errorf("dead letter %d: %+v, want a reason with %q", i, ds[i], want)

@@ -7,7 +7,6 @@ package worker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -182,12 +181,16 @@ func (h *harness) deadLetters(n int) []DeadLetter {
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	it, err := cons.Messages()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
 	var out []DeadLetter
 	for len(out) < n {
-		m, err := cons.Next(jetstream.FetchContext(ctx))
-		if errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
-			continue
-		}
+		m, err := it.Next()
 		if err != nil {
 			h.t.Fatalf("waiting for dead letters: %v", err)
 		}
@@ -299,5 +302,18 @@ func waitSkipped(t *testing.T, skipped chan string, ev *events, key string, runs
 		case <-timeout:
 			t.Fatalf("%s was not skipped; attempts %v", key, ev.attempts(key))
 		}
+	}
+}
+
+// waitQueueEmpty waits until the jobs stream holds no job: terminations
+// and deletions reach the server after the results they follow.
+func (h *harness) waitQueueEmpty() {
+	h.t.Helper()
+	deadline := time.Now().Add(patience)
+	for h.streamState(h.client.Names().Stream).Msgs != 0 {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%d jobs left in the queue", h.streamState(h.client.Names().Stream).Msgs)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -170,27 +170,34 @@ func (c *Client) Lookup(ctx context.Context, key string) (*Result, error) {
 
 // Result waits for key's result, until ctx ends.
 func (c *Client) Result(ctx context.Context, key string) (*Result, error) {
+	if r, err := c.Lookup(ctx, key); err != nil || r != nil {
+		return r, err
+	}
+	// Not there yet: follow the key's subject from its start, so a result
+	// stored since the lookup is not missed.
 	cons, err := c.js.OrderedConsumer(ctx, c.names.ResultsStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{c.names.ResultSubject(key)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("worker: waiting for %q: %w", key, err)
 	}
-	for {
-		m, err := cons.Next(jetstream.FetchContext(ctx))
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("worker: waiting for %q: %w", key, context.Cause(ctx))
-			}
-			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoHeartbeat) {
-				continue
-			}
-			return nil, fmt.Errorf("worker: waiting for %q: %w", key, err)
-		}
-		var r Result
-		if err := json.Unmarshal(m.Data(), &r); err != nil {
-			return nil, fmt.Errorf("worker: result of %q: %w", key, err)
-		}
-		return &r, nil
+	it, err := cons.Messages()
+	if err != nil {
+		return nil, fmt.Errorf("worker: waiting for %q: %w", key, err)
 	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	m, err := it.Next()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("worker: waiting for %q: %w", key, context.Cause(ctx))
+		}
+		return nil, fmt.Errorf("worker: waiting for %q: %w", key, err)
+	}
+	var r Result
+	if err := json.Unmarshal(m.Data(), &r); err != nil {
+		return nil, fmt.Errorf("worker: result of %q: %w", key, err)
+	}
+	return &r, nil
 }

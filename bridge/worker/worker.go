@@ -192,7 +192,7 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Worker, error) {
 		return nil, err
 	}
 	w.pool, err = bridge.NewPool(opts.Runtimes, opts.Runtime, func(rt *bridge.Runtime) error {
-		if err := w.runs.register(rt); err != nil {
+		if err := w.runs.register(rt, !opts.Runtime.Sandbox); err != nil {
 			return err
 		}
 		if opts.LLM != nil {
@@ -594,7 +594,11 @@ func (w *Worker) execute(base context.Context, job *Job, attempt int) (*Result, 
 		w.hooks.started(job.Key, attempt)
 	}
 	start := time.Now()
-	err = w.pool.RunString(ctx, "moonbridge worker", runnerLua, args...)
+	runner := runnerCall
+	if w.opts.Runtime.Sandbox {
+		runner = runnerLua
+	}
+	err = w.pool.RunString(ctx, "moonbridge worker", runner, args...)
 	res.Usage.Duration = time.Since(start)
 
 	r.mu.Lock()

@@ -208,9 +208,7 @@ func TestThousandJobsOverTwoWorkersOneKilled(t *testing.T) {
 		t.Errorf("the results stream accepted %d publications, want %d", got, n)
 	}
 	b.shutdown()
-	if st := h.streamState(h.client.Names().Stream); st.Msgs != 0 {
-		t.Errorf("%d jobs left in the queue", st.Msgs)
-	}
+	h.waitQueueEmpty()
 }
 
 // A worker dies after storing a job's result and before acknowledging it:
@@ -256,5 +254,20 @@ func TestResultsAreStoredOncePerKey(t *testing.T) {
 	wg.Wait()
 	if ok.Load() != 10 || h.stored() != 1 {
 		t.Errorf("%d stores reported done, %d results stored; want 10 and 1", ok.Load(), h.stored())
+	}
+}
+
+// Under the sandbox each job's chunk is the runner itself (nothing of the
+// runner is kept on the Runtime between jobs), with the same results.
+func TestSandboxedWorkerRunsJobs(t *testing.T) {
+	h := newHarness(t)
+	h.worker(Options{Runtime: bridge.Options{Sandbox: true}}, hooks{})
+	r := h.result(h.submit(Job{Script: "print('in the sandbox', io == nil, os.exit == nil); return moonbridge_worker.run == nil", Source: "s.lua"}))
+	if vs := values(t, r); fmt.Sprint(vs) != "[true]" || r.Output != "in the sandbox\ttrue\ttrue\n" {
+		t.Errorf("values %v, output %q", vs, r.Output)
+	}
+	r = h.result(h.submit(Job{Script: "error('x')", Source: "s.lua"}))
+	if r.OK || r.Error.Message != "s.lua:1: x" {
+		t.Errorf("error %+v", r.Error)
 	}
 }
