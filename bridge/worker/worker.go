@@ -392,7 +392,7 @@ func (w *Worker) handle(base context.Context, msg jetstream.Msg) {
 		w.settle(msg.Nak(), "nak", job.Key)
 		return
 	case retry:
-		if attempt < w.maxDeliver {
+		if w.maxDeliver <= 0 || attempt < w.maxDeliver { // <= 0: a consumer without a bound
 			d := w.backoff(attempt)
 			log.Info("temporary failure: retry later", "err", res.Error.Message, "delay", d)
 			w.settle(msg.NakWithDelay(d), "nak", job.Key)
