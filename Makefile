@@ -75,6 +75,7 @@ fuzz: deps
 	$(FUZZ) -fuzz '^FuzzNDJSONReader$$' ./bridge/llm
 	$(FUZZ) -fuzz '^FuzzOllamaStream$$' ./bridge/llm
 	$(FUZZ) -fuzz '^FuzzOpenAIStream$$' ./bridge/llm
+	$(FUZZ) -fuzz '^FuzzToolCallAssembly$$' ./bridge/llm
 
 demo: build
 	./$(BIN) demo

@@ -124,7 +124,8 @@ type Options struct {
 // Runtime is a Lua 5.4 state on an event loop. Every method is safe to
 // call from any goroutine.
 type Runtime struct {
-	loop *core.Loop
+	loop     *core.Loop
+	preludes preludes
 }
 
 // New creates a Runtime with the standard libraries and moonbridge's
@@ -209,6 +210,10 @@ func checkName(name string) error {
 // and in-flight call of the run. args, if any, are the chunk's "...", as
 // the lua program passes a script its command-line arguments.
 func (rt *Runtime) RunString(ctx context.Context, name, src string, args ...any) error {
+	ctx, err := rt.beginRun(ctx)
+	if err != nil {
+		return err
+	}
 	return wrap(rt.loop.RunChunk(ctx, "="+name, []byte(src), args), ctx)
 }
 
@@ -227,6 +232,9 @@ func (rt *Runtime) RunFile(ctx context.Context, path string, args ...any) error 
 			}
 		}
 	}
+	if ctx, err = rt.beginRun(ctx); err != nil {
+		return err
+	}
 	return wrap(rt.loop.RunChunk(ctx, "@"+filepath.Clean(path), src, args), ctx)
 }
 
@@ -234,6 +242,10 @@ func (rt *Runtime) RunFile(ctx context.Context, path string, args ...any) error 
 // its results. It is safe from any goroutine, including while a run is in
 // progress: the call runs concurrently with the run's tasks.
 func (rt *Runtime) Call(ctx context.Context, fn string, args ...any) ([]any, error) {
+	ctx, err := rt.beginRun(ctx)
+	if err != nil {
+		return nil, err
+	}
 	vals, err := rt.loop.CallGlobal(ctx, fn, args)
 	return vals, wrap(err, ctx)
 }

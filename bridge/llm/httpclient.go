@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -27,15 +28,11 @@ const (
 // may run for minutes; cancel the context to stop a request.
 func newHTTPClient() *http.Client { return &http.Client{} }
 
-// postJSON sends body as JSON to url with the given headers. It returns
+// postJSON sends body, JSON, to url with the given headers. It returns
 // the response when the status is 200 OK; the caller closes its body. Any
 // other status becomes an *APIError, and the body is closed here.
-func postJSON(ctx context.Context, c *http.Client, provider, url string, header http.Header, body any) (*http.Response, error) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return nil, fmt.Errorf("%s: encoding request: %w", provider, err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+func postJSON(ctx context.Context, c *http.Client, provider, url string, header http.Header, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", provider, err)
 	}
@@ -82,12 +79,37 @@ func statusError(ctx context.Context, provider string, resp *http.Response) erro
 	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("%s: %w", provider, ctx.Err())
 	}
-	e := &APIError{Provider: provider, Status: resp.StatusCode}
+	e := &APIError{Provider: provider, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header, time.Now())}
 	e.Message, e.Type = errorFromBody(body)
 	if e.Message == "" {
 		e.Message = http.StatusText(resp.StatusCode)
 	}
 	return e
+}
+
+// retryAfter reads how long the server asks to wait: OpenAI's
+// retry-after-ms (milliseconds), else Retry-After in seconds or as an
+// HTTP date. 0 when absent, unreadable or in the past.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	if v := h.Get("Retry-After-Ms"); v != "" {
+		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms > 0 && ms < 1e9 {
+			return time.Duration(ms * float64(time.Millisecond))
+		}
+	}
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil {
+		if s > 0 && s < 1e6 {
+			return time.Duration(s * float64(time.Second))
+		}
+		return 0
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 // errorFromBody finds the message and type in an error body: OpenAI's
@@ -159,7 +181,7 @@ func streamError(provider string, raw json.RawMessage) error {
 	if msg == "" {
 		msg = "error reported in the reply"
 	}
-	return &APIError{Provider: provider, Status: http.StatusOK, Message: msg, Type: typ}
+	return &APIError{Provider: provider, StatusCode: http.StatusOK, Message: msg, Type: typ}
 }
 
 // endError is the error for a stream whose reading stopped with err before

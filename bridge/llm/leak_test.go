@@ -161,18 +161,17 @@ func blockingServer(t *testing.T, contentType, first string) (ht *httpTest, clos
 	return ht, closed
 }
 
-// waitClosed fails unless the server saw the connection close.
+// waitClosed waits until the server saw the connection close (if it never
+// does, the test's own timeout reports it, with every goroutine's stack).
 func waitClosed(t *testing.T, closed chan struct{}) {
 	t.Helper()
-	select {
-	case <-closed:
-	case <-time.After(2 * time.Second):
-		t.Fatal("the server did not see the connection close")
-	}
+	<-closed
 }
 
 // testStreamCancel checks that cancelling ctx while the server is silent
-// stops Stream at once with context.Canceled and closes the connection.
+// stops Stream with context.Canceled and closes the connection. The server
+// sends nothing more until the test ends, so only the cancellation can
+// end Stream: no clock is needed to tell.
 func testStreamCancel(t *testing.T, newP func(url string, c *http.Client) Provider, contentType, first, firstText string) {
 	ht, closed := blockingServer(t, contentType, first)
 	p := newP(ht.srv.URL, ht.client)
@@ -184,7 +183,6 @@ func testStreamCancel(t *testing.T, newP func(url string, c *http.Client) Provid
 		cancel()
 	}()
 	var texts []string
-	start := time.Now()
 	err := p.Stream(ctx, Request{Prompt: "hi"}, func(c Chunk) error {
 		texts = append(texts, c.Content)
 		if len(texts) == 1 {
@@ -194,9 +192,6 @@ func testStreamCancel(t *testing.T, newP func(url string, c *http.Client) Provid
 	})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("Stream took %v after the first chunk", d)
 	}
 	if len(texts) != 1 || texts[0] != firstText {
 		t.Errorf("chunks = %q, want [%q]", texts, firstText)
@@ -248,7 +243,7 @@ func assertAPIError(t *testing.T, err error, provider string, status int, msg, t
 	if !errors.As(err, &ae) {
 		t.Fatalf("err = %v (%T), want *APIError", err, err)
 	}
-	if ae.Provider != provider || ae.Status != status || ae.Message != msg || ae.Type != typ {
+	if ae.Provider != provider || ae.StatusCode != status || ae.Message != msg || ae.Type != typ {
 		t.Errorf("APIError = %+v, want {%s %d %q %q}", *ae, provider, status, msg, typ)
 	}
 	s := err.Error()

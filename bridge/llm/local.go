@@ -65,7 +65,17 @@ func (l *Local) Generate(ctx context.Context, req Request) (Response, error) {
 // Stream calls fn with each token of the reply (a word with its leading
 // space, or a punctuation mark), then once with Done set, the finish reason
 // and the usage.
+//
+// Offered Tools, it calls those whose name and description best match the
+// last user message (several when several do), with arguments that match
+// their schemas, drawn from the message's words and numbers; the last
+// chunk carries the calls. After tool results (a last message of role
+// "tool") it answers with them. Given a Schema, it writes JSON that
+// matches it. All of it is deterministic.
 func (l *Local) Stream(ctx context.Context, req Request, fn func(Chunk) error) error {
+	if plan, ok := localStructured(req); ok {
+		return l.runPlan(ctx, req, plan, fn)
+	}
 	g := newLocalGen(localCorpusModel(), l.opts, req)
 	return g.run(ctx, fn)
 }

@@ -3,6 +3,7 @@ package llm
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -57,11 +58,11 @@ func TestLocalDeterministic(t *testing.T) {
 	for _, prompt := range localTestPrompts {
 		req := Request{Prompt: prompt, Seed: Int(1), MaxTokens: 80, Temperature: Float(0.8)}
 		a, b := localGenerate(t, p, req), localGenerate(t, q, req)
-		if a != b {
+		if !reflect.DeepEqual(a, b) {
 			t.Errorf("prompt %q: same seed gave\n%+v\n%+v", prompt, a, b)
 		}
 		req.Seed = nil // falls back to LocalOptions.Seed
-		if c := localGenerate(t, q, req); c != a {
+		if c := localGenerate(t, q, req); !reflect.DeepEqual(c, a) {
 			t.Errorf("prompt %q: LocalOptions.Seed gave\n%q, want\n%q", prompt, c.Text, a.Text)
 		}
 		req.Seed = Int(2)
@@ -332,7 +333,7 @@ func TestLocalTokenCount(t *testing.T) {
 		"naïve café, 42.":         5,
 		"end-":                    2,
 	} {
-		if got := localTokenCount(s); got != want {
+		if got := localTokenCount(s); !reflect.DeepEqual(got, want) {
 			t.Errorf("localTokenCount(%q) = %d, want %d", s, got, want)
 		}
 	}
@@ -439,7 +440,7 @@ func TestLocalConcurrent(t *testing.T) {
 			for i := range reqs {
 				j := (i + g) % len(reqs)
 				r, err := p.Generate(context.Background(), reqs[j])
-				if err != nil || r != want[j] {
+				if err != nil || !reflect.DeepEqual(r, want[j]) {
 					t.Errorf("goroutine %d, request %d: %+v, %v; want %+v", g, j, r, err, want[j])
 				}
 			}

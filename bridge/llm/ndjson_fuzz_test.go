@@ -156,7 +156,7 @@ func fzCheckStream(t *testing.T, provider, body string, seed uint64, read func(c
 			t.Fatalf("Done chunk %d of %d, err %v: %+v", i, len(want.Chunks), err, want.Chunks)
 		case c.Done && c.FinishReason == "":
 			t.Fatalf("Done chunk without a finish reason: %+v", c)
-		case !c.Done && (c.Content == "" || c.FinishReason != "" || c.Usage != nil):
+		case !c.Done && (c.Content == "" && c.Reasoning == "" && c.Refusal == "" || c.FinishReason != "" || c.Usage != nil):
 			t.Fatalf("content chunk %d: %+v", i, c)
 		case c.Usage != nil && c.Usage.TotalTokens != c.Usage.PromptTokens+c.Usage.CompletionTokens && provider == "ollama":
 			t.Fatalf("usage %+v", *c.Usage)
@@ -193,7 +193,7 @@ func fzCheckStream(t *testing.T, provider, body string, seed uint64, read func(c
 func fzKnownStreamError(what string) func(error) bool {
 	return func(err error) bool {
 		var ae *APIError
-		return errors.Is(err, ErrTruncated) || errors.As(err, &ae) && ae.Status == 200 ||
+		return errors.Is(err, ErrTruncated) || errors.Is(err, ErrEmptyStream) || errors.As(err, &ae) && ae.StatusCode == 200 ||
 			strings.Contains(err.Error(), what)
 	}
 }

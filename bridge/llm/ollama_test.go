@@ -15,7 +15,7 @@ import (
 const ndjsonType = "application/x-ndjson"
 
 func newOllamaTest(url string, c *http.Client) Provider {
-	return NewOllama(OllamaOptions{BaseURL: url, HTTPClient: c, Model: "m"})
+	return NewOllama(OllamaOptions{BaseURL: url, HTTPClient: c, Model: "m", Retry: RetryPolicy{Clock: &testClock{}}})
 }
 
 // ndjsonServer answers every request with body, written in one go or a
@@ -50,7 +50,7 @@ func TestOllamaStreamChat(t *testing.T) {
 	p := NewOllama(OllamaOptions{BaseURL: ht.srv.URL + "/", Model: "default", HTTPClient: ht.client})
 	cs, err := collect(p, Request{
 		Model:       "llama3",
-		Messages:    []Message{{"system", "Be brief."}, {"user", "Hi"}},
+		Messages:    []Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hi"}},
 		MaxTokens:   2,
 		Temperature: Float(0.25),
 		Stop:        []string{"\n"},
@@ -106,7 +106,7 @@ func TestOllamaStreamBytewise(t *testing.T) {
 	body := "\r\n" + strings.ReplaceAll(chatLine("héllo "), "\n", "\r\n") + chatLine("世界 🌍") + "\n\n" +
 		`{"message":{"role":"assistant","content":"!"},"done":true,"done_reason":"stop"}` + "\r\n"
 	ht := ndjsonServer(t, body, true)
-	cs, err := collect(newOllamaTest(ht.srv.URL, ht.client), Request{Messages: []Message{{"user", "hi"}}})
+	cs, err := collect(newOllamaTest(ht.srv.URL, ht.client), Request{Messages: []Message{{Role: "user", Content: "hi"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestOllamaHTTPErrors(t *testing.T) {
 			p := newOllamaTest(ht.srv.URL, ht.client)
 			_, err := collect(p, Request{Prompt: "hi"})
 			assertAPIError(t, err, "ollama", tt.status, tt.msg, "")
-			_, err = p.Generate(context.Background(), Request{Messages: []Message{{"user", "hi"}}})
+			_, err = p.Generate(context.Background(), Request{Messages: []Message{{Role: "user", Content: "hi"}}})
 			assertAPIError(t, err, "ollama", tt.status, tt.msg, "")
 		})
 	}
@@ -218,7 +218,7 @@ func TestOllamaGenerate(t *testing.T) {
 		})
 		got, err := newOllamaTest(ht.srv.URL, ht.client).Generate(context.Background(), Request{Prompt: "Hi", MaxTokens: 2})
 		want := Response{Text: "Hello there", FinishReason: "length", Model: "llama3", Usage: Usage{5, 2, 7}}
-		if err != nil || got != want {
+		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("got %+v, %v; want %+v", got, err, want)
 		}
 		r := ht.request(t)
@@ -232,9 +232,9 @@ func TestOllamaGenerate(t *testing.T) {
 			writeFlush(w, `{"message":{"role":"assistant","content":"Yes."},"done":true}`+"\n")
 		})
 		got, err := newOllamaTest(ht.srv.URL, ht.client).Generate(context.Background(),
-			Request{Messages: []Message{{"user", "Ok?"}}, Stop: []string{"!"}})
+			Request{Messages: []Message{{Role: "user", Content: "Ok?"}}, Stop: []string{"!"}})
 		want := Response{Text: "Yes.", FinishReason: "stop", Model: "m"}
-		if err != nil || got != want {
+		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("got %+v, %v; want %+v", got, err, want)
 		}
 		r := ht.request(t)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,7 +16,7 @@ import (
 const sseType = "text/event-stream"
 
 func newOpenAITest(url string, c *http.Client) Provider {
-	return NewOpenAI(OpenAIOptions{BaseURL: url, HTTPClient: c, APIKey: "k", Model: "m"})
+	return NewOpenAI(OpenAIOptions{BaseURL: url, HTTPClient: c, APIKey: "k", Model: "m", Retry: RetryPolicy{Clock: &testClock{}}})
 }
 
 // sseServer answers every request with the SSE body, written in one go
@@ -49,7 +50,7 @@ func TestOpenAIStream(t *testing.T) {
 	p := NewOpenAI(OpenAIOptions{BaseURL: ht.srv.URL, APIKey: "sk-opt", Model: "default", HTTPClient: ht.client})
 	cs, err := collect(p, Request{
 		Model:       "m1",
-		Messages:    []Message{{"system", "Be brief."}, {"user", "Hi"}},
+		Messages:    []Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hi"}},
 		MaxTokens:   3,
 		Temperature: Float(0.5),
 		Stop:        []string{"\n\n", "END"},
@@ -98,7 +99,7 @@ func TestOpenAIPromptDefaultsAndEnvKey(t *testing.T) {
 
 func TestOpenAINoKey(t *testing.T) {
 	t.Setenv("OPENAI_API_KEY", "")
-	ht := sseServer(t, sseDone, false)
+	ht := sseServer(t, sseRole+sseDone, false)
 	p := NewOpenAI(OpenAIOptions{BaseURL: ht.srv.URL, HTTPClient: ht.client})
 	cs, err := collect(p, Request{Prompt: "x"})
 	if err != nil || len(cs) != 1 || !cs[0].Done {
@@ -121,7 +122,7 @@ func TestOpenAIBaseURL(t *testing.T) {
 		"https://example.com/api/v1": "https://example.com/api/v1",
 		"http://h/openai/":           "http://h/openai",
 	} {
-		if got := NewOpenAI(OpenAIOptions{BaseURL: in}).baseURL; got != want {
+		if got := NewOpenAI(OpenAIOptions{BaseURL: in}).baseURL; !reflect.DeepEqual(got, want) {
 			t.Errorf("BaseURL %q -> %q, want %q", in, got, want)
 		}
 	}
@@ -282,7 +283,7 @@ func TestOpenAIGenerate(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Response{Text: "Hello there", FinishReason: "length", Model: "m1-2024", Usage: Usage{5, 2, 7}}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 	r := ht.request(t)
@@ -309,7 +310,7 @@ func TestOpenAIGenerateBadReplies(t *testing.T) {
 		writeFlush(w, `{"choices":[{"message":{"content":"x"},"finish_reason":null}]}`)
 	})
 	got, err := newOpenAITest(ht.srv.URL, ht.client).Generate(context.Background(), Request{Prompt: "hi"})
-	if want := (Response{Text: "x", FinishReason: "stop", Model: "m"}); err != nil || got != want {
+	if want := (Response{Text: "x", FinishReason: "stop", Model: "m"}); err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, %v; want %+v", got, err, want)
 	}
 }
@@ -325,7 +326,7 @@ func TestStreamsReuseTheConnection(t *testing.T) {
 	}{
 		{"openai", newOpenAITest, delta("hi") + sseFinish + sseDone},
 		{"ollama", func(url string, c *http.Client) Provider {
-			return NewOllama(OllamaOptions{BaseURL: url, HTTPClient: c, Model: "m"})
+			return NewOllama(OllamaOptions{BaseURL: url, HTTPClient: c, Model: "m", Retry: RetryPolicy{Clock: &testClock{}}})
 		}, `{"response":"hi","done":false}` + "\n" + `{"response":"","done":true,"done_reason":"stop"}` + "\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

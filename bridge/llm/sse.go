@@ -18,7 +18,9 @@ var utf8BOM = []byte("\xEF\xBB\xBF")
 // rules: lines end in LF, CRLF or CR; a line starting with ":" is a
 // comment; "data:" lines (one optional space after the colon) append to
 // the event's data, joined by "\n"; a blank line dispatches the event;
-// other fields (event, id, retry) are ignored. The input may be split at
+// "event:" names the event (Event after next returns); id and retry are
+// ignored. llama.cpp's server reports an error in a stream as a line
+// "error: {json}": that reads as the data of an event named "error". The input may be split at
 // any byte: a CR at the end of one read and an LF at the start of the
 // next make one line end, and nothing waits for a byte it does not need.
 type sseReader struct {
@@ -27,6 +29,10 @@ type sseReader struct {
 	data    []byte // the event's data so far, each line followed by "\n"
 	skipLF  bool   // the last line ended in CR: an LF next is part of it
 	started bool   // the first line has been read (its BOM removed)
+	name    string // the event name being built ("" is "message")
+	// Event is the name of the event next returned last: "" for the
+	// default ("message"), "error" for an error event.
+	Event string
 }
 
 func newSSEReader(r io.Reader) *sseReader {
@@ -53,8 +59,10 @@ func (r *sseReader) next() (string, error) {
 		if len(r.data) > 0 {
 			d := string(r.data[:len(r.data)-1]) // drop the last "\n"
 			r.data = r.data[:0]
+			r.Event, r.name = r.name, ""
 			return d, nil
 		}
+		r.name = "" // an event without data is not dispatched
 	}
 }
 
@@ -67,7 +75,14 @@ func (r *sseReader) field(line []byte) {
 	if len(value) > 0 && value[0] == ' ' {
 		value = value[1:]
 	}
-	if string(name) == "data" {
+	switch string(name) {
+	case "data":
+		r.data = append(r.data, value...)
+		r.data = append(r.data, '\n')
+	case "event":
+		r.name = string(value)
+	case "error":
+		r.name = "error"
 		r.data = append(r.data, value...)
 		r.data = append(r.data, '\n')
 	}

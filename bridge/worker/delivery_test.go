@@ -295,7 +295,7 @@ type flakyProvider struct {
 
 func (p *flakyProvider) Generate(ctx context.Context, req llm.Request) (llm.Response, error) {
 	if p.calls.Add(1) == 1 {
-		return llm.Response{}, &llm.APIError{Provider: "test", Status: 503, Message: "overloaded"}
+		return llm.Response{}, &llm.APIError{Provider: "test", StatusCode: 503, Message: "overloaded"}
 	}
 	return p.Provider.Generate(ctx, req)
 }
@@ -309,5 +309,26 @@ return text, info.usage.completion_tokens`}))
 	want, _ := llm.NewLocal(llm.LocalOptions{Seed: 1}).Generate(context.Background(), llm.Request{Prompt: "Tell me about tides", MaxTokens: 5})
 	if vs := values(t, r); len(vs) != 2 || vs[0] != want.Text || vs[1] != float64(5) || r.Attempt != 2 {
 		t.Errorf("values %v on attempt %d, want %q", vs, r.Attempt, want.Text)
+	}
+}
+
+// A job's token budget bounds its LLM requests; its result reports what
+// they used.
+func TestTokenBudgetAndUsage(t *testing.T) {
+	h := newHarness(t)
+	h.worker(Options{LLM: llm.NewLocal(llm.LocalOptions{Seed: 1})}, hooks{})
+	const twice = `local llm = require("llm")
+local a = llm.generate("Tell me about tides", {max_tokens = 5})
+local b = llm.generate("Tell me about bridges", {max_tokens = 5})
+return a ~= "" and b ~= ""`
+	r := h.result(h.submit(Job{Script: twice}))
+	if vs := values(t, r); fmt.Sprint(vs) != "[true]" || r.Usage.Requests != 2 || r.Usage.CompletionTokens != 10 || r.Usage.PromptTokens <= 0 {
+		t.Errorf("values %v, usage %+v", vs, r.Usage)
+	}
+	r = h.result(h.submit(Job{Script: `local llm = require("llm")
+while true do llm.generate("Tell me about tides", {max_tokens = 5}) end`, Limits: Limits{Tokens: 30}}))
+	if r.OK || r.Error.Kind != "limit" || r.Error.Op != "tokens" || !strings.Contains(r.Error.Message, "budget of 30") ||
+		r.Usage.PromptTokens+r.Usage.CompletionTokens < 30 || r.Attempt != 1 {
+		t.Errorf("error %+v, usage %+v", r.Error, r.Usage)
 	}
 }

@@ -47,7 +47,9 @@ type Limits struct {
 	// be attributed exactly: every job runs under the worker's per-Runtime
 	// MemoryLimit, and a job asking for more than that is refused.
 	Memory int64 `json:"memory,omitempty"`
-	// Tokens is the run's LLM token budget (prompt and completion).
+	// Tokens is the run's LLM token budget (prompt and completion, as
+	// the server counts them), over every LLM request of the run: past
+	// it, a request raises a "limit" error (op "tokens").
 	Tokens int64 `json:"tokens,omitempty"`
 }
 
@@ -190,7 +192,8 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
-// Usage is what a job's run used.
+// Usage is what a job's run used: its time, its output, and its requests
+// through the LLM module and their tokens, as the server reported them.
 type Usage struct {
 	Duration         time.Duration `json:"duration_ns"`
 	OutputBytes      int           `json:"output_bytes"`

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/moonbridge/moonbridge/bridge"
 	"github.com/moonbridge/moonbridge/bridge/llm"
@@ -44,12 +45,22 @@ func IsTemporary(err error) bool {
 	}
 	var ae *llm.APIError
 	if errors.As(err, &ae) {
-		s := ae.Status
+		s := ae.StatusCode
 		return s == http.StatusRequestTimeout || s == http.StatusConflict ||
 			s == http.StatusTooManyRequests || s >= 500
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// retryAfter is how long the server behind err asked to wait (an LLM
+// server's Retry-After), or 0.
+func retryAfter(err error) time.Duration {
+	var ae *llm.APIError
+	if errors.As(err, &ae) {
+		return ae.RetryAfter
+	}
+	return 0
 }
 
 // note records a temporary error in the run ctx belongs to, if any.

@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path"
@@ -94,6 +95,9 @@ type Options struct {
 	// MaxInstructions, if positive, is the most VM instructions a job may
 	// ask for (Limits.Instructions).
 	MaxInstructions int64
+	// MaxTokens, if positive, is the most LLM tokens a job may ask for
+	// (Limits.Tokens), and the budget of a job that sets none.
+	MaxTokens int64
 	// OutputLimit is how many bytes of a job's output its result keeps;
 	// 0 means 64 KiB.
 	OutputLimit int
@@ -196,7 +200,7 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Worker, error) {
 			return err
 		}
 		if opts.LLM != nil {
-			if err := rt.RegisterLLM("llm", WatchProvider(opts.LLM)); err != nil {
+			if err := llm.Register(rt, "llm", WatchProvider(opts.LLM)); err != nil {
 				return err
 			}
 		}
@@ -385,7 +389,7 @@ func (w *Worker) handle(base context.Context, msg jetstream.Msg) {
 	}
 	stopProgress := w.progress(msg, job.Key)
 	defer stopProgress()
-	res, out := w.execute(base, job, attempt)
+	res, temporary, out := w.execute(base, job, attempt)
 	switch out {
 	case requeue:
 		log.Info("cut short by shutdown: back to the queue")
@@ -393,7 +397,7 @@ func (w *Worker) handle(base context.Context, msg jetstream.Msg) {
 		return
 	case retry:
 		if w.maxDeliver <= 0 || attempt < w.maxDeliver { // <= 0: a consumer without a bound
-			d := w.backoff(attempt)
+			d := max(w.backoff(attempt), retryAfter(temporary))
 			log.Info("temporary failure: retry later", "err", res.Error.Message, "delay", d)
 			w.settle(msg.NakWithDelay(d), "nak", job.Key)
 			return
@@ -552,11 +556,11 @@ func (w *Worker) backoff(attempt int) time.Duration {
 
 // execute runs job and makes its result; the outcome says what to do with
 // the message.
-func (w *Worker) execute(base context.Context, job *Job, attempt int) (*Result, outcome) {
-	res := &Result{Key: job.Key, Attempt: attempt, Worker: w.opts.ID}
-	refuse := func(format string, args ...any) (*Result, outcome) {
+func (w *Worker) execute(base context.Context, job *Job, attempt int) (res *Result, temporary error, out outcome) {
+	res = &Result{Key: job.Key, Attempt: attempt, Worker: w.opts.ID}
+	refuse := func(format string, args ...any) (*Result, error, outcome) {
 		res.Error = &Error{Kind: "job", Message: fmt.Sprintf(format, args...)}
-		return res, finished
+		return res, nil, finished
 	}
 	src, chunk, err := w.resolve(job)
 	if err != nil {
@@ -573,8 +577,10 @@ func (w *Worker) execute(base context.Context, job *Job, attempt int) (*Result, 
 		return refuse("the job asks for %d instructions; this worker allows at most %d", l.Instructions, w.opts.MaxInstructions)
 	case mem > 0 && l.Memory > mem:
 		return refuse("the job asks for %d bytes of memory; this worker's Runtimes have %d", l.Memory, mem)
-	case l.Tokens > 0:
-		return refuse("a token budget (limits.tokens) is not supported by this worker")
+	case w.opts.MaxTokens > 0 && l.Tokens > w.opts.MaxTokens:
+		return refuse("the job asks for a budget of %d tokens; this worker allows at most %d", l.Tokens, w.opts.MaxTokens)
+	case l.Tokens > math.MaxInt32:
+		return refuse("a budget of %d tokens is out of range", l.Tokens)
 	}
 	timeout := w.opts.Timeout
 	if l.Timeout > 0 {
@@ -589,6 +595,14 @@ func (w *Worker) execute(base context.Context, job *Job, attempt int) (*Result, 
 	if l.Instructions > 0 {
 		ctx = bridge.WithInstructionLimit(ctx, l.Instructions)
 	}
+	tokens := w.opts.MaxTokens // the budget of a job that sets none
+	if l.Tokens > 0 {
+		tokens = l.Tokens
+	}
+	if tokens > 0 {
+		ctx = llm.WithTokenBudget(ctx, int(tokens))
+	}
+	ctx, meter := llm.WithUsageMeter(ctx)
 	args := append([]any{token, int64(w.opts.OutputLimit), src, chunk}, job.Args...)
 	if w.hooks.started != nil {
 		w.hooks.started(job.Key, attempt)
@@ -604,6 +618,8 @@ func (w *Worker) execute(base context.Context, job *Job, attempt int) (*Result, 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	res.Output, res.OutputTruncated, res.Usage.OutputBytes = r.output, r.truncated, len(r.output)
+	u := meter.Usage()
+	res.Usage.Requests, res.Usage.PromptTokens, res.Usage.CompletionTokens = int64(u.Requests), int64(u.PromptTokens), int64(u.CompletionTokens)
 	if err == nil {
 		vals := r.values
 		if vals == nil {
@@ -612,19 +628,19 @@ func (w *Worker) execute(base context.Context, job *Job, attempt int) (*Result, 
 		data, jerr := json.Marshal(vals)
 		if jerr != nil {
 			res.Error = &Error{Kind: "runtime", Message: "the job's return values cannot be JSON-encoded: " + jerr.Error()}
-			return res, finished
+			return res, nil, finished
 		}
 		res.OK, res.Values = true, data
-		return res, finished
+		return res, nil, finished
 	}
 	if base.Err() != nil || errors.Is(err, bridge.ErrClosed) {
-		return res, requeue
+		return res, nil, requeue
 	}
 	res.Error = jobError(err)
 	if res.Error.Kind == "bridge" && r.temporary != nil {
-		return res, retry
+		return res, r.temporary, retry
 	}
-	return res, finished
+	return res, nil, finished
 }
 
 // jobError turns a run's error into a result's.

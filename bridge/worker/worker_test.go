@@ -19,6 +19,7 @@ func TestJobsRunToTheirResults(t *testing.T) {
 	h.worker(Options{
 		Runtime:         bridge.Options{MemoryLimit: 64 << 20},
 		MaxInstructions: 1_000_000,
+		MaxTokens:       1000,
 		OutputLimit:     10,
 		Scripts: fstest.MapFS{
 			"double.lua":     {Data: []byte("#!/usr/bin/env moonbridge\nlocal x = ...\nreturn x * 2\n")},
@@ -119,7 +120,7 @@ return x, b + 1, math.type(b), t.list[2], {k = "v"}, nil`,
 		{Job{Script: "return 1", Limits: Limits{Memory: 128 << 20}}, "asks for 134217728 bytes of memory; this worker's Runtimes have 67108864"},
 		{Job{Script: "return 1", Limits: Limits{Instructions: 2_000_000}}, "at most 1000000"},
 		{Job{Script: "return 1", Limits: Limits{Timeout: 2 * time.Hour}}, "at most 1h0m0s"},
-		{Job{Script: "return 1", Limits: Limits{Tokens: 100}}, "not supported by this worker"},
+		{Job{Script: "return 1", Limits: Limits{Tokens: 5000}}, "a budget of 5000 tokens; this worker allows at most 1000"},
 		{Job{Name: "nosuch"}, `script "nosuch"`},
 		{Job{Name: "../double"}, "not a valid script name"},
 	}

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/moonbridge/moonbridge/bridge"
 )
@@ -23,7 +24,10 @@ func cmdChat(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		"Streams a reply to the prompt token by token. Without a prompt, chats:\n"+
 		"one line per turn, the conversation kept; Ctrl-C cancels the reply\n"+
 		"being written, and at the prompt ends the chat, as do Ctrl-D, /exit.\n"+
-		"/reset forgets the conversation.", 25*time.Millisecond, stderr)
+		"/reset forgets the conversation, /help lists the commands. With\n"+
+		"--tools the model may call two tools, current_time and calculate;\n"+
+		"each call is shown with its result. Refusals are shown as [refused].", 25*time.Millisecond, stderr)
+	tools := fs.Bool("tools", false, "offer the model the tools current_time and calculate (the server must support tool calls)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -38,7 +42,7 @@ func cmdChat(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer rt.Close()
-	if err := rt.RunString(context.Background(), "chat", chatScript); err != nil {
+	if err := rt.RunString(context.Background(), "chat", chatScript, *tools); err != nil {
 		report(stderr, err)
 		return 1
 	}
@@ -56,8 +60,15 @@ func cmdChat(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
+	fmt.Fprintf(stderr, "moonbridge chat: %s; /help for commands\n", lf.describe())
 	return c.loop(stdin, isTerminal(stdin))
 }
+
+const chatHelp = `commands:
+  /help    this list
+  /reset   forget the conversation
+  /exit    end the chat (also /quit, Ctrl-D, or Ctrl-C at the prompt)
+Ctrl-C while a reply is written cancels that reply.`
 
 type chat struct {
 	rt         *bridge.Runtime
@@ -96,19 +107,42 @@ func (c *chat) loop(stdin io.Reader, prompt bool) int {
 			fmt.Fprintln(c.stdout)
 			return 0
 		}
-		switch line {
-		case "":
+		switch {
+		case line == "":
 			continue
-		case "/exit", "/quit":
+		case line == "/exit" || line == "/quit":
 			return 0
-		case "/reset":
+		case line == "/help":
+			fmt.Fprintln(c.stdout, chatHelp)
+			continue
+		case line == "/reset":
 			if _, err := c.rt.Call(context.Background(), "chat_reset"); err != nil {
 				report(c.stderr, err)
+				continue
 			}
+			fmt.Fprintln(c.stdout, "(conversation forgotten)")
+			continue
+		case isCommand(line):
+			fmt.Fprintf(c.stderr, "moonbridge: unknown command %s (/help lists them)\n", strings.Fields(line)[0])
 			continue
 		}
 		c.turn(line) // an error is reported, and the chat goes on
 	}
+}
+
+// isCommand reports whether line is a /word command rather than text: a
+// first word of a slash and letters ("/etc/hosts?" is text).
+func isCommand(line string) bool {
+	w := strings.Fields(line)[0]
+	if len(w) < 2 || w[0] != '/' {
+		return false
+	}
+	for _, r := range w[1:] {
+		if !unicode.IsLetter(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // turn streams one reply; Ctrl-C meanwhile cancels it (the conversation
@@ -155,7 +189,7 @@ func (c *chat) report(err error) {
 
 // isTerminal reports whether r is a character device (a terminal), where
 // a prompt makes sense.
-func isTerminal(r io.Reader) bool {
+func isTerminal(r any) bool {
 	f, ok := r.(*os.File)
 	if !ok {
 		return false

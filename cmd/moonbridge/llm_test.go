@@ -119,10 +119,10 @@ func TestChatKeepsTheConversation(t *testing.T) {
 	defer srv.Close()
 	code, out, errs := runCmd(t, "first question\n\nsecond one\n/reset\nthird\n/exit\nnever\n",
 		"chat", "--llm", "openai", "--llm-url", srv.URL)
-	if code != 0 || errs != "" {
-		t.Fatalf("exit %d, stderr %s", code, errs)
+	if want := "moonbridge chat: openai at " + srv.URL + ", the server's default model; /help for commands\n"; code != 0 || errs != want {
+		t.Fatalf("exit %d, stderr %q, want the banner %q", code, errs, want)
 	}
-	if want := "echo: first question\necho: second one\necho: third\n"; out != want {
+	if want := "echo: first question\necho: second one\n(conversation forgotten)\necho: third\n"; out != want {
 		t.Errorf("stdout %q, want %q", out, want)
 	}
 	reqs := fake.requests()
@@ -193,15 +193,92 @@ func TestChatReportsServerErrorsAndGoesOn(t *testing.T) {
 		io.WriteString(w, `{"error":{"message":"slow down","type":"rate_limit"}}`)
 	}))
 	defer srv.Close()
-	code, out, errs := runCmd(t, "one\ntwo\n", "chat", "--llm", "openai", "--llm-url", srv.URL)
+	code, out, errs := runCmd(t, "one\ntwo\n", "chat", "--llm", "openai", "--llm-url", srv.URL, "--llm-retries", "0")
 	if code != 0 || out != "" {
 		t.Fatalf("exit %d, stdout %q", code, out)
 	}
 	want := "moonbridge: llm.stream: openai: HTTP 429 (rate_limit): slow down\n"
-	if errs != want+want {
+	if _, after, _ := strings.Cut(errs, "/help for commands\n"); after != want+want {
 		t.Errorf("stderr %q, want the message once per turn, no traceback", errs)
 	}
-	if code, _, _ := runCmd(t, "", "chat", "--llm", "openai", "--llm-url", srv.URL, "hi"); code != 1 {
+	if code, _, _ := runCmd(t, "", "chat", "--llm", "openai", "--llm-url", srv.URL, "--llm-retries", "0", "hi"); code != 1 {
 		t.Errorf("one-shot with a failing server: exit %d, want 1", code)
+	}
+}
+
+func TestChatCommands(t *testing.T) {
+	code, out, errs := runCmd(t, "/help\n/frobnicate now\n/etc/hosts is a file\n/exit\n", "chat", "--token-delay", "0", "--max-tokens", "5")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, errs)
+	}
+	if !strings.HasPrefix(errs, "moonbridge chat: local, moonbridge-local; /help for commands\n") ||
+		!strings.Contains(errs, "moonbridge: unknown command /frobnicate (/help lists them)\n") {
+		t.Errorf("stderr %q", errs)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if !strings.HasPrefix(out, "commands:\n  /help") || !strings.Contains(out, "/reset   forget the conversation") ||
+		len(strings.Fields(lines[len(lines)-1])) < 2 { // the text line got a reply
+		t.Errorf("stdout %q", out)
+	}
+}
+
+func TestChatShowsToolActivity(t *testing.T) {
+	code, out, errs := runCmd(t, "calculate (6*7) + 1 please\n", "chat", "--token-delay", "0", "--tools")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, errs)
+	}
+	want := "[tool] calculate(expression=\"(6*7) + 1\") -> 43\nHere is what I found: calculate says 43.\n"
+	if out != want {
+		t.Errorf("stdout %q, want %q", out, want)
+	}
+}
+
+// TestChatRefusalsAndMidStreamErrors: a refusal is shown as such; an
+// error after part of a reply starts on a line of its own.
+func TestChatRefusalsAndMidStreamErrors(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Messages []struct{ Content string } `json:"messages"`
+		}
+		json.NewDecoder(r.Body).Decode(&body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		if strings.Contains(body.Messages[len(body.Messages)-1].Content, "forbidden") {
+			io.WriteString(w, `data: {"choices":[{"delta":{"refusal":"I can't help with that."}}]}`+"\n\n"+
+				`data: {"choices":[{"delta":{},"finish_reason":"stop"}]}`+"\n\ndata: [DONE]\n\n")
+			return
+		}
+		io.WriteString(w, `data: {"choices":[{"delta":{"content":"Once upon"}}]}`+"\n\n"+
+			`data: {"error":{"message":"the model crashed","type":"server_error"}}`+"\n\n")
+	}))
+	defer srv.Close()
+	code, out, errs := runCmd(t, "something forbidden\ntell a story\n", "chat", "--llm", "openai", "--llm-url", srv.URL, "--llm-retries", "0")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, errs)
+	}
+	if out != "[refused] I can't help with that.\nOnce upon\n" {
+		t.Errorf("stdout %q", out)
+	}
+	if !strings.HasSuffix(errs, "\nmoonbridge: llm.stream: openai: HTTP 200 (server_error): the model crashed\n") {
+		t.Errorf("stderr %q", errs)
+	}
+}
+
+// TestDemoShowsTheAgentAndNoProgressFrames: stdout is not a terminal here,
+// so no \r frames; the fan-out is timed both ways, the agent's three tools
+// run in one step, and the extraction validates.
+func TestDemoShowsTheAgentAndNoProgressFrames(t *testing.T) {
+	code, out, errs := runCmd(t, "", "demo", "--token-delay", "1ms")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if strings.Contains(out, "\r") {
+		t.Errorf("progress frames in output that is not a terminal:\n%q", out)
+	}
+	for _, want := range []string{"one after the other: ", "three at a time: ", "(6/6 answered, ", "x faster)",
+		"5. An agent", "tide_times (Go)(Brest) = high water 19:42", "moon_phase (Lua)", "sunset_time (Lua)(Brest) = 21:47 in Brest",
+		"(2 steps, 3 tool calls, ", "traveller=Ada from=Lisbon to=Oslo bags=2 (integer)", "This run: "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
 	}
 }

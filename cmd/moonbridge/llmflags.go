@@ -61,6 +61,8 @@ type llmFlags struct {
 	seed      int64
 	maxTokens int
 	delay     time.Duration
+	retries   int
+	maxComp   bool
 	set       map[string]bool // flags given on the command line
 }
 
@@ -73,6 +75,8 @@ func (f *llmFlags) register(fs *flag.FlagSet, delay time.Duration) {
 	fs.Int64Var(&f.seed, "seed", 1, "seed, for reproducible replies")
 	fs.IntVar(&f.maxTokens, "max-tokens", 0, "default reply length limit in tokens (0: the provider's default)")
 	fs.DurationVar(&f.delay, "token-delay", delay, "local generator: pause before each token, to look like a model")
+	fs.IntVar(&f.retries, "llm-retries", 2, "openai, ollama: retries of a request that failed for a passing reason (429, 5xx, a dropped connection)")
+	fs.BoolVar(&f.maxComp, "max-completion-tokens", false, "openai: send the length limit as max_completion_tokens (OpenAI's reasoning models need it) instead of max_tokens")
 }
 
 // provider builds the chosen provider, with the flags as the defaults of
@@ -88,9 +92,9 @@ func (f *llmFlags) provider(fs *flag.FlagSet) (llm.Provider, error) {
 		}
 		p = llm.NewLocal(llm.LocalOptions{Seed: f.seed, TokenDelay: f.delay, MaxTokens: f.maxTokens})
 	case "openai":
-		p = llm.NewOpenAI(llm.OpenAIOptions{BaseURL: f.url, Model: f.model})
+		p = llm.NewOpenAI(llm.OpenAIOptions{BaseURL: f.url, Model: f.model, Retry: f.retry(), MaxCompletionTokens: f.maxComp})
 	case "ollama":
-		p = llm.NewOllama(llm.OllamaOptions{BaseURL: f.url, Model: f.model})
+		p = llm.NewOllama(llm.OllamaOptions{BaseURL: f.url, Model: f.model, Retry: f.retry()})
 	default:
 		return nil, fmt.Errorf("--llm %q: want local, openai or ollama", f.kind)
 	}
@@ -99,6 +103,28 @@ func (f *llmFlags) provider(fs *flag.FlagSet) (llm.Provider, error) {
 		d.seed = &f.seed
 	}
 	return d, nil
+}
+
+// describe names the provider and model, for chat's banner.
+func (f *llmFlags) describe() string {
+	model := f.model
+	switch {
+	case model != "":
+	case f.kind == "local":
+		model = llm.LocalModel
+	default:
+		model = "the server's default model"
+	}
+	where := ""
+	if f.url != "" {
+		where = " at " + f.url
+	}
+	return fmt.Sprintf("%s%s, %s", f.kind, where, model)
+}
+
+// retry is the retry policy --llm-retries asks for.
+func (f *llmFlags) retry() llm.RetryPolicy {
+	return llm.RetryPolicy{Attempts: max(f.retries, 0) + 1}
 }
 
 // defaults fills in what a request leaves unset from the command line.

@@ -1,11 +1,17 @@
-package bridge_test
+// Tests of the Lua module Register makes, over a scripted provider.
+
+package llm_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -17,17 +23,80 @@ import (
 	"github.com/moonbridge/moonbridge/bridge/llm"
 )
 
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newRuntime(t testing.TB) (*bridge.Runtime, *syncBuffer) {
+	t.Helper()
+	out := &syncBuffer{}
+	rt, err := bridge.New(bridge.Options{Stdout: out, Stderr: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	return rt, out
+}
+
+func run(t testing.TB, rt *bridge.Runtime, src string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return rt.RunString(ctx, "test", src)
+}
+
+func mustRun(t testing.TB, rt *bridge.Runtime, src string) {
+	t.Helper()
+	if err := run(t, rt, src); err != nil {
+		var le *bridge.LuaError
+		if errors.As(err, &le) {
+			t.Fatalf("%v\n%s", err, le.Traceback)
+		}
+		t.Fatal(err)
+	}
+}
+
+// checkGoroutines waits for the goroutine count to settle back to at most n.
+func checkGoroutines(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > n {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("goroutines leaked: %d > %d\n%s", runtime.NumGoroutine(), n, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // echoLLM is a provider whose reply is the prompt's words (or the last
 // message's) upper-cased, one chunk per word. A prompt starting "fail"
 // errors; one starting "hang" blocks until cancelled. It records each
 // request and how many are in flight.
 type echoLLM struct {
-	mu        sync.Mutex
-	reqs      []llm.Request
-	inflight  atomic.Int32
-	peak      atomic.Int32
-	cancelled atomic.Int32
-	delay     time.Duration
+	mu       sync.Mutex
+	reqs     []llm.Request
+	inflight atomic.Int32
+	peak     atomic.Int32
+	cancels  chan struct{} // a send for each request that saw its context end
+	// gate, when set, holds each request until gate(inflight) is true;
+	// requests wait on cond, which every start and end broadcasts.
+	gate func(inflight, finished int) bool
+	cond *sync.Cond
+	done int
 }
 
 func (e *echoLLM) words(req llm.Request) []string {
@@ -56,16 +125,18 @@ func (e *echoLLM) Stream(ctx context.Context, req llm.Request, fn func(llm.Chunk
 	}
 	if len(words) > 0 && words[0] == "HANG" {
 		<-ctx.Done()
-		e.cancelled.Add(1)
+		e.cancels <- struct{}{}
 		return ctx.Err()
 	}
-	if e.delay > 0 {
-		select {
-		case <-time.After(e.delay):
-		case <-ctx.Done():
-			e.cancelled.Add(1)
-			return ctx.Err()
+	if e.gate != nil {
+		e.mu.Lock()
+		e.cond.Broadcast()
+		for !e.gate(int(e.inflight.Load()), e.done) {
+			e.cond.Wait()
 		}
+		e.done++
+		e.cond.Broadcast()
+		e.mu.Unlock()
 	}
 	for i, w := range words {
 		if i > 0 {
@@ -73,7 +144,7 @@ func (e *echoLLM) Stream(ctx context.Context, req llm.Request, fn func(llm.Chunk
 		}
 		if err := fn(llm.Chunk{Content: w}); err != nil {
 			if ctx.Err() != nil {
-				e.cancelled.Add(1)
+				e.cancels <- struct{}{}
 			}
 			return err
 		}
@@ -95,7 +166,7 @@ func (e *echoLLM) last() llm.Request {
 func newLLMRuntime(t *testing.T) (*bridge.Runtime, *syncBuffer, *echoLLM) {
 	t.Helper()
 	rt, out := newRuntime(t)
-	p := &echoLLM{}
+	p := &echoLLM{cancels: make(chan struct{}, 16)}
 	if err := rt.RegisterLLM("llm", p); err != nil {
 		t.Fatal(err)
 	}
@@ -190,13 +261,7 @@ func TestLLMStreamEarlyExitCancelsTheRequest(t *testing.T) {
 			n = n + 1
 			if n == 3 then break end
 		end`, long))
-	deadline := time.Now().Add(5 * time.Second)
-	for p.cancelled.Load() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the provider's context was not cancelled by break")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	<-p.cancels // break cancelled the provider's context (else the test times out)
 	rt.Close()
 	checkGoroutines(t, before)
 }
@@ -214,14 +279,20 @@ func TestLLMChatKeepsTheConversation(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 	req := p.last()
-	if len(req.Messages) != 3 || req.Messages[1] != (llm.Message{Role: "assistant", Content: "HELLO THERE"}) {
+	if len(req.Messages) != 3 || !reflect.DeepEqual(req.Messages[1], llm.Message{Role: "assistant", Content: "HELLO THERE"}) {
 		t.Errorf("messages %+v", req.Messages)
 	}
 }
 
+// TestLLMGenerateAllKeepsOrderAndBoundsConcurrency holds every request
+// until as many as the bound allows are in flight (all that are left, at
+// the end): the run completes only if generate_all really keeps 6 in
+// flight, and the peak shows it never keeps more.
 func TestLLMGenerateAllKeepsOrderAndBoundsConcurrency(t *testing.T) {
 	rt, out, p := newLLMRuntime(t)
-	p.delay = 2 * time.Millisecond
+	const total, bound = 40, 6
+	p.cond = sync.NewCond(&p.mu)
+	p.gate = func(inflight, finished int) bool { return inflight >= min(bound, total-finished) }
 	mustRun(t, rt, `
 		local llm = require("llm")
 		local list = {}
@@ -238,8 +309,8 @@ func TestLLMGenerateAllKeepsOrderAndBoundsConcurrency(t *testing.T) {
 	if out.String() != "0\n" {
 		t.Errorf("output %q", out.String())
 	}
-	if peak := p.peak.Load(); peak != 6 {
-		t.Errorf("peak concurrency %d, want 6", peak)
+	if peak := p.peak.Load(); peak != bound {
+		t.Errorf("peak concurrency %d, want %d", peak, bound)
 	}
 	if p.last().MaxTokens != 9 {
 		t.Errorf("max_tokens not passed on: %+v", p.last())
@@ -256,14 +327,9 @@ func TestLLMGenerateAllFirstErrorCancelsTheRest(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	// The tasks have unwound; their Go calls see the cancellation on their
-	// own goroutines, a moment later.
-	deadline := time.Now().Add(5 * time.Second)
-	for p.cancelled.Load() != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d hanging requests cancelled, want 2", p.cancelled.Load())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	// own goroutines, a moment later: wait for both.
+	<-p.cancels
+	<-p.cancels
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if n := len(p.reqs); n != 3 {
@@ -328,6 +394,122 @@ func TestLLMStreamBreakClosesTheHTTPConnection(t *testing.T) {
 	case <-gone:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the server never saw the connection close")
+	}
+	rt.Close()
+	tr.CloseIdleConnections()
+	srv.Close()
+	checkGoroutines(t, before)
+}
+
+// strictServer is an OpenAI-compatible server that, like real ones,
+// answers 400 to a tool message that does not follow an assistant message
+// calling it. Its first reply calls a tool twice (streamed in fragments,
+// or whole); once it has both results it answers with them.
+func strictServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		var body struct {
+			Stream   bool `json:"stream"`
+			Messages []struct {
+				Role       string `json:"role"`
+				Content    *string
+				ToolCallID string `json:"tool_call_id"`
+				ToolCalls  []struct {
+					ID string `json:"id"`
+				} `json:"tool_calls"`
+			} `json:"messages"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		open := map[string]bool{}
+		var results []string
+		for _, m := range body.Messages {
+			switch m.Role {
+			case "assistant":
+				open = map[string]bool{}
+				for _, c := range m.ToolCalls {
+					open[c.ID] = true
+				}
+			case "tool":
+				if !open[m.ToolCallID] {
+					w.WriteHeader(400)
+					fmt.Fprintf(w, `{"error":{"message":"tool message %q follows no call","type":"invalid_request_error"}}`, m.ToolCallID)
+					return
+				}
+				delete(open, m.ToolCallID)
+				results = append(results, *m.Content)
+			}
+		}
+		if !body.Stream {
+			if len(results) == 0 {
+				io.WriteString(w, `{"choices":[{"message":{"role":"assistant","content":null,"tool_calls":[
+					{"id":"call_a","type":"function","function":{"name":"square","arguments":"{\"n\": 7}"}},
+					{"id":"call_b","type":"function","function":{"name":"square","arguments":"{\"n\": 9}"}}]},
+					"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":40,"completion_tokens":20,"total_tokens":60}}`)
+				return
+			}
+			b, _ := json.Marshal("squares: " + strings.Join(results, ", "))
+			fmt.Fprintf(w, `{"choices":[{"message":{"role":"assistant","content":%s},"finish_reason":"stop"}]}`, b)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		if len(results) == 0 {
+			io.WriteString(w, `data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"square","arguments":""}}]}}]}`+"\n\n"+
+				`data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"n\": 7}"}}]}}]}`+"\n\n"+
+				`data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"square","arguments":"{\"n\":"}}]}}]}`+"\n\n"+
+				`data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":" 9}"}}]}}]}`+"\n\n"+
+				`data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}`+"\n\n"+
+				`data: {"choices":[],"usage":{"prompt_tokens":40,"completion_tokens":20,"total_tokens":60}}`+"\n\ndata: [DONE]\n\n")
+			return
+		}
+		b, _ := json.Marshal("squares: " + strings.Join(results, ", "))
+		fmt.Fprintf(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":%s},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n", b)
+	}))
+	return srv, &n
+}
+
+// TestAgentLoopOverHTTP: the whole path, Lua agent loop to a server that
+// checks the follow-up's order; nothing is left behind.
+func TestAgentLoopOverHTTP(t *testing.T) {
+	before := runtime.NumGoroutine()
+	srv, n := strictServer(t)
+	tr := &http.Transport{}
+	rt, out := newRuntime(t)
+	if err := rt.RegisterLLM("llm", llm.NewOpenAI(llm.OpenAIOptions{BaseURL: srv.URL, HTTPClient: &http.Client{Transport: tr}})); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, rt, `
+		local reply, info = require("llm").chat({{role = "user", content = "square 7 and 9"}}, {tools = {
+			{name = "square", parameters = {type = "object", properties = {n = {type = "integer"}}, required = {"n"}},
+			 fn = function(a) return a.n * a.n end}}})
+		print(reply, info.steps, info.usage.total_tokens, info.tool_calls[2].arguments.n)`)
+	if got := out.String(); got != "squares: 49, 81\t2\t60\t9\n" {
+		t.Errorf("output %q", got)
+	}
+	if n.Load() != 2 {
+		t.Errorf("%d requests", n.Load())
+	}
+	// A script's own loop over llm.stream: the last chunk's assembled
+	// calls, answered with the assistant message and tool messages.
+	mustRun(t, rt, `
+		local llm = require("llm")
+		local msgs = {{role = "user", content = "square 7 and 9"}}
+		local calls
+		for chunk in llm.stream(msgs, {tools = {{name = "square"}}}) do
+			if chunk.done then calls = chunk.tool_calls end
+		end
+		local asked = {role = "assistant", content = "", tool_calls = {}}
+		msgs[2] = asked
+		for i, c in ipairs(calls) do
+			asked.tool_calls[i] = {id = c.id, name = c.name, arguments = c.arguments}
+			msgs[#msgs + 1] = {role = "tool", tool_call_id = c.id, content = c.arguments.n * c.arguments.n}
+		end
+		print((llm.chat(msgs)))`)
+	if got := out.String(); !strings.HasSuffix(got, "\nsquares: 49, 81\n") {
+		t.Errorf("output %q", got)
 	}
 	rt.Close()
 	tr.CloseIdleConnections()
