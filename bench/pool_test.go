@@ -117,8 +117,10 @@ func BenchmarkPoolRoundTrips(b *testing.B) {
 					wg.Wait()
 				}
 			})
+			cores := (cpuTime() - cpu0).Seconds() / el.Seconds()
 			b.ReportMetric(float64(trips)/el.Seconds(), "trips/s")
-			b.ReportMetric((cpuTime()-cpu0).Seconds()/el.Seconds(), "cores")
+			b.ReportMetric(cores, "cores")
+			b.ReportMetric(float64(trips)/el.Seconds()/cores, "trips/core-s")
 		})
 	}
 }
@@ -159,10 +161,41 @@ func BenchmarkPoolHandlerCalls(b *testing.B) {
 			}
 			wg.Wait()
 			b.StopTimer()
+			cores := (cpuTime() - cpu0).Seconds() / b.Elapsed().Seconds()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
-			b.ReportMetric((cpuTime()-cpu0).Seconds()/b.Elapsed().Seconds(), "cores")
+			b.ReportMetric(cores, "cores")
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds()/cores, "calls/core-s")
 		})
 	}
+}
+
+// BenchmarkPoolCPUCeiling measures what the Pool rows can hope for at the
+// moment they run: GOMAXPROCS goroutines spinning on arithmetic for the
+// benchmark's time, and the cores they got (2.0 on an idle 2-core machine;
+// less when other processes hold a core). b.N = spins of 1e6 additions
+// per goroutine.
+func BenchmarkPoolCPUCeiling(b *testing.B) {
+	n := runtime.GOMAXPROCS(0)
+	cpu0 := cpuTime()
+	var sink atomic.Int64
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			x := 0
+			for range b.N {
+				for i := range 1_000_000 {
+					x += i ^ (x >> 3)
+				}
+			}
+			sink.Add(int64(x))
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	if sink.Load() == 0 {
+		b.Fatal("the spin computed nothing")
+	}
+	b.ReportMetric((cpuTime()-cpu0).Seconds()/b.Elapsed().Seconds(), "cores")
 }
 
 // cpuTime is the CPU time the process has used, user and system: beside

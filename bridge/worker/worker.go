@@ -302,26 +302,19 @@ func (w *Worker) consume(ctx, base context.Context, slots chan struct{}, jobs *s
 		for n < cap(slots) && tryPut(slots) {
 			n++
 		}
-		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		batch, err := w.cons.Fetch(n, jetstream.FetchContext(fctx))
-		if err == nil {
-			for msg := range batch.Messages() {
-				n--
-				if ctx.Err() != nil { // fetched while stopping: back to the queue now
-					msg.Nak()
-					<-slots
-					continue
-				}
-				jobs.Add(1)
-				go func() {
-					defer jobs.Done()
-					defer func() { <-slots }()
-					w.handle(base, msg)
-				}()
-			}
-			err = batch.Error()
+		// What is waiting, at once; if nothing is, wait for one job. A
+		// batch that waited to fill would keep slots idle meanwhile.
+		got, err := w.dispatch(ctx, base, slots, jobs, func() (jetstream.MessageBatch, error) {
+			return w.cons.FetchNoWait(n)
+		})
+		if got == 0 && err == nil {
+			fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			got, err = w.dispatch(ctx, base, slots, jobs, func() (jetstream.MessageBatch, error) {
+				return w.cons.Fetch(1, jetstream.FetchContext(fctx))
+			})
+			cancel()
 		}
-		cancel()
+		n -= got
 		for ; n > 0; n-- {
 			<-slots
 		}
@@ -340,6 +333,31 @@ func (w *Worker) consume(ctx, base context.Context, slots chan struct{}, jobs *s
 		}
 	}
 	return nil
+}
+
+// dispatch fetches a batch and starts a goroutine for each job of it,
+// each holding one of the slots already taken; it returns how many it
+// started. Jobs fetched while stopping go back to the queue at once.
+func (w *Worker) dispatch(ctx, base context.Context, slots chan struct{}, jobs *sync.WaitGroup, fetch func() (jetstream.MessageBatch, error)) (int, error) {
+	batch, err := fetch()
+	if err != nil {
+		return 0, err
+	}
+	got := 0
+	for msg := range batch.Messages() {
+		if ctx.Err() != nil { // fetched while stopping: back to the queue now
+			msg.Nak()
+			continue
+		}
+		got++
+		jobs.Add(1)
+		go func() {
+			defer jobs.Done()
+			defer func() { <-slots }()
+			w.handle(base, msg)
+		}()
+	}
+	return got, batch.Error()
 }
 
 func tryPut(c chan struct{}) bool {
