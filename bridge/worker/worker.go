@@ -435,6 +435,10 @@ func (w *Worker) handle(base context.Context, msg jetstream.Msg) {
 	if w.hooks.beforeAck != nil {
 		w.hooks.beforeAck(job.Key)
 	}
+	if !res.OK { // a script error, a limit, a refused job: terminated, its reason in the server's advisory
+		w.settle(msg.TermWithReason(res.Error.Kind+" error"), "term", job.Key)
+		return
+	}
 	w.ack(base, msg, job.Key)
 }
 
