@@ -57,11 +57,20 @@ func Start(opts Options) (*Server, error) {
 	if err != nil || port < 0 || port > 65535 {
 		return nil, fmt.Errorf("embedded: address %q: bad port", addr)
 	}
-	if port == 0 {
-		port = server.RANDOM_PORT
-	}
 	if host == "" {
 		return nil, fmt.Errorf("embedded: address %q: name the host to listen on (127.0.0.1 for this machine only)", addr)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	} else {
+		// The server reports a taken port only in its log: try it first,
+		// for a clear error now rather than a wait for a server that
+		// never listens.
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("embedded: %w", err)
+		}
+		ln.Close()
 	}
 	s, err := server.NewServer(&server.Options{
 		ServerName: "moonbridge",
