@@ -259,6 +259,14 @@ func (rt *Runtime) atClose(f func()) {
 	rt.closeMu.Unlock()
 }
 
+// WithInstructionLimit returns a context under which runs (RunString,
+// RunFile, Call) have an instruction limit of n VM instructions in place of
+// Options.InstructionLimit; n <= 0 means no limit. It lets a host give each
+// run its own budget, e.g. per job or per tenant, on one Runtime or Pool.
+func WithInstructionLimit(ctx context.Context, n int64) context.Context {
+	return context.WithValue(ctx, core.InstructionLimitKey{}, n)
+}
+
 // Errors that runs end with, for errors.Is.
 var (
 	// ErrDeadlock: every remaining task waits for something that nothing

@@ -148,7 +148,7 @@ type Loop struct {
 	grace     time.Duration // how long Close waits for bridge functions
 	closeErr  error         // set before done is closed
 
-	wg       sync.WaitGroup // goroutines of calls and streams
+	wg       callCount // calls and streams whose Go side has not returned
 	baseCtx  context.Context
 	baseStop context.CancelFunc
 }
@@ -442,6 +442,11 @@ func cbytes(b []byte) (*C.char, C.size_t) {
 	return (*C.char)(unsafe.Pointer(&b[0])), C.size_t(len(b))
 }
 
+// InstructionLimitKey is the context key of a run's instruction limit (an
+// int64, 0 or less for none), which replaces Options.InstructionLimit for
+// the runs started with that context.
+type InstructionLimitKey struct{}
+
 func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte) ([]any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -465,7 +470,11 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte)
 	if dl, ok := ctx.Deadline(); ok {
 		deadline = max(time.Until(dl), 1)
 	}
-	C.mb_run_set_limits(r, C.int64_t(l.insnLimit), C.int64_t(deadline))
+	insn := l.insnLimit
+	if n, ok := ctx.Value(InstructionLimitKey{}).(int64); ok { // a per-run override
+		insn = n
+	}
+	C.mb_run_set_limits(r, C.int64_t(insn), C.int64_t(deadline))
 	l.runs.Store(id, w)
 	l.mu.RLock()
 	if l.closed {
@@ -634,6 +643,14 @@ func (l *Loop) shutdown(fatal error) {
 	// A bridge function that ignores its cancelled context must not hold
 	// Close forever. Its goroutine will still complete into the C runtime,
 	// so that stays until the last one returns, and is freed then.
+	// With nothing in flight (the loop has stopped, so nothing new can
+	// start) free now: racing a waiter goroutine against the grace timer
+	// could report an idle Runtime as stuck under a short grace.
+	if l.wg.n.Load() == 0 {
+		l.freeC()
+		close(l.done)
+		return
+	}
 	returned := make(chan struct{})
 	go func() {
 		l.wg.Wait()
@@ -651,6 +668,17 @@ func (l *Loop) shutdown(fatal error) {
 	}
 	close(l.done)
 }
+
+// callCount counts the goroutines of calls and streams: a WaitGroup
+// whose count Close can read.
+type callCount struct {
+	wg sync.WaitGroup
+	n  atomic.Int64
+}
+
+func (c *callCount) Add()  { c.n.Add(1); c.wg.Add(1) }
+func (c *callCount) Done() { c.n.Add(-1); c.wg.Done() }
+func (c *callCount) Wait() { c.wg.Wait() }
 
 func (l *Loop) freeC() {
 	var luaBytes C.int64_t
@@ -758,7 +786,7 @@ func (l *Loop) begin(c *C.mb_call) *callCtx {
 	c.slot = C.int(slot)
 	ctx := &callCtx{parent: l.runCtx(int64(c.run))}
 	l.calls[slot].ctx = ctx
-	l.wg.Add(1)
+	l.wg.Add()
 	return ctx
 }
 

@@ -5,6 +5,8 @@
 //	moonbridge run [flags] script.lua [args...]
 //	moonbridge chat [flags] [prompt...]
 //	moonbridge demo
+//	moonbridge worker [flags]
+//	moonbridge submit [flags] script.lua [args...]
 //	moonbridge version
 package main
 
@@ -30,6 +32,8 @@ Usage:
   moonbridge run [flags] script.lua [args...]   run a script ("-" reads standard input)
   moonbridge chat [flags] [prompt...]           stream a reply, or chat when no prompt is given
   moonbridge demo                               run the showcase (embedded generator)
+  moonbridge worker [flags]                     run script jobs from a NATS JetStream queue
+  moonbridge submit [flags] script.lua [args]   put a job on that queue (--wait: print its result)
   moonbridge version                            print the version
 
 Run 'moonbridge COMMAND --help' for a command's flags.
@@ -51,6 +55,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdChat(args[1:], stdin, stdout, stderr)
 	case "demo":
 		return cmdDemo(args[1:], stdout, stderr)
+	case "worker":
+		return cmdWorker(args[1:], stdout, stderr)
+	case "submit":
+		return cmdSubmit(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		if len(args) > 1 {
 			fmt.Fprintf(stderr, "moonbridge: version takes no arguments, got %q\n", args[1])
