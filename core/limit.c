@@ -53,6 +53,28 @@ void mb_limit_check(lua_State *L, mb_rt *rt, mb_run *r) {
   if (r->limit != MB_LIMIT_NONE) mb_limit_raise(L, r);
 }
 
+/* Charge steps of work done inside one C library call (string.find,
+** table.sort...) against the running task's run, since the count hook
+** cannot fire until the call returns: the instruction budget always, the
+** clock only for a batch of MB_LIMIT_GRAIN steps or more (callers charge in
+** such batches while they work, and the rest at the end). Raises the run's
+** limit error as the hook does; nothing outside a task. */
+void mb_limit_charge(lua_State *L, int64_t steps) {
+  mb_task *t = mb_rt_of(L)->current;
+  mb_run *r;
+  if (t == NULL) return;
+  r = t->run;
+  if (r->limit == MB_LIMIT_NONE) {
+    if (r->insn_limited && (r->insn_left -= steps) < 0)
+      r->limit = MB_LIMIT_INSN;
+    else if (r->deadline > 0 && steps >= MB_LIMIT_GRAIN && uv_hrtime() >= r->deadline)
+      r->limit = MB_LIMIT_DEADLINE;
+    else
+      return;
+  }
+  mb_limit_raise(L, r);
+}
+
 /* The count hook's period for a task of r: the slice, or shorter with a
 ** budget or deadline to watch; 0 for no hook. */
 int mb_limit_hook_count(mb_rt *rt, mb_run *r) {

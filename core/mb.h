@@ -420,6 +420,7 @@ void mb_run_set_limits(mb_run *r, int64_t instructions, int64_t deadline_ns);
 void mb_limit_raise(lua_State *L, mb_run *r);
 void mb_runs_over_limit(mb_rt *rt);
 void mb_limit_check(lua_State *L, mb_rt *rt, mb_run *r);
+void mb_limit_charge(lua_State *L, int64_t steps);
 int mb_limit_hook_count(mb_rt *rt, mb_run *r);
 const char *mb_limit_kind(mb_rt *rt, const char *msg, const char **op);
 
