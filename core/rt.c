@@ -17,6 +17,7 @@
 #include <lualib.h>
 
 #include "mb.h"
+#include "strlib.h"
 
 #define MB_DRAIN_BUDGET 1024 /* messages per pass, so timers still run */
 
@@ -713,6 +714,7 @@ static int mb_rt_open_libs(lua_State *L) {
   mb_timer_open(L);
   mb_bridge_open(L);
   mb_stdio_open(L);
+  mb_strlib_open(L);
   return 0;
 }
 
