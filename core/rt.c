@@ -18,6 +18,7 @@
 
 #include "mb.h"
 #include "strlib.h"
+#include "tablib.h"
 
 #define MB_DRAIN_BUDGET 1024 /* messages per pass, so timers still run */
 
@@ -715,6 +716,7 @@ static int mb_rt_open_libs(lua_State *L) {
   mb_bridge_open(L);
   mb_stdio_open(L);
   mb_strlib_open(L);
+  mb_tablib_open(L);
   return 0;
 }
 
