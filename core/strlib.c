@@ -105,7 +105,7 @@ static void mb_pat_settle(mb_pat *m) {
 }
 
 /* Does c belong to the class named by letter cl (%a, %d, ... and their
-** complements in upper case)? Any other letter stands for itself. */
+** complements in upper case)? Any other character stands for itself. */
 static int mb_pat_class(int c, int cl) {
   int yes;
   switch (tolower(cl)) {
@@ -119,6 +119,7 @@ static int mb_pat_class(int c, int cl) {
     case 'u': yes = isupper(c); break;
     case 'w': yes = isalnum(c); break;
     case 'x': yes = isxdigit(c); break;
+    case 'z': yes = c == 0; break; /* deprecated, but still in 5.4 */
     default: return cl == c;
   }
   return isupper(cl) ? !yes : yes;
