@@ -282,13 +282,13 @@ func TestStrlibMatchesStock(t *testing.T) {
 	// limits, long subjects.
 	long := strings.Repeat("a", 300)
 	for _, c := range []cmpCase{
-		{"match", long, strings.Repeat("a?", 300), "", 1, 0},   // pattern too complex
-		{"match", long, strings.Repeat("a?", 199), "", 1, 0},   // just within
-		{"find", "x", strings.Repeat("()", 33), "", 1, 0},      // too many captures
-		{"find", "x", strings.Repeat("()", 32), "", 1, 0},      // 32 is fine
-		{"gsub", long, strings.Repeat("(a)", 32), "%9", 1, 0},  // all captures
-		{"gmatch", long + "b" + long, "a-b", "", 1, 0},         // a long match
-		{"gsub", long, "", "-", 1, 0},                          // empty matches everywhere
+		{"match", long, strings.Repeat("a?", 300), "", 1, 0},  // pattern too complex
+		{"match", long, strings.Repeat("a?", 199), "", 1, 0},  // just within
+		{"find", "x", strings.Repeat("()", 33), "", 1, 0},     // too many captures
+		{"find", "x", strings.Repeat("()", 32), "", 1, 0},     // 32 is fine
+		{"gsub", long, strings.Repeat("(a)", 32), "%9", 1, 0}, // all captures
+		{"gmatch", long + "b" + long, "a-b", "", 1, 0},        // a long match
+		{"gsub", long, "", "-", 1, 0},                         // empty matches everywhere
 		{"find", long + "b", strings.Repeat("a", 299) + "b", "", 1, 0},
 		{"find_plain", long + "b", strings.Repeat("a", 299) + "b", "", 1, 0},
 		{"find_plain", long, strings.Repeat("a", 301), "", 1, 0},
