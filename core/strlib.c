@@ -43,9 +43,11 @@
 /* The largest string string.rep makes, as stock Lua: an int's worth. */
 #define MB_STR_MAXSIZE ((size_t)INT_MAX)
 
-/* Charge n bytes of copying or scanning. */
+/* Charge n bytes of copying or scanning; less than MB_STR_FREE bytes is
+** free, as one VM instruction's worth. */
+#define MB_STR_FREE 1024
 static void mb_str_charge_bytes(lua_State *L, size_t n) {
-  if (n >= MB_STR_BYTES) mb_limit_charge(L, (int64_t)(n / MB_STR_BYTES));
+  if (n >= MB_STR_FREE) mb_limit_charge(L, (int64_t)(n / MB_STR_BYTES));
 }
 
 /* Lua's relative string position: negative counts from the end, and
@@ -65,7 +67,7 @@ typedef struct mb_pat {
   const char *pat_end;       /* the pattern's end; *pat_end is '\0' */
   int depth;                 /* nested match calls left */
   int ncap;                  /* captures opened so far */
-  unsigned steps;            /* work done and not yet charged */
+  int64_t fuel;              /* steps left before the next charge */
   struct {
     const char *at;
     ptrdiff_t len; /* or MB_CAP_OPEN, MB_CAP_POSITION */
@@ -78,7 +80,7 @@ static void mb_pat_init(mb_pat *m, lua_State *L, const char *s, size_t ls,
   m->src = s;
   m->src_end = s + ls;
   m->pat_end = p + lp;
-  m->steps = 0;
+  m->fuel = MB_STR_BATCH;
 }
 
 /* Before each attempt at a new subject position. */
@@ -87,26 +89,32 @@ static void mb_pat_reset(mb_pat *m) {
   m->ncap = 0;
 }
 
-/* Count n steps; charge a full batch. Called on every item tried, so the
-** common path is one add and one compare. */
-static void mb_pat_step(mb_pat *m, unsigned n) {
-  if ((m->steps += n) >= MB_STR_BATCH) {
-    unsigned steps = m->steps;
-    m->steps = 0;
-    mb_limit_charge(m->L, steps);
-  }
+/* Charge what the fuel says was used, and fill it up again. */
+static void mb_pat_refuel(mb_pat *m) {
+  int64_t used = MB_STR_BATCH - m->fuel;
+  m->fuel = MB_STR_BATCH;
+  mb_limit_charge(m->L, used);
 }
 
-/* Charge what is left when a call ends: the budget, not the clock (small
-** calls then cost one branch; the hook looks at the clock soon enough). */
+/* Count n steps, charging once a batch is used up. Called on every item
+** tried: a decrement and a branch. */
+static inline void mb_pat_step(mb_pat *m, int64_t n) {
+  if ((m->fuel -= n) <= 0) mb_pat_refuel(m);
+}
+
+/* Charge what is left when a call ends: the budget, not the clock (a call
+** that used little costs one branch; the hook looks at the clock soon
+** enough). */
 static void mb_pat_settle(mb_pat *m) {
-  if (m->steps >= 64) mb_limit_charge(m->L, m->steps);
-  m->steps = 0;
+  if (MB_STR_BATCH - m->fuel >= 64) {
+    mb_limit_charge(m->L, MB_STR_BATCH - m->fuel);
+    m->fuel = MB_STR_BATCH;
+  }
 }
 
 /* Does c belong to the class named by letter cl (%a, %d, ... and their
 ** complements in upper case)? Any other character stands for itself. */
-static int mb_pat_class(int c, int cl) {
+static inline int mb_pat_class(int c, int cl) {
   int yes;
   switch (tolower(cl)) {
     case 'a': yes = isalpha(c); break;
@@ -127,7 +135,7 @@ static int mb_pat_class(int c, int cl) {
 
 /* Does c belong to the set that starts at p ('[') and ends at last (its
 ** ']')? Classes, ranges a-z and single characters; '^' complements. */
-static int mb_pat_set(int c, const char *p, const char *last) {
+static inline int mb_pat_set(int c, const char *p, const char *last) {
   int in = 1;
   if (*++p == '^') {
     in = 0;
@@ -180,11 +188,12 @@ static int mb_pat_single(mb_pat *m, const char *s, const char *p, const char *ep
 static const char *mb_pat_match(mb_pat *m, const char *s, const char *p);
 
 /* x* and x+ (from its second character): take as many as match, then give
-** them back one by one until the rest of the pattern matches. */
+** them back one by one until the rest of the pattern matches. The scan is
+** charged when it ends: one pass over the subject at most. */
 static const char *mb_pat_greedy(mb_pat *m, const char *s, const char *p, const char *ep) {
   ptrdiff_t n = 0;
-  while (mb_pat_single(m, s + n, p, ep))
-    if ((++n & 4095) == 0) mb_pat_step(m, 4096 / MB_STR_BYTES);
+  while (mb_pat_single(m, s + n, p, ep)) n++;
+  if (n >= MB_STR_FREE) mb_pat_step(m, n / MB_STR_BYTES);
   for (; n >= 0; n--) {
     const char *e = mb_pat_match(m, s + n, ep + 1);
     if (e != NULL) return e;
@@ -227,9 +236,10 @@ static const char *mb_pat_close(mb_pat *m, const char *s, const char *p) {
   return e;
 }
 
-/* %bxy at s (p at x): a run from x to its balancing y. */
+/* %bxy at s (p at x): a run from x to its balancing y. The scan is
+** charged when it ends: one pass over the subject at most. */
 static const char *mb_pat_balance(mb_pat *m, const char *s, const char *p) {
-  const char *start = s;
+  const char *start = s, *e = NULL;
   int depth = 1;
   char open, close;
   if (p + 1 >= m->pat_end) luaL_error(m->L, "malformed pattern (missing arguments to '%%b')");
@@ -237,14 +247,17 @@ static const char *mb_pat_balance(mb_pat *m, const char *s, const char *p) {
   open = p[0];
   close = p[1];
   while (++s < m->src_end) {
-    if ((s - start) % 4096 == 0) mb_pat_step(m, 4096 / MB_STR_BYTES);
     if (*s == close) {
-      if (--depth == 0) return s + 1;
+      if (--depth == 0) {
+        e = s + 1;
+        break;
+      }
     } else if (*s == open) {
       depth++;
     }
   }
-  return NULL;
+  if (s - start >= MB_STR_FREE) mb_pat_step(m, (s - start) / MB_STR_BYTES);
+  return e;
 }
 
 /* %1-%9 at s: the text of capture d (a digit) again. */
@@ -255,7 +268,7 @@ static const char *mb_pat_backref(mb_pat *m, const char *s, int d) {
     luaL_error(m->L, "invalid capture index %%%d", i + 1);
   len = (size_t)m->cap[i].len; /* a position capture is huge: no match */
   if ((size_t)(m->src_end - s) < len) return NULL;
-  mb_pat_step(m, (unsigned)(len / MB_STR_BYTES));
+  mb_pat_step(m, (int64_t)(len / MB_STR_BYTES));
   return memcmp(m->cap[i].at, s, len) == 0 ? s + len : NULL;
 }
 
@@ -302,7 +315,7 @@ static const char *mb_pat_match(mb_pat *m, const char *s, const char *p) {
           p = ep;
           continue;
         }
-        if (isdigit((unsigned char)p[1])) {
+        if (p[1] >= '0' && p[1] <= '9') {
           if ((s = mb_pat_backref(m, s, (unsigned char)p[1])) == NULL) goto done;
           p += 2;
           continue;
@@ -384,16 +397,29 @@ static int mb_str_is_plain(const char *p, size_t lp) {
   return 1;
 }
 
+/* The first occurrence of p (1 <= lp <= ls) in s, or NULL. A short needle
+** is looked for as stock does (memchr for its first byte, then memcmp: the
+** fastest on ordinary text, and at worst lp times linear); a longer one
+** with memmem, linear at worst (stock's search is quadratic). */
+static const char *mb_str_scan(const char *s, size_t ls, const char *p, size_t lp) {
+  const char *end = s + (ls - lp) + 1; /* past the last possible start */
+  if (lp > 16) return memmem(s, ls, p, lp);
+  while (s < end && (s = memchr(s, p[0], (size_t)(end - s))) != NULL) {
+    if (memcmp(s + 1, p + 1, lp - 1) == 0) return s;
+    s++;
+  }
+  return NULL;
+}
+
 /* The first occurrence of p in s, or NULL; the empty string is found at
-** s. memmem is linear in the worst case (stock's search is not), and the
-** subject is searched in windows so that a long one is charged as it goes. */
+** s. A long subject is searched in windows, charged one by one. */
 static const char *mb_str_memfind(lua_State *L, const char *s, size_t ls,
                                   const char *p, size_t lp) {
   size_t window = lp > 65536 ? lp : 65536, off = 0;
   if (lp == 0) return s;
   while (lp <= ls - off) {
     size_t n = ls - off < window + lp - 1 ? ls - off : window + lp - 1;
-    const char *at = memmem(s + off, n, p, lp);
+    const char *at = mb_str_scan(s + off, n, p, lp);
     mb_str_charge_bytes(L, n);
     if (at != NULL) return at;
     if (n < window + lp - 1) break; /* that was the last window */
@@ -465,7 +491,6 @@ static int mb_str_gmatch_next(lua_State *L) {
     mb_pat_reset(&g->m);
     if ((e = mb_pat_match(&g->m, from, g->p)) != NULL && e != g->last) {
       g->from = g->last = e;
-      mb_pat_settle(&g->m);
       return mb_pat_push_captures(&g->m, from, e, 1);
     }
   }
@@ -575,7 +600,7 @@ static int mb_str_gsub(lua_State *L) {
       changed |= mb_gsub_add(&m, &b, src, e, kind);
       src = last = e;
       if (luaL_bufflen(&b) - added >= MB_STR_BATCH * MB_STR_BYTES) {
-        mb_pat_step(&m, (unsigned)((luaL_bufflen(&b) - added) / MB_STR_BYTES));
+        mb_pat_step(&m, (int64_t)((luaL_bufflen(&b) - added) / MB_STR_BYTES));
         added = luaL_bufflen(&b);
       }
     } else if (src < m.src_end) {

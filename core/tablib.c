@@ -22,25 +22,27 @@
 #include "mb.h"
 #include "tablib.h"
 
-/* Work is charged in batches of this many steps; an element read, written
-** or compared costs MB_TAB_ELEM steps, about what the same work costs in VM
-** instructions as a Lua loop. */
-#define MB_TAB_BATCH 1024
+/* An element read, written or compared costs MB_TAB_ELEM steps, about
+** what the same work costs in VM instructions as a Lua loop. Loops charge
+** every MB_TAB_EVERY elements (a batch of steps, with a look at the clock),
+** and what is left at the end if it is worth a call. */
 #define MB_TAB_ELEM 4
+#define MB_TAB_EVERY 256
 
-/* Count one element's work in *steps, charging a full batch. */
-static void mb_tab_step(lua_State *L, unsigned *steps) {
-  if ((*steps += MB_TAB_ELEM) >= MB_TAB_BATCH) {
-    unsigned n = *steps;
-    *steps = 0;
-    mb_limit_charge(L, n);
-  }
+/* table.concat also charges the bytes it appends, a step per MB_TAB_BYTES,
+** every MB_TAB_BYTES_EVERY bytes. */
+#define MB_TAB_BYTES 16
+#define MB_TAB_BYTES_EVERY 16384
+
+/* Element count i of a loop was done. */
+static void mb_tab_step(lua_State *L, lua_Unsigned i) {
+  if ((i & (MB_TAB_EVERY - 1)) == 0) mb_limit_charge(L, MB_TAB_EVERY * MB_TAB_ELEM);
 }
 
-/* Charge what is left when a call ends (the budget; small calls cost a
-** branch). */
-static void mb_tab_settle(lua_State *L, unsigned steps) {
-  if (steps >= 64) mb_limit_charge(L, steps);
+/* A loop of n elements ended: charge the rest. */
+static void mb_tab_settle(lua_State *L, lua_Unsigned n) {
+  n &= MB_TAB_EVERY - 1;
+  if (n >= 16) mb_limit_charge(L, (int64_t)n * MB_TAB_ELEM);
 }
 
 /* What an argument must allow when it is not a table. */
@@ -80,7 +82,7 @@ static lua_Integer mb_tab_len(lua_State *L, int arg, int what) {
 
 /* table.insert(t, [pos,] v): shift t[pos..#t] up by one. */
 static int mb_tab_insert(lua_State *L) {
-  unsigned steps = 0;
+  lua_Unsigned done = 0; /* elements */
   lua_Integer pos, i;
   /* the first free slot; wraps around like stock's luaL_intop */
   lua_Integer e = (lua_Integer)((lua_Unsigned)mb_tab_len(L, 1, MB_TAB_R | MB_TAB_W) + 1u);
@@ -94,20 +96,20 @@ static int mb_tab_insert(lua_State *L) {
       for (i = e; i > pos; i--) {
         lua_geti(L, 1, i - 1);
         lua_seti(L, 1, i);
-        mb_tab_step(L, &steps);
+        mb_tab_step(L, ++done);
       }
       break;
     default:
       return luaL_error(L, "wrong number of arguments to 'insert'");
   }
   lua_seti(L, 1, pos);
-  mb_tab_settle(L, steps);
+  mb_tab_settle(L, done);
   return 0;
 }
 
 /* table.remove(t [, pos]): shift t[pos+1..#t] down by one. */
 static int mb_tab_remove(lua_State *L) {
-  unsigned steps = 0;
+  lua_Unsigned done = 0; /* elements */
   lua_Integer size = mb_tab_len(L, 1, MB_TAB_R | MB_TAB_W);
   lua_Integer pos = luaL_optinteger(L, 2, size);
   if (pos != size) /* an explicit position may be #t + 1 (stock names argument 1) */
@@ -116,18 +118,18 @@ static int mb_tab_remove(lua_State *L) {
   for (; pos < size; pos++) {
     lua_geti(L, 1, pos + 1);
     lua_seti(L, 1, pos);
-    mb_tab_step(L, &steps);
+    mb_tab_step(L, ++done);
   }
   lua_pushnil(L);
   lua_seti(L, 1, pos);
-  mb_tab_settle(L, steps);
+  mb_tab_settle(L, done);
   return 1;
 }
 
 /* table.move(a1, f, e, t [, a2]): a2[t..] = a1[f..e], copying in the
 ** direction that reads each element before it is overwritten. */
 static int mb_tab_move(lua_State *L) {
-  unsigned steps = 0;
+  lua_Unsigned done = 0; /* elements */
   lua_Integer f = luaL_checkinteger(L, 2);
   lua_Integer e = luaL_checkinteger(L, 3);
   lua_Integer t = luaL_checkinteger(L, 4);
@@ -143,18 +145,18 @@ static int mb_tab_move(lua_State *L) {
       for (i = 0; i < n; i++) {
         lua_geti(L, 1, f + i);
         lua_seti(L, dst, t + i);
-        mb_tab_step(L, &steps);
+        mb_tab_step(L, ++done);
       }
     } else { /* overlapping, moving up: from the end */
       for (i = n - 1; i >= 0; i--) {
         lua_geti(L, 1, f + i);
         lua_seti(L, dst, t + i);
-        mb_tab_step(L, &steps);
+        mb_tab_step(L, ++done);
       }
     }
   }
   lua_pushvalue(L, dst);
-  mb_tab_settle(L, steps);
+  mb_tab_settle(L, done);
   return 1;
 }
 
@@ -173,7 +175,7 @@ static void mb_tab_addfield(lua_State *L, luaL_Buffer *b, lua_Integer i) {
 
 /* table.concat(t [, sep [, i [, j]]]). Bytes appended are charged too. */
 static int mb_tab_concat(lua_State *L) {
-  unsigned steps = 0;
+  lua_Unsigned done = 0; /* elements */
   size_t lsep, charged = 0;
   luaL_Buffer b;
   lua_Integer last = mb_tab_len(L, 1, MB_TAB_R);
@@ -184,23 +186,23 @@ static int mb_tab_concat(lua_State *L) {
   for (; i < last; i++) {
     mb_tab_addfield(L, &b, i);
     luaL_addlstring(&b, sep, lsep);
-    mb_tab_step(L, &steps);
-    if (luaL_bufflen(&b) - charged >= 16 * MB_TAB_BATCH) {
-      mb_limit_charge(L, (int64_t)((luaL_bufflen(&b) - charged) / 16));
+    mb_tab_step(L, ++done);
+    if (luaL_bufflen(&b) - charged >= MB_TAB_BYTES_EVERY) {
+      mb_limit_charge(L, (int64_t)((luaL_bufflen(&b) - charged) / MB_TAB_BYTES));
       charged = luaL_bufflen(&b);
     }
   }
   if (i == last) mb_tab_addfield(L, &b, i); /* the last one, without a separator */
-  mb_tab_settle(L, steps);
-  if (luaL_bufflen(&b) >= 16 * MB_TAB_BATCH) /* the copy into a string */
-    mb_limit_charge(L, (int64_t)(luaL_bufflen(&b) / 16));
+  mb_tab_settle(L, done);
+  if (luaL_bufflen(&b) >= MB_TAB_BYTES_EVERY) /* the copy into a string */
+    mb_limit_charge(L, (int64_t)(luaL_bufflen(&b) / MB_TAB_BYTES));
   luaL_pushresult(&b);
   return 1;
 }
 
 /* table.unpack(t [, i [, j]]): t[i], ..., t[j]. */
 static int mb_tab_unpack(lua_State *L) {
-  unsigned steps = 0;
+  lua_Unsigned done = 0; /* elements */
   lua_Unsigned n;
   lua_Integer i = luaL_optinteger(L, 2, 1);
   lua_Integer e = luaL_opt(L, luaL_checkinteger, 3, luaL_len(L, 1));
@@ -210,10 +212,10 @@ static int mb_tab_unpack(lua_State *L) {
     return luaL_error(L, "too many results to unpack");
   for (; i < e; i++) { /* stop before e: e + 1 may overflow */
     lua_geti(L, 1, i);
-    mb_tab_step(L, &steps);
+    mb_tab_step(L, ++done);
   }
   lua_geti(L, 1, e);
-  mb_tab_settle(L, steps);
+  mb_tab_settle(L, done);
   return (int)n;
 }
 
@@ -234,7 +236,7 @@ typedef unsigned int mb_idx;
 typedef struct mb_sort {
   lua_State *L;
   int has_fn;     /* argument 2 is the order function */
-  unsigned steps; /* work not yet charged */
+  lua_Unsigned done; /* comparisons */
 } mb_sort;
 
 /* Is the value at stack index a less than the one at b? Both relative to
@@ -242,7 +244,7 @@ typedef struct mb_sort {
 static int mb_sort_less(mb_sort *s, int a, int b) {
   lua_State *L = s->L;
   int less;
-  mb_tab_step(L, &s->steps);
+  mb_tab_step(L, ++s->done);
   if (!s->has_fn) return lua_compare(L, a, b, LUA_OPLT);
   lua_pushvalue(L, 2);
   lua_pushvalue(L, a - 1);
@@ -368,9 +370,9 @@ static int mb_tab_sort(lua_State *L) {
     lua_settop(L, 2);
     s.L = L;
     s.has_fn = !lua_isnil(L, 2);
-    s.steps = 0;
+    s.done = 0;
     mb_sort_range(&s, 1, (mb_idx)n, 0);
-    mb_tab_settle(L, s.steps);
+    mb_tab_settle(L, s.done);
   }
   return 0;
 }
