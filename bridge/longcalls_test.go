@@ -54,6 +54,15 @@ var boundedCalls = map[string]string{
 	"table.unpack": `local t = {} for i = 1, 100000 do t[i] = i end for i = 1, 50 do select("#", table.unpack(t)) end`,
 	"table.sort":   `local t = {} for i = 1, 200000 do t[i] = (i * 7919) % 200000 end table.sort(t)`,
 	"table.move":   `local t = {} for i = 1, 100000 do t[i] = i end for i = 1, 50 do table.move(t, 1, #t, 1, {}) end`,
+	// linear, but over strings as long as memory allows
+	"string.upper":   `local s = ("x"):rep(1000000) for i = 1, 100 do s:upper() end`,
+	"string.lower":   `local s = ("X"):rep(1000000) for i = 1, 100 do s:lower() end`,
+	"string.reverse": `local s = ("xy"):rep(500000) for i = 1, 100 do s:reverse() end`,
+	"string.sub":     `local s = ("x"):rep(1000000) for i = 1, 200 do s:sub(2) end`,
+	"string.byte":    `local s = ("x"):rep(100000) for i = 1, 100 do select("#", s:byte(1, -1)) end`,
+	"utf8.len":       `local s = ("\u{e9}"):rep(1000000) for i = 1, 100 do utf8.len(s) end`,
+	"utf8.codepoint": `local s = ("x"):rep(100000) for i = 1, 100 do select("#", utf8.codepoint(s, 1, -1)) end`,
+	"utf8.offset":    `local s = ("\u{e9}"):rep(1000000) for i = 1, 100 do utf8.offset(s, -1000000) end`,
 }
 
 // watched is a Runtime whose runs fail the test, instead of hanging it, if

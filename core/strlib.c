@@ -1,6 +1,7 @@
 /*
-** strlib.c — string.find, match, gmatch, gsub and rep that honour the
-** run's deadline and instruction limit.
+** strlib.c — string.find, match, gmatch, gsub, rep (and the linear sub,
+** byte, upper, lower, reverse, utf8.len, utf8.codepoint, utf8.offset) that
+** honour the run's deadline and instruction limit.
 **
 ** Layer: C core. Lua's count hook fires only between VM instructions, so
 ** one call of a stock string function can hold the loop for as long as its
@@ -31,6 +32,10 @@
 ** or copied. */
 #define MB_STR_BATCH 1024
 #define MB_STR_BYTES 16
+
+/* Functions that produce long strings charge at least every this many
+** bytes. */
+#define MB_REP_STEP ((size_t)1 << 20)
 
 /* Lua's limits on patterns: captures, and nested match calls. */
 #define MB_PAT_MAXCAP 32
@@ -626,9 +631,6 @@ static int mb_str_gsub(lua_State *L) {
 ** rep.
 ** ------------------------------------------------------------------- */
 
-/* string.rep copies at most this many bytes between charges. */
-#define MB_REP_STEP ((size_t)1 << 20)
-
 /* string.rep(s, n [, sep]): n copies of s separated by sep. The buffer is
 ** filled by doubling what is already there (one memcpy per doubling, not
 ** one per copy: stock's loop of n empty copies never ends for
@@ -671,14 +673,235 @@ static int mb_str_rep(lua_State *L) {
 }
 
 /* ---------------------------------------------------------------------
+** The linear ones: sub, byte, upper, lower, reverse. Each is one pass, but
+** over a string as long as memory allows (a loop of s:upper() on 30 MB
+** held a 200 ms deadline for 11 s: the hook counts it as one instruction),
+** so they charge their bytes too: before copying, or chunk by chunk.
+** ------------------------------------------------------------------- */
+
+/* The end position argument arg of sub and byte (default def): negative
+** counts from the end, and it is clipped to [0, len]. */
+static size_t mb_str_endpos(lua_State *L, int arg, lua_Integer def, size_t len) {
+  lua_Integer pos = luaL_optinteger(L, arg, def);
+  if (pos > (lua_Integer)len) return len;
+  if (pos >= 0) return (size_t)pos;
+  if (pos < -(lua_Integer)len) return 0;
+  return len + (size_t)pos + 1;
+}
+
+static int mb_str_sub(lua_State *L) {
+  size_t l;
+  const char *s = luaL_checklstring(L, 1, &l);
+  size_t start = mb_str_posrelat(luaL_checkinteger(L, 2), l);
+  size_t end = mb_str_endpos(L, 3, -1, l);
+  if (start > end) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  mb_str_charge_bytes(L, end - start + 1);
+  lua_pushlstring(L, s + start - 1, end - start + 1);
+  return 1;
+}
+
+static int mb_str_byte(lua_State *L) {
+  size_t l, first, last;
+  const char *s = luaL_checklstring(L, 1, &l);
+  lua_Integer pi = luaL_optinteger(L, 2, 1);
+  int i, n;
+  last = mb_str_endpos(L, 3, pi, l);
+  first = mb_str_posrelat(pi, l);
+  if (first > last) return 0;
+  if (last - first >= (size_t)INT_MAX) return luaL_error(L, "string slice too long");
+  n = (int)(last - first) + 1;
+  luaL_checkstack(L, n, "string slice too long");
+  if (n >= 256) mb_limit_charge(L, n); /* a step a value */
+  for (i = 0; i < n; i++) lua_pushinteger(L, (unsigned char)s[first - 1 + i]);
+  return n;
+}
+
+/* What upper, lower and reverse do to each chunk of the subject. */
+enum { MB_MAP_UPPER, MB_MAP_LOWER, MB_MAP_REVERSE };
+
+/* Make the result of op on the subject (argument 1), a chunk at a time,
+** charging each. */
+static int mb_str_map(lua_State *L, int op) {
+  size_t l, i, n;
+  const char *s = luaL_checklstring(L, 1, &l);
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, l);
+  for (i = 0; i < l; i += n) {
+    size_t j;
+    n = l - i < MB_REP_STEP ? l - i : MB_REP_STEP;
+    switch (op) {
+      case MB_MAP_UPPER:
+        for (j = i; j < i + n; j++) out[j] = (char)toupper((unsigned char)s[j]);
+        break;
+      case MB_MAP_LOWER:
+        for (j = i; j < i + n; j++) out[j] = (char)tolower((unsigned char)s[j]);
+        break;
+      default:
+        for (j = i; j < i + n; j++) out[j] = s[l - j - 1];
+        break;
+    }
+    mb_str_charge_bytes(L, 4 * n); /* a few times a copy's cost */
+  }
+  mb_str_charge_bytes(L, l); /* the copy into a string */
+  luaL_pushresultsize(&b, l);
+  return 1;
+}
+
+static int mb_str_upper(lua_State *L) { return mb_str_map(L, MB_MAP_UPPER); }
+static int mb_str_lower(lua_State *L) { return mb_str_map(L, MB_MAP_LOWER); }
+static int mb_str_reverse(lua_State *L) { return mb_str_map(L, MB_MAP_REVERSE); }
+
+/* ---------------------------------------------------------------------
+** utf8.len, utf8.codepoint and utf8.offset: linear in the string too.
+** ------------------------------------------------------------------- */
+#define MB_UTF8_MAXUNICODE 0x10FFFFu
+
+/* Is the byte at p a continuation byte (10xxxxxx)? */
+#define mb_utf8_iscont(p) ((*(p) & 0xC0) == 0x80)
+
+/* Lua's relative position for utf8: negative counts from the end, and
+** anything before the start is 0. */
+static lua_Integer mb_utf8_posrelat(lua_Integer pos, size_t len) {
+  if (pos >= 0) return pos;
+  if (0u - (size_t)pos > len) return 0;
+  return (lua_Integer)len + pos + 1;
+}
+
+/* Decode the sequence at s: its end, with the code in *code (if code is
+** not NULL); NULL if it is not valid UTF-8 as Lua 5.4 reads it: up to six
+** bytes (codes below 2^31), no overlong forms, and, when strict, no
+** surrogates and nothing past 10FFFF. The '\0' after a Lua string stops a
+** truncated sequence. */
+static const char *mb_utf8_decode(const char *s, uint32_t *code, int strict) {
+  static const uint32_t least[] = {0, 0x80, 0x800, 0x10000u, 0x200000u, 0x4000000u};
+  unsigned c = (unsigned char)s[0];
+  uint32_t res = c;
+  int n = 0, i;
+  if (c >= 0x80) {
+    if (c < 0xC0 || c >= 0xFE) return NULL; /* a continuation byte, or no length */
+    n = c >= 0xFC ? 5 : c >= 0xF8 ? 4 : c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : 1;
+    res = c & (0x3Fu >> n);
+    for (i = 1; i <= n; i++) {
+      unsigned cc = (unsigned char)s[i];
+      if ((cc & 0xC0) != 0x80) return NULL;
+      res = (res << 6) | (cc & 0x3F);
+    }
+    if (res < least[n]) return NULL;
+  }
+  if (strict && (res > MB_UTF8_MAXUNICODE || (res >= 0xD800u && res <= 0xDFFFu))) return NULL;
+  if (code != NULL) *code = res;
+  return s + n + 1;
+}
+
+/* utf8.len(s [, i [, j [, lax]]]): the number of characters, or fail and
+** the position of the first invalid byte. */
+static int mb_utf8_len(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lua_Integer i = mb_utf8_posrelat(luaL_optinteger(L, 2, 1), len);
+  lua_Integer j = mb_utf8_posrelat(luaL_optinteger(L, 3, -1), len);
+  lua_Integer n = 0, start;
+  int strict = !lua_toboolean(L, 4);
+  luaL_argcheck(L, 1 <= i && --i <= (lua_Integer)len, 2, "initial position out of bounds");
+  luaL_argcheck(L, --j < (lua_Integer)len, 3, "final position out of bounds");
+  start = i;
+  while (i <= j) {
+    const char *e = mb_utf8_decode(s + i, NULL, strict);
+    if (e == NULL) {
+      luaL_pushfail(L);
+      lua_pushinteger(L, i + 1);
+      return 2;
+    }
+    i = e - s;
+    if ((++n & 0xFFFF) == 0) { /* every 64K characters */
+      mb_str_charge_bytes(L, (size_t)(i - start));
+      start = i;
+    }
+  }
+  mb_str_charge_bytes(L, (size_t)(i - start));
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+/* utf8.codepoint(s [, i [, j [, lax]]]): the codes of the characters
+** starting in s[i..j]. */
+static int mb_utf8_codepoint(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len), *end;
+  lua_Integer i = mb_utf8_posrelat(luaL_optinteger(L, 2, 1), len);
+  lua_Integer j = mb_utf8_posrelat(luaL_optinteger(L, 3, i), len);
+  int n, strict = !lua_toboolean(L, 4);
+  luaL_argcheck(L, i >= 1, 2, "out of bounds");
+  luaL_argcheck(L, j <= (lua_Integer)len, 3, "out of bounds");
+  if (i > j) return 0;
+  if (j - i >= INT_MAX) return luaL_error(L, "string slice too long");
+  n = (int)(j - i) + 1; /* at most this many codes */
+  luaL_checkstack(L, n, "string slice too long");
+  if (n >= 256) mb_limit_charge(L, n); /* a step a byte */
+  n = 0;
+  end = s + j;
+  for (s += i - 1; s < end; n++) {
+    uint32_t code;
+    if ((s = mb_utf8_decode(s, &code, strict)) == NULL) return luaL_error(L, "invalid UTF-8 code");
+    lua_pushinteger(L, code);
+  }
+  return n;
+}
+
+/* utf8.offset(s, n [, i]): where the n-th character (counting from the
+** one at i) starts. */
+static int mb_utf8_offset(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  lua_Integer i = mb_utf8_posrelat(luaL_optinteger(L, 3, n >= 0 ? 1 : (lua_Integer)len + 1), len);
+  lua_Integer from;
+  luaL_argcheck(L, 1 <= i && --i <= (lua_Integer)len, 3, "position out of bounds");
+  from = i;
+  if (n == 0) { /* the start of the character i is in */
+    while (i > 0 && mb_utf8_iscont(s + i)) i--;
+  } else {
+    if (mb_utf8_iscont(s + i)) return luaL_error(L, "initial position is a continuation byte");
+    if (n < 0) {
+      for (; n < 0 && i > 0; n++)
+        do i--; while (i > 0 && mb_utf8_iscont(s + i));
+    } else {
+      for (n--; n > 0 && i < (lua_Integer)len; n--)
+        do i++; while (mb_utf8_iscont(s + i)); /* the '\0' at the end stops it */
+    }
+  }
+  mb_str_charge_bytes(L, (size_t)(i > from ? i - from : from - i));
+  if (n == 0)
+    lua_pushinteger(L, i + 1);
+  else
+    luaL_pushfail(L);
+  return 1;
+}
+
+/* ---------------------------------------------------------------------
 ** Installation.
 ** ------------------------------------------------------------------- */
 static const luaL_Reg mb_strlib_funcs[] = {
+  {"byte", mb_str_byte},
   {"find", mb_str_find},
-  {"match", mb_str_match},
   {"gmatch", mb_str_gmatch},
   {"gsub", mb_str_gsub},
+  {"lower", mb_str_lower},
+  {"match", mb_str_match},
   {"rep", mb_str_rep},
+  {"reverse", mb_str_reverse},
+  {"sub", mb_str_sub},
+  {"upper", mb_str_upper},
+  {NULL, NULL}
+};
+
+static const luaL_Reg mb_utf8lib_funcs[] = {
+  {"codepoint", mb_utf8_codepoint},
+  {"len", mb_utf8_len},
+  {"offset", mb_utf8_offset},
   {NULL, NULL}
 };
 
@@ -686,5 +909,7 @@ void mb_strlib_open(lua_State *L) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_getfield(L, -1, LUA_STRLIBNAME);
   luaL_setfuncs(L, mb_strlib_funcs, 0);
-  lua_pop(L, 2);
+  lua_getfield(L, -2, LUA_UTF8LIBNAME);
+  luaL_setfuncs(L, mb_utf8lib_funcs, 0);
+  lua_pop(L, 3);
 }

@@ -131,6 +131,29 @@ local ops = {
     if n > 6 and (unit == 0 or unit * n < 1 << 31) then n = n % 7 end
     return outcome(pcall(f, s, n, sep))
   end},
+  sub = {"string", "sub", function(f)
+    if b % 4 == 0 then return outcome(pcall(f, s, a)) end
+    return outcome(pcall(f, s, a, b % 40 - 20))
+  end},
+  byte = {"string", "byte", function(f)
+    if b % 4 == 0 then return outcome(pcall(f, s, a)) end
+    return outcome(pcall(f, s, a, b % 40 - 20))
+  end},
+  upper = {"string", "upper", function(f) return outcome(pcall(f, b % 7 == 0 and {} or s)) end},
+  lower = {"string", "lower", function(f) return outcome(pcall(f, b % 7 == 0 and {} or s)) end},
+  reverse = {"string", "reverse", function(f) return outcome(pcall(f, b % 7 == 0 and {} or s)) end},
+  utf8_len = {"utf8", "len", function(f)
+    if b % 5 == 0 then return outcome(pcall(f, s)) end
+    return outcome(pcall(f, s, a, b % 40 - 20, b % 3 == 0))
+  end},
+  utf8_codepoint = {"utf8", "codepoint", function(f)
+    if b % 5 == 0 then return outcome(pcall(f, s)) end
+    return outcome(pcall(f, s, a, b % 40 - 20, b % 3 == 0))
+  end},
+  utf8_offset = {"utf8", "offset", function(f)
+    if b % 3 == 0 then return outcome(pcall(f, s, a)) end
+    return outcome(pcall(f, s, a, b % 40 - 20))
+  end},
   sort = {"table", "sort", function(f)
     local t, order = numbers(b % 64), orders[a % #orders + 1]
     return outcome(pcall(f, t, order or nil)) .. " " .. show(t)
@@ -183,6 +206,7 @@ return "stock: " .. want .. "\nours:  " .. got
 var cmpOps = []string{
 	"find", "find_plain", "match", "gmatch", "gsub", "gsub_n", "gsub_fn", "gsub_tbl",
 	"gsub_bad", "rep", "sort", "insert", "remove", "move", "concat", "unpack",
+	"sub", "byte", "upper", "lower", "reverse", "utf8_len", "utf8_codepoint", "utf8_offset",
 }
 
 var (
@@ -257,6 +281,18 @@ var cmpCases = func() []cmpCase {
 		for a := int64(-1); a < 6; a++ {
 			cs = append(cs, cmpCase{"rep", s, "", ",", a, int64(i)})
 		}
+	}
+	texts := []string{"", "a", "hello World", "h\u00e9llo w\u00f6rld", "\u4e2d\u6587\U0001F600", "\xff", "a\x80b",
+		"\xc0\x80", "\xc2", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xf8\x88\x80\x80\x80", "\xfc\x84\x80\x80\x80\x80",
+		"\xfd\xbf\xbf\xbf\xbf\xbf", "\xfe\x80", "\xe0\x9f\xbf", "\xf0\x8f\xbf\xbf", "\xf0\x90\x80\x80", "\xe2\x82", "x\xe2\x82\xacy", "\x00\u00e9\x00"}
+	for i, s := range texts {
+		for a := int64(-8); a < 9; a++ {
+			for _, op := range []string{"sub", "byte", "upper", "lower", "reverse", "utf8_len", "utf8_codepoint", "utf8_offset"} {
+				cs = append(cs, cmpCase{op, s, "", "", a, int64(i) + a*7 + 20})
+			}
+		}
+		cs = append(cs, cmpCase{"utf8_offset", s, "", "", 1 << 40, 1}, cmpCase{"sub", s, "", "", -(1 << 62), 3},
+			cmpCase{"byte", s, "", "", 1 << 62, 3}, cmpCase{"utf8_len", s, "", "", -(1 << 62), 3})
 	}
 	tables := []string{"", "\x05", "\x03\x01\x02", "hello, world", "zyxwvutsrqponmlkjihgfedcba",
 		strings.Repeat("\x07\x03\x0b\x01", 16), "\x0d\x0d\x01\x0d\x02\x0d", "aaaaaaa", "\x00\x01\x02\x03\x04\x05\x06\x07"}
