@@ -37,6 +37,7 @@ var endlessCalls = map[string]string{
 	"table.move to other": `table.move({}, 1, 1e14, 1, {})`,
 	"table.insert __len":  `table.insert(setmetatable({}, {__len = function() return 1 << 50 end}), 1, "x")`,
 	"table.remove __len":  `table.remove(setmetatable({}, {__len = function() return 1 << 50 end}), 1)`,
+	"table.remove wide":   `table.remove(setmetatable({}, {__len = function() return math.maxinteger end}), math.mininteger)`,
 	// One string compared 2e7 times, 64 KiB a comparison.
 	"table.sort": `local s, t = string.rep("x", 65536), {}
 		for i = 1, 1000000 do t[i] = s end

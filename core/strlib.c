@@ -178,7 +178,7 @@ static const char *mb_pat_class_end(mb_pat *m, const char *p) {
 
 /* Does the character at s match the class from p to ep? Never past the
 ** subject's end. */
-static int mb_pat_single(mb_pat *m, const char *s, const char *p, const char *ep) {
+static inline int mb_pat_single(mb_pat *m, const char *s, const char *p, const char *ep) {
   int c;
   if (s >= m->src_end) return 0;
   c = (unsigned char)*s;

@@ -23,27 +23,28 @@
 #include "tablib.h"
 
 /* An element read, written or compared costs MB_TAB_ELEM steps, about
-** what the same work costs in VM instructions as a Lua loop. Loops charge
-** every MB_TAB_EVERY elements (a batch of steps, with a look at the clock),
-** and what is left at the end if it is worth a call. */
+** what the same work costs in VM instructions as a Lua loop. Loops run in
+** blocks of MB_TAB_EVERY elements and charge each block when it is done (a
+** full block is a batch: the clock is looked at too). */
 #define MB_TAB_ELEM 4
 #define MB_TAB_EVERY 256
 
-/* table.concat also charges the bytes it appends, a step per MB_TAB_BYTES,
-** every MB_TAB_BYTES_EVERY bytes. */
-#define MB_TAB_BYTES 16
-#define MB_TAB_BYTES_EVERY 16384
-
-/* Element count i of a loop was done. */
-static void mb_tab_step(lua_State *L, lua_Unsigned i) {
-  if ((i & (MB_TAB_EVERY - 1)) == 0) mb_limit_charge(L, MB_TAB_EVERY * MB_TAB_ELEM);
+/* The end of the block of a loop from i up to end (exclusive; i < end,
+** and end - i may not fit in a lua_Integer). */
+static inline lua_Integer mb_tab_block(lua_Integer i, lua_Integer end) {
+  return (lua_Unsigned)end - (lua_Unsigned)i > MB_TAB_EVERY ? i + MB_TAB_EVERY : end;
 }
 
-/* A loop of n elements ended: charge the rest. */
-static void mb_tab_settle(lua_State *L, lua_Unsigned n) {
-  n &= MB_TAB_EVERY - 1;
+/* A block of n elements is done: charge it, unless it is too small to be
+** worth a call (one VM instruction's worth). */
+static void mb_tab_charge(lua_State *L, lua_Unsigned n) {
   if (n >= 16) mb_limit_charge(L, (int64_t)n * MB_TAB_ELEM);
 }
+
+/* table.concat also charges the bytes it appends, a step per MB_TAB_BYTES,
+** with its elements. */
+#define MB_TAB_BYTES 16
+#define MB_TAB_BYTES_EVERY 16384 /* below this, the final copy is free */
 
 /* What an argument must allow when it is not a table. */
 enum { MB_TAB_R = 1, MB_TAB_W = 2, MB_TAB_L = 4 };
@@ -82,7 +83,6 @@ static lua_Integer mb_tab_len(lua_State *L, int arg, int what) {
 
 /* table.insert(t, [pos,] v): shift t[pos..#t] up by one. */
 static int mb_tab_insert(lua_State *L) {
-  lua_Unsigned done = 0; /* elements */
   lua_Integer pos, i;
   /* the first free slot; wraps around like stock's luaL_intop */
   lua_Integer e = (lua_Integer)((lua_Unsigned)mb_tab_len(L, 1, MB_TAB_R | MB_TAB_W) + 1u);
@@ -93,43 +93,47 @@ static int mb_tab_insert(lua_State *L) {
     case 3:
       pos = luaL_checkinteger(L, 2);
       luaL_argcheck(L, (lua_Unsigned)pos - 1u < (lua_Unsigned)e, 2, "position out of bounds");
-      for (i = e; i > pos; i--) {
-        lua_geti(L, 1, i - 1);
-        lua_seti(L, 1, i);
-        mb_tab_step(L, ++done);
+      for (i = e; i > pos;) { /* t[i] = t[i - 1], down to pos + 1 */
+        lua_Integer stop = (lua_Unsigned)i - (lua_Unsigned)pos > MB_TAB_EVERY ? i - MB_TAB_EVERY : pos;
+        lua_Integer first = i;
+        for (; i > stop; i--) {
+          lua_geti(L, 1, i - 1);
+          lua_seti(L, 1, i);
+        }
+        mb_tab_charge(L, (lua_Unsigned)(first - i));
       }
       break;
     default:
       return luaL_error(L, "wrong number of arguments to 'insert'");
   }
   lua_seti(L, 1, pos);
-  mb_tab_settle(L, done);
   return 0;
 }
 
 /* table.remove(t [, pos]): shift t[pos+1..#t] down by one. */
 static int mb_tab_remove(lua_State *L) {
-  lua_Unsigned done = 0; /* elements */
   lua_Integer size = mb_tab_len(L, 1, MB_TAB_R | MB_TAB_W);
-  lua_Integer pos = luaL_optinteger(L, 2, size);
+  lua_Integer pos = luaL_optinteger(L, 2, size), first;
   if (pos != size) /* an explicit position may be #t + 1 (stock names argument 1) */
     luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 1, "position out of bounds");
   lua_geti(L, 1, pos);
-  for (; pos < size; pos++) {
-    lua_geti(L, 1, pos + 1);
-    lua_seti(L, 1, pos);
-    mb_tab_step(L, ++done);
+  while (pos < size) { /* t[pos] = t[pos + 1], up to size - 1 */
+    lua_Integer stop = mb_tab_block(pos, size);
+    first = pos;
+    for (; pos < stop; pos++) {
+      lua_geti(L, 1, pos + 1);
+      lua_seti(L, 1, pos);
+    }
+    mb_tab_charge(L, (lua_Unsigned)(pos - first));
   }
   lua_pushnil(L);
   lua_seti(L, 1, pos);
-  mb_tab_settle(L, done);
   return 1;
 }
 
 /* table.move(a1, f, e, t [, a2]): a2[t..] = a1[f..e], copying in the
 ** direction that reads each element before it is overwritten. */
 static int mb_tab_move(lua_State *L) {
-  lua_Unsigned done = 0; /* elements */
   lua_Integer f = luaL_checkinteger(L, 2);
   lua_Integer e = luaL_checkinteger(L, 3);
   lua_Integer t = luaL_checkinteger(L, 4);
@@ -142,21 +146,26 @@ static int mb_tab_move(lua_State *L) {
     n = e - f + 1;
     luaL_argcheck(L, t <= LUA_MAXINTEGER - n + 1, 4, "destination wrap around");
     if (t > e || t <= f || (dst != 1 && !lua_compare(L, 1, dst, LUA_OPEQ))) {
-      for (i = 0; i < n; i++) {
-        lua_geti(L, 1, f + i);
-        lua_seti(L, dst, t + i);
-        mb_tab_step(L, ++done);
+      for (i = 0; i < n;) {
+        lua_Integer stop = mb_tab_block(i, n), first = i;
+        for (; i < stop; i++) {
+          lua_geti(L, 1, f + i);
+          lua_seti(L, dst, t + i);
+        }
+        mb_tab_charge(L, (lua_Unsigned)(i - first));
       }
     } else { /* overlapping, moving up: from the end */
-      for (i = n - 1; i >= 0; i--) {
-        lua_geti(L, 1, f + i);
-        lua_seti(L, dst, t + i);
-        mb_tab_step(L, ++done);
+      for (i = n - 1; i >= 0;) {
+        lua_Integer stop = i >= MB_TAB_EVERY ? i - MB_TAB_EVERY : -1, first = i;
+        for (; i > stop; i--) {
+          lua_geti(L, 1, f + i);
+          lua_seti(L, dst, t + i);
+        }
+        mb_tab_charge(L, (lua_Unsigned)(first - i));
       }
     }
   }
   lua_pushvalue(L, dst);
-  mb_tab_settle(L, done);
   return 1;
 }
 
@@ -175,34 +184,31 @@ static void mb_tab_addfield(lua_State *L, luaL_Buffer *b, lua_Integer i) {
 
 /* table.concat(t [, sep [, i [, j]]]). Bytes appended are charged too. */
 static int mb_tab_concat(lua_State *L) {
-  lua_Unsigned done = 0; /* elements */
   size_t lsep, charged = 0;
   luaL_Buffer b;
   lua_Integer last = mb_tab_len(L, 1, MB_TAB_R);
   const char *sep = luaL_optlstring(L, 2, "", &lsep);
-  lua_Integer i = luaL_optinteger(L, 3, 1);
+  lua_Integer i = luaL_optinteger(L, 3, 1), first = i;
   last = luaL_optinteger(L, 4, last);
   luaL_buffinit(L, &b);
   for (; i < last; i++) {
     mb_tab_addfield(L, &b, i);
     luaL_addlstring(&b, sep, lsep);
-    mb_tab_step(L, ++done);
-    if (luaL_bufflen(&b) - charged >= MB_TAB_BYTES_EVERY) {
-      mb_limit_charge(L, (int64_t)((luaL_bufflen(&b) - charged) / MB_TAB_BYTES));
+    if ((i & (MB_TAB_EVERY - 1)) == MB_TAB_EVERY - 1) { /* once in 256: elements and bytes */
+      mb_limit_charge(L, MB_TAB_EVERY * MB_TAB_ELEM + (int64_t)((luaL_bufflen(&b) - charged) / MB_TAB_BYTES));
       charged = luaL_bufflen(&b);
     }
   }
   if (i == last) mb_tab_addfield(L, &b, i); /* the last one, without a separator */
-  mb_tab_settle(L, done);
-  if (luaL_bufflen(&b) >= MB_TAB_BYTES_EVERY) /* the copy into a string */
-    mb_limit_charge(L, (int64_t)(luaL_bufflen(&b) / MB_TAB_BYTES));
+  if (i > first) mb_tab_charge(L, ((lua_Unsigned)i - (lua_Unsigned)first) % MB_TAB_EVERY);
+  if (luaL_bufflen(&b) >= MB_TAB_BYTES_EVERY) /* what is not charged, and the copy into a string */
+    mb_limit_charge(L, (int64_t)((2 * luaL_bufflen(&b) - charged) / MB_TAB_BYTES));
   luaL_pushresult(&b);
   return 1;
 }
 
 /* table.unpack(t [, i [, j]]): t[i], ..., t[j]. */
 static int mb_tab_unpack(lua_State *L) {
-  lua_Unsigned done = 0; /* elements */
   lua_Unsigned n;
   lua_Integer i = luaL_optinteger(L, 2, 1);
   lua_Integer e = luaL_opt(L, luaL_checkinteger, 3, luaL_len(L, 1));
@@ -210,12 +216,10 @@ static int mb_tab_unpack(lua_State *L) {
   n = (lua_Unsigned)e - (lua_Unsigned)i; /* one less than the count: cannot overflow */
   if (n >= (unsigned int)INT_MAX || !lua_checkstack(L, (int)(++n)))
     return luaL_error(L, "too many results to unpack");
-  for (; i < e; i++) { /* stop before e: e + 1 may overflow */
+  for (; i < e; i++) /* stop before e: e + 1 may overflow */
     lua_geti(L, 1, i);
-    mb_tab_step(L, ++done);
-  }
   lua_geti(L, 1, e);
-  mb_tab_settle(L, done);
+  mb_tab_charge(L, n); /* at most a million or so: the stack's limit */
   return (int)n;
 }
 
@@ -236,7 +240,7 @@ typedef unsigned int mb_idx;
 typedef struct mb_sort {
   lua_State *L;
   int has_fn;     /* argument 2 is the order function */
-  lua_Unsigned done; /* comparisons */
+  lua_Integer done; /* comparisons */
 } mb_sort;
 
 /* Is the value at stack index a less than the one at b? Both relative to
@@ -244,7 +248,7 @@ typedef struct mb_sort {
 static int mb_sort_less(mb_sort *s, int a, int b) {
   lua_State *L = s->L;
   int less;
-  mb_tab_step(L, ++s->done);
+  if ((++s->done & (MB_TAB_EVERY - 1)) == 0) mb_limit_charge(L, MB_TAB_EVERY * MB_TAB_ELEM);
   if (!s->has_fn) return lua_compare(L, a, b, LUA_OPLT);
   lua_pushvalue(L, 2);
   lua_pushvalue(L, a - 1);
@@ -372,7 +376,7 @@ static int mb_tab_sort(lua_State *L) {
     s.has_fn = !lua_isnil(L, 2);
     s.done = 0;
     mb_sort_range(&s, 1, (mb_idx)n, 0);
-    mb_tab_settle(L, s.done);
+    mb_tab_charge(L, (lua_Unsigned)s.done % MB_TAB_EVERY);
   }
   return 0;
 }
