@@ -20,6 +20,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -27,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moonbridge/moonbridge/bridge"
 )
@@ -134,6 +136,58 @@ func BenchmarkLibFunctions(b *testing.B) {
 			if check := libResult(b, out.String()); check != wantCheck {
 				b.Fatalf("check %q, want %q", check, wantCheck)
 			}
+		})
+	}
+}
+
+// longCalls are single C calls stock Lua would run for years, and loops of
+// linear calls on 30 MB strings; the first ones and the loops of our
+// functions must end within a few ms of a 200 ms deadline. The last two
+// are not ours (the VM's `..`, string.format): they show what is left.
+var longCalls = []struct{ name, src string }{
+	{"find backtracking", `return string.rep("a", 20000):find(".-.-.-.-.-b")`},
+	{"gsub backtracking", `return (string.rep("a", 20000):gsub(".-.-.-.-.-b", "x"))`},
+	{"find %b()", `return string.rep("(", 1000000):find("%b()")`},
+	{"find back reference", `return string.rep("a", 1000000):find("(.-)%1b")`},
+	{"table.move 1e14", `table.move({}, 1, 1e14, 1)`},
+	{"table.insert __len 2^50", `table.insert(setmetatable({}, {__len = function() return 1 << 50 end}), 1, "x")`},
+	{"table.sort 64KiB strings", `local s, t = string.rep("x", 65536), {} for i = 1, 1000000 do t[i] = s end table.sort(t)`},
+	{"loop s:upper() 30MB", `local s = ("x"):rep(3e7) while true do local u = s:upper() end`},
+	{"loop utf8.len 30MB", `local s = ("x"):rep(3e7) while true do local u = utf8.len(s) end`},
+	{"loop s:sub(2) 30MB", `local s = ("x"):rep(3e7) while true do local u = s:sub(2) end`},
+	{"loop s..'y' 30MB (VM)", `local s = ("x"):rep(3e7) while true do local u = s .. "y" end`},
+	{"loop format 30MB (not ours)", `local s = ("x"):rep(3e7) while true do local u = string.format("%s", s) end`},
+}
+
+// BenchmarkLongCallOverrun: how long after a 200 ms deadline each run
+// returns (ms/op is the overrun); each must end with the deadline's limit
+// error. A run per b.N iteration, on a fresh Runtime with a 256 MiB
+// MemoryLimit.
+//
+//	go test -run '^$' -bench '^BenchmarkLongCallOverrun$' -benchtime 3x .
+func BenchmarkLongCallOverrun(b *testing.B) {
+	const deadline = 200 * time.Millisecond
+	for _, c := range longCalls {
+		b.Run(c.name, func(b *testing.B) {
+			var over time.Duration
+			for range b.N {
+				rt, err := bridge.New(bridge.Options{MemoryLimit: 256 << 20})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), deadline)
+				start := time.Now()
+				err = rt.RunString(ctx, c.name, c.src)
+				over += time.Since(start) - deadline
+				cancel()
+				rt.Close()
+				var le *bridge.LuaError
+				if !errors.As(err, &le) || le.Kind != "limit" || le.Op != "deadline" {
+					b.Fatalf("want the deadline's limit error, got %v", err)
+				}
+			}
+			b.ReportMetric(over.Seconds()*1000/float64(b.N), "ms/op")
+			b.ReportMetric(0, "ns/op")
 		})
 	}
 }
