@@ -345,7 +345,12 @@ func quantifiers(p string) int {
 }
 
 func FuzzStrlib(f *testing.F) {
-	for _, c := range cmpCases {
+	// A tenth of the cases as seeds (TestStrlibMatchesStock runs them all):
+	// enough of every operation and shape, and a short run gets past them.
+	for k, c := range cmpCases {
+		if k%10 != 0 {
+			continue
+		}
 		for i, op := range cmpOps {
 			if op == c.op {
 				f.Add(uint8(i), c.s, c.p, c.r, c.a, c.b)
