@@ -227,3 +227,41 @@ func TestLongCCallsWithinLimitsLeaveNothing(t *testing.T) {
 		t.Errorf("left behind: %d Lua bytes, %d loops with open handles", lua-leakedLua, loops-leakedLoops)
 	}
 }
+
+// Callbacks of our functions cannot yield, as stock's: a Go call inside
+// one fails with an error naming the function in the way, an Inline one
+// works, and the Runtime goes on.
+func TestLongCallCallbacksCannotWaitForGo(t *testing.T) {
+	out := &syncBuffer{}
+	rt := newWatched(t, bridge.Options{Stdout: out})
+	if err := rt.RegisterFunc("host.slow", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		return []any{a.Get(0)}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.RegisterFunc("host.fast", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		return []any{a.Get(0)}, nil
+	}, bridge.Inline()); err != nil {
+		t.Fatal(err)
+	}
+	err := rt.run(t, context.Background(), `
+		local function try(f) local ok, e = pcall(f) print(ok, type(e) == "table" and e.message or e) end
+		try(function() return ("ab"):gsub("%w", function(c) return host.slow(c) end) end)
+		try(function() return string.gsub("ab", "%w", setmetatable({}, {__index = function(_, c) return host.slow(c) end})) end)
+		try(function() table.sort({3, 1, 2}, function(a, b) return host.slow(a) < b end) end)
+		print(("ab"):gsub("%w", function(c) return host.fast(c):upper() end))
+		local t = {3, 1, 2}
+		table.sort(t, function(a, b) return host.fast(a) < host.fast(b) end)
+		print(table.concat(t, ","), host.slow("after"))`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "false\thost.slow: cannot wait for Go inside 'string.gsub', a C function Lua cannot yield across (attempt to yield across a C-call boundary)\n" +
+		// the __index function is called by gsub: gsub is the C function in the way
+		"false\thost.slow: cannot wait for Go inside 'string.gsub', a C function Lua cannot yield across (attempt to yield across a C-call boundary)\n" +
+		"false\thost.slow: cannot wait for Go inside 'table.sort', a C function Lua cannot yield across (attempt to yield across a C-call boundary)\n" +
+		"AB\t2\n1,2,3\tafter\n"
+	if got := out.String(); got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
