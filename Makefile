@@ -70,6 +70,7 @@ fuzz: deps
 	$(FUZZ) -fuzz '^FuzzDecodeMessage$$' ./core
 	$(FUZZ) -fuzz '^FuzzCodecRoundTrip$$' ./core
 	$(FUZZ) -fuzz '^FuzzCodecDecodeC$$' ./core
+	$(FUZZ) -fuzz '^FuzzStrlib$$' ./core
 	$(FUZZ) -fuzz '^FuzzCallArgs$$' ./bridge
 	$(FUZZ) -fuzz '^FuzzJSONDecode$$' ./bridge
 	$(FUZZ) -fuzz '^FuzzSSEReader$$' ./bridge/llm

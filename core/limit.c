@@ -51,18 +51,29 @@ void mb_limit_check(lua_State *L, mb_rt *rt, mb_run *r) {
   mb_limit_spend(L, r, rt->hook_count);
 }
 
-/* For a C function that works long without running VM instructions (the
-** json module's encoder and decoder), which the count hook cannot see:
-** charge n instructions' worth of work to the running task's run and look
-** at its deadline, raising the run's limit error if it is over either.
-** Returns 0 when the run has no budget and no deadline (or no task is
-** running), so the caller may stop charging. */
-int mb_limit_charge(lua_State *L, int64_t n) {
-  mb_rt *rt = mb_rt_of(L);
-  mb_run *r = rt->current != NULL ? rt->current->run : NULL;
-  if (r == NULL || (!r->insn_limited && r->deadline == 0 && r->limit == MB_LIMIT_NONE)) return 0;
-  mb_limit_spend(L, r, n);
-  return 1;
+/* Charge steps of work done inside one C library call (string.find,
+** table.sort, json.encode...) against the running task's run, since the
+** count hook cannot fire until the call returns: the instruction budget
+** always, the clock only for a batch of MB_LIMIT_GRAIN steps or more
+** (callers charge in such batches while they work, and the rest at the
+** end). Raises the run's limit error as the hook does. Returns 0 when
+** there is nothing to charge (no task, or a run with no budget and no
+** deadline), so a caller may stop charging. */
+int mb_limit_charge(lua_State *L, int64_t steps) {
+  mb_task *t = mb_rt_of(L)->current;
+  mb_run *r;
+  if (t == NULL) return 0;
+  r = t->run;
+  if (r->limit == MB_LIMIT_NONE) {
+    if (!r->insn_limited && r->deadline == 0) return 0;
+    if (r->insn_limited && (r->insn_left -= steps) < 0)
+      r->limit = MB_LIMIT_INSN;
+    else if (r->deadline > 0 && steps >= MB_LIMIT_GRAIN && uv_hrtime() >= r->deadline)
+      r->limit = MB_LIMIT_DEADLINE;
+    else
+      return 1;
+  }
+  mb_limit_raise(L, r);
 }
 
 /* The count hook's period for a task of r: the slice, or shorter with a

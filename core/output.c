@@ -29,18 +29,17 @@ static int mb_output_fd(lua_State *L, int idx) {
   return p->f == stdout ? 1 : p->f == stderr ? 2 : 0;
 }
 
-/* As stock print: tostring of each argument, tab separated, newline. */
+/* As stock print: tostring of each argument, tab separated, newline. The
+** tab goes in before the value is pushed: a buffer may only grow with its
+** box on top (growing at the tab with the value above it crashed). */
 static int mb_output_print(lua_State *L) {
   int i, n = lua_gettop(L);
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   for (i = 1; i <= n; i++) {
-    size_t len;
-    const char *s = luaL_tolstring(L, i, &len);
     if (i > 1) luaL_addchar(&b, '\t');
+    luaL_tolstring(L, i, NULL);
     luaL_addvalue(&b);
-    (void)s;
-    (void)len;
   }
   luaL_addchar(&b, '\n');
   luaL_pushresult(&b);

@@ -28,6 +28,8 @@
 #include "rt.h"
 #include "run.h"
 #include "stream.h"
+#include "strlib.h"
+#include "tablib.h"
 #include "task.h"
 #include "timer.h"
 
@@ -244,6 +246,8 @@ static int mb_rt_open_libs(lua_State *L) {
   mb_timer_open(L);
   mb_stream_open(L);
   mb_await_open(L);
+  mb_strlib_open(L); /* string and table functions that honour the limits */
+  mb_tablib_open(L);
   /* Modules of other helpers go here, one line each. */
   mb_preload(L, "json", mb_json_open);
   return 0;
