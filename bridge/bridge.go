@@ -43,8 +43,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"go.opentelemetry.io/otel/trace"
@@ -152,11 +152,33 @@ func (rt *Runtime) RegisterStream(name string, fn StreamFunc) error {
 	return rt.loop.RegisterStream(name, stream)
 }
 
+// checkName checks a name Lua will see: names (identifiers) joined by
+// dots, "kv.get" or "get". Anything else — a zero byte (C would cut the
+// name there), a space, an empty part — is refused rather than mangled.
 func checkName(name string) error {
-	if name == "" || name[0] == '.' || name[len(name)-1] == '.' {
-		return fmt.Errorf("moonbridge: invalid function name %q", name)
+	if name == "" {
+		return errors.New("moonbridge: empty function name")
+	}
+	for part := range strings.SplitSeq(name, ".") {
+		if !isLuaName(part) {
+			return fmt.Errorf("moonbridge: invalid function name %q: each part between dots must be a Lua name (letters, digits and _, not starting with a digit)", name)
+		}
 	}
 	return nil
+}
+
+// isLuaName reports whether s is a Lua identifier.
+func isLuaName(s string) bool {
+	if s == "" || s[0] >= '0' && s[0] <= '9' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // RunString runs src as the main chunk of a run and returns when the chunk
@@ -178,17 +200,9 @@ func (rt *Runtime) RunString(ctx context.Context, name, src string, args ...any)
 // RunFile runs the Lua file at path, as RunString does (args are the
 // chunk's "..."). A first line starting with '#' is skipped, as lua does.
 func (rt *Runtime) RunFile(ctx context.Context, path string, args ...any) error {
-	src, err := os.ReadFile(path)
+	src, err := readChunkFile(path)
 	if err != nil {
-		return fmt.Errorf("moonbridge: %w", err)
-	}
-	if len(src) > 0 && src[0] == '#' { // a shebang line, as lua does
-		for i, b := range src {
-			if b == '\n' {
-				src = append([]byte("--"), src[i:]...)
-				break
-			}
-		}
+		return err
 	}
 	if ctx, err = rt.beginRun(ctx); err != nil {
 		return err
@@ -280,6 +294,8 @@ var (
 	ErrMemoryLimit = errors.New("moonbridge: memory limit reached")
 	// ErrInstructionLimit: the run went over Options.InstructionLimit.
 	ErrInstructionLimit = errors.New("moonbridge: instruction limit reached")
+	// ErrOutputLimit: the run wrote more than Options.OutputLimit.
+	ErrOutputLimit = errors.New("moonbridge: output limit reached")
 )
 
 // ExitError reports that the script called os.exit with a non-zero code.
@@ -315,6 +331,8 @@ func (e *LuaError) Is(target error) bool {
 		return e.Kind == "limit" && e.Op == "memory"
 	case ErrInstructionLimit:
 		return e.Kind == "limit" && e.Op == "instructions"
+	case ErrOutputLimit:
+		return e.Kind == "limit" && e.Op == "output"
 	}
 	return false
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/moonbridge/moonbridge/core"
 	"github.com/moonbridge/moonbridge/internal/llmhook"
 )
 
@@ -119,7 +120,8 @@ func (rt *Runtime) runPreludes(ctx context.Context) error {
 	defer p.mu.Unlock()
 	for len(p.list) > 0 {
 		first := p.list[0]
-		if err := wrap(rt.loop.RunChunk(ctx, "="+first.name, []byte(first.src), nil), ctx); err != nil {
+		_, err := rt.loop.RunChunkEnv(ctx, "="+first.name, []byte(first.src), nil, core.Env{Internal: true})
+		if err := wrap(err, ctx); err != nil {
 			return fmt.Errorf("moonbridge: %s: %w", first.name, err)
 		}
 		p.list = p.list[1:]

@@ -59,7 +59,8 @@ func TestSandboxRefusesEachEscape(t *testing.T) {
 		case err == nil:
 			t.Errorf("%s: allowed", escape.name)
 		case !strings.Contains(err.Error(), "nil value") && !strings.Contains(err.Error(), "not found") &&
-			!strings.Contains(err.Error(), "binary chunks are not allowed in the sandbox"):
+			!strings.Contains(err.Error(), "binary chunks are not allowed in the sandbox") &&
+			!strings.Contains(err.Error(), "attempt to modify a read-only table"):
 			t.Errorf("%s: refused for another reason: %v", escape.name, err) // the test is wrong
 		}
 	}
@@ -140,12 +141,12 @@ func TestSandboxDirsAllowOnlyTheirFiles(t *testing.T) {
 	}
 	binary := filepath.Join(allowed, "bin.lua")
 	for _, c := range []struct{ name, src, want string }{
-		{"outside", `return dofile(` + luaQuote(filepath.Join(outside, "secret.lua")) + `)`, "outside the directories the sandbox allows"},
-		{"dot-dot", `return dofile(DIR .. "/../outside/secret.lua")`, "outside the directories the sandbox allows"},
-		{"symlink", `return dofile(DIR .. "/link.lua")`, "outside the directories the sandbox allows"},
+		{"outside", `return dofile(` + luaQuote(filepath.Join(outside, "secret.lua")) + `)`, "no such file in the directories the sandbox allows"},
+		{"dot-dot", `return dofile(DIR .. "/../outside/secret.lua")`, "no such file in the directories the sandbox allows"},
+		{"symlink", `return dofile(DIR .. "/link.lua")`, "no such file in the directories the sandbox allows"},
 		{"require via symlink", `return require("link")`, "module 'link' not found"},
 		{"require elsewhere", `package.path = ` + luaQuote(outside+"/?.lua") + `; return require("secret")`, "no file '" + allowed + "/secret/init.lua'"},
-		{"loadfile outside", `return assert(loadfile(` + luaQuote(filepath.Join(outside, "secret.lua")) + `))`, "outside the directories"},
+		{"loadfile outside", `return assert(loadfile(` + luaQuote(filepath.Join(outside, "secret.lua")) + `))`, "no such file in the directories the sandbox allows"},
 		{"binary chunk", `local f = assert(loadfile(` + luaQuote(binary) + `)); return f()`, "attempt to load a binary chunk"},
 		{"binary mode", `return loadfile(DIR .. "/calc.lua", "b")`, "binary chunks are not allowed in the sandbox"},
 	} {

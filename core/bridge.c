@@ -15,6 +15,7 @@
 #include "bridge.h"
 #include "call.h"
 #include "codec.h"
+#include "env.h"
 #include "errors.h"
 #include "stream.h"
 
@@ -40,6 +41,18 @@ static int mb_bridge_l_inline(lua_State *L) {
   return n;
 }
 
+/* Set global name to the value on the top (popped), raw: nothing a script
+** put on _G runs here, outside any task. Under the sandbox every run sees
+** it, read-only. */
+static void mb_bridge_set_global(lua_State *L, const char *name) {
+  lua_pushglobaltable(L);
+  lua_pushstring(L, name);
+  lua_pushvalue(L, -3);
+  lua_rawset(L, -3);
+  lua_pop(L, 2);
+  mb_env_publish(L, name);
+}
+
 /* ---------------------------------------------------------------------
 ** Registration: "kv.get" becomes field get of module kv (require("kv")
 ** returns it, and so does the global kv); a name without a dot is a global.
@@ -53,24 +66,26 @@ static int mb_bridge_register_p(lua_State *L) {
   lua_pushcclosure(L, g->flags == MB_FN_INLINE ? mb_bridge_l_inline
                       : g->flags == MB_FN_STREAM ? mb_stream_l_call : mb_call_l_call, 2);
   if (dot == NULL) {
-    lua_setglobal(L, name);
+    mb_bridge_set_global(L, name);
     return 0;
   }
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushlstring(L, name, (size_t)(dot - name)); /* module name */
-  if (lua_getfield(L, -2, lua_tostring(L, -1)) != LUA_TTABLE) {
+  lua_pushvalue(L, -1);
+  if (lua_rawget(L, -3) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
     lua_pushvalue(L, -2);
     lua_pushvalue(L, -2);
-    lua_settable(L, -5); /* package.loaded[module] = t */
+    lua_rawset(L, -5); /* package.loaded[module] = t */
     if (strchr(lua_tostring(L, -2), '.') == NULL) {
       lua_pushvalue(L, -1);
-      lua_setglobal(L, lua_tostring(L, -3));
+      mb_bridge_set_global(L, lua_tostring(L, -3));
     }
   }
-  lua_pushvalue(L, -4); /* the function */
-  lua_setfield(L, -2, dot + 1);
+  lua_pushstring(L, dot + 1);
+  lua_pushvalue(L, -5); /* the function */
+  lua_rawset(L, -3);
   return 0;
 }
 

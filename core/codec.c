@@ -634,6 +634,34 @@ static int mb_codec_dmap (mb_codec_dec *d, int depth, size_t at) {
 }
 
 
+/* A table with integer keys (a Go map[int]T): count, then (key as 8
+** bytes little-endian, value) pairs. */
+static int mb_codec_dimap (mb_codec_dec *d, int depth, size_t at) {
+  lua_State *L = d->L;
+  size_t n, i;
+  if (mb_codec_count(d, &n)) return -1;
+  if (depth >= MB_CODEC_MAX_DECODE_DEPTH)
+    return mb_codec_dfail(d, at, "nested too deeply (more than %d levels)",
+                          MB_CODEC_MAX_DECODE_DEPTH);
+  if (n > (d->len - d->pos) / 9)  /* each entry takes at least 9 bytes */
+    return mb_codec_dfail(d, at,
+        "map count %zu exceeds what the %zu bytes left can hold",
+        n, d->len - d->pos);
+  if (!lua_checkstack(L, 4))
+    return mb_codec_dfail(d, at, "not enough memory");
+  lua_createtable(L, 0, mb_codec_hint(n));
+  for (i = 0; i < n; i++) {
+    lua_Integer k;
+    if (mb_codec_need(d, 8)) return -1;
+    k = (lua_Integer)mb_codec_get64(d->p + d->pos);
+    d->pos += 8;
+    if (mb_codec_dvalue(d, depth + 1)) return -1;
+    lua_rawseti(L, -2, k);  /* a nil value simply leaves the key out */
+  }
+  return 0;
+}
+
+
 static int mb_codec_dvalue (mb_codec_dec *d, int depth) {
   lua_State *L = d->L;
   size_t at = d->pos;
@@ -678,6 +706,8 @@ static int mb_codec_dvalue (mb_codec_dec *d, int depth) {
       return mb_codec_darray(d, depth, at);
     case MB_CODEC_MAP:
       return mb_codec_dmap(d, depth, at);
+    case MB_CODEC_IMAP:
+      return mb_codec_dimap(d, depth, at);
     default:
       return mb_codec_dfail(d, at, "unknown tag 0x%02x", (unsigned)tag);
   }

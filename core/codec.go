@@ -37,6 +37,7 @@ const (
 	wireString
 	wireArray
 	wireMap
+	wireIntMap // Go → Lua only: a map with integer keys (lua's arg, say)
 )
 
 const (
@@ -292,8 +293,12 @@ func (e *msgEncoder) list(v reflect.Value) *encodeError {
 
 func (e *msgEncoder) mapValue(v reflect.Value) *encodeError {
 	t := v.Type()
-	if t.Key().Kind() != reflect.String {
-		return &encodeError{msg: fmt.Sprintf("map key type %s cannot cross to Lua (keys must be strings)", t.Key())}
+	switch t.Key().Kind() {
+	case reflect.String:
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return e.intMap(v)
+	default:
+		return &encodeError{msg: fmt.Sprintf("map key type %s cannot cross to Lua (keys must be strings or signed integers)", t.Key())}
 	}
 	if t == typeOfAnyMap && v.CanInterface() {
 		return e.anyMap(v.Interface().(map[string]any))
@@ -314,6 +319,29 @@ func (e *msgEncoder) mapValue(v reflect.Value) *encodeError {
 		}
 		if err := e.reflect(it.Value()); err != nil {
 			return err.at(pathStep{key: k, isKey: true, id: id})
+		}
+	}
+	e.depth--
+	return nil
+}
+
+// intMap encodes a map with signed integer keys: a Lua table with those
+// keys (a table Lua code builds with t[0] = ..., as lua's arg is).
+func (e *msgEncoder) intMap(v reflect.Value) *encodeError {
+	id := refIdent{v.Type(), v.UnsafePointer(), 0}
+	if e.depth >= wireMaxEncodeDepth {
+		return tooDeepError(id)
+	}
+	if err := e.count(v.Len()); err != nil {
+		return err
+	}
+	e.depth++
+	e.head(wireIntMap, v.Len())
+	for it := v.MapRange(); it.Next(); {
+		k := it.Key().Int()
+		e.buf = binary.LittleEndian.AppendUint64(e.buf, uint64(k))
+		if err := e.reflect(it.Value()); err != nil {
+			return err.at(pathStep{key: strconv.FormatInt(k, 10), isKey: true, id: id})
 		}
 	}
 	e.depth--
@@ -610,6 +638,8 @@ func (d *msgDecoder) value(depth int) (any, error) {
 		return d.array(depth, at)
 	case wireMap:
 		return d.object(depth, at)
+	case wireIntMap:
+		return d.intObject(depth, at)
 	}
 	return nil, d.fail(at, "unknown tag 0x%02x", tag)
 }
@@ -632,6 +662,36 @@ func (d *msgDecoder) array(depth, at int) (any, error) {
 		}
 	}
 	return a, nil
+}
+
+// intObject decodes a map with integer keys (only Go encodes one).
+func (d *msgDecoder) intObject(depth, at int) (any, error) {
+	n, err := d.count()
+	if err != nil {
+		return nil, err
+	}
+	if depth >= wireMaxDecodeDepth {
+		return nil, d.fail(at, "nested too deeply (more than %d levels)", wireMaxDecodeDepth)
+	}
+	if n > d.left()/9 { // each entry takes at least 9 bytes
+		return nil, d.fail(at, "map count %d exceeds what the %d bytes left can hold", n, d.left())
+	}
+	m := make(map[int64]any, n)
+	for range n {
+		if d.left() < 8 {
+			return nil, d.fail(d.pos, "truncated map key")
+		}
+		k := int64(binary.LittleEndian.Uint64(d.data[d.pos:]))
+		d.pos += 8
+		v, err := d.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		if v != nil {
+			m[k] = v
+		}
+	}
+	return m, nil
 }
 
 func (d *msgDecoder) object(depth, at int) (any, error) {

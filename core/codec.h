@@ -22,6 +22,7 @@
 #define MB_CODEC_STRING	0x05
 #define MB_CODEC_ARRAY	0x06
 #define MB_CODEC_MAP	0x07
+#define MB_CODEC_IMAP	0x08 /* integer keys: Go maps such as map[int]any */
 
 /* nesting limits: encoders refuse more, decoders accept up to twice that */
 #define MB_CODEC_MAX_ENCODE_DEPTH	100

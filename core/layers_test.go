@@ -21,7 +21,7 @@ var coreLayers = [][]string{
 	{"mb", "list", "buf", "codec", "queue", "sleep", "event", "pack"}, // 0 base
 	{"state", "errors", "output"},                                     // 1 records, errors
 	{"limit", "task"},                                                 // 2 scheduler
-	{"call", "stream", "bridge", "chan", "promise", "timer", "coro", "sandbox", "json", "strlib", "tablib"}, // 3 objects
+	{"call", "stream", "bridge", "chan", "promise", "timer", "coro", "env", "sandbox", "json", "strlib", "tablib"}, // 3 objects
 	{"await"},     // 4 combinators
 	{"run", "rt"}, // 5 life cycle
 }

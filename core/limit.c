@@ -18,14 +18,23 @@
 
 void mb_limit_set_memory(mb_rt *rt, size_t bytes) { rt->mem_limit = bytes; }
 
+void mb_limit_set_output(mb_rt *rt, int64_t bytes) { rt->output_limit = bytes; }
+
 const char *mb_limit_op(int limit) {
   mb_assert(limit != MB_LIMIT_NONE, "no limit to name");
-  return limit == MB_LIMIT_INSN ? "instructions" : "deadline";
+  switch (limit) {
+    case MB_LIMIT_INSN: return "instructions";
+    case MB_LIMIT_OUTPUT: return "output";
+    default: return "deadline";
+  }
 }
 
 const char *mb_limit_message(int limit) {
-  return limit == MB_LIMIT_INSN ? "the run went over its instruction limit"
-                                : "the run's deadline passed";
+  switch (limit) {
+    case MB_LIMIT_INSN: return "the run went over its instruction limit";
+    case MB_LIMIT_OUTPUT: return "the run wrote more than its output limit";
+    default: return "the run's deadline passed";
+  }
 }
 
 /* Raise the run's limit error in L. */

@@ -16,6 +16,7 @@
 #define MB_LIMIT_GRAIN 1000
 
 void mb_limit_set_memory(mb_rt *rt, size_t bytes);
+void mb_limit_set_output(mb_rt *rt, int64_t bytes);
 int mb_limit_hook_count(mb_rt *rt, mb_run *r);
 void mb_limit_check(lua_State *L, mb_rt *rt, mb_run *r);
 int mb_limit_charge(lua_State *L, int64_t n);

@@ -204,6 +204,13 @@ type Options struct {
 	// costs a tight loop about half its speed.
 	InstructionLimit int64
 
+	// OutputLimit, when positive, bounds the bytes each run may write
+	// (print, io.write, io.stdout/io.stderr writes): what passes the limit
+	// is cut, and the run ends with a "limit" error of op "output"
+	// (errors.Is(err, bridge.ErrOutputLimit)) that a script cannot catch
+	// and go on.
+	OutputLimit int64
+
 	// CloseGrace bounds how long Close waits for bridge functions to
 	// return once it has cancelled their contexts; 0 means 5 s. A function
 	// that ignores its context past it makes Close return an error; the
@@ -276,6 +283,9 @@ func (l *Loop) configure(opts Options) error {
 		if err := sandbox(l.c, opts.SandboxDirs); err != nil {
 			return err
 		}
+	}
+	if opts.OutputLimit > 0 {
+		C.mb_limit_set_output(l.c, C.int64_t(opts.OutputLimit))
 	}
 	if opts.MemoryLimit > 0 {
 		C.mb_limit_set_memory(l.c, C.size_t(opts.MemoryLimit))
@@ -386,27 +396,64 @@ func (l *Loop) RegisterStream(name string, fn StreamFunc) error {
 	return l.register(name, &function{name: name, kind: KindStream, stream: fn})
 }
 
+// Env says where a run's globals live (core/env.c). The zero value is the
+// Runtime's globals: the global table, or under the sandbox the run's own
+// over the read-only base.
+type Env struct {
+	// Script: a Call finds its function among this Script's globals
+	// (then the global table's); a DropScript drops them.
+	Script int64
+	// Keep: the chunk's globals are kept as a Script, whose id RunChunkEnv
+	// returns (Runtime.Load).
+	Keep bool
+	// Internal: moonbridge's own Lua (a prelude), in the private
+	// environment where the internal modules can be required.
+	Internal bool
+}
+
 // RunChunk runs Lua source as a new run, with args as the chunk's "...",
 // and waits until it and every task it spawned have finished.
 func (l *Loop) RunChunk(ctx context.Context, name string, src []byte, args []any) error {
+	_, err := l.RunChunkEnv(ctx, name, src, args, Env{})
+	return err
+}
+
+// RunChunkEnv is RunChunk with the run's globals where env says. It
+// returns the run's id: with env.Keep, the id of the Script that now holds
+// the chunk's globals (drop it with DropScript when done, also when the run
+// failed).
+func (l *Loop) RunChunkEnv(ctx context.Context, name string, src []byte, args []any, env Env) (int64, error) {
 	data := make([]byte, 8, 8+len(src)+4)
 	binary.LittleEndian.PutUint64(data, uint64(len(src)))
 	data, err := AppendMessage(append(data, src...), args...)
 	if err != nil {
-		return fmt.Errorf("moonbridge: the arguments of %s: %w", strings.TrimLeft(name, "=@"), err)
+		return 0, fmt.Errorf("moonbridge: the arguments of %s: %w", strings.TrimLeft(name, "=@"), err)
 	}
-	_, err = l.submit(ctx, C.MB_RUN_CHUNK, name, data)
-	return err
+	id, _, err := l.submit(ctx, C.MB_RUN_CHUNK, name, data, env)
+	return id, err
 }
 
 // CallGlobal runs the global function name with args as a task and waits
 // for its results.
 func (l *Loop) CallGlobal(ctx context.Context, name string, args []any) ([]any, error) {
+	return l.CallEnv(ctx, name, args, Env{})
+}
+
+// CallEnv runs the function name of env.Script's globals (else the global
+// table's) with args as a task and waits for its results.
+func (l *Loop) CallEnv(ctx context.Context, name string, args []any, env Env) ([]any, error) {
 	enc, err := AppendMessage(nil, args...)
 	if err != nil {
 		return nil, fmt.Errorf("moonbridge: Call %q: %w", name, err)
 	}
-	return l.submit(ctx, C.MB_RUN_CALL, name, enc)
+	_, vals, err := l.submit(ctx, C.MB_RUN_CALL, name, enc, env)
+	return vals, err
+}
+
+// DropScript lets the globals kept as Script id go (RunChunkEnv's Keep).
+func (l *Loop) DropScript(ctx context.Context, id int64) error {
+	_, _, err := l.submit(ctx, C.MB_RUN_DROP, "", nil, Env{Script: id})
+	return err
 }
 
 // SetGlobal sets a Lua global variable.
@@ -415,13 +462,13 @@ func (l *Loop) SetGlobal(ctx context.Context, name string, v any) error {
 	if err != nil {
 		return fmt.Errorf("moonbridge: SetGlobal %q: %w", name, err)
 	}
-	_, err = l.submit(ctx, C.MB_RUN_SET, name, enc)
+	_, _, err = l.submit(ctx, C.MB_RUN_SET, name, enc, Env{})
 	return err
 }
 
 // GetGlobal reads a Lua global variable (raw: no __index of _G runs).
 func (l *Loop) GetGlobal(ctx context.Context, name string) (any, error) {
-	vals, err := l.submit(ctx, C.MB_RUN_GET, name, nil)
+	_, vals, err := l.submit(ctx, C.MB_RUN_GET, name, nil, Env{})
 	if err != nil || len(vals) == 0 {
 		return nil, err
 	}
@@ -447,9 +494,9 @@ func cbytes(b []byte) (*C.char, C.size_t) {
 // the runs started with that context.
 type InstructionLimitKey struct{}
 
-func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte) ([]any, error) {
+func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte, env Env) (int64, []any, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	id := l.nextID.Add(1)
 	w := waiterPool.Get().(*runWaiter)
@@ -463,8 +510,9 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte)
 	cancellable := ctx.Done() != nil
 	r := C.mb_run_new(C.int64_t(id), kind, np, nn, dp, dn, cbool(cancellable))
 	if r == nil {
-		return nil, errors.New("moonbridge: out of memory")
+		return 0, nil, errors.New("moonbridge: out of memory")
 	}
+	C.mb_run_set_env(r, C.int64_t(env.Script), cbool(env.Keep), cbool(env.Internal))
 	cancelReq := r.cancel
 	var deadline time.Duration
 	if dl, ok := ctx.Deadline(); ok {
@@ -484,7 +532,7 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte)
 		if cancelReq != nil {
 			C.mb_run_cancel_free(cancelReq)
 		}
-		return nil, ErrClosed
+		return 0, nil, ErrClosed
 	}
 	// If nobody is stepping the loop, step it here: the run starts on this
 	// goroutine with no hand-off to another (a Call on an idle Runtime is
@@ -522,7 +570,7 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte)
 	if stop() { // the request was never sent: it is ours to free
 		C.mb_run_cancel_free(cancelReq)
 	}
-	return res.vals, res.err
+	return id, res.vals, res.err
 }
 
 // waiterPool recycles run waiters; each is used by one submit at a time and

@@ -12,13 +12,38 @@
 #include <lualib.h>
 
 #include "_cgo_export.h"
+#include "errors.h"
 #include "output.h"
 #include "state.h"
 
+/* The running task's run is over Options.OutputLimit: it ends, as with
+** its other limits (limit.c re-raises the error where a script would
+** catch it, and the scheduler ends the run after this turn). */
+MB_NORETURN static void mb_output_over(lua_State *L, mb_rt *rt, mb_run *r) {
+  r->limit = MB_LIMIT_OUTPUT;
+  rt->over_limit = 1;
+  mb_errors_throw(L, "limit", "output", "the run wrote more than its output limit (%I bytes)",
+                  (lua_Integer)rt->output_limit);
+  mb_unreachable();
+}
+
 static int mb_output_send(lua_State *L, int fd, const char *s, size_t len) {
   mb_rt *rt = mb_rt_of(L);
+  mb_run *r = rt->current != NULL ? rt->current->run : NULL;
+  int over = 0;
+  if (r != NULL && rt->output_limit > 0) {
+    /* Write up to the limit, then end the run. */
+    int64_t room = rt->output_limit - r->output;
+    if (room < 0) room = 0;
+    if ((int64_t)len > room) {
+      len = (size_t)room;
+      over = 1;
+    }
+    r->output += (int64_t)len;
+  }
   if (len > 0 && mbGoWrite(rt->go_handle, fd, (char *)s, len) != 0)
     return luaL_error(L, "writing to %s failed", fd == 1 ? "stdout" : "stderr");
+  if (over) mb_output_over(L, rt, r);
   return 0;
 }
 

@@ -21,6 +21,7 @@
 #include "call.h"
 #include "chan.h"
 #include "coro.h"
+#include "env.h"
 #include "errors.h"
 #include "json.h"
 #include "output.h"
@@ -250,6 +251,7 @@ static int mb_rt_open_libs(lua_State *L) {
   mb_tablib_open(L);
   /* Modules of other helpers go here, one line each. */
   mb_preload(L, "json", mb_json_open);
+  mb_env_open(L); /* last: the internal modules leave package.preload */
   return 0;
 }
 
@@ -303,18 +305,15 @@ static int mb_rt_require_global_p(lua_State *L) {
   return 0;
 }
 
-/* Make require(name) run src, a module shipped as Lua source (luamod/);
-** with global set, also require it now into the global of that name.
-** Called before the loop starts. Returns 0, or -1 with rt->fatal set. */
+/* Make require(name) run src, a module shipped as Lua source (luamod/),
+** in moonbridge's private environment (env.c: "moonbridge.*" modules only
+** moonbridge's own code can require); with global set, also require it
+** now into the global of that name. Called before the loop starts (no
+** script has run: _G is as the libraries made it). Returns 0, or -1 with
+** rt->fatal set. */
 int mb_rt_preload(mb_rt *rt, const char *name, const char *src, size_t len, int global) {
   lua_State *L = rt->L;
-  char chunk[96];
-  snprintf(chunk, sizeof chunk, "@%s.lua", name);
-  if (luaL_loadbuffer(L, src, len, chunk) != LUA_OK) goto fail;
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_insert(L, -2);
-  lua_setfield(L, -2, name);
-  lua_pop(L, 1);
+  if (mb_env_preload_lua(L, name, src, len) != 0) goto fail;
   if (!global) return 0;
   lua_pushcfunction(L, mb_rt_require_global_p);
   lua_pushstring(L, name);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "env.h"
 #include "errors.h"
 #include "limit.h"
 #include "output.h"
@@ -36,6 +37,7 @@ mb_run *mb_run_new(int64_t id, int kind, const char *name, size_t namelen,
   r->id = id;
   r->kind = kind;
   r->namelen = namelen;
+  r->env_ref = LUA_NOREF;
   mb_list_init(&r->tasks);
   mb_list_init(&r->failed);
   mb_list_init(&r->link);
@@ -68,6 +70,16 @@ void mb_run_set_limits(mb_run *r, int64_t instructions, int64_t deadline_ns) {
     r->insn_left = instructions;
   }
   if (deadline_ns > 0) r->deadline = uv_hrtime() + (uint64_t)deadline_ns;
+}
+
+/* Set by Go before the run is submitted: where its globals live (env.c).
+** script: a Call of a function of that Script, or the Script to drop;
+** keep: keep the chunk's globals as a Script (Runtime.Load); internal:
+** moonbridge's own Lua (a prelude), in its private environment. */
+void mb_run_set_env(mb_run *r, int64_t script, int keep, int internal) {
+  r->script = script;
+  r->keep_env = keep != 0;
+  r->internal = internal != 0;
 }
 
 /* Free the record. Its cancellation request is Go's to free (or push). */
@@ -113,6 +125,7 @@ void mb_run_release(mb_rt *rt, mb_run *r) {
   mb_list_remove(&r->link);
   r->released = 1;
   if (r->ntasks == 0) {
+    mb_env_release_run(rt->L, r);
     mb_run_free(r);
     return;
   }
@@ -175,12 +188,54 @@ void mb_run_exit(mb_rt *rt, mb_run *r) {
 /* ---------------------------------------------------------------------
 ** Starting.
 ** ------------------------------------------------------------------- */
+
+/* Push the function a Call names, read raw (no metamethod a script put on
+** its globals runs here, outside any task): from its Script's globals,
+** else the global table. Returns its type. */
+static int mb_run_push_function(lua_State *L, mb_run *r, const char *name) {
+  if (r->script != 0) {
+    if (!mb_env_push_script(L, r->script)) return LUA_TNONE; /* dropped */
+    lua_pushstring(L, name);
+    if (lua_rawget(L, -2) != LUA_TNIL) {
+      lua_remove(L, -2);
+      return lua_type(L, -1);
+    }
+    lua_pop(L, 2);
+  }
+  lua_pushglobaltable(L);
+  lua_pushstring(L, name);
+  lua_rawget(L, -2);
+  lua_remove(L, -2);
+  return lua_type(L, -1);
+}
+
+/* The Call's function is missing: its value, of type type, is on the top
+** (popped), or nothing when the Script was dropped (LUA_TNONE). Say what
+** there is, and what to do under the sandbox, where each run's globals
+** are its own. */
+static void mb_run_not_a_function(mb_rt *rt, mb_run *r, const char *name, int type) {
+  lua_State *L = rt->L;
+  char err[400];
+  if (type == LUA_TNONE) {
+    mb_run_fail(rt, r, "closed", NULL, "Call: the script was closed");
+    return;
+  }
+  if (lua_isnil(L, -1) && r->script == 0 && mb_env_sandboxed(L))
+    snprintf(err, sizeof err, "Call: global '%s' is not a function (a nil value); under "
+             "Options.Sandbox each run's globals are its own: load the script with "
+             "Runtime.Load and call its functions with Script.Call", name);
+  else
+    snprintf(err, sizeof err, "Call: %s '%s' is not a function (a %s value)",
+             r->script != 0 ? "the script's global" : "global", name, luaL_typename(L, -1));
+  lua_pop(L, 1);
+  mb_run_fail(rt, r, "runtime", NULL, err);
+}
 void mb_run_start(mb_rt *rt, mb_run *r) {
   lua_State *L = rt->L;
   const char *name = r->in.data;
   const char *data = r->in.data + r->namelen + 1;
   size_t len = r->in.len - r->namelen - 1;
-  int nargs = 0;
+  int nargs = 0, type;
   char err[256];
   mb_list_push(&rt->runs, &r->link);
   if (rt->closing) {
@@ -201,6 +256,13 @@ void mb_run_start(mb_rt *rt, mb_run *r) {
     lua_pushvalue(L, -3);
     lua_rawset(L, -3);
     lua_pop(L, 2);
+    mb_env_publish(L, name); /* under the sandbox, every run sees it read-only */
+    r->out.len = 0;
+    mb_run_finish(rt, r);
+    return;
+  }
+  if (r->kind == MB_RUN_DROP) {
+    mb_env_drop_script(L, r->script);
     r->out.len = 0;
     mb_run_finish(rt, r);
     return;
@@ -238,13 +300,12 @@ void mb_run_start(mb_rt *rt, mb_run *r) {
       mb_run_fail_top(rt, r);
       return;
     }
+    mb_env_push_run(L, r); /* its globals: its own under the sandbox */
+    lua_setupvalue(L, -2, 1);
     data += 8 + srclen;
     len -= 8 + (size_t)srclen;
-  } else if (lua_getglobal(L, name) != LUA_TFUNCTION) {
-    snprintf(err, sizeof err, "Call: global '%s' is not a function (a %s value)",
-             name, luaL_typename(L, -1));
-    lua_pop(L, 1);
-    mb_run_fail(rt, r, "runtime", NULL, err);
+  } else if ((type = mb_run_push_function(L, r, name)) != LUA_TFUNCTION) {
+    mb_run_not_a_function(rt, r, name, type);
     return;
   }
   nargs = mb_codec_decode(L, data, len, err, sizeof err);
@@ -295,6 +356,8 @@ static void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
       } else {
         mb_run_finish(rt, r);
       }
+    } else if (r->keep_env) { /* Runtime.Load: the chunk ran; keep its globals */
+      mb_env_keep_script(L, r);
     }
   }
   if (t->status == MB_TASK_FAILED && !t->observed && r->done && r->limit == MB_LIMIT_NONE) {
@@ -323,6 +386,7 @@ static void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
   mb_run_finish(rt, r);
   if (r->released) {
     mb_list_remove(&r->link); /* from rt->orphans */
+    mb_env_release_run(L, r);
     mb_run_free(r);
   }
 }

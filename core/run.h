@@ -19,6 +19,7 @@
 mb_run *mb_run_new(int64_t id, int kind, const char *name, size_t namelen,
                    const char *data, size_t len, int cancellable);
 void mb_run_set_limits(mb_run *r, int64_t instructions, int64_t deadline_ns);
+void mb_run_set_env(mb_run *r, int64_t script, int keep, int internal);
 void mb_run_free(mb_run *r);
 int mb_run_submit(mb_rt *rt, mb_run *r);
 void mb_run_submit_driver(mb_rt *rt, mb_run *r);

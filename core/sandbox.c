@@ -19,13 +19,24 @@
 
 #include <lualib.h>
 
+#include "env.h"
 #include "sandbox.h"
 #include "state.h"
 
-/* load(chunk [, chunkname [, mode [, env]]]) with the mode forced to "t".
-** Whether env was given at all matters to load, so it is never added. */
+/* Make the function on the top (a chunk just loaded) see the globals of
+** the run that loaded it, not the global table: under the sandbox no chunk
+** a script loads ever gets the real one. */
+static void mb_sandbox_set_env(lua_State *L) {
+  mb_env_push_current(L);
+  if (lua_setupvalue(L, -2, 1) == NULL) lua_pop(L, 1);
+}
+
+/* load(chunk [, chunkname [, mode [, env]]]) with the mode forced to "t",
+** and without env, the run's own globals. (Whether env was given at all
+** matters to load, so it is never added.) */
 static int mb_sandbox_load(lua_State *L) {
   const char *mode = luaL_optstring(L, 3, "t");
+  int has_env = lua_gettop(L) >= 4;
   if (strchr(mode, 'b') != NULL)
     return luaL_error(L, "load: binary chunks are not allowed in the sandbox");
   if (lua_gettop(L) > 4) lua_settop(L, 4);
@@ -35,6 +46,10 @@ static int mb_sandbox_load(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  if (!has_env && lua_type(L, 1) == LUA_TFUNCTION) {
+    lua_settop(L, 1);
+    mb_sandbox_set_env(L);
+  }
   return lua_gettop(L);
 }
 
@@ -46,6 +61,13 @@ static void mb_sandbox_drop(lua_State *L, int t, const char *const *names) {
   }
 }
 
+/* The one message for a file a script may not read: the same whether it
+** is missing or lies outside the allowed directories, so a script cannot
+** learn which files exist elsewhere. */
+static void mb_sandbox_cannot_open(lua_State *L, const char *file) {
+  lua_pushfstring(L, "cannot open %s (no such file in the directories the sandbox allows)", file);
+}
+
 /* Push the real path of file if it lies inside one of the allowed
 ** directories (upvalue 1: their real paths); else push an error message.
 ** Returns whether it is allowed. */
@@ -53,7 +75,7 @@ static int mb_sandbox_resolve(lua_State *L, const char *file) {
   char *real = realpath(file, NULL);
   lua_Integer i, n = (lua_Integer)lua_rawlen(L, lua_upvalueindex(1));
   if (real == NULL) {
-    lua_pushfstring(L, "cannot open %s: %s", file, strerror(errno));
+    mb_sandbox_cannot_open(L, file);
     return 0;
   }
   for (i = 1; i <= n; i++) {
@@ -69,7 +91,7 @@ static int mb_sandbox_resolve(lua_State *L, const char *file) {
     }
   }
   free(real);
-  lua_pushfstring(L, "cannot open %s: outside the directories the sandbox allows", file);
+  mb_sandbox_cannot_open(L, file);
   return 0;
 }
 
@@ -97,6 +119,8 @@ static int mb_sandbox_loadfile(lua_State *L) {
   if (env != 0) { /* as stock: env becomes the chunk's first upvalue */
     lua_pushvalue(L, env);
     if (!lua_setupvalue(L, -2, 1)) lua_pop(L, 1);
+  } else {
+    mb_sandbox_set_env(L);
   }
   return 1;
 }
@@ -112,6 +136,7 @@ static int mb_sandbox_dofile(lua_State *L) {
   const char *file = luaL_checkstring(L, 1);
   lua_settop(L, 1);
   if (!mb_sandbox_resolve(L, file) || mb_sandbox_loadpath(L) != LUA_OK) return lua_error(L);
+  mb_sandbox_set_env(L);
   lua_callk(L, 0, LUA_MULTRET, 0, mb_sandbox_dofile_k);
   return mb_sandbox_dofile_k(L, LUA_OK, 0);
 }
@@ -146,12 +171,78 @@ static int mb_sandbox_searcher(lua_State *L) {
   return 1;
 }
 
-/* Argument 1: the list of allowed directories (real paths). */
+/* require(name) under the sandbox. A module the runtime provides (loaded,
+** or preloaded: moonbridge's and the host's) is shared, read-only. A Lua
+** file from the allowed directories is the run's own: loaded in the run's
+** globals, once per run. moonbridge's internal modules are not found.
+** Upvalue 1: the file searcher, or nil. */
+static int mb_sandbox_require(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE); /* 2 */
+  mb_env_push_loaded(L); /* 3: the run's own */
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, 3) != LUA_TNIL) return 1;
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, 2) != LUA_TNIL) {
+    mb_env_readonly(L, -1);
+    return 1;
+  }
+  lua_pop(L, 2);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE); /* 4 */
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, 4) == LUA_TFUNCTION) { /* the runtime's: shared */
+    lua_pushvalue(L, 1);
+    lua_pushliteral(L, ":preload:");
+    lua_call(L, 2, 1);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushboolean(L, 1);
+    }
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 2);
+    mb_env_readonly(L, -1);
+    lua_pushliteral(L, ":preload:");
+    return 2;
+  }
+  lua_settop(L, 4);
+  lua_pushfstring(L, "module '%s' not found:\n\tno field package.preload['%s']", name, name); /* 5 */
+  if (!lua_isnil(L, lua_upvalueindex(1))) {
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 2); /* the chunk and its file, or the files tried */
+    if (lua_isfunction(L, -2)) {
+      lua_pushvalue(L, -2);
+      mb_sandbox_set_env(L);
+      lua_pushvalue(L, 1);
+      lua_pushvalue(L, -3); /* the file */
+      lua_call(L, 2, 1);
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);
+      }
+      lua_pushvalue(L, 1);
+      lua_pushvalue(L, -2);
+      lua_rawset(L, 3);
+      lua_pushvalue(L, -2); /* the file */
+      return 2;
+    }
+    lua_pop(L, 1);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
+}
+
+/* Argument 1: the list of allowed directories (real paths). The global
+** table itself is changed (only moonbridge's own code sees it), then env.c
+** makes the read-only base every run's globals stand on. */
 static int mb_sandbox_apply_p(lua_State *L) {
   static const char *const globals[] = {"io", "debug", "dofile", "loadfile", NULL};
   static const char *const os[] = {"execute", "exit", "getenv", "remove", "rename",
                                    "tmpname", "setlocale", NULL};
-  static const char *const loaded[] = {"io", "debug", NULL};
+  static const char *const loaded[] = {"io", "debug", "_G", NULL};
+  static const char *const package[] = {"loadlib", "searchpath", NULL};
   lua_pushglobaltable(L);
   mb_sandbox_drop(L, -1, globals);
   lua_getfield(L, -1, "os");
@@ -162,8 +253,7 @@ static int mb_sandbox_apply_p(lua_State *L) {
   lua_setfield(L, -2, "load");
 
   lua_getfield(L, -1, "package");
-  lua_pushnil(L);
-  lua_setfield(L, -2, "loadlib");
+  mb_sandbox_drop(L, -1, package);
   lua_pushliteral(L, "");
   lua_setfield(L, -2, "path");
   lua_pushliteral(L, "");
@@ -176,17 +266,24 @@ static int mb_sandbox_apply_p(lua_State *L) {
     lua_pushnil(L);
     lua_rawseti(L, -2, i);
   }
+  lua_pop(L, 2); /* searchers, package */
   if (lua_rawlen(L, 1) > 0) { /* allowed directories: their file loaders */
     lua_pushvalue(L, 1);
     lua_pushcclosure(L, mb_sandbox_searcher, 1);
-    lua_rawseti(L, -2, 2);
+    lua_pushcclosure(L, mb_sandbox_require, 1);
+    lua_setfield(L, 2, "require");
     lua_pushvalue(L, 1);
     lua_pushcclosure(L, mb_sandbox_loadfile, 1);
     lua_setfield(L, 2, "loadfile");
     lua_pushvalue(L, 1);
     lua_pushcclosure(L, mb_sandbox_dofile, 1);
     lua_setfield(L, 2, "dofile");
+  } else {
+    lua_pushnil(L);
+    lua_pushcclosure(L, mb_sandbox_require, 1);
+    lua_setfield(L, 2, "require");
   }
+  mb_env_sandbox(L);
   return 0;
 }
 

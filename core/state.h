@@ -36,13 +36,13 @@ struct mb_group;
 ** (mb_run_new), started and ended by the loop, freed by run.c once Go
 ** took the result and its last task ended.
 ** ------------------------------------------------------------------- */
-enum { MB_RUN_CHUNK = 0, MB_RUN_CALL = 1, MB_RUN_SET = 2, MB_RUN_GET = 3 };
+enum { MB_RUN_CHUNK = 0, MB_RUN_CALL = 1, MB_RUN_SET = 2, MB_RUN_GET = 3, MB_RUN_DROP = 4 };
 enum { MB_RUNST_OK = 0, MB_RUNST_ERROR = 1 };
 
 /* The limits a run can go over (its limit field), besides memory. A run
 ** over one is ended at once: its error cannot be caught (pcall, xpcall and
 ** coroutine.resume raise it again). */
-enum { MB_LIMIT_NONE = 0, MB_LIMIT_INSN, MB_LIMIT_DEADLINE };
+enum { MB_LIMIT_NONE = 0, MB_LIMIT_INSN, MB_LIMIT_DEADLINE, MB_LIMIT_OUTPUT };
 
 /* A request to cancel a run, allocated with the run (when its context can
 ** end) so that cancelling never allocates: Go pushes it, or frees it. */
@@ -76,6 +76,11 @@ typedef struct mb_run {
   mb_buf in;       /* chunk name + source, or function name + arguments */
   size_t namelen;
   mb_buf out;      /* results (Call) or error: [message, kind, op, traceback, code] */
+  int64_t output;  /* bytes its tasks wrote (print, io.write), for OutputLimit */
+  int env_ref;     /* registry ref of the run's own globals (env.c), or LUA_NOREF */
+  int64_t script;  /* Call: the Script whose globals hold the function, or 0 */
+  unsigned char keep_env; /* Runtime.Load: keep the globals as Script id */
+  unsigned char internal; /* moonbridge's own Lua (a prelude): the private env */
 } mb_run;
 
 /* ---------------------------------------------------------------------
@@ -187,6 +192,7 @@ typedef struct mb_rt {
   int over_limit;       /* some run went over a limit: end it after this turn */
   size_t mem_used;      /* bytes held by Lua's allocator */
   size_t mem_limit;     /* MemoryLimit: tasks' allocations fail beyond it; 0: none */
+  int64_t output_limit; /* OutputLimit: bytes each run may write; 0: none */
   uint32_t rand;        /* xorshift state: fair choices among ready cases */
   int64_t ntask_ids;
   int pool_ref;         /* registry ref of the pool of finished threads */

@@ -529,12 +529,9 @@ func TestModuleHidesItsGoHalf(t *testing.T) {
 		for k in pairs(require("llm")) do names[#names + 1] = k end
 		table.sort(names)
 		print(table.concat(names, " "))
-		-- extending again changes nothing
-		local m = require("llm")
-		local g = m.generate
-		require("moonbridge.llm").extend(m, "llm")
-		print(m.generate == g)`)
-	if out.String() != "chat generate generate_all stream usage\ntrue\n" {
+		-- the Lua half is moonbridge's own: no script can reach it
+		print(pcall(require, "moonbridge.llm"))`)
+	if !strings.HasPrefix(out.String(), "chat generate generate_all stream usage\nfalse\tmodule 'moonbridge.llm' not found") {
 		t.Errorf("output %q", out.String())
 	}
 }

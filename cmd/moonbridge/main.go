@@ -211,15 +211,15 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // runScript sets arg and runs the script; name is its run's name.
 func runScript(ctx context.Context, rt *bridge.Runtime, args []string, stdin io.Reader) (name string, err error) {
-	// arg counts from 0 (the script); build it in Lua from a sequence.
+	// arg counts from 0 (the script), as lua's does: a map with integer
+	// keys crosses as such a table.
+	arg := make(map[int]any, len(args))
 	luaArgs := make([]any, len(args))
 	for i, a := range args {
+		arg[i] = a
 		luaArgs[i] = a
 	}
-	if err := rt.SetGlobal(ctx, "arg", luaArgs); err != nil {
-		return "", err
-	}
-	if err := rt.RunString(ctx, "=(arg)", "local a = arg; arg = {}; for i, v in ipairs(a) do arg[i - 1] = v end"); err != nil {
+	if err := rt.SetGlobal(ctx, "arg", arg); err != nil {
 		return "", err
 	}
 	if args[0] == "-" {

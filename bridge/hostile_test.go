@@ -1,0 +1,692 @@
+package bridge_test
+
+// Hostile scripts (issue 13): each reproducer of the outside audit, run
+// the way the audit ran it — Options{Sandbox, 64 MiB MemoryLimit, 50 M
+// InstructionLimit} and a 2 s context deadline — must end with a clear
+// error, leave the process alive, and leave the Runtime serving a run and
+// a Call, with Close returning. A hang is turned into a failure by a
+// watchdog far above the deadline: these tests assert that runs end, not
+// how fast.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moonbridge/moonbridge/bridge"
+)
+
+const (
+	hostileMemory = 64 << 20
+	hostileInsns  = 50_000_000
+	hostileWindow = 2 * time.Second  // the run's deadline, as the audit had it
+	hostileHang   = 60 * time.Second // a run still going after this is stuck
+)
+
+// hostileRuntime is a Runtime with the audit's options (changed by mod)
+// and the host function it registered: host.iecho, an inline echo.
+func hostileRuntime(t *testing.T, mod func(*bridge.Options)) (*bridge.Runtime, *syncBuffer) {
+	t.Helper()
+	out := &syncBuffer{}
+	opts := bridge.Options{Stdout: out, Stderr: out, Sandbox: true,
+		MemoryLimit: hostileMemory, InstructionLimit: hostileInsns, CloseGrace: 5 * time.Second}
+	if mod != nil {
+		mod(&opts)
+	}
+	rt, err := bridge.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	echo := func(_ context.Context, a bridge.Args) ([]any, error) {
+		vals := make([]any, a.Len())
+		for i := range vals {
+			vals[i] = a.Get(i)
+		}
+		return vals, nil
+	}
+	if err := rt.RegisterFunc("host.iecho", echo, bridge.Inline()); err != nil {
+		t.Fatal(err)
+	}
+	return rt, out
+}
+
+// hostileDo runs f (a run, a Call, a Close) and fails the test if it has
+// not returned after hostileHang.
+func hostileDo(t *testing.T, what string, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(hostileHang):
+		t.Fatalf("%s: still running after %v", what, hostileHang)
+		return nil
+	}
+}
+
+// hostileRun runs src under the audit's 2 s deadline.
+func hostileRun(t *testing.T, rt *bridge.Runtime, src string) error {
+	t.Helper()
+	return hostileDo(t, "the hostile run", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), hostileWindow)
+		defer cancel()
+		return rt.RunString(ctx, "hostile", src)
+	})
+}
+
+// wantKind checks that err is a *bridge.LuaError of the given kind (and
+// op, if not empty) whose message contains each of the fragments.
+func wantKind(t *testing.T, err error, kind, op string, fragments ...string) *bridge.LuaError {
+	t.Helper()
+	var le *bridge.LuaError
+	if !errors.As(err, &le) {
+		t.Fatalf("want a %s error, got %T %v", kind, err, err)
+	}
+	if le.Kind != kind || (op != "" && le.Op != op) {
+		t.Fatalf("want kind %q op %q, got kind %q op %q: %v", kind, op, le.Kind, le.Op, err)
+	}
+	for _, f := range fragments {
+		if !strings.Contains(le.Message, f) {
+			t.Errorf("message %q lacks %q", le.Message, f)
+		}
+	}
+	return le
+}
+
+// wantStopped checks the run was stopped by one of its limits: the
+// deadline or the instruction budget (which one comes first depends on
+// the machine's speed).
+func wantStopped(t *testing.T, err error) {
+	t.Helper()
+	var le *bridge.LuaError
+	if !errors.As(err, &le) || le.Kind != "limit" || (le.Op != "deadline" && le.Op != "instructions") {
+		t.Fatalf("want the run stopped by its deadline or instruction limit, got %T %v", err, err)
+	}
+}
+
+// servesAfter checks that the Runtime still serves: a run, a Call of a
+// base function, and a script loaded then called; then Close returns.
+func servesAfter(t *testing.T, rt *bridge.Runtime, out *syncBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), hostileHang)
+	defer cancel()
+	out.Reset()
+	err := hostileDo(t, "a run after", func() error {
+		return rt.RunString(ctx, "after", `print(string.format("%d-%s", 1 + 1, tostring(true)))`)
+	})
+	if err != nil || out.String() != "2-true\n" {
+		t.Fatalf("a run after: %v, output %q", err, out.String())
+	}
+	vals, err := hostileCall(t, rt, ctx, "tostring", int64(42))
+	if err != nil || len(vals) != 1 || vals[0] != "42" {
+		t.Fatalf("a Call after: %v %v", vals, err)
+	}
+	var s *bridge.Script
+	err = hostileDo(t, "a Load after", func() (err error) {
+		s, err = rt.Load(ctx, "after", `function twice(x) return 2 * x end`)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("a Load after: %v", err)
+	}
+	err = hostileDo(t, "a Script.Call after", func() error {
+		vals, err = s.Call(ctx, "twice", 21)
+		return err
+	})
+	if err != nil || len(vals) != 1 || vals[0] != int64(42) {
+		t.Fatalf("a Script.Call after: %v %v", vals, err)
+	}
+	if err := hostileDo(t, "Close", rt.Close); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+func hostileCall(t *testing.T, rt *bridge.Runtime, ctx context.Context, fn string, args ...any) (vals []any, err error) {
+	t.Helper()
+	err = hostileDo(t, "Call "+fn, func() error {
+		vals, err = rt.Call(ctx, fn, args...)
+		return err
+	})
+	return vals, err
+}
+
+// A chain of coroutines each closing the previous from a __close handler
+// overflowed the C stack in Lua 5.4.4's coroutine.close (a bug on
+// lua.org's list; stock lua5.4 crashes). moonbridge's coroutine.close
+// counts the nesting and fails with Lua 5.4.6's error instead.
+func TestHostileNestedCoroutineCloseIsAnErrorNotACrash(t *testing.T) {
+	rt, out := hostileRuntime(t, nil)
+	err := hostileRun(t, rt, `
+		local co = false
+		for i = 1, 20000 do
+			local prev = co
+			co = coroutine.create(function()
+				local c <close> = setmetatable({}, {__close = function()
+					if prev then assert(coroutine.close(prev)) end
+				end})
+				coroutine.yield()
+			end)
+			assert(coroutine.resume(co))
+		end
+		print(coroutine.close(co))`)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if got := out.String(); !strings.HasPrefix(got, "false\t") || !strings.Contains(got, "C stack overflow") {
+		t.Errorf("coroutine.close of the chain printed %q, want false and a C stack overflow", got)
+	}
+	servesAfter(t, rt, out)
+}
+
+// Under the sandbox a metatable with __gc is refused: Lua runs finalizers
+// with hooks off, so no limit could stop one (Luau makes the same choice).
+func TestHostileSandboxRefusesFinalizers(t *testing.T) {
+	for name, src := range map[string]string{
+		"looping finalizer":    `setmetatable({}, {__gc = function() while true do end end}) collectgarbage()`,
+		"allocating finalizer": `setmetatable({}, {__gc = function() local t = {} for i = 1, 1e9 do t[i] = i end end})`,
+		"__gc of any value":    `setmetatable({}, {__gc = true})`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			rt, out := hostileRuntime(t, nil)
+			err := hostileRun(t, rt, src)
+			wantKind(t, err, "runtime", "", "__gc")
+			servesAfter(t, rt, out)
+		})
+	}
+	// A metatable without __gc is fine, and adding __gc to it later does
+	// not make a finalizer (Lua marks objects only in setmetatable).
+	rt, out := hostileRuntime(t, nil)
+	err := hostileRun(t, rt, `
+		local mt = {}
+		local t = setmetatable({}, mt)
+		mt.__gc = function() while true do end end
+		t = nil
+		collectgarbage(); collectgarbage()
+		print("no finalizer ran")`)
+	if err != nil || out.String() != "no finalizer ran\n" {
+		t.Fatalf("%v %q", err, out.String())
+	}
+	servesAfter(t, rt, out)
+}
+
+// Finalizers are the host's own business outside the sandbox, but one
+// that calls an inline function while another inline call's results are
+// being decoded must not move the buffer under the decoder (ASan found a
+// use-after-free there), and the memory limit holds inside them.
+func TestHostileInlineCallsFromFinalizers(t *testing.T) {
+	rt, out := hostileRuntime(t, func(o *bridge.Options) { o.Sandbox = false })
+	err := hostileRun(t, rt, `
+		local size = 256 * 1024
+		local function mk()
+			setmetatable({}, {__gc = function()
+				size = size + 128 * 1024
+				host.iecho(string.rep("y", size))
+			end})
+		end
+		local a = {}
+		for i = 1, 20000 do a[i] = "s" .. i .. string.rep("z", 20) end
+		for r = 1, 40 do
+			for i = 1, 50 do mk() end
+			local ok, b = pcall(host.iecho, a)
+			assert(ok and #b == #a and b[20000] == a[20000], "results decoded wrong")
+			size = 256 * 1024
+		end
+		print("done")`)
+	if err != nil && !errors.Is(err, bridge.ErrMemoryLimit) {
+		t.Fatalf("run: %v", err)
+	}
+	servesAfter(t, rt, out)
+}
+
+// Errors in handlers and cleanup that never end.
+func TestHostileLoopsWhereLuaRunsHandlersAreStopped(t *testing.T) {
+	for name, src := range map[string]string{
+		"message handler": `xpcall(function() error("x") end, function() while true do end end)`,
+		"nested message handlers": `
+			local function h() xpcall(function() error("y") end, function() while true do end end) while true do end end
+			xpcall(function() error("x") end, h)`,
+		"__close of a task killed by the deadline": `
+			local x <close> = setmetatable({}, {__close = function() while true do end end})
+			require("task").sleep(100)`,
+		"__close after an error": `
+			local x <close> = setmetatable({}, {__close = function() while true do end end})
+			error("boom")`,
+		"__close in a coroutine closed by the script": `
+			local co = coroutine.create(function()
+				local x <close> = setmetatable({}, {__close = function() while true do end end})
+				coroutine.yield()
+			end)
+			coroutine.resume(co)
+			coroutine.close(co)`,
+		"__close loops, then pcall swallows": `
+			for i = 1, 1e9 do
+				pcall(function()
+					local x <close> = setmetatable({}, {__close = function() while true do end end})
+				end)
+			end`,
+		"__tostring in error reporting": `
+			error(setmetatable({}, {__tostring = function() while true do end end}))`,
+		"__index of an error value": `
+			error(setmetatable({}, {__index = function() while true do end end}))`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			rt, out := hostileRuntime(t, nil)
+			wantStopped(t, hostileRun(t, rt, src))
+			servesAfter(t, rt, out)
+		})
+	}
+}
+
+// A sibling that goes over the instruction limit ends the run; a task it
+// takes down with it may not loop in its cleanup.
+func TestHostileCleanupOfATaskKilledByASiblingsLimit(t *testing.T) {
+	rt, out := hostileRuntime(t, func(o *bridge.Options) { o.InstructionLimit = 5_000_000 })
+	err := hostileDo(t, "run", func() error {
+		return rt.RunString(context.Background(), "hostile", `
+			local task = require("task")
+			task.spawn(function()
+				local x <close> = setmetatable({}, {__close = function() while true do end end})
+				task.sleep(100)
+			end)
+			task.spawn(function() while true do end end)
+			task.sleep(100)`)
+	})
+	var le *bridge.LuaError
+	if !errors.As(err, &le) || !errors.Is(err, bridge.ErrInstructionLimit) {
+		t.Fatalf("want the instruction limit, got %v", err)
+	}
+	servesAfter(t, rt, out)
+}
+
+// The memory limit holds in the cleanup of a killed task, and a killed
+// run returns promptly: the audit saw 40 × 50 MiB allocated and a 1 s
+// deadline kept for 10.8 s.
+func TestHostileCleanupIsHeldToTheMemoryLimit(t *testing.T) {
+	rt, out := hostileRuntime(t, nil)
+	peak := watchPeakRSS(t)
+	err := hostileRun(t, rt, `
+		local task = require("task")
+		task.spawn(function()
+			local x <close> = setmetatable({}, {__close = function()
+				local keep = {}
+				for i = 1, 40 do keep[i] = string.rep("x", 50 * 1024 * 1024) end
+			end})
+			task.sleep(100)
+		end)
+		task.sleep(0.01)
+		error("boom")`)
+	wantKind(t, err, "runtime", "", "boom")
+	if grew := peak(); grew > hostileMemory+256<<20 {
+		t.Errorf("peak resident memory grew by %d MiB under a %d MiB limit", grew>>20, hostileMemory>>20)
+	}
+	servesAfter(t, rt, out)
+}
+
+// Outside the sandbox finalizers may exist; the ones Close runs are held
+// to the memory limit too (the audit saw 8 × 256 MiB held at Close).
+func TestHostileFinalizersAtCloseAreHeldToTheMemoryLimit(t *testing.T) {
+	rt, _ := hostileRuntime(t, func(o *bridge.Options) { o.Sandbox = false })
+	peak := watchPeakRSS(t)
+	err := hostileRun(t, rt, `
+		for i = 1, 8 do
+			keep = keep or {}
+			keep[i] = setmetatable({}, {__gc = function(o)
+				o.big = string.rep("x", 256 * 1024 * 1024)
+				grabbed = (grabbed or {})
+				grabbed[#grabbed + 1] = o
+			end})
+		end`)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if err := hostileDo(t, "Close", rt.Close); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if grew := peak(); grew > hostileMemory+256<<20 {
+		t.Errorf("peak resident memory grew by %d MiB under a %d MiB limit", grew>>20, hostileMemory>>20)
+	}
+}
+
+// watchPeakRSS resets the kernel's peak-RSS mark and returns a function
+// that reports how far the peak rose above the resident size at the start.
+func watchPeakRSS(t *testing.T) func() int64 {
+	t.Helper()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		t.Fatalf("resetting the peak RSS mark: %v", err)
+	}
+	start := procStatus(t, "VmRSS")
+	return func() int64 { return procStatus(t, "VmHWM") - start }
+}
+
+func procStatus(t *testing.T, field string) int64 {
+	t.Helper()
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no %s in /proc/self/status", field)
+	return 0
+}
+
+// No internal helper is reachable from a script: moonbridge.errors'
+// rawpcall swallowed the instruction limit.
+func TestHostileInternalModulesAreUnreachable(t *testing.T) {
+	for _, sandbox := range []bool{true, false} {
+		t.Run(fmt.Sprintf("sandbox=%v", sandbox), func(t *testing.T) {
+			rt, out := hostileRuntime(t, func(o *bridge.Options) { o.Sandbox = sandbox })
+			err := hostileRun(t, rt, `
+				local found = {}
+				for name in pairs(package.loaded) do
+					if name:match("^moonbridge") then found[#found + 1] = name end
+				end
+				for name in pairs(package.preload) do
+					if name:match("^moonbridge") then found[#found + 1] = name end
+				end
+				for _, name in ipairs{"moonbridge.errors", "moonbridge.llm", "moonbridge.http"} do
+					if pcall(require, name) then found[#found + 1] = "require " .. name end
+				end
+				print(#found == 0 and "none" or table.concat(found, " "))`)
+			if err != nil || out.String() != "none\n" {
+				t.Fatalf("%v: reachable: %q", err, out.String())
+			}
+			servesAfter(t, rt, out)
+		})
+	}
+}
+
+// The long C calls of the audit stop at the deadline.
+func TestHostileLongCCallsStop(t *testing.T) {
+	for name, src := range map[string]string{
+		"pattern backtracking": `return string.rep("a", 20000):find(".-.-.-.-.-b")`,
+		"table.move":           `table.move({}, 1, 1e14, 1)`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			rt, out := hostileRuntime(t, nil)
+			wantStopped(t, hostileRun(t, rt, src))
+			servesAfter(t, rt, out)
+		})
+	}
+}
+
+// Under the sandbox every library table, module table and metatable a
+// script can reach is read-only, and each run has its own globals: run A
+// cannot change what run B sees.
+func TestHostileRunsCannotChangeWhatOthersSee(t *testing.T) {
+	writes := map[string]string{
+		"string.format":            `string.format = function() return "pwned" end`,
+		"string via rawset":        `rawset(string, "format", function() return "pwned" end)`,
+		"string metatable":         `getmetatable("").__index = {format = function() return "pwned" end}`,
+		"string metatable rawset":  `rawset(getmetatable(""), "__index", {})`,
+		"string metatable setmt":   `setmetatable(getmetatable(""), {})`,
+		"task.spawn":               `require("task").spawn = function() return "pwned" end`,
+		"Task.wait":                `getmetatable(require("task").spawn(function() end)).__index.wait = function() return "pwned" end`,
+		"Task metatable":           `getmetatable(require("task").spawn(function() end)).__index = function() return function() return "pwned" end end`,
+		"error metatable":          `local task = require("task"); local ok, e = pcall(task.timeout, 0, task.sleep, 1); getmetatable(e).__index = function() while true do end end`,
+		"error metatable tostring": `local task = require("task"); local ok, e = pcall(task.timeout, 0, task.sleep, 1); getmetatable(e).__tostring = function() return "pwned" end`,
+		"channel":                  `require("channel").new = nil`,
+		"promise":                  `require("promise").resolve = nil`,
+		"host module":              `host.iecho = function() return "pwned" end`,
+		"require host module":      `require("host").iecho = function() return "pwned" end`,
+		"package.preload":          `package.preload.evil = function() return "pwned" end`,
+		"package.loaded.string":    `package.loaded.string.format = nil`,
+		"package.searchers":        `package.searchers[1] = function() return function() return "pwned" end end`,
+		"math":                     `math.floor = function() return "pwned" end`,
+		"table.insert":             `table.insert(table, "pwned")`,
+		"coroutine":                `coroutine.wrap = function() return "pwned" end`,
+		"os":                       `os.time = function() return "pwned" end`,
+		"utf8":                     `utf8.char = function() return "pwned" end`,
+	}
+	globals := map[string]string{
+		"tostring": `tostring = function() return "pwned" end`,
+		"a global": `shared_secret = "pwned"`,
+		"_G":       `_G.print = function() end`,
+		"_G meta":  `setmetatable(_G, {__index = function() while true do end end, __newindex = function() while true do end end})`,
+		// package.loaded is the run's own too (over the runtime's,
+		// read-only): a script may register its own modules there.
+		"package.loaded":      `package.loaded.task = {spawn = function() return "pwned" end}; assert(require("task").spawn() == "pwned")`,
+		"package.loaded meta": `setmetatable(package.loaded, {__index = function() while true do end end})`,
+	}
+	const check = `
+		local task, channel, promise = require("task"), require("channel"), require("promise")
+		local t = task.spawn(function() return 7 end)
+		print(string.format("%d", 1), ("x"):rep(2), t:wait(), tostring(1), shared_secret,
+			math.floor(1.5), type(channel.new), type(promise.resolve), host.iecho("e"),
+			require("host").iecho("r"), #table, type(coroutine.wrap), type(os.time()), utf8.char(65),
+			package.preload.evil)
+		local ok, e = pcall(task.timeout, 0, task.sleep, 1)
+		print(type(e), tostring(e) ~= "pwned", e.kind)`
+	const want = "1\txx\t7\t1\tnil\t1\tfunction\tfunction\te\tr\t0\tfunction\tnumber\tA\tnil\ntable\ttrue\ttimeout\n"
+	for name, src := range writes {
+		t.Run(name, func(t *testing.T) {
+			rt, out := hostileRuntime(t, nil)
+			err := hostileRun(t, rt, src)
+			var le *bridge.LuaError
+			if !errors.As(err, &le) || le.Kind != "runtime" {
+				t.Errorf("the write was not refused: %v", err)
+			}
+			out.Reset()
+			if err := hostileRun(t, rt, check); err != nil || out.String() != want {
+				t.Errorf("the next run saw a change: %v\n%s", err, out.String())
+			}
+			servesAfter(t, rt, out)
+		})
+	}
+	for name, src := range globals {
+		t.Run(name, func(t *testing.T) {
+			rt, out := hostileRuntime(t, nil)
+			err := hostileRun(t, rt, src)
+			if err != nil && !strings.Contains(name, "meta") {
+				t.Errorf("a run's own globals are its own to change: %v", err)
+			}
+			out.Reset()
+			if err := hostileRun(t, rt, check); err != nil || out.String() != want {
+				t.Errorf("the next run saw a change: %v\n%s", err, out.String())
+			}
+			servesAfter(t, rt, out)
+		})
+	}
+}
+
+// Outside the sandbox globals are shared (the README says so), but the
+// core reads its own state raw: metamethods a script put on _G or on
+// package.loaded cannot hang the host's SetGlobal, Call, registration or
+// Close.
+func TestHostileMetamethodsOnGlobalsCannotHangTheHost(t *testing.T) {
+	for _, sandbox := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sandbox=%v", sandbox), func(t *testing.T) {
+			rt, out := hostileRuntime(t, func(o *bridge.Options) { o.Sandbox = sandbox })
+			loop := `function() while true do end end`
+			src := fmt.Sprintf(`
+				setmetatable(_G, {__index = %s, __newindex = %s})
+				pcall(setmetatable, package.loaded, {__index = %s, __newindex = %s})
+				pcall(setmetatable, package, {__index = %s, __newindex = %s})`, loop, loop, loop, loop, loop, loop)
+			// Without the sandbox pcall is found raw in _G and the run ends;
+			// under it the script replaced its own globals' metatable, the
+			// one that reached the libraries: its pcall lookup loops, and
+			// its limits stop it.
+			if err := hostileRun(t, rt, src); !sandbox && err != nil {
+				t.Fatalf("run: %v", err)
+			} else if sandbox {
+				wantStopped(t, err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), hostileWindow)
+			defer cancel()
+			if err := hostileDo(t, "SetGlobal", func() error { return rt.SetGlobal(ctx, "x", 1) }); err != nil {
+				t.Errorf("SetGlobal: %v", err)
+			}
+			_, err := hostileCall(t, rt, ctx, "nosuchfn")
+			wantKind(t, err, "runtime", "", "nosuchfn")
+			if err := rt.RegisterFunc("later.fn", func(context.Context, bridge.Args) ([]any, error) {
+				return []any{"later"}, nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if err := rt.RegisterFunc("laterglobal", func(context.Context, bridge.Args) ([]any, error) {
+				return []any{"g"}, nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			out.Reset()
+			err = hostileDo(t, "run after registering", func() error {
+				return rt.RunString(ctx, "after", `print(rawget(package.loaded, "later") and "ok" or "?")`)
+			})
+			if sandbox {
+				err = hostileDo(t, "run after registering", func() error {
+					return rt.RunString(ctx, "after", `print(require("later").fn(), laterglobal())`)
+				})
+			}
+			if err != nil {
+				t.Errorf("run after registering: %v", err)
+			}
+			servesAfter(t, rt, out)
+		})
+	}
+}
+
+// A coroutine created in a run without a deadline, resumed in a later run
+// that has one, is held to the later run's limits.
+func TestHostileCoroutineFromAnEarlierRunIsHeldToTheLaterRunsLimits(t *testing.T) {
+	rt, out := hostileRuntime(t, func(o *bridge.Options) { o.Sandbox = false; o.InstructionLimit = 0 })
+	if err := hostileDo(t, "run one", func() error {
+		return rt.RunString(context.Background(), "one", `spin = coroutine.create(function() while true do end end)`)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	wantStopped(t, hostileRun(t, rt, `coroutine.resume(spin)`))
+	servesAfter(t, rt, out)
+}
+
+// package.searchpath and loadfile must not tell a sandboxed script which
+// files exist outside SandboxDirs.
+func TestHostileSandboxDoesNotRevealFiles(t *testing.T) {
+	dir := t.TempDir()
+	allowed := filepath.Join(dir, "allowed")
+	if err := os.Mkdir(allowed, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(dir, "secret.lua")
+	if err := os.WriteFile(outside, []byte("return 1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rt, out := hostileRuntime(t, func(o *bridge.Options) { o.SandboxDirs = []string{allowed} })
+	src := fmt.Sprintf(`
+		local exists, missing = %q, %q
+		local function answer(f, ...) return select("#", f(...)), tostring((select(2, f(...)))) end
+		local function strip(m, s) -- m with s replaced by F, plainly
+			local i, j = m:find(s, 1, true)
+			if i then return m:sub(1, i - 1) .. "F" .. m:sub(j + 1) end
+			return m
+		end
+		local sp = package.searchpath
+		local a = sp and {sp("secret", %q)} or {}
+		local b = sp and {sp("nosuch", %q)} or {}
+		print(#a == #b and strip(tostring(a[2]), "secret") == strip(tostring(b[2]), "nosuch") and "same" or "differs")
+		local n1, m1 = answer(loadfile, exists)
+		local n2, m2 = answer(loadfile, missing)
+		print(n1 == n2 and strip(m1, exists) == strip(m2, missing) and "same" or ("differs: " .. m1 .. " | " .. m2))`,
+		outside, filepath.Join(dir, "nosuch.lua"), dir+"/?.lua", dir+"/?.lua")
+	if err := hostileRun(t, rt, src); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if got := out.String(); got != "same\nsame\n" {
+		t.Errorf("the sandbox tells existing from missing files: %q", got)
+	}
+	servesAfter(t, rt, out)
+}
+
+// Names with a zero byte (or otherwise unusable) are refused, not cut.
+func TestHostileRegisterRefusesBadNames(t *testing.T) {
+	rt, out := hostileRuntime(t, nil)
+	fn := func(context.Context, bridge.Args) ([]any, error) { return nil, nil }
+	for _, name := range []string{"a\x00b", "", ".a", "a.", "a..b", "a b", "1a", "a.1"} {
+		if err := rt.RegisterFunc(name, fn); err == nil {
+			t.Errorf("RegisterFunc(%q) was accepted", name)
+		}
+	}
+	err := hostileRun(t, rt, `print(type(a))`)
+	if err != nil || out.String() != "nil\n" {
+		t.Errorf("%v %q", err, out.String())
+	}
+	servesAfter(t, rt, out)
+}
+
+// Options.OutputLimit ends a run that writes too much (the audit wrote
+// 24 GiB in 5.5 s).
+func TestHostileOutputLimit(t *testing.T) {
+	rt, out := hostileRuntime(t, func(o *bridge.Options) { o.OutputLimit = 1 << 20 })
+	err := hostileRun(t, rt, `local s = string.rep("x", 8 * 1024 * 1024) for i = 1, 1e9 do print(s) end`)
+	wantKind(t, err, "limit", "output")
+	if n := len(out.String()); n > 1<<20 {
+		t.Errorf("%d bytes were written past a 1 MiB limit", n)
+	}
+	// The limit is per run: the next run may write again.
+	servesAfter(t, rt, out)
+}
+
+// One stream read from two tasks: the second reader gets a clear error;
+// emit from several goroutines is safe.
+func TestHostileStreamSharedBetweenTasks(t *testing.T) {
+	rt, out := hostileRuntime(t, nil)
+	if err := rt.RegisterStream("host.count", func(ctx context.Context, a bridge.Args, emit func(any) error) error {
+		n, _ := a.Int(0)
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := int64(0); i < n; i++ {
+					if err := emit(i); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		return <-errs
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err := hostileRun(t, rt, `
+		local task = require("task")
+		local it = host.count(1000)
+		local n = 0
+		for _ in it do n = n + 1 end
+		print(n)
+		local f, s, c, closer = host.count(1e6)
+		local a = task.spawn(function() for _ in f, s, c, closer do task.yield() end end)
+		task.yield()
+		local ok, err = pcall(function() for _ in f, s, c do end end)
+		print(ok, tostring(err):match("another task") ~= nil)
+		a:cancel()`)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if got := out.String(); got != "4000\nfalse\ttrue\n" {
+		t.Errorf("output %q", got)
+	}
+	servesAfter(t, rt, out)
+}
