@@ -74,20 +74,32 @@ func TestScriptKeepsItsGlobalsAndOnlyItsGlobals(t *testing.T) {
 	}
 }
 
-// Under the sandbox Runtime.Call reaches only the Runtime's own globals,
-// and says how to call a script's function instead.
-func TestSandboxedCallNamesTheWayToAScriptsFunction(t *testing.T) {
+// Under the sandbox Runtime.Call finds the functions of the last run that
+// defined some (a host's RunString of its handlers, then Calls), else the
+// Runtime's own globals, and says how to call a script's function when
+// there is none.
+func TestSandboxedCallFindsTheLastRunsFunctions(t *testing.T) {
 	rt, err := bridge.New(bridge.Options{Sandbox: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rt.Close()
 	ctx := context.Background()
-	mustRun(t, rt, `function handle() return 1 end`)
 	_, err = rt.Call(ctx, "handle")
 	var le *bridge.LuaError
 	if !errors.As(err, &le) || !strings.Contains(le.Message, "Runtime.Load") {
-		t.Errorf("Call of a run's function: %v", err)
+		t.Errorf("Call with no run yet: %v", err)
+	}
+	mustRun(t, rt, `local n = 0; function handle() n = n + 1; return n end`)
+	mustRun(t, rt, `x = 1`) // a run that defines no function leaves them be
+	for want := int64(1); want <= 2; want++ {
+		if vals, err := rt.Call(ctx, "handle"); err != nil || vals[0] != want {
+			t.Errorf("Call %d: %v %v", want, vals, err)
+		}
+	}
+	mustRun(t, rt, `function other() return "o" end`)
+	if vals, err := rt.Call(ctx, "other"); err != nil || vals[0] != "o" {
+		t.Errorf("Call of the newest run's function: %v %v", vals, err)
 	}
 	if vals, err := rt.Call(ctx, "tostring", true); err != nil || vals[0] != "true" {
 		t.Errorf("Call of a base function: %v %v", vals, err)

@@ -28,6 +28,7 @@ static const char mb_env_key_internal;  /* internal module name -> loader */
 static const char mb_env_key_ienv_done; /* internal module name -> its value */
 static const char mb_env_key_scripts;   /* Script id -> its kept globals */
 static const char mb_env_key_loaded;    /* sandbox: a run's globals -> its own package.loaded */
+static const char mb_env_key_last;      /* sandbox: the globals of the last chunk run that ended well */
 
 #define MB_ENV_INTERNAL_PREFIX "moonbridge."
 
@@ -594,6 +595,35 @@ void mb_env_keep_script(lua_State *L, mb_run *r) {
   mb_env_push_run(L, r);
   lua_rawseti(L, -2, (lua_Integer)r->id);
   lua_pop(L, 1);
+}
+
+/* Whether the table on the top holds a function among its values. */
+static int mb_env_holds_functions(lua_State *L) {
+  int t = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    if (lua_isfunction(L, -1)) {
+      lua_pop(L, 2);
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+void mb_env_keep_last(lua_State *L, mb_run *r) {
+  if (r->env_ref == LUA_NOREF || r->internal || r->keep_env || r->script != 0) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->env_ref);
+  if (mb_env_holds_functions(L)) /* a run that defined none leaves the last one be */
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &mb_env_key_last);
+  else
+    lua_pop(L, 1);
+}
+
+int mb_env_push_last(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &mb_env_key_last) == LUA_TTABLE) return 1;
+  lua_pop(L, 1);
+  return 0;
 }
 
 void mb_env_drop_script(lua_State *L, int64_t id) {

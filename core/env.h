@@ -48,6 +48,15 @@ void mb_env_release_run(lua_State *L, mb_run *r);
 void mb_env_keep_script(lua_State *L, mb_run *r);
 void mb_env_drop_script(lua_State *L, int64_t id);
 
+/* Under the sandbox, where Runtime.Call looks after the global table: the globals of the
+** last chunk run that ended well and defined a global function (the
+** load-once-then-Call pattern of a host that runs its handler script with
+** RunString). Only one is kept, so tenants' runs do not pile up.
+** keep_last remembers run r's; push_last pushes them and returns 1, or
+** pushes nothing and returns 0 when there are none. */
+void mb_env_keep_last(lua_State *L, mb_run *r);
+int mb_env_push_last(lua_State *L);
+
 /* Push Script id's environment, or nil when it was dropped. */
 int mb_env_push_script(lua_State *L, int64_t id);
 

@@ -189,24 +189,32 @@ void mb_run_exit(mb_rt *rt, mb_run *r) {
 ** Starting.
 ** ------------------------------------------------------------------- */
 
-/* Push the function a Call names, read raw (no metamethod a script put on
-** its globals runs here, outside any task): from its Script's globals,
-** else the global table. Returns its type. */
-static int mb_run_push_function(lua_State *L, mb_run *r, const char *name) {
-  if (r->script != 0) {
-    if (!mb_env_push_script(L, r->script)) return LUA_TNONE; /* dropped */
-    lua_pushstring(L, name);
-    if (lua_rawget(L, -2) != LUA_TNIL) {
-      lua_remove(L, -2);
-      return lua_type(L, -1);
-    }
-    lua_pop(L, 2);
-  }
-  lua_pushglobaltable(L);
+/* Push field name of the table on the top, raw, in its place; returns its
+** type. */
+static int mb_run_field(lua_State *L, const char *name) {
   lua_pushstring(L, name);
   lua_rawget(L, -2);
   lua_remove(L, -2);
   return lua_type(L, -1);
+}
+
+/* Push the function a Call names, read raw (no metamethod a script put on
+** its globals runs here, outside any task), and return its type: a
+** Script's Call looks in the script's globals, then the global table; a
+** Runtime's Call in the global table (the host's functions and the
+** libraries: no run can shadow them), then, under the sandbox, in the
+** globals of the last run that defined a function. */
+static int mb_run_push_function(lua_State *L, mb_run *r, const char *name) {
+  if (r->script != 0) {
+    if (!mb_env_push_script(L, r->script)) return LUA_TNONE; /* dropped */
+    if (mb_run_field(L, name) != LUA_TNIL) return lua_type(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pushglobaltable(L);
+  if (mb_run_field(L, name) != LUA_TNIL || r->script != 0 || !mb_env_push_last(L))
+    return lua_type(L, -1);
+  lua_remove(L, -2);
+  return mb_run_field(L, name);
 }
 
 /* The Call's function is missing: its value, of type type, is on the top
@@ -222,8 +230,10 @@ static void mb_run_not_a_function(mb_rt *rt, mb_run *r, const char *name, int ty
   }
   if (lua_isnil(L, -1) && r->script == 0 && mb_env_sandboxed(L))
     snprintf(err, sizeof err, "Call: global '%s' is not a function (a nil value); under "
-             "Options.Sandbox each run's globals are its own: load the script with "
-             "Runtime.Load and call its functions with Script.Call", name);
+             "Options.Sandbox each run's globals are its own, and Call looks only in the last "
+             "run's that defined a function: load a script with Runtime.Load to call its "
+             "functions with Script.Call",
+             name);
   else
     snprintf(err, sizeof err, "Call: %s '%s' is not a function (a %s value)",
              r->script != 0 ? "the script's global" : "global", name, luaL_typename(L, -1));
@@ -358,6 +368,8 @@ static void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
       }
     } else if (r->keep_env) { /* Runtime.Load: the chunk ran; keep its globals */
       mb_env_keep_script(L, r);
+    } else {
+      mb_env_keep_last(L, r); /* under the sandbox, what a later Call finds */
     }
   }
   if (t->status == MB_TASK_FAILED && !t->observed && r->done && r->limit == MB_LIMIT_NONE) {
