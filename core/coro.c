@@ -56,6 +56,19 @@ static int mb_coro_status_of(lua_State *L, lua_State *co) {
   }
 }
 
+/* lua_resume, noting co as the thread that runs the task's Lua code until
+** it returns: the allocator reads where a task ran out of memory there
+** (mb_limit_oom_where). */
+static int mb_coro_run(lua_State *L, lua_State *co, int narg, int *nres) {
+  mb_rt *rt = mb_rt_of(L);
+  lua_State *outer = rt->running;
+  int status;
+  rt->running = co;
+  status = lua_resume(co, L, narg, nres);
+  rt->running = outer;
+  return status;
+}
+
 /* The coroutine could not carry the runtime's yield up because our own
 ** thread cannot yield here. End its wait with an error raised inside it,
 ** so it unwinds instead of staying suspended forever. */
@@ -72,7 +85,7 @@ static int mb_coro_abort_wait(lua_State *L, lua_State *co, int *nres) {
         "cannot wait here: the coroutine's resumer is inside a C function "
         "Lua cannot yield across (attempt to yield across a C-call boundary)";
   }
-  return lua_resume(co, L, 0, nres);
+  return mb_coro_run(L, co, 0, nres);
 }
 
 /* After resuming co: pass a runtime yield up (never returns), or move the
@@ -115,7 +128,7 @@ static int mb_coro_resume_aux(lua_State *L, lua_State *co, int narg, lua_KFuncti
     return -1;
   }
   lua_xmove(L, co, narg);
-  status = lua_resume(co, L, narg, &nres);
+  status = mb_coro_run(L, co, narg, &nres);
   return mb_coro_after(L, co, status, nres, k);
 }
 
@@ -125,7 +138,7 @@ static int mb_coro_continue(lua_State *L, lua_State *co, lua_KFunction k) {
   int nres, status;
   if (t != NULL && t->coros == co) t->coros = NULL; /* the wait unwinds */
   mb_task_mark(co) = NULL;
-  status = lua_resume(co, L, 0, &nres);
+  status = mb_coro_run(L, co, 0, &nres);
   return mb_coro_after(L, co, status, nres, k);
 }
 

@@ -8,13 +8,18 @@
 ** coroutine.resume raise again (a script cannot swallow it and go on), and
 ** after that turn run.c kills the run's other tasks. Memory is different,
 ** as in stock Lua: "not enough memory" may be caught, and only an uncaught
-** one fails the run, with kind "limit". It is told by its status
-** (LUA_ERRMEM), never by its text.
+** one fails the run, with kind "limit": at once, when the task that ran
+** out ends with it (run.c). It is told by its status (LUA_ERRMEM), never
+** by its text; as Lua calls no message handler for it, the allocator
+** notes where the task was when it refused (mb_limit_oom_where).
 */
+#include <stdio.h>
 #include <string.h>
 
 #include "errors.h"
 #include "limit.h"
+
+#define MB_LIMIT_OOM_FRAMES 16 /* frames shown where a task ran out of memory */
 
 void mb_limit_set_memory(mb_rt *rt, size_t bytes) { rt->mem_limit = bytes; }
 
@@ -74,15 +79,62 @@ int mb_limit_hook_count(mb_rt *rt, mb_run *r) {
   return count;
 }
 
-/* A task ended with status LUA_ERRMEM (Lua's lua_error also raises its
-** memory message so, when a script raises a caught one again): replace Lua's message on L's top by the error it stands for,
-** "limit"/"memory" when a memory limit is set (the allocator refused),
-** else "runtime". Inside a task this may itself run out of memory: that
-** error has the same status, and the scheduler converts it. */
-void mb_limit_memerr(mb_rt *rt, lua_State *L) {
-  lua_pop(L, 1);
-  if (rt->mem_limit > 0)
-    mb_errors_push(L, "limit", "memory", MB_LIT("not enough memory"));
-  else
-    mb_errors_push(L, "runtime", NULL, MB_LIT("not enough memory"));
+/* The allocator refuses the running task an allocation: note where its
+** Lua code is, for the memory error Lua raises next without calling any
+** message handler (mb_limit_memerr reads it once the task has failed).
+** lua_getstack and lua_getinfo allocate nothing, so this is safe inside
+** the allocator; rt->running is the thread whose code runs (the task's
+** root, or a coroutine it resumed). */
+void mb_limit_oom_where(mb_rt *rt) {
+  lua_State *L = rt->running;
+  lua_Debug ar;
+  char *b = rt->oom_where;
+  size_t cap = sizeof rt->oom_where, n;
+  int level;
+  rt->oom_task = NULL;
+  if (L == NULL || rt->current == NULL) return;
+  n = (size_t)snprintf(b, cap, "stack traceback:");
+  for (level = 0; n < cap && lua_getstack(L, level, &ar); level++) {
+    const char *name = "?";
+    char fn[96];
+    if (level == MB_LIMIT_OOM_FRAMES) {
+      snprintf(b + n, cap - n, "\n\t...");
+      break;
+    }
+    lua_getinfo(L, "Sln", &ar);
+    if (*ar.namewhat != '\0') {
+      snprintf(fn, sizeof fn, "%s '%s'", ar.namewhat, ar.name);
+      name = fn;
+    } else if (*ar.what == 'm') {
+      name = "main chunk";
+    } else if (*ar.what != 'C') {
+      snprintf(fn, sizeof fn, "function <%s:%d>", ar.short_src, ar.linedefined);
+      name = fn;
+    }
+    if (ar.currentline > 0)
+      n += (size_t)snprintf(b + n, cap - n, "\n\t%s:%d: in %s", ar.short_src, ar.currentline, name);
+    else
+      n += (size_t)snprintf(b + n, cap - n, "\n\t%s: in %s", ar.short_src, name);
+  }
+  rt->oom_task = rt->current;
+}
+
+/* Task t ended with status LUA_ERRMEM (Lua's lua_error also raises its
+** memory message so, when a script raises a caught one again): make Lua's
+** message on L's top the error it stands for, "limit"/"memory" when a
+** memory limit is set (the allocator refused), else "runtime", with the
+** message as cause and, as traceback, where the allocator refused t under
+** head (the task's name). Called by the scheduler, between turns: no
+** limit refuses these allocations. Returns whether it is the limit's. */
+int mb_limit_memerr(mb_rt *rt, lua_State *L, mb_task *t, const char *head) {
+  int limited = rt->mem_limit > 0;
+  const char *where = rt->oom_task == t ? rt->oom_where : NULL;
+  mb_errors_adopt(L, limited ? "limit" : "runtime", limited ? "memory" : NULL, head, where);
+  rt->oom_task = NULL;
+  return limited;
+}
+
+/* Task t ends: a traceback noted in it will not be asked for. */
+void mb_limit_forget(mb_rt *rt, mb_task *t) {
+  if (rt->oom_task == t) rt->oom_task = NULL;
 }

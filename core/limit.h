@@ -22,6 +22,8 @@ int mb_limit_charge(lua_State *L, int64_t n);
 MB_NORETURN void mb_limit_raise(lua_State *L, mb_run *r);
 const char *mb_limit_op(int limit);
 const char *mb_limit_message(int limit);
-void mb_limit_memerr(mb_rt *rt, lua_State *L);
+void mb_limit_oom_where(mb_rt *rt); /* the allocator, as it refuses */
+int mb_limit_memerr(mb_rt *rt, lua_State *L, mb_task *t, const char *head);
+void mb_limit_forget(mb_rt *rt, mb_task *t);
 
 #endif

@@ -147,6 +147,7 @@ typedef struct mb_task {
   unsigned char priority; /* resumes per round while it keeps yielding */
   unsigned char timer;    /* a timer task before its callback: clear* cancels it */
   unsigned char reraise;  /* the error being raised already has its traceback */
+  unsigned char oom;      /* it failed out of memory under the memory limit */
   int slice_used;       /* instructions run in this turn (with a slice set) */
   int fired;            /* MB_WAIT_OBJS: index of the waiter that fired */
   int fired_ok;         /* and whether it completed (0: channel closed) */
@@ -180,6 +181,10 @@ typedef struct mb_rt {
   struct mb_call *call_pool; /* finished call records (call.c) */
   int ncall_pool;
   mb_task *current;     /* task being resumed, or NULL */
+  lua_State *running;   /* the thread running its Lua code: its root, or a
+                        ** coroutine it resumed (coro.c); NULL between turns */
+  mb_task *oom_task;    /* the task oom_where was read in, or NULL */
+  char oom_where[1024]; /* traceback where the allocator last refused a task */
   int yielding;         /* the yield in progress is the runtime's, not the user's */
   int closing;
   int slice;            /* preemption time slice in VM instructions, or 0 */

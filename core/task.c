@@ -84,6 +84,18 @@ static void mb_task_thread_put(mb_rt *rt, mb_task *t) {
 /* ---------------------------------------------------------------------
 ** The message handler of every task: see the file comment.
 ** ------------------------------------------------------------------- */
+
+/* The line a task's traceback starts with: "in task 'name'" or "in task
+** #id" (t NULL: "in the runtime"). */
+static void mb_task_head(const mb_task *t, char *buf, size_t len) {
+  if (t != NULL && t->name != NULL)
+    snprintf(buf, len, "in task '%s'", t->name);
+  else if (t != NULL)
+    snprintf(buf, len, "in task #%lld", (long long)t->id);
+  else
+    snprintf(buf, len, "in the runtime");
+}
+
 int mb_task_msgh(lua_State *L) {
   mb_task *t = mb_rt_of(L)->current;
   char head[96];
@@ -92,12 +104,7 @@ int mb_task_msgh(lua_State *L) {
     lua_settop(L, 1);
     return 1;
   }
-  if (t != NULL && t->name != NULL)
-    snprintf(head, sizeof head, "in task '%s'", t->name);
-  else if (t != NULL)
-    snprintf(head, sizeof head, "in task #%lld", (long long)t->id);
-  else
-    snprintf(head, sizeof head, "in the runtime");
+  mb_task_head(t, head, sizeof head);
   mb_errors_stamp(L, head);
   return 1;
 }
@@ -392,6 +399,7 @@ static void mb_task_end(mb_rt *rt, mb_task *t, int status) {
   if (t->detached) r->ndetached--;
   if (t == r->main) t->observed = 1; /* its outcome is the run's */
   if (t->group != NULL) mb_task_group_child_ended(rt, t);
+  mb_limit_forget(rt, t);
   if (status == MB_TASK_FAILED && !t->observed && !t->detached && !r->done) {
     /* Its error waits for a taker or the run's end; the registry keeps
     ** the record alive meanwhile (nothing else may hold the Task). */
@@ -530,6 +538,7 @@ static void mb_task_set_hook(mb_rt *rt, mb_task *t) {
 int mb_task_resume(mb_rt *rt, mb_task *t) {
   lua_State *co = t->co;
   int nres, st, nargs = t->nres;
+  char head[96];
   if (t->status == MB_TASK_PENDING && t->cancel != MB_CANCEL_NONE) {
     mb_task_end_unstarted(rt, t);
     return 1;
@@ -538,9 +547,11 @@ int mb_task_resume(mb_rt *rt, mb_task *t) {
   t->nres = 0;
   t->status = MB_TASK_RUNNING;
   rt->current = t;
+  rt->running = co;
   mb_task_set_hook(rt, t);
   st = lua_resume(co, rt->L, nargs, &nres);
   rt->current = NULL;
+  rt->running = NULL;
   if (st == LUA_YIELD) {
     lua_pop(co, nres);
     mb_assert(rt->yielding, "a task yielded without the runtime's mark");
@@ -557,8 +568,15 @@ int mb_task_resume(mb_rt *rt, mb_task *t) {
     lua_replace(co, -2); /* keep only the error */
   }
   /* The task failed; with LUA_ERRMEM also when the error escaped its
-  ** pcall (a memory error in the message handler), alone on top. */
-  if (st == LUA_ERRMEM) mb_limit_memerr(rt, co);
+  ** pcall (a memory error in the message handler), alone on top. Lua
+  ** called no message handler for a memory error, nor for an error in
+  ** the handler itself (LUA_ERRERR): the error is made one of ours here.
+  ** Out of memory under the limit, the task's end ends its run (run.c). */
+  mb_task_head(t, head, sizeof head);
+  if (st == LUA_ERRMEM)
+    t->oom = (unsigned char)mb_limit_memerr(rt, co, t, head);
+  else
+    mb_errors_adopt(co, "runtime", NULL, head, NULL);
   mb_task_finish(rt, t, 0, 1);
   return 1;
 }
