@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "coro.h"
+#include "limit.h"
 #include "task.h"
 
 /* co is suspended inside the running task's wait: mark it busy and put it
@@ -143,8 +144,9 @@ static int mb_coro_continue(lua_State *L, lua_State *co, lua_KFunction k) {
 }
 
 /* coroutine.resume */
-static int mb_coro_resume_finish(lua_State *L, int r) {
+static int mb_coro_resume_finish(lua_State *L, lua_State *co, int r) {
   if (r < 0) {
+    mb_limit_caught(L, lua_status(co)); /* an error in co: its status */
     mb_task_caught(L, -1); /* a swallowed cancellation comes back */
     lua_pushboolean(L, 0);
     lua_insert(L, -2);
@@ -156,14 +158,15 @@ static int mb_coro_resume_finish(lua_State *L, int r) {
 }
 
 static int mb_coro_resume_k(lua_State *L, int status, lua_KContext ctx) {
+  lua_State *co = (lua_State *)ctx;
   (void)status;
-  return mb_coro_resume_finish(L, mb_coro_continue(L, (lua_State *)ctx, mb_coro_resume_k));
+  return mb_coro_resume_finish(L, co, mb_coro_continue(L, co, mb_coro_resume_k));
 }
 
 static int mb_coro_resume(lua_State *L) {
   lua_State *co = mb_coro_get(L);
   int r = mb_coro_resume_aux(L, co, lua_gettop(L) - 1, mb_coro_resume_k);
-  return mb_coro_resume_finish(L, r);
+  return mb_coro_resume_finish(L, co, r);
 }
 
 /* coroutine.wrap */

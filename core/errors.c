@@ -317,6 +317,22 @@ void mb_errors_adopt(lua_State *L, const char *kind, const char *op, const char 
   lua_replace(L, e);
 }
 
+/* Is the value at idx an error of ours of this kind (and op, unless
+** NULL)? The fields are read raw; they are set where the error is made. */
+int mb_errors_has(lua_State *L, int idx, const char *kind, const char *op) {
+  int has;
+  idx = lua_absindex(L, idx);
+  if (!mb_errors_is(L, idx)) return 0;
+  lua_pushliteral(L, "kind");
+  lua_rawget(L, idx);
+  lua_pushliteral(L, "op");
+  lua_rawget(L, idx);
+  has = lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), kind) == 0 &&
+        (op == NULL || (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), op) == 0));
+  lua_pop(L, 2);
+  return has;
+}
+
 static int mb_errors_tostring(lua_State *L) {
   lua_getfield(L, 1, "message");
   if (!lua_isstring(L, -1)) lua_pushliteral(L, "error");

@@ -39,6 +39,9 @@ void mb_errors_stamp(lua_State *L, const char *head);
 void mb_errors_adopt(lua_State *L, const char *kind, const char *op, const char *head,
                      const char *where);
 
+/* Is the value at idx an error of ours of kind (and op, unless NULL)? */
+int mb_errors_has(lua_State *L, int idx, const char *kind, const char *op);
+
 /* [message, kind, op, traceback, code] of the error at idx, for Go. */
 int mb_errors_fields(lua_State *L, int idx, mb_buf *out);
 

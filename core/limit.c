@@ -138,3 +138,15 @@ int mb_limit_memerr(mb_rt *rt, lua_State *L, mb_task *t, const char *head) {
 void mb_limit_forget(mb_rt *rt, mb_task *t) {
   if (rt->oom_task == t) rt->oom_task = NULL;
 }
+
+/* An error was caught (pcall, xpcall, errors.rawpcall, coroutine.resume)
+** with status, its value on L's top: count it if it is running out of
+** memory under the limit, Lua's own (status LUA_ERRMEM) or a task's passed
+** on by a wait (the error mb_limit_memerr made). A run that caught one
+** may go on another way: tests that run scripts under tight limits ask
+** (Go reads the count when the runtime is freed: internal/oom). */
+void mb_limit_caught(lua_State *L, int status) {
+  mb_rt *rt = mb_rt_of(L);
+  if (rt->mem_limit > 0 && (status == LUA_ERRMEM || mb_errors_has(L, -1, "limit", "memory")))
+    rt->oom_caught++;
+}

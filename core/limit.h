@@ -25,5 +25,6 @@ const char *mb_limit_message(int limit);
 void mb_limit_oom_where(mb_rt *rt); /* the allocator, as it refuses */
 int mb_limit_memerr(mb_rt *rt, lua_State *L, mb_task *t, const char *head);
 void mb_limit_forget(mb_rt *rt, mb_task *t);
+void mb_limit_caught(lua_State *L, int status);
 
 #endif

@@ -44,6 +44,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/moonbridge/moonbridge/internal/leaks"
+	"github.com/moonbridge/moonbridge/internal/oom"
 	"github.com/moonbridge/moonbridge/luamod"
 )
 
@@ -683,8 +684,10 @@ func (c *callCount) Wait() { c.wg.Wait() }
 func (l *Loop) freeC() {
 	var luaBytes C.int64_t
 	var loopOpen C.int
+	caught := int64(l.c.oom_caught)
 	C.mb_rt_free(l.c, &luaBytes, &loopOpen)
 	leaks.Record(int64(luaBytes), int64(loopOpen))
+	oom.Record(caught)
 	l.c = nil
 	l.handle.Delete()
 }

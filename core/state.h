@@ -185,6 +185,7 @@ typedef struct mb_rt {
                         ** coroutine it resumed (coro.c); NULL between turns */
   mb_task *oom_task;    /* the task oom_where was read in, or NULL */
   char oom_where[1024]; /* traceback where the allocator last refused a task */
+  int64_t oom_caught;   /* out-of-memory errors scripts caught (limit.c), for tests */
   int yielding;         /* the yield in progress is the runtime's, not the user's */
   int closing;
   int slice;            /* preemption time slice in VM instructions, or 0 */

@@ -697,6 +697,7 @@ void mb_task_set_slice(mb_rt *rt, int instructions) {
 ** ------------------------------------------------------------------- */
 static int mb_task_finishpcall(lua_State *L, int status, lua_KContext extra) {
   if (status != LUA_OK && status != LUA_YIELD) {
+    mb_limit_caught(L, status);
     mb_task_caught(L, -1);
     lua_pushboolean(L, 0);
     lua_pushvalue(L, -2);
@@ -1073,6 +1074,7 @@ int mb_task_luaopen(lua_State *L) {
 static int mb_task_rawpcall_k(lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
   if (status != LUA_OK && status != LUA_YIELD) {
+    mb_limit_caught(L, status);
     lua_pushboolean(L, 0);
     lua_insert(L, -2);
     return 2;
