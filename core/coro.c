@@ -201,24 +201,29 @@ static int mb_coro_wrap_call(lua_State *L) {
   return mb_coro_wrap_finish(L, co, r);
 }
 
-static int mb_coro_wrap(lua_State *L) {
+/* A new coroutine running the function at 1, pushed. Its thread copies
+** its creator's count hook and counts from the start of a period; under
+** an instruction budget that period's end is paid now, as a task's is
+** (mb_limit_precharge), so short-lived coroutines are not free. */
+static void mb_coro_new(lua_State *L) {
+  mb_task *t = mb_rt_of(L)->current;
   lua_State *co;
   luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (t != NULL && mb_limit_precharge(mb_rt_of(L), t->run)) mb_limit_raise(L, t->run);
   co = lua_newthread(L);
-  mb_task_mark(co) = NULL;
+  mb_task_mark(co) = NULL; /* new threads copy the main thread's extra space */
   lua_pushvalue(L, 1);
   lua_xmove(L, co, 1);
+}
+
+static int mb_coro_wrap(lua_State *L) {
+  mb_coro_new(L);
   lua_pushcclosure(L, mb_coro_wrap_call, 1);
   return 1;
 }
 
 static int mb_coro_create(lua_State *L) {
-  lua_State *co;
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  co = lua_newthread(L);
-  mb_task_mark(co) = NULL; /* new threads copy the main thread's extra space */
-  lua_pushvalue(L, 1);
-  lua_xmove(L, co, 1);
+  mb_coro_new(L);
   return 1;
 }
 

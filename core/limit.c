@@ -79,6 +79,23 @@ int mb_limit_hook_count(mb_rt *rt, mb_run *r) {
   return count;
 }
 
+/* A task or a coroutine of r is about to run on a fresh count: a thread
+** counts its instructions down from the hook's period, and the last
+** period it starts is never seen by the hook if the thread ends first (a
+** count hook cannot be asked how far it got). So that period is paid now,
+** in full: a run is charged at least every instruction it ran, and 2,000
+** tasks of 600 instructions cost 2,000,000, not nothing. Returns nonzero
+** when the run is (now) over its budget; the caller raises or, between
+** turns, lets run.c end the run after the turn. */
+int mb_limit_precharge(mb_rt *rt, mb_run *r) {
+  if (r->insn_limited && r->limit == MB_LIMIT_NONE &&
+      (r->insn_left -= mb_limit_hook_count(rt, r)) < 0) {
+    r->limit = MB_LIMIT_INSN;
+    rt->over_limit = 1;
+  }
+  return r->limit != MB_LIMIT_NONE;
+}
+
 /* The allocator refuses the running task an allocation: note where its
 ** Lua code is, for the memory error Lua raises next without calling any
 ** message handler (mb_limit_memerr reads it once the task has failed).

@@ -202,7 +202,10 @@ type Options struct {
 	// bridge.ErrInstructionLimit); a script cannot catch it and go on. It is
 	// checked every 1,000 instructions by a count hook, which (like
 	// TimeSlice's, and like the hook a context with a deadline brings)
-	// costs a tight loop about half its speed.
+	// costs a tight loop about half its speed. A hook never sees the last,
+	// partial period of a thread that ends, so each task and coroutine is
+	// charged that period in full when it starts: a run is charged every
+	// instruction it ran, and at most 1,000 more per task or coroutine.
 	InstructionLimit int64
 
 	// CloseGrace bounds how long Close waits for bridge functions to

@@ -517,11 +517,12 @@ void mb_task_forget(mb_rt *rt, mb_task *t) {
 ** Setting a hook restarts its count. A slice wants that (it counts one
 ** turn); a budget or deadline does not: a task that yields every few
 ** hundred instructions must still reach the hook, so a hook already in
-** place keeps counting across turns. */
-static void mb_task_set_hook(mb_rt *rt, mb_task *t) {
+** place keeps counting across turns. A task's first turn starts a count
+** of its own: mb_limit_precharge paid for its last, partial period. */
+static void mb_task_set_hook(mb_rt *rt, mb_task *t, int first) {
   lua_State *co = t->co;
   int count = mb_limit_hook_count(rt, t->run);
-  int carry = t->run->insn_limited || t->run->deadline > 0;
+  int carry = !first && (t->run->insn_limited || t->run->deadline > 0);
   rt->hook_count = count;
   t->slice_used = 0;
   if (count == 0) {
@@ -537,18 +538,19 @@ static void mb_task_set_hook(mb_rt *rt, mb_task *t) {
 ** pops it with mb_task_forget. Returns 0 when it suspended. */
 int mb_task_resume(mb_rt *rt, mb_task *t) {
   lua_State *co = t->co;
-  int nres, st, nargs = t->nres;
+  int nres, st, nargs = t->nres, first = t->status == MB_TASK_PENDING;
   char head[96];
-  if (t->status == MB_TASK_PENDING && t->cancel != MB_CANCEL_NONE) {
+  if (first && t->cancel != MB_CANCEL_NONE) {
     mb_task_end_unstarted(rt, t);
     return 1;
   }
+  if (first) mb_limit_precharge(rt, t->run);
   if (t->run->limit != MB_LIMIT_NONE) return 0; /* its run is ending: killed after this turn */
   t->nres = 0;
   t->status = MB_TASK_RUNNING;
   rt->current = t;
   rt->running = co;
-  mb_task_set_hook(rt, t);
+  mb_task_set_hook(rt, t, first);
   st = lua_resume(co, rt->L, nargs, &nres);
   rt->current = NULL;
   rt->running = NULL;
