@@ -119,3 +119,35 @@ func TestDeadlineStopsATightLoop(t *testing.T) {
 	}
 	mustRun(t, rt, `print("still serving")`)
 }
+
+// A count hook sees a thread's instructions in whole periods, and a thread
+// that ends inside its first period was never seen at all: 2,000 tasks
+// (or coroutines) of about 600 instructions each, 1.2 million in all, ran
+// to completion under a budget of 100,000. Each must be charged.
+func TestInstructionLimitCountsShortTasks(t *testing.T) {
+	rt, err := bridge.New(bridge.Options{InstructionLimit: 100_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	const work = `local s = 0; for i = 1, 150 do s = s + i end; return s`
+	for name, src := range map[string]string{
+		"tasks": `local task = require("task")
+			local ts = {}
+			for i = 1, 2000 do ts[i] = task.spawn(function() ` + work + ` end) end
+			for i = 1, 2000 do assert(ts[i]:wait() == 11325) end`,
+		"coroutines": `for i = 1, 2000 do assert(coroutine.wrap(function() ` + work + ` end)() == 11325) end`,
+		"created coroutines": `for i = 1, 2000 do
+				local ok, s = coroutine.resume(coroutine.create(function() ` + work + ` end))
+				assert(ok and s == 11325)
+			end`,
+	} {
+		err := run(t, rt, src)
+		if !errors.Is(err, bridge.ErrInstructionLimit) {
+			t.Errorf("%s: 1.2 million instructions under a budget of 100,000 ended with %v, want ErrInstructionLimit", name, err)
+		}
+	}
+	// One of them is well within the budget.
+	mustRun(t, rt, `local task = require("task"); assert(task.spawn(function() `+work+` end):wait() == 11325)`)
+	mustRun(t, rt, `assert(coroutine.wrap(function() `+work+` end)() == 11325)`)
+}
