@@ -166,6 +166,10 @@ typedef struct mb_task {
 /* ---------------------------------------------------------------------
 ** The runtime.
 ** ------------------------------------------------------------------- */
+/* Lua's warnings (output.c): off, on, or in the middle of a warning sent
+** in pieces. */
+enum { MB_WARN_OFF = 0, MB_WARN_ON, MB_WARN_CONT };
+
 typedef struct mb_rt {
   mb_queue q;           /* completions and requests from any thread */
   lua_State *L;
@@ -189,6 +193,7 @@ typedef struct mb_rt {
   int yielding;         /* the yield in progress is the runtime's, not the user's */
   int closing;
   int slice;            /* preemption time slice in VM instructions, or 0 */
+  int warn;             /* MB_WARN_*: Lua's warnings (output.c) */
   int hook_count;       /* the count hook's period for the task being resumed */
   int over_limit;       /* some run went over a limit: end it after this turn */
   size_t mem_used;      /* bytes held by Lua's allocator */
