@@ -4,8 +4,12 @@ package bridge_test
 // error or a clean shutdown, never a crash, a hang or a leak.
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -107,14 +111,17 @@ func TestEmitAfterTheConsumerLeft(t *testing.T) {
 
 func TestLuaErrorsInGCCloseAndTimers(t *testing.T) {
 	rt, out := newRuntime(t)
-	// __gc: Lua turns the error into a warning and goes on.
+	// __gc: Lua turns the error into a warning, shown once warnings are
+	// on (stock lua5.4's default is off), and goes on.
 	mustRun(t, rt, `
+		warn("@on")
 		setmetatable({}, {__gc = function() error("boom in __gc") end})
 		collectgarbage(); collectgarbage()
 		print("after gc")`)
-	if !strings.Contains(out.String(), "after gc") {
-		t.Errorf("output %q", out.String())
+	if want := "Lua warning: error in __gc (test:3: boom in __gc)\nafter gc\n"; out.String() != want {
+		t.Errorf("output %q, want %q", out.String(), want)
 	}
+	out.Reset()
 	// __close: the error is the block's, in the task that closed it.
 	err := run(t, rt, `
 		local task = require("task")
@@ -133,6 +140,60 @@ func TestLuaErrorsInGCCloseAndTimers(t *testing.T) {
 	mustRun(t, rt, `print("still serving")`)
 	if out.String() != "still serving\n" {
 		t.Errorf("output %q", out.String())
+	}
+}
+
+// Lua's warning system works as in stock lua5.4 (warn, its "@on" and
+// "@off" controls, errors in __gc reported as warnings): the same script
+// writes the same to stderr under both.
+func TestLuaWarningsAsStockLua(t *testing.T) {
+	lua, err := exec.LookPath("lua5.4")
+	if err != nil {
+		t.Fatal("lua5.4 is needed to compare with stock Lua: run 'make deps'")
+	}
+	path := filepath.Join(t.TempDir(), "warn.lua")
+	src := `warn("not shown: warnings start off")
+setmetatable({}, {__gc = function() error("not shown either") end}); collectgarbage()
+warn("@on")
+warn("a warning ", "in ", "pieces")
+setmetatable({}, {__gc = function() error("boom in __gc") end}); collectgarbage()
+setmetatable({}, {__gc = function() error({}) end}); collectgarbage()
+warn("@unknown") -- a control message nobody knows: ignored
+warn("@off")
+warn("hidden")
+warn("@on")
+warn("@on", "is no control message when it comes in pieces")
+print("stdout is apart")
+`
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stockOut, stockErr bytes.Buffer
+	cmd := exec.Command(lua, path)
+	cmd.Stdout, cmd.Stderr = &stockOut, &stockErr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("lua5.4: %v\n%s", err, stockErr.String())
+	}
+	var mbOut, mbErr syncBuffer
+	rt, err := bridge.New(bridge.Options{Stdout: &mbOut, Stderr: &mbErr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	if err := rt.RunFile(context.Background(), path); err != nil {
+		t.Fatal(err)
+	}
+	// What stock Lua shows (the path may be shortened, as Lua shortens
+	// long chunk names): the test's script must exercise every case.
+	stock := strings.Split(strings.TrimSuffix(stockErr.String(), "\n"), "\n")
+	if len(stock) != 4 || stock[0] != "Lua warning: a warning in pieces" ||
+		!strings.HasPrefix(stock[1], "Lua warning: error in __gc (") || !strings.HasSuffix(stock[1], "warn.lua:5: boom in __gc)") ||
+		stock[2] != "Lua warning: error in __gc (error object is not a string)" ||
+		stock[3] != "Lua warning: @onis no control message when it comes in pieces" {
+		t.Fatalf("stock lua5.4 wrote to stderr:\n%s", stockErr.String())
+	}
+	if mbErr.String() != stockErr.String() || mbOut.String() != stockOut.String() {
+		t.Errorf("moonbridge wrote\n%s%s\nlua5.4 wrote\n%s%s", mbErr.String(), mbOut.String(), stockErr.String(), stockOut.String())
 	}
 }
 
