@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,6 +66,41 @@ func registerTestModule(t testing.TB, rt *bridge.Runtime) {
 		}
 		return []any{a.Get(1)}, nil
 	}))
+	// t.hold(key) returns key once t.release(key) is called (or fails when
+	// its task is cancelled): a Go call that ends on an event of the
+	// script's choosing, not after a while.
+	var gatesMu sync.Mutex
+	gates := map[string]chan struct{}{}
+	gate := func(key string) chan struct{} {
+		gatesMu.Lock()
+		defer gatesMu.Unlock()
+		g, ok := gates[key]
+		if !ok {
+			g = make(chan struct{})
+			gates[key] = g
+		}
+		return g
+	}
+	must(rt.RegisterFunc("t.hold", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		key, err := a.String(0)
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-gate(key):
+			return []any{key}, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}))
+	must(rt.RegisterFunc("t.release", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		key, err := a.String(0)
+		if err != nil {
+			return nil, err
+		}
+		close(gate(key))
+		return nil, nil
+	}, bridge.Inline()))
 	must(rt.RegisterFunc("t.fail", func(ctx context.Context, a bridge.Args) ([]any, error) {
 		msg, _ := a.String(0)
 		return nil, errors.New(msg)
