@@ -136,6 +136,25 @@ void mb_limit_oom_where(mb_rt *rt) {
   rt->oom_task = rt->current;
 }
 
+/* lua_checkstack(L, n) for a C function that reports its own "stack
+** overflow": 1 when L has room for n more values. lua_checkstack says 0
+** both when the stack is at Lua's size limit (LUAI_MAXSTACK), the
+** caller's error to report (0), and when the stack could not grow (the
+** memory limit refused, or malloc failed): then Lua's own memory error is
+** raised, as for any failed allocation (lua_error raises its message with LUA_ERRMEM),
+** so the run ends or pcall catches it as "not enough memory", and the
+** script is not told its stack overflowed. */
+int mb_limit_checkstack(lua_State *L, int n) {
+  mb_rt *rt = mb_rt_of(L);
+  uint64_t failed = rt->alloc_failed;
+  if (lua_checkstack(L, n)) return 1;
+  if (rt->alloc_failed != failed) {
+    lua_pushliteral(L, "not enough memory"); /* interned already: no allocation */
+    lua_error(L);
+  }
+  return 0;
+}
+
 /* Task t ended with status LUA_ERRMEM (Lua's lua_error also raises its
 ** memory message so, when a script raises a caught one again): make Lua's
 ** message on L's top the error it stands for, "limit"/"memory" when a

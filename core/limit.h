@@ -20,6 +20,7 @@ int mb_limit_hook_count(mb_rt *rt, mb_run *r);
 void mb_limit_check(lua_State *L, mb_rt *rt, mb_run *r);
 int mb_limit_charge(lua_State *L, int64_t n);
 int mb_limit_precharge(mb_rt *rt, mb_run *r);
+int mb_limit_checkstack(lua_State *L, int n);
 MB_NORETURN void mb_limit_raise(lua_State *L, mb_run *r);
 const char *mb_limit_op(int limit);
 const char *mb_limit_message(int limit);

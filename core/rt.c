@@ -205,11 +205,15 @@ static void *mb_rt_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   if (nsize > old && rt->mem_limit > 0 && rt->current != NULL &&
       rt->mem_used + (nsize - old) > rt->mem_limit) {
+    rt->alloc_failed++;
     mb_limit_oom_where(rt); /* for the error's traceback */
     return NULL;
   }
   p = realloc(ptr, nsize);
-  if (p != NULL) rt->mem_used = rt->mem_used - old + nsize;
+  if (p != NULL)
+    rt->mem_used = rt->mem_used - old + nsize;
+  else
+    rt->alloc_failed++;
   return p;
 }
 

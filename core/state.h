@@ -189,6 +189,7 @@ typedef struct mb_rt {
                         ** coroutine it resumed (coro.c); NULL between turns */
   mb_task *oom_task;    /* the task oom_where was read in, or NULL */
   char oom_where[1024]; /* traceback where the allocator last refused a task */
+  uint64_t alloc_failed; /* allocations refused by the limit or failed */
   int64_t oom_caught;   /* out-of-memory errors scripts caught (limit.c), for tests */
   int yielding;         /* the yield in progress is the runtime's, not the user's */
   int closing;
