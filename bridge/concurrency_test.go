@@ -3,7 +3,6 @@ package bridge_test
 import (
 	"context"
 	"errors"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -172,7 +171,7 @@ assert(t:cancel() == false)`)
 }
 
 func TestConcurrencyLeavesNothingBehind(t *testing.T) {
-	base := runtime.NumGoroutine()
+	before := measureLeftBehind()
 	for round := 0; round < 3; round++ {
 		rt, err := bridge.New(bridge.Options{Stdout: &syncBuffer{}, Stderr: &syncBuffer{}})
 		if err != nil {
@@ -202,7 +201,9 @@ local ps = {}
 for i = 1, 50 do ps[i] = async(function() nap(); return i end)() end
 assert(#promise.all(ps):await() == 50)
 assert(select("#", task.race({function() task.sleep(10) end, function() return 1 end})) == 2)`)
-		rt.Close()
+		if err := rt.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	checkGoroutines(t, base)
+	before.checkNothingLeft(t, false)
 }

@@ -208,16 +208,8 @@ type soakRound struct {
 	threads       int
 }
 
-// exactHeap is the glibc tunable that turns malloc's per-thread caches
-// off. Chunks parked in those caches count as in use in mallinfo2, and
-// which thread frees what varies from run to run, so with the caches on
-// the C heap drifts by a few KiB a round with not a byte leaked. Tunables
-// are read at start-up, so TestSoak runs itself again with this set.
-const exactHeap = "glibc.malloc.tcache_count=0"
-
 func TestSoak(t *testing.T) {
-	if !strings.Contains(os.Getenv("GLIBC_TUNABLES"), exactHeap) {
-		soakInChild(t)
+	if !exactHeap(t) {
 		return
 	}
 	total := *soakTasks
@@ -352,20 +344,84 @@ const slackLuaKiB = 64
 // collection, and new OS threads take a little.
 const slackC = 16 << 10
 
-// soakInChild runs TestSoak in a child process of this test binary with
-// malloc's thread caches off, passing its flags on, and relays its report.
-func soakInChild(t *testing.T) {
-	args := []string{"-test.run=^TestSoak$", "-test.v", "-test.count=1", fmt.Sprintf("-soak=%d", *soakTasks)}
+// exactHeapTunable is the glibc tunable that turns malloc's per-thread
+// caches off. Chunks parked in those caches count as in use in mallinfo2,
+// and which thread frees what varies from run to run, so with the caches
+// on the C heap drifts by a few KiB a round with not a byte leaked.
+const exactHeapTunable = "glibc.malloc.tcache_count=0"
+
+// exactHeap reports whether cheap.Bytes is exact in this process
+// (malloc's thread caches off). Tunables are read at start-up, so when it
+// is not, exactHeap runs the calling test again in a child process of
+// this test binary with the tunable set, passing the flags on, relays its
+// report, and returns false: the caller then returns.
+func exactHeap(t *testing.T) bool {
+	t.Helper()
+	if strings.Contains(os.Getenv("GLIBC_TUNABLES"), exactHeapTunable) {
+		return true
+	}
+	args := []string{"-test.run=^" + t.Name() + "$", "-test.v", "-test.count=1", fmt.Sprintf("-soak=%d", *soakTasks)}
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "GLIBC_TUNABLES="+strings.TrimPrefix(os.Getenv("GLIBC_TUNABLES")+":"+exactHeap, ":"))
+	cmd.Env = append(os.Environ(), "GLIBC_TUNABLES="+strings.TrimPrefix(os.Getenv("GLIBC_TUNABLES")+":"+exactHeapTunable, ":"))
 	out, err := cmd.CombinedOutput()
 	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
 		t.Log(line)
 	}
 	if err != nil {
-		t.Fatalf("the soak (run with %s): %v", exactHeap, err)
+		t.Fatalf("%s (run with %s): %v", t.Name(), exactHeapTunable, err)
 	}
-	if !strings.Contains(string(out), "--- PASS: TestSoak") {
-		t.Fatalf("the soak's child process ran no TestSoak")
+	if !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("the child process ran no %s", t.Name())
 	}
+	return false
+}
+
+// leftBehind is what a test measures before it makes a Runtime, to check
+// that Close leaves nothing behind: goroutines, C runtimes, Lua bytes and
+// loops the core counts as leaked, and the C heap (exact only under
+// exactHeap; under -asan it reads 0, and LeakSanitizer checks instead).
+type leftBehind struct {
+	goroutines       int
+	live             int64
+	leakedLua, loops int64
+	cHeap            int64
+}
+
+func measureLeftBehind() leftBehind {
+	lua, loops := leaks.Counts()
+	return leftBehind{goroutines: runtime.NumGoroutine(), live: leaks.Live(), leakedLua: lua, loops: loops, cHeap: cheap.Bytes()}
+}
+
+// checkNothingLeft checks, after Close, that the C runtime is freed and
+// left nothing behind; with heap, that the C heap is back where it was,
+// give or take slackC (call it only where exactHeap holds).
+func (b leftBehind) checkNothingLeft(t *testing.T, heap bool) {
+	t.Helper()
+	if n := leaks.Live(); n != b.live {
+		t.Errorf("C runtimes: %d after Close, %d before New: Close did not free it", n, b.live)
+	}
+	if lua, loops := leaks.Counts(); lua != b.leakedLua || loops != b.loops {
+		t.Errorf("left behind: %d Lua bytes, %d loops with open handles", lua-b.leakedLua, loops-b.loops)
+	}
+	if heap {
+		if left := cheap.Bytes() - b.cHeap; left > slackC {
+			t.Errorf("C heap: %d bytes more than before New", left)
+		}
+	}
+	checkGoroutines(t, b.goroutines)
+}
+
+// warmUp makes and closes a Runtime that calls Go, so that the process's
+// one-time allocations (malloc's arenas, libuv's and Go's state) are made
+// before a test measures the C heap around its own Runtime.
+func warmUp(t *testing.T) {
+	t.Helper()
+	warm, err := bridge.New(bridge.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	warm.RegisterFunc("warm", func(context.Context, bridge.Args) ([]any, error) { return []any{1}, nil })
+	mustRun(t, warm, `local task = require("task")
+		for i = 1, 100 do task.spawn(warm) end`)
+	warm.Close()
 }
