@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,4 +151,53 @@ func TestInstructionLimitCountsShortTasks(t *testing.T) {
 	// One of them is well within the budget.
 	mustRun(t, rt, `local task = require("task"); assert(task.spawn(function() `+work+` end):wait() == 11325)`)
 	mustRun(t, rt, `assert(coroutine.wrap(function() `+work+` end)() == 11325)`)
+}
+
+// Running out of memory in a task that does not catch it ends the run at
+// once with a limit error carrying that task's traceback, where it ran out:
+// the other tasks do not wait on for what it will never do (here, main
+// would wait for ever: the run used to end in a deadlock report), and
+// nothing more is reported on stderr. The same for a promise handler's,
+// whose promise is awaited: its memory error is not a rejection to catch.
+func TestOutOfMemoryInATaskEndsTheRun(t *testing.T) {
+	out := &syncBuffer{}
+	rt, err := bridge.New(bridge.Options{Stdout: out, Stderr: out, MemoryLimit: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	for name, src := range map[string]string{ // each runs out of memory at line 5
+		"task": `local task, channel = require("task"), require("channel")
+local ch = channel.new()
+task.spawn({name = "hog"}, function()
+  local t = {}
+  for i = 1, 1e8 do t[i] = {i} end
+  ch:send("never")
+end)
+print(ch:recv())`,
+		// awaited: a rejection would hand main a bare message to catch
+		"promise handler": `local promise = require("promise")
+local p = promise.resolve(1)
+local d = p:andThen(function()
+  local t = {}
+  for i = 1, 1e8 do t[i] = {i} end
+end)
+print(pcall(d.await, d))`,
+	} {
+		out.Reset()
+		err := run(t, rt, src)
+		le := limitError(t, err, "memory")
+		if !errors.Is(err, bridge.ErrMemoryLimit) || le.Message != "not enough memory" {
+			t.Errorf("%s: %v", name, err)
+		}
+		for _, want := range []string{"in task ", "stack traceback:", "test:5:"} {
+			if !strings.Contains(le.Traceback, want) {
+				t.Errorf("%s: the traceback lacks %q:\n%s", name, want, le.Traceback)
+			}
+		}
+		if out.String() != "" {
+			t.Errorf("%s: output besides the run's error: %q", name, out.String())
+		}
+		mustRun(t, rt, `local s = ("y"):rep(1 << 20); assert(#s == 1048576)`)
+	}
 }
