@@ -183,6 +183,18 @@ local d = p:andThen(function()
   for i = 1, 1e8 do t[i] = {i} end
 end)
 print(pcall(d.await, d))`,
+		// inside a user coroutine of the task: the traceback is the
+		// coroutine's, where it ran out, not the task's resume
+		"coroutine in a task": `local task, channel = require("task"), require("channel")
+local ch = channel.new()
+task.spawn({name = "gen"}, function()
+  local gen = coroutine.wrap(function() local t = {}
+    for i = 1, 1e8 do t[i] = {i} end
+  end)
+  gen()
+  ch:send("never")
+end)
+print(ch:recv())`,
 	} {
 		out.Reset()
 		err := run(t, rt, src)

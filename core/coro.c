@@ -59,7 +59,7 @@ static int mb_coro_status_of(lua_State *L, lua_State *co) {
 
 /* lua_resume, noting co as the thread that runs the task's Lua code until
 ** it returns: the allocator reads where a task ran out of memory there
-** (mb_limit_oom_where). */
+** (mb_limit_oom_where), and that place is kept when co fails so. */
 static int mb_coro_run(lua_State *L, lua_State *co, int narg, int *nres) {
   mb_rt *rt = mb_rt_of(L);
   lua_State *outer = rt->running;
@@ -67,6 +67,7 @@ static int mb_coro_run(lua_State *L, lua_State *co, int narg, int *nres) {
   rt->running = co;
   status = lua_resume(co, L, narg, nres);
   rt->running = outer;
+  if (status == LUA_ERRMEM) mb_limit_oom_keep(rt); /* where co ran out */
   return status;
 }
 

@@ -79,6 +79,15 @@ int mb_limit_hook_count(mb_rt *rt, mb_run *r) {
   return count;
 }
 
+/* A memory error came out of a coroutine of the running task (coro.c):
+** the traceback noted is where it ran out. Keep it until the error is
+** caught or ends the task, so allocations refused while it travels on (a
+** wrapped coroutine's reset) do not replace it with a place that raised
+** nothing. */
+void mb_limit_oom_keep(mb_rt *rt) {
+  if (rt->oom_task == rt->current && rt->current != NULL) rt->oom_kept = 1;
+}
+
 /* A task or a coroutine of r is about to run on a fresh count: a thread
 ** counts its instructions down from the hook's period, and the last
 ** period it starts is never seen by the hook if the thread ends first (a
@@ -108,7 +117,9 @@ void mb_limit_oom_where(mb_rt *rt) {
   char *b = rt->oom_where;
   size_t cap = sizeof rt->oom_where, n;
   int level;
+  if (rt->oom_kept && rt->oom_task == rt->current && rt->current != NULL) return;
   rt->oom_task = NULL;
+  rt->oom_kept = 0;
   if (L == NULL || rt->current == NULL) return;
   n = (size_t)snprintf(b, cap, "stack traceback:");
   for (level = 0; n < cap && lua_getstack(L, level, &ar); level++) {
@@ -167,12 +178,15 @@ int mb_limit_memerr(mb_rt *rt, lua_State *L, mb_task *t, const char *head) {
   const char *where = rt->oom_task == t ? rt->oom_where : NULL;
   mb_errors_adopt(L, limited ? "limit" : "runtime", limited ? "memory" : NULL, head, where);
   rt->oom_task = NULL;
+  rt->oom_kept = 0;
   return limited;
 }
 
 /* Task t ends: a traceback noted in it will not be asked for. */
 void mb_limit_forget(mb_rt *rt, mb_task *t) {
-  if (rt->oom_task == t) rt->oom_task = NULL;
+  if (rt->oom_task != t) return;
+  rt->oom_task = NULL;
+  rt->oom_kept = 0;
 }
 
 /* An error was caught (pcall, xpcall, errors.rawpcall, coroutine.resume)
@@ -183,6 +197,7 @@ void mb_limit_forget(mb_rt *rt, mb_task *t) {
 ** (Go reads the count when the runtime is freed: internal/oom). */
 void mb_limit_caught(lua_State *L, int status) {
   mb_rt *rt = mb_rt_of(L);
+  if (status == LUA_ERRMEM) rt->oom_kept = 0; /* the next one notes its own place */
   if (rt->mem_limit > 0 && (status == LUA_ERRMEM || mb_errors_has(L, -1, "limit", "memory")))
     rt->oom_caught++;
 }

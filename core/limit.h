@@ -25,6 +25,7 @@ MB_NORETURN void mb_limit_raise(lua_State *L, mb_run *r);
 const char *mb_limit_op(int limit);
 const char *mb_limit_message(int limit);
 void mb_limit_oom_where(mb_rt *rt); /* the allocator, as it refuses */
+void mb_limit_oom_keep(mb_rt *rt);
 int mb_limit_memerr(mb_rt *rt, lua_State *L, mb_task *t, const char *head);
 void mb_limit_forget(mb_rt *rt, mb_task *t);
 void mb_limit_caught(lua_State *L, int status);

@@ -188,6 +188,7 @@ typedef struct mb_rt {
   lua_State *running;   /* the thread running its Lua code: its root, or a
                         ** coroutine it resumed (coro.c); NULL between turns */
   mb_task *oom_task;    /* the task oom_where was read in, or NULL */
+  int oom_kept;         /* oom_where stays until the error is caught (limit.c) */
   char oom_where[1024]; /* traceback where the allocator last refused a task */
   uint64_t alloc_failed; /* allocations refused by the limit or failed */
   int64_t oom_caught;   /* out-of-memory errors scripts caught (limit.c), for tests */
