@@ -54,6 +54,18 @@ func registerTestModule(t testing.TB, rt *bridge.Runtime) {
 		x, err := a.Int(0)
 		return []any{x + 1}, err
 	}, bridge.Inline()))
+	// t.busy(ms) keeps the loop itself busy for ms milliseconds, as a
+	// long computation would, without running a Lua instruction: an inline
+	// function that blocks (a misuse anywhere else), so that a script's
+	// instruction count does not depend on the machine's speed.
+	must(rt.RegisterFunc("t.busy", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		ms, err := a.Int(0)
+		if err != nil {
+			return nil, err
+		}
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return nil, nil
+	}, bridge.Inline()))
 	must(rt.RegisterFunc("t.sleep_echo", func(ctx context.Context, a bridge.Args) ([]any, error) {
 		secs, err := a.Float(0)
 		if err != nil {
