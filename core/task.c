@@ -399,7 +399,7 @@ static void mb_task_end(mb_rt *rt, mb_task *t, int status) {
   if (t->detached) r->ndetached--;
   if (t == r->main) t->observed = 1; /* its outcome is the run's */
   if (t->group != NULL) mb_task_group_child_ended(rt, t);
-  mb_limit_forget(rt, t);
+  if (rt->oom_task == t) mb_limit_forget(rt, t);
   if (status == MB_TASK_FAILED && !t->observed && !t->detached && !r->done) {
     /* Its error waits for a taker or the run's end; the registry keeps
     ** the record alive meanwhile (nothing else may hold the Task). */
@@ -532,6 +532,20 @@ static void mb_task_set_hook(mb_rt *rt, mb_task *t, int first) {
   }
 }
 
+/* t failed with status st, its error alone on its thread's top. Lua called
+** no message handler for a memory error (LUA_ERRMEM), nor for an error in
+** the handler itself (LUA_ERRERR): the error is made one of ours here. Out
+** of memory under the limit, the task's end ends its run (run.c). */
+static void mb_task_failed(mb_rt *rt, mb_task *t, int st) {
+  char head[96];
+  mb_task_head(t, head, sizeof head);
+  if (st == LUA_ERRMEM)
+    t->oom = (unsigned char)mb_limit_memerr(rt, t->co, t, head);
+  else
+    mb_errors_adopt(t->co, "runtime", NULL, head, NULL);
+  mb_task_finish(rt, t, 0, 1);
+}
+
 /* Give t a turn. Returns 1 when it ended (returned, failed, or cancelled
 ** before it started): its Task is then pushed on rt->L, anchoring the
 ** record while the caller does the run's bookkeeping, and the caller
@@ -539,12 +553,11 @@ static void mb_task_set_hook(mb_rt *rt, mb_task *t, int first) {
 int mb_task_resume(mb_rt *rt, mb_task *t) {
   lua_State *co = t->co;
   int nres, st, nargs = t->nres, first = t->status == MB_TASK_PENDING;
-  char head[96];
   if (first && t->cancel != MB_CANCEL_NONE) {
     mb_task_end_unstarted(rt, t);
     return 1;
   }
-  if (first) mb_limit_precharge(rt, t->run);
+  if (first && t->run->insn_limited) mb_limit_precharge(rt, t->run);
   if (t->run->limit != MB_LIMIT_NONE) return 0; /* its run is ending: killed after this turn */
   t->nres = 0;
   t->status = MB_TASK_RUNNING;
@@ -570,16 +583,8 @@ int mb_task_resume(mb_rt *rt, mb_task *t) {
     lua_replace(co, -2); /* keep only the error */
   }
   /* The task failed; with LUA_ERRMEM also when the error escaped its
-  ** pcall (a memory error in the message handler), alone on top. Lua
-  ** called no message handler for a memory error, nor for an error in
-  ** the handler itself (LUA_ERRERR): the error is made one of ours here.
-  ** Out of memory under the limit, the task's end ends its run (run.c). */
-  mb_task_head(t, head, sizeof head);
-  if (st == LUA_ERRMEM)
-    t->oom = (unsigned char)mb_limit_memerr(rt, co, t, head);
-  else
-    mb_errors_adopt(co, "runtime", NULL, head, NULL);
-  mb_task_finish(rt, t, 0, 1);
+  ** pcall (a memory error in the message handler), alone on top. */
+  mb_task_failed(rt, t, st);
   return 1;
 }
 
