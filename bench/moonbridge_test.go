@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,11 +42,7 @@ func init() {
 // workload, a global function running its text.
 func mbRuntime(b *testing.B, block chan struct{}, workloads map[string]string) *bridge.Runtime {
 	b.Helper()
-	rt, err := bridge.New(bridge.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	must(b, rt.RegisterFunc("async_inc", func(ctx context.Context, a bridge.Args) ([]any, error) {
+	return mbRuntimeWith(b, func(ctx context.Context, x int64) ([]any, error) {
 		if block != nil {
 			select {
 			case <-block:
@@ -53,8 +50,23 @@ func mbRuntime(b *testing.B, block chan struct{}, workloads map[string]string) *
 				return nil, ctx.Err()
 			}
 		}
+		return []any{x + 1}, nil
+	}, workloads)
+}
+
+// mbRuntimeWith is mbRuntime with inc as async_inc's Go side.
+func mbRuntimeWith(b *testing.B, inc func(context.Context, int64) ([]any, error), workloads map[string]string) *bridge.Runtime {
+	b.Helper()
+	rt, err := bridge.New(bridge.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	must(b, rt.RegisterFunc("async_inc", func(ctx context.Context, a bridge.Args) ([]any, error) {
 		x, err := a.Int(0)
-		return []any{x + 1}, err
+		if err != nil {
+			return nil, err
+		}
+		return inc(ctx, x)
 	}))
 	must(b, rt.RegisterFunc("sync_inc", func(ctx context.Context, a bridge.Args) ([]any, error) {
 		x, err := a.Int(0)
@@ -126,18 +138,23 @@ func mbSyncCall(b *testing.B) {
 	mbLoopN(b, "sync", map[string]string{"sync": SyncCallLua})
 }
 
+// mbSpawnFinish spawns b.N tasks, each running the empty body and then
+// counting itself (an upvalue increment, as gopher-lua's side counts in
+// OnDone), and returns how many finished: all of them, or it fails.
 func mbSpawnFinish(b *testing.B) {
 	mbLoopN(b, "spawn", map[string]string{
 		"empty": SpawnFinishLua,
 		"spawn": `
 local n = ...
-local spawn, yield = task.spawn, task.yield
+local spawn, yield, empty = task.spawn, task.yield, empty
+local finished = 0
+local function body() empty(); finished = finished + 1 end
 for i = 1, n do
-  spawn(empty)
+  spawn(body)
   if i % 256 == 0 then yield() end -- let the spawned ones run and finish
 end
 yield()
-return n`,
+return finished`,
 	})
 }
 
@@ -145,22 +162,35 @@ func mbYieldSwitch(b *testing.B) {
 	rt := mbRuntime(b, nil, map[string]string{
 		// At a task's root coroutine.yield is stock's main-thread error;
 		// task.yield is the scheduler's round robin.
-		"body": `local n = ...
+		// Each task counts the times it was resumed after a yield (the
+		// counts add up to every switch made, or the run fails) and checks
+		// that another task ran meanwhile: every task moves the shared
+		// count before each yield and once more when it ends.
+		"body": `local n, shared = ...
 local yield = task.yield
-for i = 1, n do yield() end
-return n`,
+local resumed = 0
+for i = 1, n do
+  local before = shared.moves + 1
+  shared.moves = before
+  yield()
+  if shared.moves == before then error("no other task ran during a yield") end
+  resumed = resumed + 1
+end
+shared.moves = shared.moves + 1
+return resumed`,
 		"switch": `
 local tasks, n = ...
-local ts = {}
-for i = 1, tasks do ts[i] = task.spawn(body, n) end
-for i = 1, tasks do ts[i]:wait() end
-return n`,
+local ts, shared = {}, {moves = 0}
+for i = 1, tasks do ts[i] = task.spawn(body, n, shared) end
+local switches = 0
+for i = 1, tasks do switches = switches + ts[i]:wait() end
+return switches`,
 	})
 	defer rt.Close()
 	per := b.N/YieldTasks + 1
 	ReportPerUnit(b, YieldTasks*per, func() {
 		out := mbCall(b, rt, "switch", YieldTasks, per)
-		checkN(b, out, per)
+		checkN(b, out, YieldTasks*per)
 	})
 }
 
@@ -181,14 +211,29 @@ func mbCallFromGo(b *testing.B) {
 // mbSuspendedMemory parks SuspendedTasks tasks in async_inc calls whose Go
 // side waits, and counts every byte they hold: the Go heap (goroutines'
 // records, contexts) and the C heap (Lua threads, task records, call
-// records), as glibc's allocator reports it, after both GCs.
+// records), as glibc's allocator reports it, after both GCs. It measures
+// once every call is in Go (each counts itself in), and checks that every
+// call then returns and the run ends without an error.
 func mbSuspendedMemory(b *testing.B) {
 	var goHeap, cHeap, stack float64
 	var el time.Duration
 	for i := 0; i < b.N; i++ {
 		block := make(chan struct{})
 		parked := make(chan struct{})
-		rt := mbRuntime(b, block, map[string]string{"body": SuspendedMemoryLua})
+		var entered, returned atomic.Int64
+		allIn := make(chan struct{})
+		rt := mbRuntimeWith(b, func(ctx context.Context, x int64) ([]any, error) {
+			if entered.Add(1) == SuspendedTasks {
+				close(allIn)
+			}
+			select {
+			case <-block:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			returned.Add(1)
+			return []any{x + 1}, nil
+		}, map[string]string{"body": SuspendedMemoryLua})
 		must(b, rt.RegisterFunc("parked", func(ctx context.Context, a bridge.Args) ([]any, error) {
 			close(parked)
 			return nil, nil
@@ -209,8 +254,11 @@ parked()`, SuspendedTasks))
 		}()
 		<-parked
 		el += time.Since(start)
-		// Let the driver start every call before counting.
-		time.Sleep(50 * time.Millisecond)
+		select { // every call is in Go, waiting: what is counted
+		case <-allIn:
+		case err := <-done:
+			b.Fatalf("the tasks ended before their calls were all in Go: %v", err)
+		}
 		runtime.GC()
 		runtime.ReadMemStats(&m1)
 		c1 := CHeapInUse()
@@ -220,6 +268,9 @@ parked()`, SuspendedTasks))
 		close(block)
 		must(b, <-done)
 		rt.Close()
+		if n := returned.Load(); n != SuspendedTasks {
+			b.Fatalf("%d of %d suspended calls returned", n, SuspendedTasks)
+		}
 	}
 	tasks := float64(b.N) * SuspendedTasks
 	b.ReportMetric((goHeap+cHeap)/tasks, "B/task")
@@ -241,10 +292,11 @@ func mbStringBuild(b *testing.B) {
 	rt := mbRuntime(b, nil, map[string]string{"build": StringBuildLua})
 	defer rt.Close()
 	b.ResetTimer()
+	want := int64(StringBuildLen(StringBuildN))
 	for i := 0; i < b.N; i++ {
 		out := mbCall(b, rt, "build", StringBuildN)
-		if n, _ := out[0].(int64); n < int64(StringBuildN) {
-			b.Fatalf("got %v", out)
+		if n, _ := out[0].(int64); n != want {
+			b.Fatalf("got %v, want %d", out, want)
 		}
 	}
 }

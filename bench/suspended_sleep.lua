@@ -10,4 +10,5 @@ for i = 1, N do ts[i] = task.spawn(function() task.sleep(0.2) end) end
 task.yield()
 collectgarbage(); collectgarbage()
 local after = collectgarbage("count") * 1024
+for i = 1, N do assert(ts[i]:status() == "suspended", "a task is not asleep") end
 print(string.format("%.0f bytes per task suspended in task.sleep (incl. the handle table slot)", (after - before) / N))

@@ -506,6 +506,38 @@ func TestJSONMemoryLimit(t *testing.T) {
 	}
 }
 
+// TestJSONDeepTextOutOfMemory: a stack that cannot grow because the
+// memory limit refused it is out of memory, not a stack overflow: deep
+// text decoded and encoded with the memory nearly full, at many fill
+// levels, fails only with "not enough memory".
+func TestJSONDeepTextOutOfMemory(t *testing.T) {
+	out := &syncBuffer{}
+	rt, err := bridge.New(bridge.Options{Stdout: out, MemoryLimit: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	mustRun(t, rt, `
+		local json = require("json")
+		local text = ("["):rep(900) .. ("]"):rep(900)
+		local value = json.decode(text)
+		local hog, errs = {}, {}
+		local function grow() hog[#hog + 1] = {} end -- made once: a closure made at the
+		while pcall(grow) do end                       -- limit would fail outside the pcall
+		for _ = 1, 300 do
+			for _ = 1, 4 do hog[#hog] = nil end
+			collectgarbage()
+			local ok, e = pcall(json.decode, text)
+			if not ok then errs[tostring(e)] = true end
+			ok, e = pcall(json.encode, value)
+			if not ok then errs[tostring(e)] = true end
+		end
+		for e in pairs(errs) do print(e) end`)
+	if got := out.String(); got != "not enough memory\n" {
+		t.Errorf("errors: %q, want only \"not enough memory\"", got)
+	}
+}
+
 // TestJSONHugeString: a 100 MB string decodes and encodes back to the
 // same text, escapes and all.
 func TestJSONHugeString(t *testing.T) {

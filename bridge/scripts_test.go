@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,6 +54,18 @@ func registerTestModule(t testing.TB, rt *bridge.Runtime) {
 		x, err := a.Int(0)
 		return []any{x + 1}, err
 	}, bridge.Inline()))
+	// t.busy(ms) keeps the loop itself busy for ms milliseconds, as a
+	// long computation would, without running a Lua instruction: an inline
+	// function that blocks (a misuse anywhere else), so that a script's
+	// instruction count does not depend on the machine's speed.
+	must(rt.RegisterFunc("t.busy", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		ms, err := a.Int(0)
+		if err != nil {
+			return nil, err
+		}
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return nil, nil
+	}, bridge.Inline()))
 	must(rt.RegisterFunc("t.sleep_echo", func(ctx context.Context, a bridge.Args) ([]any, error) {
 		secs, err := a.Float(0)
 		if err != nil {
@@ -65,6 +78,41 @@ func registerTestModule(t testing.TB, rt *bridge.Runtime) {
 		}
 		return []any{a.Get(1)}, nil
 	}))
+	// t.hold(key) returns key once t.release(key) is called (or fails when
+	// its task is cancelled): a Go call that ends on an event of the
+	// script's choosing, not after a while.
+	var gatesMu sync.Mutex
+	gates := map[string]chan struct{}{}
+	gate := func(key string) chan struct{} {
+		gatesMu.Lock()
+		defer gatesMu.Unlock()
+		g, ok := gates[key]
+		if !ok {
+			g = make(chan struct{})
+			gates[key] = g
+		}
+		return g
+	}
+	must(rt.RegisterFunc("t.hold", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		key, err := a.String(0)
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-gate(key):
+			return []any{key}, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}))
+	must(rt.RegisterFunc("t.release", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		key, err := a.String(0)
+		if err != nil {
+			return nil, err
+		}
+		close(gate(key))
+		return nil, nil
+	}, bridge.Inline()))
 	must(rt.RegisterFunc("t.fail", func(ctx context.Context, a bridge.Args) ([]any, error) {
 		msg, _ := a.String(0)
 		return nil, errors.New(msg)

@@ -224,10 +224,17 @@ func luaDecodeCheck(msg []byte) error {
 }
 
 // luaDecodeLimited runs the C decoder on a state that may allocate at most
-// limit bytes (0: no limit).
+// limit bytes (0: no limit). The message is copied to a C allocation of its
+// exact size, so that under -asan a read past its end is caught (Go's
+// memory is not checked).
 func luaDecodeLimited(msg []byte, limit int) error {
 	var errbuf [codecErrLen]C.char
-	if C.mb_test_roundtrip(codecBytesPtr(msg), C.size_t(len(msg)), C.size_t(limit), nil, &errbuf[0], codecErrLen) != 0 {
+	var p unsafe.Pointer
+	if len(msg) > 0 {
+		p = C.CBytes(msg)
+		defer C.free(p)
+	}
+	if C.mb_test_roundtrip((*C.char)(p), C.size_t(len(msg)), C.size_t(limit), nil, &errbuf[0], codecErrLen) != 0 {
 		return errors.New(C.GoString(&errbuf[0]))
 	}
 	return nil

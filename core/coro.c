@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "coro.h"
+#include "limit.h"
 #include "task.h"
 
 /* co is suspended inside the running task's wait: mark it busy and put it
@@ -56,6 +57,20 @@ static int mb_coro_status_of(lua_State *L, lua_State *co) {
   }
 }
 
+/* lua_resume, noting co as the thread that runs the task's Lua code until
+** it returns: the allocator reads where a task ran out of memory there
+** (mb_limit_oom_where), and that place is kept when co fails so. */
+static int mb_coro_run(lua_State *L, lua_State *co, int narg, int *nres) {
+  mb_rt *rt = mb_rt_of(L);
+  lua_State *outer = rt->running;
+  int status;
+  rt->running = co;
+  status = lua_resume(co, L, narg, nres);
+  rt->running = outer;
+  if (status == LUA_ERRMEM) mb_limit_oom_keep(rt); /* where co ran out */
+  return status;
+}
+
 /* The coroutine could not carry the runtime's yield up because our own
 ** thread cannot yield here. End its wait with an error raised inside it,
 ** so it unwinds instead of staying suspended forever. */
@@ -72,7 +87,7 @@ static int mb_coro_abort_wait(lua_State *L, lua_State *co, int *nres) {
         "cannot wait here: the coroutine's resumer is inside a C function "
         "Lua cannot yield across (attempt to yield across a C-call boundary)";
   }
-  return lua_resume(co, L, 0, nres);
+  return mb_coro_run(L, co, 0, nres);
 }
 
 /* After resuming co: pass a runtime yield up (never returns), or move the
@@ -115,7 +130,7 @@ static int mb_coro_resume_aux(lua_State *L, lua_State *co, int narg, lua_KFuncti
     return -1;
   }
   lua_xmove(L, co, narg);
-  status = lua_resume(co, L, narg, &nres);
+  status = mb_coro_run(L, co, narg, &nres);
   return mb_coro_after(L, co, status, nres, k);
 }
 
@@ -125,13 +140,14 @@ static int mb_coro_continue(lua_State *L, lua_State *co, lua_KFunction k) {
   int nres, status;
   if (t != NULL && t->coros == co) t->coros = NULL; /* the wait unwinds */
   mb_task_mark(co) = NULL;
-  status = lua_resume(co, L, 0, &nres);
+  status = mb_coro_run(L, co, 0, &nres);
   return mb_coro_after(L, co, status, nres, k);
 }
 
 /* coroutine.resume */
-static int mb_coro_resume_finish(lua_State *L, int r) {
+static int mb_coro_resume_finish(lua_State *L, lua_State *co, int r) {
   if (r < 0) {
+    mb_limit_caught(L, lua_status(co)); /* an error in co: its status */
     mb_task_caught(L, -1); /* a swallowed cancellation comes back */
     lua_pushboolean(L, 0);
     lua_insert(L, -2);
@@ -143,14 +159,15 @@ static int mb_coro_resume_finish(lua_State *L, int r) {
 }
 
 static int mb_coro_resume_k(lua_State *L, int status, lua_KContext ctx) {
+  lua_State *co = (lua_State *)ctx;
   (void)status;
-  return mb_coro_resume_finish(L, mb_coro_continue(L, (lua_State *)ctx, mb_coro_resume_k));
+  return mb_coro_resume_finish(L, co, mb_coro_continue(L, co, mb_coro_resume_k));
 }
 
 static int mb_coro_resume(lua_State *L) {
   lua_State *co = mb_coro_get(L);
   int r = mb_coro_resume_aux(L, co, lua_gettop(L) - 1, mb_coro_resume_k);
-  return mb_coro_resume_finish(L, r);
+  return mb_coro_resume_finish(L, co, r);
 }
 
 /* coroutine.wrap */
@@ -185,24 +202,29 @@ static int mb_coro_wrap_call(lua_State *L) {
   return mb_coro_wrap_finish(L, co, r);
 }
 
-static int mb_coro_wrap(lua_State *L) {
+/* A new coroutine running the function at 1, pushed. Its thread copies
+** its creator's count hook and counts from the start of a period; under
+** an instruction budget that period's end is paid now, as a task's is
+** (mb_limit_precharge), so short-lived coroutines are not free. */
+static void mb_coro_new(lua_State *L) {
+  mb_task *t = mb_rt_of(L)->current;
   lua_State *co;
   luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (t != NULL && mb_limit_precharge(mb_rt_of(L), t->run)) mb_limit_raise(L, t->run);
   co = lua_newthread(L);
-  mb_task_mark(co) = NULL;
+  mb_task_mark(co) = NULL; /* new threads copy the main thread's extra space */
   lua_pushvalue(L, 1);
   lua_xmove(L, co, 1);
+}
+
+static int mb_coro_wrap(lua_State *L) {
+  mb_coro_new(L);
   lua_pushcclosure(L, mb_coro_wrap_call, 1);
   return 1;
 }
 
 static int mb_coro_create(lua_State *L) {
-  lua_State *co;
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  co = lua_newthread(L);
-  mb_task_mark(co) = NULL; /* new threads copy the main thread's extra space */
-  lua_pushvalue(L, 1);
-  lua_xmove(L, co, 1);
+  mb_coro_new(L);
   return 1;
 }
 

@@ -286,6 +286,53 @@ void mb_errors_stamp(lua_State *L, const char *head) {
   lua_setfield(L, 1, "traceback");
 }
 
+/* The error on L's top ended a task without going through its message
+** handler: Lua raises a memory error (LUA_ERRMEM) without calling one, and
+** an error inside the handler itself ends as LUA_ERRERR. Make it one of
+** ours as the handler would: kind and op as given, the value as cause,
+** and a traceback under head. The failing stack is unwound by now, so the
+** traceback is where, read before it was (see mb_limit_oom_where), or a
+** note saying why there is none. An error of ours is left alone. */
+void mb_errors_adopt(lua_State *L, const char *kind, const char *op, const char *head,
+                     const char *where) {
+  const char *msg;
+  int e = lua_absindex(L, -1);
+  if (mb_errors_is(L, e)) return;
+  if (lua_type(L, e) == LUA_TSTRING || lua_type(L, e) == LUA_TNUMBER) {
+    lua_pushvalue(L, e);
+    msg = lua_tostring(L, -1); /* converts the copy, if a number */
+  } else {
+    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, e));
+  }
+  mb_errors_push(L, kind, op, msg, strlen(msg)); /* e msg err */
+  lua_remove(L, -2);
+  lua_pushvalue(L, e);
+  lua_setfield(L, -2, "cause");
+  if (where != NULL)
+    lua_pushfstring(L, "%s\n%s", head, where);
+  else
+    lua_pushfstring(L, "%s (no stack traceback: Lua unwinds the stack before any "
+                       "message handler runs for this error)", head);
+  lua_setfield(L, -2, "traceback");
+  lua_replace(L, e);
+}
+
+/* Is the value at idx an error of ours of this kind (and op, unless
+** NULL)? The fields are read raw; they are set where the error is made. */
+int mb_errors_has(lua_State *L, int idx, const char *kind, const char *op) {
+  int has;
+  idx = lua_absindex(L, idx);
+  if (!mb_errors_is(L, idx)) return 0;
+  lua_pushliteral(L, "kind");
+  lua_rawget(L, idx);
+  lua_pushliteral(L, "op");
+  lua_rawget(L, idx);
+  has = lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), kind) == 0 &&
+        (op == NULL || (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), op) == 0));
+  lua_pop(L, 2);
+  return has;
+}
+
 static int mb_errors_tostring(lua_State *L) {
   lua_getfield(L, 1, "message");
   if (!lua_isstring(L, -1)) lua_pushliteral(L, "error");

@@ -34,6 +34,14 @@ MB_NORETURN int mb_errors_cannot_yield(lua_State *L, const char *name, const cha
 ** with the traceback of L under head (see mb_task_msgh). */
 void mb_errors_stamp(lua_State *L, const char *head);
 
+/* The error on L's top ended a task without its message handler (a
+** memory error, an error in the handler): make it one of ours. */
+void mb_errors_adopt(lua_State *L, const char *kind, const char *op, const char *head,
+                     const char *where);
+
+/* Is the value at idx an error of ours of kind (and op, unless NULL)? */
+int mb_errors_has(lua_State *L, int idx, const char *kind, const char *op);
+
 /* [message, kind, op, traceback, code] of the error at idx, for Go. */
 int mb_errors_fields(lua_State *L, int idx, mb_buf *out);
 

@@ -783,7 +783,7 @@ static void mb_json_enc_table(mb_json_enc *e, int t) {
                      lua_tostring(L, -2), lua_tostring(L, -1));
     }
   }
-  if (!lua_checkstack(L, 8)) mb_json_enc_fail(e, e->depth, "a stack overflow");
+  if (!mb_limit_checkstack(L, 8)) mb_json_enc_fail(e, e->depth, "a stack overflow");
   e->depth = d;
   e->level[d].table = p;
   e->level[d].key = 0;
@@ -1171,7 +1171,7 @@ static void mb_json_dec_value(mb_json_dec *d);
 static void mb_json_dec_enter(mb_json_dec *d, int slots) {
   if (++d->depth > MB_JSON_MAXDEPTH)
     mb_json_dec_fail(d, d->p, "nesting deeper than %d levels", MB_JSON_MAXDEPTH);
-  if (!lua_checkstack(d->L, slots)) mb_json_dec_fail(d, d->p, "a stack overflow");
+  if (!mb_limit_checkstack(d->L, slots)) mb_json_dec_fail(d, d->p, "a stack overflow");
 }
 
 /* Make the array's table at slot t (a placeholder) with room for n

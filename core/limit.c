@@ -8,13 +8,18 @@
 ** coroutine.resume raise again (a script cannot swallow it and go on), and
 ** after that turn run.c kills the run's other tasks. Memory is different,
 ** as in stock Lua: "not enough memory" may be caught, and only an uncaught
-** one fails the run, with kind "limit". It is told by its status
-** (LUA_ERRMEM), never by its text.
+** one fails the run, with kind "limit": at once, when the task that ran
+** out ends with it (run.c). It is told by its status (LUA_ERRMEM), never
+** by its text; as Lua calls no message handler for it, the allocator
+** notes where the task was when it refused (mb_limit_oom_where).
 */
+#include <stdio.h>
 #include <string.h>
 
 #include "errors.h"
 #include "limit.h"
+
+#define MB_LIMIT_OOM_FRAMES 16 /* frames shown where a task ran out of memory */
 
 void mb_limit_set_memory(mb_rt *rt, size_t bytes) { rt->mem_limit = bytes; }
 
@@ -94,15 +99,125 @@ int mb_limit_hook_count(mb_rt *rt, mb_run *r) {
   return count;
 }
 
-/* A task ended with status LUA_ERRMEM (Lua's lua_error also raises its
-** memory message so, when a script raises a caught one again): replace Lua's message on L's top by the error it stands for,
-** "limit"/"memory" when a memory limit is set (the allocator refused),
-** else "runtime". Inside a task this may itself run out of memory: that
-** error has the same status, and the scheduler converts it. */
-void mb_limit_memerr(mb_rt *rt, lua_State *L) {
-  lua_pop(L, 1);
-  if (rt->mem_limit > 0)
-    mb_errors_push(L, "limit", "memory", MB_LIT("not enough memory"));
-  else
-    mb_errors_push(L, "runtime", NULL, MB_LIT("not enough memory"));
+/* A memory error came out of a coroutine of the running task (coro.c):
+** the traceback noted is where it ran out. Keep it until the error is
+** caught or ends the task, so allocations refused while it travels on (a
+** wrapped coroutine's reset) do not replace it with a place that raised
+** nothing. */
+void mb_limit_oom_keep(mb_rt *rt) {
+  if (rt->oom_task == rt->current && rt->current != NULL) rt->oom_kept = 1;
+}
+
+/* A task or a coroutine of r is about to run on a fresh count: a thread
+** counts its instructions down from the hook's period, and the last
+** period it starts is never seen by the hook if the thread ends first (a
+** count hook cannot be asked how far it got). So that period is paid now,
+** in full: a run is charged at least every instruction it ran, and 2,000
+** tasks of 600 instructions cost 2,000,000, not nothing. Returns nonzero
+** when the run is (now) over its budget; the caller raises or, between
+** turns, lets run.c end the run after the turn. */
+int mb_limit_precharge(mb_rt *rt, mb_run *r) {
+  if (r->insn_limited && r->limit == MB_LIMIT_NONE &&
+      (r->insn_left -= mb_limit_hook_count(rt, r)) < 0) {
+    r->limit = MB_LIMIT_INSN;
+    rt->over_limit = 1;
+  }
+  return r->limit != MB_LIMIT_NONE;
+}
+
+/* The allocator refuses the running task an allocation: note where its
+** Lua code is, for the memory error Lua raises next without calling any
+** message handler (mb_limit_memerr reads it once the task has failed).
+** lua_getstack and lua_getinfo allocate nothing, so this is safe inside
+** the allocator; rt->running is the thread whose code runs (the task's
+** root, or a coroutine it resumed). */
+void mb_limit_oom_where(mb_rt *rt) {
+  lua_State *L = rt->running;
+  lua_Debug ar;
+  char *b = rt->oom_where;
+  size_t cap = sizeof rt->oom_where, n;
+  int level;
+  if (rt->oom_kept && rt->oom_task == rt->current && rt->current != NULL) return;
+  rt->oom_task = NULL;
+  rt->oom_kept = 0;
+  if (L == NULL || rt->current == NULL) return;
+  n = (size_t)snprintf(b, cap, "stack traceback:");
+  for (level = 0; n < cap && lua_getstack(L, level, &ar); level++) {
+    const char *name = "?";
+    char fn[96];
+    if (level == MB_LIMIT_OOM_FRAMES) {
+      snprintf(b + n, cap - n, "\n\t...");
+      break;
+    }
+    lua_getinfo(L, "Sln", &ar);
+    if (*ar.namewhat != '\0') {
+      snprintf(fn, sizeof fn, "%s '%s'", ar.namewhat, ar.name);
+      name = fn;
+    } else if (*ar.what == 'm') {
+      name = "main chunk";
+    } else if (*ar.what != 'C') {
+      snprintf(fn, sizeof fn, "function <%s:%d>", ar.short_src, ar.linedefined);
+      name = fn;
+    }
+    if (ar.currentline > 0)
+      n += (size_t)snprintf(b + n, cap - n, "\n\t%s:%d: in %s", ar.short_src, ar.currentline, name);
+    else
+      n += (size_t)snprintf(b + n, cap - n, "\n\t%s: in %s", ar.short_src, name);
+  }
+  rt->oom_task = rt->current;
+}
+
+/* lua_checkstack(L, n) for a C function that reports its own "stack
+** overflow": 1 when L has room for n more values. lua_checkstack says 0
+** both when the stack is at Lua's size limit (LUAI_MAXSTACK), the
+** caller's error to report (0), and when the stack could not grow (the
+** memory limit refused, or malloc failed): then Lua's own memory error is
+** raised, as for any failed allocation (lua_error raises its message with LUA_ERRMEM),
+** so the run ends or pcall catches it as "not enough memory", and the
+** script is not told its stack overflowed. */
+int mb_limit_checkstack(lua_State *L, int n) {
+  mb_rt *rt = mb_rt_of(L);
+  uint64_t failed = rt->alloc_failed;
+  if (lua_checkstack(L, n)) return 1;
+  if (rt->alloc_failed != failed) {
+    lua_pushliteral(L, "not enough memory"); /* interned already: no allocation */
+    lua_error(L);
+  }
+  return 0;
+}
+
+/* Task t ended with status LUA_ERRMEM (Lua's lua_error also raises its
+** memory message so, when a script raises a caught one again): make Lua's
+** message on L's top the error it stands for, "limit"/"memory" when a
+** memory limit is set (the allocator refused), else "runtime", with the
+** message as cause and, as traceback, where the allocator refused t under
+** head (the task's name). Called by the scheduler, between turns: no
+** limit refuses these allocations. Returns whether it is the limit's. */
+int mb_limit_memerr(mb_rt *rt, lua_State *L, mb_task *t, const char *head) {
+  int limited = rt->mem_limit > 0;
+  const char *where = rt->oom_task == t ? rt->oom_where : NULL;
+  mb_errors_adopt(L, limited ? "limit" : "runtime", limited ? "memory" : NULL, head, where);
+  rt->oom_task = NULL;
+  rt->oom_kept = 0;
+  return limited;
+}
+
+/* Task t ends: a traceback noted in it will not be asked for. */
+void mb_limit_forget(mb_rt *rt, mb_task *t) {
+  if (rt->oom_task != t) return;
+  rt->oom_task = NULL;
+  rt->oom_kept = 0;
+}
+
+/* An error was caught (pcall, xpcall, errors.rawpcall, coroutine.resume)
+** with status, its value on L's top: count it if it is running out of
+** memory under the limit, Lua's own (status LUA_ERRMEM) or a task's passed
+** on by a wait (the error mb_limit_memerr made). A run that caught one
+** may go on another way: tests that run scripts under tight limits ask
+** (Go reads the count when the runtime is freed: internal/oom). */
+void mb_limit_caught(lua_State *L, int status) {
+  mb_rt *rt = mb_rt_of(L);
+  if (status == LUA_ERRMEM) rt->oom_kept = 0; /* the next one notes its own place */
+  if (rt->mem_limit > 0 && (status == LUA_ERRMEM || mb_errors_has(L, -1, "limit", "memory")))
+    rt->oom_caught++;
 }

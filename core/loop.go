@@ -44,6 +44,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/moonbridge/moonbridge/internal/leaks"
+	"github.com/moonbridge/moonbridge/internal/oom"
 	"github.com/moonbridge/moonbridge/luamod"
 )
 
@@ -201,7 +202,10 @@ type Options struct {
 	// bridge.ErrInstructionLimit); a script cannot catch it and go on. It is
 	// checked every 1,000 instructions by a count hook, which (like
 	// TimeSlice's, and like the hook a context with a deadline brings)
-	// costs a tight loop about half its speed.
+	// costs a tight loop about half its speed. A hook never sees the last,
+	// partial period of a thread that ends, so each task and coroutine is
+	// charged that period in full when it starts: a run is charged every
+	// instruction it ran, and at most 1,000 more per task or coroutine.
 	InstructionLimit int64
 
 	// OutputLimit, when positive, bounds the bytes each run may write
@@ -259,6 +263,7 @@ func NewLoop(opts Options) (*Loop, error) {
 		return nil, errors.New("moonbridge: cannot create the runtime (out of memory or libuv failure)")
 	}
 	l.c = c
+	leaks.Allocated()
 	if err := l.configure(opts); err != nil {
 		l.freeC()
 		return nil, err
@@ -731,8 +736,10 @@ func (c *callCount) Wait() { c.wg.Wait() }
 func (l *Loop) freeC() {
 	var luaBytes C.int64_t
 	var loopOpen C.int
+	caught := int64(l.c.oom_caught)
 	C.mb_rt_free(l.c, &luaBytes, &loopOpen)
-	leaks.Record(int64(luaBytes), int64(loopOpen))
+	oom.Record(caught)
+	leaks.Freed(int64(luaBytes), int64(loopOpen)) // last: a test waiting for it sees the rest
 	l.c = nil
 	l.handle.Delete()
 }

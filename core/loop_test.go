@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"sync"
 	"testing"
+
+	"github.com/moonbridge/moonbridge/internal/oom"
 )
 
 // syncBuf is an io.Writer safe for the loop's writes and the test's reads.
@@ -171,5 +174,44 @@ func TestEveryCancelledRunEndsCancelled(t *testing.T) {
 			t.Fatal(err)
 		}
 		cancel()
+	}
+}
+
+// Out-of-memory errors a script catches are counted (internal/oom, read
+// when the runtime is freed), so that tests running scripts under tight
+// limits can tell a run that went another way after catching one: by
+// pcall, xpcall, try (errors.rawpcall) and coroutine.resume, Lua's own or
+// a task's passed on by a wait. An uncaught one, another error caught, or
+// one caught without a limit (no limit was gone over) is not counted.
+func TestCaughtMemoryErrorsAreCounted(t *testing.T) {
+	const hog = `function() local t = {} for i = 1, 1e8 do t[i] = {i} end end`
+	for _, c := range []struct {
+		src   string
+		limit int64
+		want  int64
+	}{
+		{`assert(not pcall(` + hog + `))`, 16 << 20, 1},
+		{`assert(not xpcall(` + hog + `, debug.traceback))`, 16 << 20, 1},
+		{`try(` + hog + `, function() end)`, 16 << 20, 1},
+		{`assert(not coroutine.resume(coroutine.create(` + hog + `)))`, 16 << 20, 1},
+		{`local t = require("task").spawn(` + hog + `); t:detach()
+		  assert(not pcall(t.wait, t))`, 16 << 20, 1},
+		{`assert(not pcall(` + hog + `)); assert(not pcall(` + hog + `))`, 16 << 20, 2},
+		{`(` + hog + `)()`, 16 << 20, 0},
+		{`assert(not pcall(error, "not enough memory?"))`, 16 << 20, 0},
+		{`assert(not pcall(function() local s = ("x"):rep(1 << 40) end))`, 0, 0},
+	} {
+		before := oom.Caught()
+		l, err := NewLoop(Options{MemoryLimit: c.limit, Stdout: io.Discard, Stderr: io.Discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.RunChunk(context.Background(), "=test", []byte(c.src), nil)
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := oom.Caught() - before; got != c.want {
+			t.Errorf("%s: %d counted, want %d", c.src, got, c.want)
+		}
 	}
 }

@@ -1,5 +1,6 @@
 /*
-** output.c — print and writes to io.stdout/io.stderr go to the Go writers.
+** output.c — print, writes to io.stdout/io.stderr and Lua's warnings go to
+** the Go writers.
 **
 ** Layer 1. A Runtime's output belongs to its Options.Stdout and
 ** Options.Stderr, so a host (or a test) gets what the script printed, in
@@ -154,7 +155,35 @@ void mb_output_report(lua_State *L, int idx) {
   lua_settop(L, top);
 }
 
+/* Lua's warnings, warn(...) and errors in __gc metamethods, as stock
+** lua5.4 shows them (lauxlib's warnfoff/warnfon/warnfcont): off until
+** warn("@on") (a control message is a single piece starting with '@':
+** "@on", "@off"), then each warning written to stderr as "Lua warning: ",
+** its pieces, and a newline. Lua calls this from anywhere, a finalizer in
+** the middle of a collection included: it uses no Lua API and allocates
+** nothing. Its state is rt->warn. */
+static void mb_output_warn(void *ud, const char *msg, int tocont) {
+  mb_rt *rt = (mb_rt *)ud;
+  if (rt->warn != MB_WARN_CONT && !tocont && msg[0] == '@') {
+    if (strcmp(msg + 1, "on") == 0)
+      rt->warn = MB_WARN_ON;
+    else if (strcmp(msg + 1, "off") == 0)
+      rt->warn = MB_WARN_OFF;
+    return;
+  }
+  if (rt->warn == MB_WARN_OFF || rt->go_handle == 0) return;
+  if (rt->warn == MB_WARN_ON) mbGoWrite(rt->go_handle, 2, (char *)"Lua warning: ", 13);
+  mbGoWrite(rt->go_handle, 2, (char *)msg, strlen(msg));
+  if (tocont) {
+    rt->warn = MB_WARN_CONT;
+  } else {
+    mbGoWrite(rt->go_handle, 2, (char *)"\n", 1);
+    rt->warn = MB_WARN_ON;
+  }
+}
+
 void mb_output_open(lua_State *L) {
+  lua_setwarnf(L, mb_output_warn, mb_rt_of(L));
   lua_pushcfunction(L, mb_output_print);
   lua_setglobal(L, "print");
   lua_getglobal(L, "io");

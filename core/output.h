@@ -1,5 +1,6 @@
 /*
-** output.h — print and writes to io.stdout/io.stderr go to the Go writers.
+** output.h — print, writes to io.stdout/io.stderr and Lua's warnings go to
+** the Go writers.
 **
 ** Layer 1.
 */

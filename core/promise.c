@@ -119,6 +119,14 @@ static int mb_promise_results(lua_State *L, int idx) {
 ** ------------------------------------------------------------------- */
 static void mb_promise_agg_update(lua_State *L, int agg, lua_Integer i, int state, int outcome);
 
+/* Running out of memory in a handler, an executor or an async function
+** does not reject the promise: the memory error is raised on (lua_error
+** raises Lua's memory message with LUA_ERRMEM again) in the task that ran
+** it, like any out-of-memory error a script did not catch itself, and
+** ends the run with a "limit" error (run.c). A rejection would instead
+** hand it to whoever awaits the promise as a bare message to catch, and
+** let the run go on short of memory. */
+
 /* The reaction's task: stack is the settled promise, then the reaction. */
 static int mb_promise_reaction_k(lua_State *L, int status, lua_KContext ctx);
 
@@ -155,6 +163,7 @@ static int mb_promise_reaction_k(lua_State *L, int status, lua_KContext ctx) {
   mb_promise *p = (mb_promise *)lua_touserdata(L, 1);
   mb_task *self = mb_rt_of(L)->current;
   int n = lua_gettop(L) - 5;
+  if (status == LUA_ERRMEM) return lua_error(L); /* see above */
   if (status != LUA_OK && status != LUA_YIELD) {
     int cancelled = self != NULL && mb_task_is_cancel(L, self, -1);
     lua_pushvalue(L, -1);
@@ -383,6 +392,7 @@ static int mb_promise_l_reject_fn(lua_State *L) {
 ** caller's task (it may await); an error it raises rejects. */
 static int mb_promise_new_k(lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
+  if (status == LUA_ERRMEM) return lua_error(L); /* not a rejection: see the reactions */
   if (status != LUA_OK && status != LUA_YIELD) {
     mb_promise *p = (mb_promise *)lua_touserdata(L, 2);
     mb_task *self = mb_rt_of(L)->current;
@@ -617,6 +627,7 @@ static int mb_promise_async_k(lua_State *L, int status, lua_KContext ctx) {
     mb_promise_resolve_values(L, 1, lua_gettop(L) - 2);
     return 0;
   }
+  if (status == LUA_ERRMEM) return lua_error(L); /* not a rejection: see the reactions */
   mb_pack_values(L, 1);
   if (self != NULL && self->cancel != MB_CANCEL_NONE) {
     lua_rawgeti(L, -1, 1);

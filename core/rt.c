@@ -24,6 +24,7 @@
 #include "env.h"
 #include "errors.h"
 #include "json.h"
+#include "limit.h"
 #include "output.h"
 #include "promise.h"
 #include "rt.h"
@@ -190,8 +191,9 @@ int mb_rt_close(mb_rt *rt) {
 ** Life cycle.
 ** ------------------------------------------------------------------- */
 /* Lua's allocator. It counts what Lua holds, and with a memory limit set
-** refuses a task's allocation past it: Lua then collects garbage, tries
-** once more, and raises a memory error (LUA_ERRMEM) in the task. The
+** refuses a task's allocation past it, noting where the task is: Lua
+** then collects garbage, tries once more, and raises a memory error
+** (LUA_ERRMEM) in the task, without a message handler. The
 ** scheduler's own allocations (rt->current is NULL) may go past the
 ** limit, so a run that hit it can still be reported and the Runtime keeps
 ** serving. */
@@ -205,10 +207,16 @@ static void *mb_rt_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return NULL;
   }
   if (nsize > old && rt->mem_limit > 0 && rt->current != NULL &&
-      rt->mem_used + (nsize - old) > rt->mem_limit)
+      rt->mem_used + (nsize - old) > rt->mem_limit) {
+    rt->alloc_failed++;
+    mb_limit_oom_where(rt); /* for the error's traceback */
     return NULL;
+  }
   p = realloc(ptr, nsize);
-  if (p != NULL) rt->mem_used = rt->mem_used - old + nsize;
+  if (p != NULL)
+    rt->mem_used = rt->mem_used - old + nsize;
+  else
+    rt->alloc_failed++;
   return p;
 }
 

@@ -4,11 +4,12 @@
 ** the tasks that belong to one.
 **
 ** Layer 5 (life cycle). A run's result is decided once (mb_run_finish):
-** by its main task's end, its first unawaited failure, os.exit, a limit,
-** a deadlock, a cancellation or the runtime's close. Then it goes on the
-** done list, where Go takes it after the step; no allocation is needed to
-** tell Go, so no result is ever lost. A run is freed here when Go has
-** released it and its last task has ended.
+** by its main task's end, a task's uncaught running out of memory, its
+** first unawaited failure, os.exit, a limit, a deadlock, a cancellation
+** or the runtime's close. Then it goes on the done list, where Go takes
+** it after the step; no allocation is needed to tell Go, so no result is
+** ever lost. A run is freed here when Go has released it and its last
+** task has ended.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -371,6 +372,17 @@ static void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
     } else {
       mb_env_keep_last(L, r); /* under the sandbox, what a later Call finds */
     }
+  } else if (t->status == MB_TASK_FAILED && t->oom && !t->detached && !r->done) {
+    /* Out of memory, and not caught in the task that ran out: the run
+    ** ends now with that error, as on any other limit, rather than leave
+    ** the others waiting for what the failed task will never do (they
+    ** would end in a deadlock report, or fail on the same shortage). */
+    t->observed = 1;
+    lua_pushvalue(t->co, -1);
+    lua_xmove(t->co, L, 1);
+    mb_run_fail_top(rt, r);
+    mb_task_unfail(L, t); /* its Task is on L's stack: still alive */
+    mb_run_kill_all(rt, r);
   }
   if (t->status == MB_TASK_FAILED && !t->observed && r->done && r->limit == MB_LIMIT_NONE) {
     /* The run's result is decided (a Call returned): say it on stderr.

@@ -152,6 +152,7 @@ typedef struct mb_task {
   unsigned char priority; /* resumes per round while it keeps yielding */
   unsigned char timer;    /* a timer task before its callback: clear* cancels it */
   unsigned char reraise;  /* the error being raised already has its traceback */
+  unsigned char oom;      /* it failed out of memory under the memory limit */
   int slice_used;       /* instructions run in this turn (with a slice set) */
   int fired;            /* MB_WAIT_OBJS: index of the waiter that fired */
   int fired_ok;         /* and whether it completed (0: channel closed) */
@@ -170,6 +171,10 @@ typedef struct mb_task {
 /* ---------------------------------------------------------------------
 ** The runtime.
 ** ------------------------------------------------------------------- */
+/* Lua's warnings (output.c): off, on, or in the middle of a warning sent
+** in pieces. */
+enum { MB_WARN_OFF = 0, MB_WARN_ON, MB_WARN_CONT };
+
 typedef struct mb_rt {
   mb_queue q;           /* completions and requests from any thread */
   lua_State *L;
@@ -185,9 +190,17 @@ typedef struct mb_rt {
   struct mb_call *call_pool; /* finished call records (call.c) */
   int ncall_pool;
   mb_task *current;     /* task being resumed, or NULL */
+  lua_State *running;   /* the thread running its Lua code: its root, or a
+                        ** coroutine it resumed (coro.c); NULL between turns */
+  mb_task *oom_task;    /* the task oom_where was read in, or NULL */
+  int oom_kept;         /* oom_where stays until the error is caught (limit.c) */
+  char oom_where[1024]; /* traceback where the allocator last refused a task */
+  uint64_t alloc_failed; /* allocations refused by the limit or failed */
+  int64_t oom_caught;   /* out-of-memory errors scripts caught (limit.c), for tests */
   int yielding;         /* the yield in progress is the runtime's, not the user's */
   int closing;
   int slice;            /* preemption time slice in VM instructions, or 0 */
+  int warn;             /* MB_WARN_*: Lua's warnings (output.c) */
   int hook_count;       /* the count hook's period for the task being resumed */
   int over_limit;       /* some run went over a limit: end it after this turn */
   size_t mem_used;      /* bytes held by Lua's allocator */

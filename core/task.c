@@ -84,6 +84,18 @@ static void mb_task_thread_put(mb_rt *rt, mb_task *t) {
 /* ---------------------------------------------------------------------
 ** The message handler of every task: see the file comment.
 ** ------------------------------------------------------------------- */
+
+/* The line a task's traceback starts with: "in task 'name'" or "in task
+** #id" (t NULL: "in the runtime"). */
+static void mb_task_head(const mb_task *t, char *buf, size_t len) {
+  if (t != NULL && t->name != NULL)
+    snprintf(buf, len, "in task '%s'", t->name);
+  else if (t != NULL)
+    snprintf(buf, len, "in task #%lld", (long long)t->id);
+  else
+    snprintf(buf, len, "in the runtime");
+}
+
 int mb_task_msgh(lua_State *L) {
   mb_task *t = mb_rt_of(L)->current;
   char head[96];
@@ -92,12 +104,7 @@ int mb_task_msgh(lua_State *L) {
     lua_settop(L, 1);
     return 1;
   }
-  if (t != NULL && t->name != NULL)
-    snprintf(head, sizeof head, "in task '%s'", t->name);
-  else if (t != NULL)
-    snprintf(head, sizeof head, "in task #%lld", (long long)t->id);
-  else
-    snprintf(head, sizeof head, "in the runtime");
+  mb_task_head(t, head, sizeof head);
   mb_errors_stamp(L, head);
   return 1;
 }
@@ -392,6 +399,7 @@ static void mb_task_end(mb_rt *rt, mb_task *t, int status) {
   if (t->detached) r->ndetached--;
   if (t == r->main) t->observed = 1; /* its outcome is the run's */
   if (t->group != NULL) mb_task_group_child_ended(rt, t);
+  if (rt->oom_task == t) mb_limit_forget(rt, t);
   if (status == MB_TASK_FAILED && !t->observed && !t->detached && !r->done) {
     /* Its error waits for a taker or the run's end; the registry keeps
     ** the record alive meanwhile (nothing else may hold the Task). */
@@ -509,11 +517,12 @@ void mb_task_forget(mb_rt *rt, mb_task *t) {
 ** Setting a hook restarts its count. A slice wants that (it counts one
 ** turn); a budget or deadline does not: a task that yields every few
 ** hundred instructions must still reach the hook, so a hook already in
-** place keeps counting across turns. */
-static void mb_task_set_hook(mb_rt *rt, mb_task *t) {
+** place keeps counting across turns. A task's first turn starts a count
+** of its own: mb_limit_precharge paid for its last, partial period. */
+static void mb_task_set_hook(mb_rt *rt, mb_task *t, int first) {
   lua_State *co = t->co;
   int count = mb_limit_hook_count(rt, t->run);
-  int carry = t->run->insn_limited || t->run->deadline > 0;
+  int carry = !first && (t->run->insn_limited || t->run->deadline > 0);
   rt->hook_count = count;
   t->slice_used = 0;
   if (count == 0) {
@@ -523,24 +532,41 @@ static void mb_task_set_hook(mb_rt *rt, mb_task *t) {
   }
 }
 
+/* t failed with status st, its error alone on its thread's top. Lua called
+** no message handler for a memory error (LUA_ERRMEM), nor for an error in
+** the handler itself (LUA_ERRERR): the error is made one of ours here. Out
+** of memory under the limit, the task's end ends its run (run.c). */
+static void mb_task_failed(mb_rt *rt, mb_task *t, int st) {
+  char head[96];
+  mb_task_head(t, head, sizeof head);
+  if (st == LUA_ERRMEM)
+    t->oom = (unsigned char)mb_limit_memerr(rt, t->co, t, head);
+  else
+    mb_errors_adopt(t->co, "runtime", NULL, head, NULL);
+  mb_task_finish(rt, t, 0, 1);
+}
+
 /* Give t a turn. Returns 1 when it ended (returned, failed, or cancelled
 ** before it started): its Task is then pushed on rt->L, anchoring the
 ** record while the caller does the run's bookkeeping, and the caller
 ** pops it with mb_task_forget. Returns 0 when it suspended. */
 int mb_task_resume(mb_rt *rt, mb_task *t) {
   lua_State *co = t->co;
-  int nres, st, nargs = t->nres;
-  if (t->status == MB_TASK_PENDING && t->cancel != MB_CANCEL_NONE) {
+  int nres, st, nargs = t->nres, first = t->status == MB_TASK_PENDING;
+  if (first && t->cancel != MB_CANCEL_NONE) {
     mb_task_end_unstarted(rt, t);
     return 1;
   }
+  if (first && t->run->insn_limited) mb_limit_precharge(rt, t->run);
   if (t->run->limit != MB_LIMIT_NONE) return 0; /* its run is ending: killed after this turn */
   t->nres = 0;
   t->status = MB_TASK_RUNNING;
   rt->current = t;
-  mb_task_set_hook(rt, t);
+  rt->running = co;
+  mb_task_set_hook(rt, t, first);
   st = lua_resume(co, rt->L, nargs, &nres);
   rt->current = NULL;
+  rt->running = NULL;
   if (st == LUA_YIELD) {
     lua_pop(co, nres);
     mb_assert(rt->yielding, "a task yielded without the runtime's mark");
@@ -558,8 +584,7 @@ int mb_task_resume(mb_rt *rt, mb_task *t) {
   }
   /* The task failed; with LUA_ERRMEM also when the error escaped its
   ** pcall (a memory error in the message handler), alone on top. */
-  if (st == LUA_ERRMEM) mb_limit_memerr(rt, co);
-  mb_task_finish(rt, t, 0, 1);
+  mb_task_failed(rt, t, st);
   return 1;
 }
 
@@ -679,6 +704,7 @@ void mb_task_set_slice(mb_rt *rt, int instructions) {
 ** ------------------------------------------------------------------- */
 static int mb_task_finishpcall(lua_State *L, int status, lua_KContext extra) {
   if (status != LUA_OK && status != LUA_YIELD) {
+    mb_limit_caught(L, status);
     mb_task_caught(L, -1);
     lua_pushboolean(L, 0);
     lua_pushvalue(L, -2);
@@ -1055,6 +1081,7 @@ int mb_task_luaopen(lua_State *L) {
 static int mb_task_rawpcall_k(lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
   if (status != LUA_OK && status != LUA_YIELD) {
+    mb_limit_caught(L, status);
     lua_pushboolean(L, 0);
     lua_insert(L, -2);
     return 2;

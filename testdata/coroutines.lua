@@ -30,12 +30,13 @@ local function level(n)
 end
 print(level(3))
 
--- while a coroutine waits for Go, another task sees it busy ("normal")
-local slow = coroutine.create(function() return t.sleep_echo(0.05, "slow") end)
+-- while a coroutine waits for Go, another task sees it busy ("normal"); the
+-- Go call returns once the watcher has looked (it starts after main waits)
+local slow = coroutine.create(function() return t.hold("slow") end)
 local watcher = task.spawn(function()
-  task.sleep(0.01)
   print("watcher sees", coroutine.status(slow))
   print("watcher resume", coroutine.resume(slow))
+  t.release("slow")
 end)
 print(coroutine.resume(slow))
 watcher:wait()

@@ -158,12 +158,12 @@ users:wait()
 print(most, sem:len())
 
 print("-- racing a timeout")
-print(task.timeout(0.5, t.sleep_echo, 0.001, "fast enough"))
-local ok, e = pcall(task.timeout, 0.005, t.sleep_echo, 5, "too slow")
+print(task.timeout(60, t.sleep_echo, 0.001, "fast enough"))
+local ok, e = pcall(task.timeout, 0.005, t.hold, "too slow") -- it returns only when cancelled
 print(ok, e.kind, e.message)
 local reply = channel.new()
 task.spawn(function() task.sleep(0.001); reply:send("reply") end)
-print(task.race({reply, function() task.sleep(0.5); return "timed out" end}))
+print(task.race({reply, function() task.sleep(3600); return "timed out" end}))
 local never = channel.new()
 print(task.race({never, function() task.sleep(0.002); return "timed out" end}))
 -- the classic select-with-timeout loop

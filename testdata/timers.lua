@@ -5,19 +5,19 @@ local t = require("t")
 
 print("-- setTimeout order")
 local log = {}
-setTimeout(function() log[#log + 1] = "20ms" end, 20)
+local last = setTimeout(function() log[#log + 1] = "20ms" end, 20)
 setTimeout(function() log[#log + 1] = "5ms" end, 5)
 setTimeout(function() log[#log + 1] = "10ms" end, 10)
 setTimeout(function() log[#log + 1] = "0ms" end, 0)
 log[#log + 1] = "sync"
-task.sleep(0.03)
+await(last) -- the others are due earlier: they have run (a sleep could race them)
 print(table.concat(log, " "))
 
 print("-- equal delays fire in creation order")
 log = {}
 for i = 1, 4 do setTimeout(function() log[#log + 1] = i end, 0) end
-for i = 5, 12 do setTimeout(function() log[#log + 1] = i end, 3) end
-task.sleep(0.01)
+for i = 5, 12 do last = setTimeout(function() log[#log + 1] = i end, 3) end
+await(last)
 print(table.concat(log, " "))
 
 print("-- clearTimeout")
@@ -28,7 +28,7 @@ clearTimeout(drop)
 clearTimeout(drop)  -- twice is harmless
 clearTimeout(nil)   -- so is anything that is not a live timer
 clearTimeout(12345)
-task.sleep(0.01)
+await(keep)
 clearTimeout(keep)  -- already fired: nothing happens
 print(table.concat(log, " "))
 
@@ -81,8 +81,7 @@ log = {}
 local iv3
 iv3 = setInterval(function() log[#log + 1] = "tick" end, 5)
 setTimeout(function() clearInterval(iv3); log[#log + 1] = "cleared" end, 6)
-local c0 = os.clock()
-while os.clock() - c0 < 0.02 do end -- busy: both become due meanwhile
+t.busy(20) -- the loop is busy: both become due meanwhile
 task.sleep(0.02)
 print(table.concat(log, " "))
 

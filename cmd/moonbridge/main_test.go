@@ -91,7 +91,7 @@ func TestDemo(t *testing.T) {
 	}
 	for _, want := range []string{"1. Fan-out", "6/6 answered", "Explain an event loop ",
 		"2. One answer, streamed", " tokens)", "3. A pipeline", "bridges ", "tides ", "queues ",
-		"4. A race", "gave up (after 0.2", "timeout, and its request was cancelled", "#2 won", "the loser is cancelled"} {
+		"4. A race", "gave up (after ", "timeout, and its request was cancelled", "#2 won", "the loser is cancelled"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
