@@ -106,6 +106,12 @@ fuzz-asan: deps
 demo: build
 	./$(BIN) demo
 
+# Plant each bug of mutations/ in turn and run the test the README's
+# Guarantees table names for it: every one must be caught. Not part of
+# make test (it rebuilds the module once per mutation).
+mutate: deps
+	$(GO) run ./internal/mutate
+
 bench: deps
 	cd bench && ./run.sh
 

@@ -50,6 +50,11 @@ func TestSandboxRefusesEachEscape(t *testing.T) {
 		{"require a Lua file", `package.path = DIR .. "/?.lua"; return require("mod")`},
 		{"require a C library", `package.cpath = "/usr/lib/x86_64-linux-gnu/liblua5.4.so"; return require("lua")`},
 		{"searchers shuffled", `table.insert(package.searchers, 1, nil); return require("mod")`},
+		{"os.setlocale", `return os.setlocale("C")`},
+		{"binary load through a reader", `local b = string.dump(function() return 1 end); local done
+			return load(function() if done then return nil end done = true return b end)()`},
+		{"binary load through a reader, mode b", `local b = string.dump(function() return 1 end); local done
+			return load(function() if done then return nil end done = true return b end, "x", "b")()`},
 	} {
 		src := "local VICTIM, DIR = ...\n" + escape.src
 		src = strings.Replace(src, "local VICTIM, DIR = ...", "local VICTIM, DIR = "+luaQuote(victim)+", "+luaQuote(dir), 1)
@@ -104,7 +109,8 @@ func TestSandboxDirsAllowOnlyTheirFiles(t *testing.T) {
 	root := t.TempDir()
 	allowed := filepath.Join(root, "scripts")
 	outside := filepath.Join(root, "outside")
-	for _, d := range []string{allowed, filepath.Join(allowed, "pkg"), outside} {
+	sibling := filepath.Join(root, "scripts-evil") // its path starts with the allowed one's
+	for _, d := range []string{allowed, filepath.Join(allowed, "pkg"), outside, sibling} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -118,6 +124,7 @@ func TestSandboxDirsAllowOnlyTheirFiles(t *testing.T) {
 	write(filepath.Join(allowed, "pkg", "init.lua"), `return "pkg " .. ...`)
 	write(filepath.Join(allowed, "calc.lua"), `local task = require("task"); task.sleep(0.001); return x or 7`)
 	write(filepath.Join(outside, "secret.lua"), `return "secret"`)
+	write(filepath.Join(sibling, "evil.lua"), `return "evil"`)
 	if err := os.Symlink(filepath.Join(outside, "secret.lua"), filepath.Join(allowed, "link.lua")); err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +151,8 @@ func TestSandboxDirsAllowOnlyTheirFiles(t *testing.T) {
 		{"outside", `return dofile(` + luaQuote(filepath.Join(outside, "secret.lua")) + `)`, "no such file in the directories the sandbox allows"},
 		{"dot-dot", `return dofile(DIR .. "/../outside/secret.lua")`, "no such file in the directories the sandbox allows"},
 		{"symlink", `return dofile(DIR .. "/link.lua")`, "no such file in the directories the sandbox allows"},
+		{"a sibling whose name starts alike", `return dofile(DIR .. "-evil/evil.lua")`, "no such file in the directories the sandbox allows"},
+		{"a sibling, by loadfile", `return assert(loadfile(DIR .. "-evil/evil.lua"))`, "no such file in the directories the sandbox allows"},
 		{"require via symlink", `return require("link")`, "module 'link' not found"},
 		{"require elsewhere", `package.path = ` + luaQuote(outside+"/?.lua") + `; return require("secret")`, "no file '" + allowed + "/secret/init.lua'"},
 		{"loadfile outside", `return assert(loadfile(` + luaQuote(filepath.Join(outside, "secret.lua")) + `))`, "no such file in the directories the sandbox allows"},
