@@ -7,7 +7,7 @@ BIN := bin/moonbridge
 # Tests build and run the examples with go: find the same one.
 export PATH := $(patsubst %/,%,$(dir $(GO))):$(PATH)
 
-.PHONY: all deps build test check asan vet fmt-check bench-check fuzz fuzz-asan demo bench clean
+.PHONY: all deps build test check asan vet fmt-check bench-check fuzz fuzz-asan demo bench clean mutate
 
 all: build
 
