@@ -10,6 +10,7 @@
 //	row: the Guarantees row it breaks (a few words of it)
 //	file: core/call.c
 //	test: ./bridge ^TestACompletedWaitStands$
+//	timeout: 2m   (optional: go test's -timeout, for a bug that hangs)
 //	--- find
 //	exact text, found exactly once in file
 //	--- replace
@@ -44,6 +45,7 @@ type mutation struct {
 	file    string
 	pkg     string
 	run     string
+	timeout string // go test's -timeout, when the bug would hang
 	find    string
 	replace string
 }
@@ -125,6 +127,11 @@ func parse(path string) (mutation, error) {
 				return m, fmt.Errorf("%s: test: wants a package and a -run pattern", path)
 			}
 			m.pkg, m.run = f[0], f[1]
+		case strings.HasPrefix(line, "timeout:"):
+			m.timeout = strings.TrimSpace(strings.TrimPrefix(line, "timeout:"))
+			if _, err := time.ParseDuration(m.timeout); err != nil {
+				return m, fmt.Errorf("%s: timeout: %w", path, err)
+			}
 		}
 	}
 	if m.file == "" || m.pkg == "" || m.row == "" || m.find == "" {
@@ -151,7 +158,11 @@ func try(m mutation, work string, timeout time.Duration) (result, detail string)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-run", m.run, m.pkg)
+	args := []string{"test", "-count=1", "-run", m.run}
+	if m.timeout != "" {
+		args = append(args, "-timeout", m.timeout)
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, m.pkg)...)
 	cmd.Dir = work
 	out, err := cmd.CombinedOutput()
 	switch {
