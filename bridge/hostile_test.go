@@ -439,6 +439,8 @@ func TestHostileRunsCannotChangeWhatOthersSee(t *testing.T) {
 		"string metatable":         `getmetatable("").__index = {format = function() return "pwned" end}`,
 		"string metatable rawset":  `rawset(getmetatable(""), "__index", {})`,
 		"string metatable setmt":   `setmetatable(getmetatable(""), {})`,
+		"string metatable rawget":  `rawget(getmetatable(""), "__index").format = function() return "pwned" end`,
+		"next on a library":        `local k, v = next(getmetatable("")); while k ~= "__index" do k, v = next(getmetatable(""), k) end; v.format = function() return "pwned" end`,
 		"task.spawn":               `require("task").spawn = function() return "pwned" end`,
 		"Task.wait":                `getmetatable(require("task").spawn(function() end)).__index.wait = function() return "pwned" end`,
 		"Task metatable":           `getmetatable(require("task").spawn(function() end)).__index = function() return function() return "pwned" end end`,
