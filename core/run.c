@@ -440,10 +440,12 @@ void mb_run_drain_cancel(mb_rt *rt, mb_run_cancel_msg *c) {
   mb_run *r = mb_run_find(rt, c->id);
   int deadline = c->deadline;
   free(c);
-  if (r != NULL && deadline)
+  if (r != NULL && deadline) {
+    r->limit = MB_LIMIT_DEADLINE; /* its killed tasks' cleanup is over it too */
     mb_run_abort(rt, r, "limit", "deadline", "the run's deadline passed");
-  else if (r != NULL)
+  } else if (r != NULL) {
     mb_run_abort(rt, r, "cancelled", NULL, "the run's context was cancelled");
+  }
 }
 
 /* The runtime is closing: every run ends, its tasks killed. */
