@@ -61,6 +61,24 @@ void mb_limit_raise(lua_State *L, mb_run *r) {
   mb_errors_throw(L, "limit", mb_limit_op(r->limit), "%s", mb_limit_message(r->limit));
 }
 
+/* Call f(ud) protected, as lua_pcall(L, 1, nresults, 0) would, with what
+** it allocates held to MemoryLimit itself rather than the scheduler's
+** reserve: for the scheduler's work on a run's own data (its chunk, a
+** Call's arguments, SetGlobal's value), of any size a host sends. Out of
+** memory, the caller fails the run (status LUA_ERRMEM), and the reserve
+** is left for reporting it. */
+int mb_limit_pcall_strict(lua_State *L, lua_CFunction f, void *ud, int nresults) {
+  mb_rt *rt = mb_rt_of(L);
+  size_t reserve = rt->mem_reserve;
+  int st;
+  lua_pushcfunction(L, f);
+  lua_pushlightuserdata(L, ud);
+  rt->mem_reserve = 0;
+  st = lua_pcall(L, 1, nresults, 0);
+  rt->mem_reserve = reserve;
+  return st;
+}
+
 /* From the count hook: charge r the instructions since the last call and
 ** look at the clock. Returns nonzero when the run is over either (or
 ** another limit): the hook raises its error. */
