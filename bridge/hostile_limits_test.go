@@ -291,3 +291,56 @@ func TestHostileErrorMetatableTamperedOutsideTheSandbox(t *testing.T) {
 	wantKind(t, err, "runtime", "", "nosuchfn")
 	servesAfter(t, rt, out)
 }
+
+// A coroutine that the count hook's error ended (its run's limit) has
+// its hooks off for good: Lua turns them on again only when the hook
+// returns or a pcall inside the coroutine catches. Closing it then ran its
+// __close handlers with no hook, and one that looped hung the Runtime
+// (FuzzHostile found it through coroutine.wrap, whose error path closes
+// the coroutine). Its handlers are not run; its error is what close
+// gives. A coroutine that failed with an ordinary error is closed as
+// stock Lua closes it.
+func TestHostileCoroutineEndedByALimitIsClosedWithoutItsHandlers(t *testing.T) {
+	const looping = `coroutine.create(function()
+		local c <close> = setmetatable({}, {__close = function() while true do end end})
+		while true do end
+	end)`
+	t.Run("wrap's error", func(t *testing.T) {
+		rt, out := hostileRuntime(t, nil)
+		err := hostileRun(t, rt, `pcall(coroutine.wrap(function()
+			local c <close> = setmetatable({}, {__close = function() while true do end end})
+			while true do end
+		end))`)
+		wantStopped(t, err)
+		servesAfter(t, rt, out)
+	})
+	t.Run("closed in a later run", func(t *testing.T) {
+		rt, out := hostileRuntime(t, func(o *bridge.Options) { o.Sandbox = false })
+		wantStopped(t, hostileRun(t, rt, `co = `+looping+` coroutine.resume(co)`))
+		if err := hostileRun(t, rt, `print(coroutine.close(co))`); err != nil {
+			t.Fatal(err)
+		}
+		if got := out.String(); !strings.HasPrefix(got, "false\t") || !strings.Contains(got, "limit") {
+			t.Errorf("coroutine.close gave %q, want false and the limit error", got)
+		}
+		servesAfter(t, rt, out)
+	})
+	t.Run("an ordinary error", func(t *testing.T) {
+		rt, out := hostileRuntime(t, nil)
+		err := hostileRun(t, rt, `
+			print(pcall(coroutine.wrap(function()
+				local c <close> = setmetatable({}, {__close = function() print("closed") end})
+				error("w")
+			end)))
+			local co = coroutine.create(function()
+				local c <close> = setmetatable({}, {__close = function() print("closed too") end})
+				error("v")
+			end)
+			print(coroutine.resume(co))
+			print(coroutine.close(co))`)
+		if want := "closed\nfalse\thostile:4: w\nfalse\thostile:8: v\nclosed too\nfalse\thostile:8: v\n"; err != nil || out.String() != want {
+			t.Errorf("%v %q, want %q", err, out.String(), want)
+		}
+		servesAfter(t, rt, out)
+	})
+}

@@ -85,9 +85,14 @@ static int mb_coro_run(lua_State *L, lua_State *co, int narg, int *nres) {
   int status;
   mb_coro_hook(L, co);
   rt->running = co;
+  rt->hook_raised_in = NULL;
   status = lua_resume(co, L, narg, nres);
   rt->running = outer;
   if (status == LUA_ERRMEM) mb_limit_oom_keep(rt); /* where co ran out */
+  if (status != LUA_OK && status != LUA_YIELD && rt->hook_raised_in == co) {
+    rt->hook_raised_in = NULL;
+    mb_limit_died_in_hook(L, co); /* its hooks stay off: see there */
+  }
   return status;
 }
 

@@ -314,15 +314,66 @@ static int mb_limit_cstack_room(void) {
   return mb_limit_cstack_low == 1 || (uintptr_t)&here - mb_limit_cstack_low > MB_LIMIT_CSTACK_SPARE;
 }
 
+/* The threads that died of an error the count hook raised in them (weak
+** keys). Lua turns a thread's hooks off while it calls a hook and turns
+** them on again only when the hook returns, or when a pcall inside the
+** thread catches the error: such a thread runs its __close handlers, when
+** it is closed, with no hook at all, and nothing could stop one that
+** loops. So they are not run (mb_limit_closethread). */
+static const char mb_limit_key_hooksoff;
+
+void mb_limit_died_in_hook(lua_State *L, lua_State *co) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &mb_limit_key_hooksoff) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &mb_limit_key_hooksoff);
+  }
+  if (!lua_checkstack(co, 1)) { /* no room to name it: its handlers run, as stock */
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushthread(co);
+  lua_xmove(co, L, 1);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+/* Whether co died of an error the count hook raised in it. */
+static int mb_limit_hooks_off(lua_State *L, lua_State *co) {
+  int off = 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &mb_limit_key_hooksoff) == LUA_TTABLE &&
+      lua_checkstack(co, 2)) {
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    off = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return off;
+}
+
 /* Close co (reset it, running its pending __close handlers) for L, as
 ** 5.4.6's lua_closethread(co, L): too deeply nested, it fails with "C
 ** stack overflow" and leaves co as it was. Returns the status; an error's
 ** value is moved to L's top. co runs its handlers as the running thread
-** (rt->running: where the allocator notes a memory error). */
+** (rt->running: where the allocator notes a memory error). A thread that
+** died of an error the count hook raised keeps its handlers unrun and its
+** error (see mb_limit_died_in_hook). */
 int mb_limit_closethread(lua_State *L, lua_State *co) {
   mb_rt *rt = mb_rt_of(L);
   lua_State *outer = rt->running;
-  int status;
+  int status = lua_status(co);
+  if (status != LUA_OK && status != LUA_YIELD && mb_limit_hooks_off(L, co)) {
+    lua_pushvalue(co, -1); /* its error: Lua left a copy below what a resume moved */
+    lua_xmove(co, L, 1);
+    return status;
+  }
   if (mb_limit_nclosing >= MB_LIMIT_CLOSE_DEPTH || !mb_limit_cstack_room()) {
     lua_pushliteral(L, "C stack overflow");
     return LUA_ERRRUN;

@@ -30,6 +30,7 @@ int mb_limit_hook_count(mb_rt *rt, mb_run *r);
 int mb_limit_tick(mb_rt *rt, mb_run *r);
 int mb_limit_alloc_over(mb_rt *rt);
 int mb_limit_closethread(lua_State *L, lua_State *co);
+void mb_limit_died_in_hook(lua_State *L, lua_State *co);
 int mb_limit_pcall_strict(lua_State *L, lua_CFunction f, void *ud, int nresults);
 int mb_limit_charge(lua_State *L, int64_t n);
 int mb_limit_precharge(mb_rt *rt, mb_run *r);

@@ -741,6 +741,7 @@ static void mb_task_hook(lua_State *L, lua_Debug *ar) {
   ** hook): xpcall's handler wrapper runs a script's handler elsewhere
   ** then (mb_task_xpcall_msgh). */
   rt->hook_raised = 1;
+  rt->hook_raised_in = L; /* until it returns, or a pcall in L catches */
   if ((r->insn_limited || r->deadline > 0 || r->limit != MB_LIMIT_NONE) && mb_limit_tick(rt, r))
     mb_limit_raise(L, r);
   if (t->killed) {
@@ -748,10 +749,12 @@ static void mb_task_hook(lua_State *L, lua_Debug *ar) {
     ** cannot wait for it. */
     if (rt->closing) mb_errors_throw(L, "closed", NULL, "the runtime was closed");
     rt->hook_raised = 0;
+    rt->hook_raised_in = NULL;
     return;
   }
   if (t->cancel == MB_CANCEL_PENDING) mb_task_cancel_raise(L, t);
   rt->hook_raised = 0;
+  rt->hook_raised_in = NULL;
   if (rt->slice == 0 || (t->slice_used += rt->hook_count) < rt->slice) return;
   t->slice_used = 0;
   if (!lua_isyieldable(L)) return;
@@ -771,6 +774,7 @@ void mb_task_set_slice(mb_rt *rt, int instructions) {
 static int mb_task_finishpcall(lua_State *L, int status, lua_KContext extra) {
   if (status != LUA_OK && status != LUA_YIELD) {
     mb_rt_of(L)->hook_raised = 0;
+    mb_rt_of(L)->hook_raised_in = NULL; /* caught: Lua turned L's hooks on again */
     mb_limit_caught(L, status);
     mb_task_caught(L, -1);
     lua_pushboolean(L, 0);
