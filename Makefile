@@ -87,6 +87,7 @@ fuzz: deps
 	$(FUZZ) ./core FuzzStrlib $(FUZZARGS)
 	$(FUZZ) ./bridge FuzzCallArgs $(FUZZARGS)
 	$(FUZZ) ./bridge FuzzJSONDecode $(FUZZARGS)
+	$(FUZZ) ./bridge FuzzHostile $(FUZZARGS)
 	$(FUZZ) ./bridge/llm FuzzSSEReader $(FUZZARGS)
 	$(FUZZ) ./bridge/llm FuzzNDJSONReader $(FUZZARGS)
 	$(FUZZ) ./bridge/llm FuzzOllamaStream $(FUZZARGS)

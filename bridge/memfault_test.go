@@ -73,10 +73,17 @@ func runLimited(t *testing.T, opts bridge.Options, g goldenScript) limitedRun {
 	return limitedRun{err: err, out: out.String(), stderr: stderr.String()}
 }
 
+// noMemoryForTheChunk is the memory limit error of a run whose chunk or
+// values do not fit in MemoryLimit: they are the run's own data, held to
+// it, and no task has started.
+const noMemoryForTheChunk = "not enough memory for the run's chunk or values"
+
 // checkStopped checks a run that a limit ended: a limit error of op with
 // its message (and, for memory, the traceback of the task it stopped: an
-// instruction budget may also run out before a task starts), after the
-// script printed what it prints without a limit, up to where it stopped.
+// instruction budget may also run out before a task starts, and memory
+// before the chunk is loaded, with that error's own message and no
+// output), after the script printed what it prints without a limit, up to
+// where it stopped.
 func checkStopped(t *testing.T, what string, g goldenScript, r limitedRun, op string, prefix bool) {
 	t.Helper()
 	var le *bridge.LuaError
@@ -86,6 +93,10 @@ func checkStopped(t *testing.T, what string, g goldenScript, r limitedRun, op st
 		return
 	case le.Message == "":
 		t.Errorf("%s: the limit error has no message", what)
+	case op == "memory" && le.Message == noMemoryForTheChunk:
+		if r.out != "" || le.Traceback != "" {
+			t.Errorf("%s: the chunk did not fit, yet the run printed %q, traceback %q", what, r.out, le.Traceback)
+		}
 	case op == "memory" && (!strings.Contains(le.Traceback, "in task ") || !strings.Contains(le.Traceback, "stack traceback:")):
 		t.Errorf("%s: the memory error lacks the traceback of the task it stopped:\n%s", what, le.Traceback)
 	case prefix && !strings.HasPrefix(g.out, r.out):

@@ -57,6 +57,25 @@ static int mb_coro_status_of(lua_State *L, lua_State *co) {
   }
 }
 
+/* co is about to run the running task's code (L is the thread that
+** resumes or closes it): it gets L's count hook, the one the task's run
+** needs. A coroutine carries the hook of the thread that made it, which
+** may be another task's or an earlier run's, with other limits or none
+** (a coroutine made in a run without a deadline and resumed in one with
+** it must stop at the deadline). Setting a hook restarts its count, so
+** under an instruction budget the new count's last period is paid now,
+** as a new coroutine's is (mb_coro_new). */
+static void mb_coro_hook(lua_State *L, lua_State *co) {
+  lua_Hook hook = lua_gethook(L);
+  int mask = lua_gethookmask(L), count = lua_gethookcount(L);
+  mb_task *t;
+  if (lua_gethook(co) == hook && lua_gethookmask(co) == mask && lua_gethookcount(co) == count)
+    return;
+  t = mb_rt_of(L)->current;
+  if (t != NULL && mb_limit_precharge(mb_rt_of(L), t->run)) mb_limit_raise(L, t->run);
+  lua_sethook(co, hook, mask, count);
+}
+
 /* lua_resume, noting co as the thread that runs the task's Lua code until
 ** it returns: the allocator reads where a task ran out of memory there
 ** (mb_limit_oom_where), and that place is kept when co fails so. */
@@ -64,10 +83,16 @@ static int mb_coro_run(lua_State *L, lua_State *co, int narg, int *nres) {
   mb_rt *rt = mb_rt_of(L);
   lua_State *outer = rt->running;
   int status;
+  mb_coro_hook(L, co);
   rt->running = co;
+  rt->hook_raised_in = NULL;
   status = lua_resume(co, L, narg, nres);
   rt->running = outer;
   if (status == LUA_ERRMEM) mb_limit_oom_keep(rt); /* where co ran out */
+  if (status != LUA_OK && status != LUA_YIELD && rt->hook_raised_in == co) {
+    rt->hook_raised_in = NULL;
+    mb_limit_died_in_hook(L, co); /* its hooks stay off: see there */
+  }
   return status;
 }
 
@@ -175,8 +200,8 @@ static int mb_coro_wrap_finish(lua_State *L, lua_State *co, int r) {
   if (r < 0) {
     int stat = lua_status(co);
     if (stat != LUA_OK && stat != LUA_YIELD) { /* error in the coroutine */
-      stat = lua_resetthread(co);              /* close its tbc variables */
-      lua_xmove(co, L, 1);
+      lua_pop(L, 1);                           /* the copy mb_coro_after moved */
+      stat = mb_limit_closethread(L, co);      /* close its tbc variables */
     }
     /* A memory error's message is left alone: lua_error raises it with
     ** LUA_ERRMEM again, which is how the scheduler tells it. */
@@ -255,19 +280,26 @@ static int mb_coro_running(lua_State *L) {
   return 2;
 }
 
+/* coroutine.close, as Lua 5.4.6's: nested closes fail with "C stack
+** overflow" instead of overflowing it (mb_limit_closethread), and co's
+** __close handlers run under the running task's hook. A limit error they
+** end with is raised on: the run is over (as pcall does). */
 static int mb_coro_close(lua_State *L) {
   lua_State *co = mb_coro_get(L);
   int status = mb_coro_status_of(L, co);
   switch (status) {
     case MB_CO_DEAD:
     case MB_CO_YIELD:
-      status = lua_resetthread(co);
+      mb_coro_hook(L, co);
+      status = mb_limit_closethread(L, co);
       if (status == LUA_OK) {
         lua_pushboolean(L, 1);
         return 1;
       }
+      mb_limit_caught(L, status);
+      mb_task_caught(L, -1);
       lua_pushboolean(L, 0);
-      lua_xmove(co, L, 1);
+      lua_insert(L, -2);
       return 2;
     default:
       return luaL_error(L, "cannot close a %s coroutine", mb_coro_statname[status]);

@@ -17,6 +17,24 @@
 #include "errors.h"
 #include "state.h"
 
+/* An error's fields are read and written raw: the core never runs a
+** metamethod a script could set (outside the sandbox the error
+** metatable can be changed), which might loop where no limit holds (in
+** the scheduler, or in a message handler with hooks off). */
+static int mb_errors_get(lua_State *L, int idx, const char *k) {
+  idx = lua_absindex(L, idx);
+  lua_pushstring(L, k);
+  return lua_rawget(L, idx);
+}
+
+/* t[k] = the value on the top, popped; t at idx. */
+static void mb_errors_set(lua_State *L, int idx, const char *k) {
+  idx = lua_absindex(L, idx);
+  lua_pushstring(L, k);
+  lua_insert(L, -2);
+  lua_rawset(L, idx);
+}
+
 /* 0: not one of ours; 1: an error; 2: a fresh one (see mb_errors_raise). */
 static int mb_errors_is(lua_State *L, int idx) {
   mb_rt *rt = mb_rt_of(L);
@@ -102,7 +120,7 @@ static void mb_errors_tb_cheap(lua_State *L, const char *msg, int level) {
 ** cancellation (the error table at idx has kind "cancelled"). */
 static void mb_errors_traceback(lua_State *L, int idx, const char *msg) {
   int cancelled;
-  lua_getfield(L, idx, "kind");
+  mb_errors_get(L, idx, "kind");
   cancelled = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "cancelled") == 0;
   lua_pop(L, 1);
   if (cancelled)
@@ -119,7 +137,7 @@ static void mb_errors_traceback(lua_State *L, int idx, const char *msg) {
 int mb_errors_raise(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
   mb_errors_traceback(L, lua_gettop(L), NULL);
-  lua_setfield(L, -2, "traceback");
+  mb_errors_set(L, -2, "traceback");
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->error_fresh_mt_ref);
   lua_setmetatable(L, -2);
   lua_error(L);
@@ -264,7 +282,7 @@ void mb_errors_stamp(lua_State *L, const char *head) {
       msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
     mb_errors_push(L, "runtime", NULL, msg, strlen(msg));
     lua_pushvalue(L, 1);
-    lua_setfield(L, -2, "cause");
+    mb_errors_set(L, -2, "cause");
     lua_replace(L, 1);
     lua_settop(L, 1);
   }
@@ -272,10 +290,10 @@ void mb_errors_stamp(lua_State *L, const char *head) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->error_mt_ref);
     lua_setmetatable(L, 1);
     lua_pushnil(L);
-    lua_setfield(L, 1, "traceback");
+    mb_errors_set(L, 1, "traceback");
   }
   mb_errors_traceback(L, 1, head);
-  if (lua_getfield(L, 1, "traceback") == LUA_TSTRING) {
+  if (mb_errors_get(L, 1, "traceback") == LUA_TSTRING) {
     lua_insert(L, -2); /* old new */
     lua_pushliteral(L, "\n");
     lua_insert(L, -2); /* old "\n" new */
@@ -283,7 +301,7 @@ void mb_errors_stamp(lua_State *L, const char *head) {
   } else {
     lua_pop(L, 1);
   }
-  lua_setfield(L, 1, "traceback");
+  mb_errors_set(L, 1, "traceback");
 }
 
 /* The error on L's top ended a task without going through its message
@@ -307,13 +325,13 @@ void mb_errors_adopt(lua_State *L, const char *kind, const char *op, const char 
   mb_errors_push(L, kind, op, msg, strlen(msg)); /* e msg err */
   lua_remove(L, -2);
   lua_pushvalue(L, e);
-  lua_setfield(L, -2, "cause");
+  mb_errors_set(L, -2, "cause");
   if (where != NULL)
     lua_pushfstring(L, "%s\n%s", head, where);
   else
     lua_pushfstring(L, "%s (no stack traceback: Lua unwinds the stack before any "
                        "message handler runs for this error)", head);
-  lua_setfield(L, -2, "traceback");
+  mb_errors_set(L, -2, "traceback");
   lua_replace(L, e);
 }
 
@@ -334,7 +352,8 @@ int mb_errors_has(lua_State *L, int idx, const char *kind, const char *op) {
 }
 
 static int mb_errors_tostring(lua_State *L) {
-  lua_getfield(L, 1, "message");
+  if (!lua_istable(L, 1)) return luaL_typeerror(L, 1, "error");
+  mb_errors_get(L, 1, "message");
   if (!lua_isstring(L, -1)) lua_pushliteral(L, "error");
   return 1;
 }
@@ -351,13 +370,13 @@ int mb_errors_fields(lua_State *L, int idx, mb_buf *out) {
   luaL_checkstack(L, 8, "error fields");
   if (mb_errors_is(L, idx)) {
     for (i = 0; i < 4; i++) {
-      lua_getfield(L, idx, names[i]);
+      mb_errors_get(L, idx, names[i]);
       if (!lua_isstring(L, -1)) {
         lua_pop(L, 1);
         lua_pushstring(L, i == 1 ? "runtime" : "");
       }
     }
-    lua_getfield(L, idx, "code");
+    mb_errors_get(L, idx, "code");
     lua_pushinteger(L, lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0);
     lua_remove(L, -2);
   } else {
@@ -382,7 +401,7 @@ void mb_errors_push_exit(lua_State *L, int code) {
   mb_errors_push(L, "exit", NULL, msg, strlen(msg));
   lua_remove(L, -2);
   lua_pushinteger(L, code);
-  lua_setfield(L, -2, "code");
+  mb_errors_set(L, -2, "code");
 }
 
 /* errors.new(fields): make the table an error (kind defaults to
@@ -391,11 +410,11 @@ int mb_errors_l_new(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  if (lua_getfield(L, 1, "message") != LUA_TSTRING)
+  if (mb_errors_get(L, 1, "message") != LUA_TSTRING)
     return mb_errors_misuse(L, "errors.new: field 'message' must be a string");
-  if (lua_getfield(L, 1, "kind") == LUA_TNIL) {
+  if (mb_errors_get(L, 1, "kind") == LUA_TNIL) {
     lua_pushliteral(L, "runtime");
-    lua_setfield(L, 1, "kind");
+    mb_errors_set(L, 1, "kind");
   }
   lua_settop(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->error_mt_ref);

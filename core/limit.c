@@ -13,6 +13,7 @@
 ** by its text; as Lua calls no message handler for it, the allocator
 ** notes where the task was when it refused (mb_limit_oom_where).
 */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,7 +22,19 @@
 
 #define MB_LIMIT_OOM_FRAMES 16 /* frames shown where a task ran out of memory */
 
-void mb_limit_set_memory(mb_rt *rt, size_t bytes) { rt->mem_limit = bytes; }
+/* MemoryLimit. The scheduler's own allocations (rt->current NULL: a run's
+** start, its result, a deadlock report, and whatever finalizers the
+** collector runs meanwhile) may go an eighth past it, at least 1 MiB and
+** at most 64 MiB, so that a run that hit the limit can still be reported
+** and the Runtime keeps serving; everything a task runs, and finalizers
+** run by Close, get the limit itself. */
+void mb_limit_set_memory(mb_rt *rt, size_t bytes) {
+  size_t reserve = bytes / 8;
+  if (reserve < MB_LIMIT_RESERVE_MIN) reserve = MB_LIMIT_RESERVE_MIN;
+  if (reserve > MB_LIMIT_RESERVE_MAX) reserve = MB_LIMIT_RESERVE_MAX;
+  rt->mem_limit = bytes;
+  rt->mem_reserve = bytes > 0 ? reserve : 0;
+}
 
 void mb_limit_set_output(mb_rt *rt, int64_t bytes) { rt->output_limit = bytes; }
 
@@ -48,21 +61,63 @@ void mb_limit_raise(lua_State *L, mb_run *r) {
   mb_errors_throw(L, "limit", mb_limit_op(r->limit), "%s", mb_limit_message(r->limit));
 }
 
-/* Charge n instructions to r, look at the clock, and raise if the run is
-** over either. */
-static void mb_limit_spend(lua_State *L, mb_run *r, int64_t n) {
+/* Call f(ud) protected, as lua_pcall(L, 1, nresults, 0) would, with what
+** it allocates held to MemoryLimit itself rather than the scheduler's
+** reserve: for the scheduler's work on a run's own data (its chunk, a
+** Call's arguments, SetGlobal's value), of any size a host sends. Out of
+** memory, the caller fails the run (status LUA_ERRMEM), and the reserve
+** is left for reporting it. */
+int mb_limit_pcall_strict(lua_State *L, lua_CFunction f, void *ud, int nresults) {
+  mb_rt *rt = mb_rt_of(L);
+  size_t reserve = rt->mem_reserve;
+  int st;
+  lua_pushcfunction(L, f);
+  lua_pushlightuserdata(L, ud);
+  rt->mem_reserve = 0;
+  st = lua_pcall(L, 1, nresults, 0);
+  rt->mem_reserve = reserve;
+  return st;
+}
+
+/* From the count hook: charge r the instructions since the last call and
+** look at the clock. Returns nonzero when the run is over either (or
+** another limit): the hook raises its error. */
+int mb_limit_tick(mb_rt *rt, mb_run *r) {
   if (r->limit == MB_LIMIT_NONE) {
-    if (r->insn_limited && (r->insn_left -= n) < 0)
+    if (r->insn_limited && (r->insn_left -= rt->hook_count) < 0)
       r->limit = MB_LIMIT_INSN;
     else if (r->deadline > 0 && uv_hrtime() >= r->deadline)
       r->limit = MB_LIMIT_DEADLINE;
   }
-  if (r->limit != MB_LIMIT_NONE) mb_limit_raise(L, r);
+  return r->limit != MB_LIMIT_NONE;
 }
 
-/* From the count hook: charge the instructions since the last call. */
-void mb_limit_check(lua_State *L, mb_rt *rt, mb_run *r) {
-  mb_limit_spend(L, r, rt->hook_count);
+/* The allocator's look at the running task's run, every
+** MB_LIMIT_ALLOC_WATCH bytes (mb_limit_alloc_refuses): refuse (1) once
+** the run is over its deadline or budget, or another limit. The refusal
+** is Lua's memory error in the task, told apart by the field set here
+** (r->limit): whatever catches it raises the run's limit error instead
+** (mb_task_caught), and a task it ends fails with that error. alloc_watch
+** stays spent, so the task's next allocations are looked at, and refused,
+** too. */
+int mb_limit_alloc_over(mb_rt *rt) {
+  mb_task *t = rt->current;
+  mb_run *r;
+  if (t != NULL) {
+    r = t->run;
+    if (r->limit == MB_LIMIT_NONE) {
+      if (r->insn_limited && r->insn_left < 0)
+        r->limit = MB_LIMIT_INSN;
+      else if (r->deadline > 0 && uv_hrtime() >= r->deadline)
+        r->limit = MB_LIMIT_DEADLINE;
+    }
+    if (r->limit != MB_LIMIT_NONE) {
+      rt->over_limit = 1;
+      return 1;
+    }
+  }
+  rt->alloc_watch = MB_LIMIT_ALLOC_WATCH;
+  return 0;
 }
 
 /* Charge steps of work done inside one C library call (string.find,
@@ -218,6 +273,116 @@ void mb_limit_forget(mb_rt *rt, mb_task *t) {
 void mb_limit_caught(lua_State *L, int status) {
   mb_rt *rt = mb_rt_of(L);
   if (status == LUA_ERRMEM) rt->oom_kept = 0; /* the next one notes its own place */
+  if (rt->current != NULL && rt->current->run->limit != MB_LIMIT_NONE)
+    return; /* the run is over a limit: that is what the error is */
   if (rt->mem_limit > 0 && (status == LUA_ERRMEM || mb_errors_has(L, -1, "limit", "memory")))
     rt->oom_caught++;
+}
+
+/* ---------------------------------------------------------------------
+** Closing a coroutine, as Lua 5.4.6 does it. In 5.4.4 lua_resetthread
+** runs the coroutine's __close handlers with the coroutine's own count of
+** nested C calls, not its closer's, so a chain of coroutines each closing
+** the previous one from a __close handler nests without bound and
+** overflows the C stack (a bug on lua.org's list for 5.4.4: stock lua5.4
+** crashes at about 14,000). 5.4.6's lua_closethread(co, from) counts the
+** closer's calls and fails with "C stack overflow". The closes nested on
+** this thread's C stack are counted here, and its C stack is measured
+** as well (what runs inside each close may nest C calls of its own).
+** ------------------------------------------------------------------- */
+#define MB_LIMIT_CLOSE_DEPTH 200           /* LUAI_MAXCCALLS, as 5.4.6 counts */
+#define MB_LIMIT_CSTACK_SPARE (512 * 1024) /* C stack kept free below a close */
+
+static __thread int mb_limit_nclosing;       /* closes in progress on this thread */
+static __thread uintptr_t mb_limit_cstack_low; /* its stack's lowest address, 1: unknown */
+
+/* Whether this thread's C stack has MB_LIMIT_CSTACK_SPARE left. Its
+** bounds are read once per thread (the loop's driver goroutines run on
+** a few). The stack grows down. */
+static int mb_limit_cstack_room(void) {
+  char here;
+  if (mb_limit_cstack_low == 0) {
+    pthread_attr_t a;
+    void *addr;
+    size_t size;
+    mb_limit_cstack_low = 1;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+      if (pthread_attr_getstack(&a, &addr, &size) == 0) mb_limit_cstack_low = (uintptr_t)addr;
+      pthread_attr_destroy(&a);
+    }
+  }
+  return mb_limit_cstack_low == 1 || (uintptr_t)&here - mb_limit_cstack_low > MB_LIMIT_CSTACK_SPARE;
+}
+
+/* The threads that died of an error the count hook raised in them (weak
+** keys). Lua turns a thread's hooks off while it calls a hook and turns
+** them on again only when the hook returns, or when a pcall inside the
+** thread catches the error: such a thread runs its __close handlers, when
+** it is closed, with no hook at all, and nothing could stop one that
+** loops. So they are not run (mb_limit_closethread). */
+static const char mb_limit_key_hooksoff;
+
+void mb_limit_died_in_hook(lua_State *L, lua_State *co) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &mb_limit_key_hooksoff) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &mb_limit_key_hooksoff);
+  }
+  if (!lua_checkstack(co, 1)) { /* no room to name it: its handlers run, as stock */
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushthread(co);
+  lua_xmove(co, L, 1);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+/* Whether co died of an error the count hook raised in it. */
+static int mb_limit_hooks_off(lua_State *L, lua_State *co) {
+  int off = 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &mb_limit_key_hooksoff) == LUA_TTABLE &&
+      lua_checkstack(co, 2)) {
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    off = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return off;
+}
+
+/* Close co (reset it, running its pending __close handlers) for L, as
+** 5.4.6's lua_closethread(co, L): too deeply nested, it fails with "C
+** stack overflow" and leaves co as it was. Returns the status; an error's
+** value is moved to L's top. co runs its handlers as the running thread
+** (rt->running: where the allocator notes a memory error). A thread that
+** died of an error the count hook raised keeps its handlers unrun and its
+** error (see mb_limit_died_in_hook). */
+int mb_limit_closethread(lua_State *L, lua_State *co) {
+  mb_rt *rt = mb_rt_of(L);
+  lua_State *outer = rt->running;
+  int status = lua_status(co);
+  if (status != LUA_OK && status != LUA_YIELD && mb_limit_hooks_off(L, co)) {
+    lua_pushvalue(co, -1); /* its error: Lua left a copy below what a resume moved */
+    lua_xmove(co, L, 1);
+    return status;
+  }
+  if (mb_limit_nclosing >= MB_LIMIT_CLOSE_DEPTH || !mb_limit_cstack_room()) {
+    lua_pushliteral(L, "C stack overflow");
+    return LUA_ERRRUN;
+  }
+  mb_limit_nclosing++;
+  rt->running = co;
+  status = lua_resetthread(co);
+  rt->running = outer;
+  mb_limit_nclosing--;
+  if (status != LUA_OK) lua_xmove(co, L, 1);
+  return status;
 }

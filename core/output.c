@@ -138,17 +138,24 @@ static int mb_output_fflush(lua_State *L) {
 }
 
 /* Report an error nobody will see otherwise (a task that failed with no
-** one waiting, after its run's result was decided) on the Go stderr. */
+** one waiting, after its run's result was decided) on the Go stderr. The
+** scheduler calls this, outside any task: the error is read raw, and no
+** metamethod (__index, __tostring) a script may have set runs. */
 void mb_output_report(lua_State *L, int idx) {
   mb_rt *rt = mb_rt_of(L);
   const char *msg, *tb = "", *s;
   int top = lua_gettop(L);
   idx = lua_absindex(L, idx);
-  if (lua_istable(L, idx) && lua_getfield(L, idx, "message") == LUA_TSTRING) {
+  lua_pushliteral(L, "message");
+  if (lua_istable(L, idx) && lua_rawget(L, idx) == LUA_TSTRING) {
     msg = lua_tostring(L, -1);
-    if (lua_getfield(L, idx, "traceback") == LUA_TSTRING) tb = lua_tostring(L, -1);
+    lua_pushliteral(L, "traceback");
+    if (lua_rawget(L, idx) == LUA_TSTRING) tb = lua_tostring(L, -1);
+  } else if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER) {
+    lua_pushvalue(L, idx);
+    msg = lua_tostring(L, -1);
   } else {
-    msg = luaL_tolstring(L, idx, NULL);
+    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
   }
   s = lua_pushfstring(L, "moonbridge: a task failed and nobody waited for it: %s\n%s\n", msg, tb);
   mbGoWrite(rt->go_handle, 2, (char *)s, lua_rawlen(L, -1));

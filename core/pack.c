@@ -21,7 +21,8 @@ void mb_pack_values(lua_State *L, int n) {
 int mb_pack_unpack(lua_State *L, int idx) {
   int i, n;
   idx = lua_absindex(L, idx);
-  lua_getfield(L, idx, "n");
+  lua_pushliteral(L, "n"); /* raw: the table may have reached a script */
+  lua_rawget(L, idx);
   n = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
   luaL_checkstack(L, n, "too many results");

@@ -190,13 +190,11 @@ int mb_rt_close(mb_rt *rt) {
 /* ---------------------------------------------------------------------
 ** Life cycle.
 ** ------------------------------------------------------------------- */
-/* Lua's allocator. It counts what Lua holds, and with a memory limit set
-** refuses a task's allocation past it, noting where the task is: Lua
-** then collects garbage, tries once more, and raises a memory error
-** (LUA_ERRMEM) in the task, without a message handler. The
-** scheduler's own allocations (rt->current is NULL) may go past the
-** limit, so a run that hit it can still be reported and the Runtime keeps
-** serving. */
+/* Lua's allocator. It counts what Lua holds, and refuses what the limits
+** do not allow (mb_limit_alloc_refuses: MemoryLimit, with the scheduler's
+** reserve outside tasks, and a task's run past its deadline or budget),
+** noting where the task is: Lua then collects garbage, tries once more,
+** and raises a memory error (LUA_ERRMEM) without a message handler. */
 static void *mb_rt_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   mb_rt *rt = (mb_rt *)ud;
   size_t old = ptr != NULL ? osize : 0; /* without ptr, osize is a type tag */
@@ -206,8 +204,7 @@ static void *mb_rt_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     rt->mem_used -= old;
     return NULL;
   }
-  if (nsize > old && rt->mem_limit > 0 && rt->current != NULL &&
-      rt->mem_used + (nsize - old) > rt->mem_limit) {
+  if (nsize > old && mb_limit_alloc_refuses(rt, nsize - old)) {
     rt->alloc_failed++;
     mb_limit_oom_where(rt); /* for the error's traceback */
     return NULL;
@@ -271,6 +268,7 @@ mb_rt *mb_rt_new(uintptr_t go_handle) {
   if (rt == NULL) goto fail;
   rt->go_handle = go_handle;
   rt->rand = 0x9e3779b9u;
+  rt->alloc_watch = MB_LIMIT_ALLOC_WATCH;
   mb_list_init(&rt->ready);
   mb_list_init(&rt->runs);
   mb_list_init(&rt->done);
@@ -355,6 +353,7 @@ void mb_rt_free(mb_rt *rt, int64_t *leaked_lua_bytes, int *leaked_loop) {
       default: break; /* MB_MSG_CLOSE is embedded in rt */
     }
   }
+  rt->mem_reserve = 0; /* finalizers run now get MemoryLimit itself */
   lua_close(rt->L); /* collects iterators: releases Lua's share of streams */
   rt->L = NULL;
   *leaked_lua_bytes = (int64_t)rt->mem_used;

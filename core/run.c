@@ -241,6 +241,68 @@ static void mb_run_not_a_function(mb_rt *rt, mb_run *r, const char *name, int ty
   lua_pop(L, 1);
   mb_run_fail(rt, r, "runtime", NULL, err);
 }
+/* ---------------------------------------------------------------------
+** A run's own data: its chunk and its values, of whatever size a host
+** sends, are loaded and decoded held to MemoryLimit itself, not the
+** scheduler's reserve, and protected: out of memory, the run fails with
+** a "limit" error (of op "memory"), and the loop serves on.
+** ------------------------------------------------------------------- */
+#define MB_RUN_NOMEM (-2) /* mb_run_values: out of memory, the run failed */
+
+typedef struct mb_run_data {
+  const char *data, *name;
+  size_t len;
+  char *err;
+  size_t errlen;
+  int n;
+} mb_run_data;
+
+static int mb_run_values_p(lua_State *L) {
+  mb_run_data *d = (mb_run_data *)lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  d->n = mb_codec_decode(L, d->data, d->len, d->err, d->errlen);
+  return d->n < 0 ? 0 : d->n;
+}
+
+static int mb_run_load_p(lua_State *L) {
+  mb_run_data *d = (mb_run_data *)lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  if (luaL_loadbufferx(L, d->data, d->len, d->name, "t") != LUA_OK) lua_error(L);
+  return 1;
+}
+
+/* The run ran out of memory before it started: its error on rt->L's top. */
+static void mb_run_fail_nomem(mb_rt *rt, mb_run *r, int st) {
+  if (st == LUA_ERRMEM) {
+    lua_pop(rt->L, 1);
+    if (rt->mem_limit > 0)
+      mb_run_fail(rt, r, "limit", "memory", "not enough memory for the run's chunk or values");
+    else
+      mb_run_fail(rt, r, "runtime", NULL, "not enough memory for the run's chunk or values");
+  } else {
+    mb_run_fail_top(rt, r);
+  }
+}
+
+/* Decode the run's values onto rt->L: how many, -1 (err says why), or
+** MB_RUN_NOMEM (the run has failed). */
+static int mb_run_values(mb_rt *rt, mb_run *r, const char *data, size_t len, char *err,
+                         size_t errlen) {
+  mb_run_data d = {data, NULL, len, err, errlen, 0};
+  int st = mb_limit_pcall_strict(rt->L, mb_run_values_p, &d, LUA_MULTRET);
+  if (st == LUA_OK) return d.n;
+  mb_run_fail_nomem(rt, r, st);
+  return MB_RUN_NOMEM;
+}
+
+/* Load the run's chunk onto rt->L; on failure the run has failed. */
+static int mb_run_load(mb_rt *rt, mb_run *r, const char *src, size_t len) {
+  mb_run_data d = {src, r->in.data, len, NULL, 0, 0};
+  int st = mb_limit_pcall_strict(rt->L, mb_run_load_p, &d, 1);
+  if (st != LUA_OK) mb_run_fail_nomem(rt, r, st);
+  return st;
+}
+
 void mb_run_start(mb_rt *rt, mb_run *r) {
   lua_State *L = rt->L;
   const char *name = r->in.data;
@@ -254,8 +316,9 @@ void mb_run_start(mb_rt *rt, mb_run *r) {
     return;
   }
   if (r->kind == MB_RUN_SET) {
-    nargs = mb_codec_decode(L, data, len, err, sizeof err);
+    nargs = mb_run_values(rt, r, data, len, err, sizeof err);
     if (nargs != 1) {
+      if (nargs == MB_RUN_NOMEM) return;
       lua_settop(L, 0);
       mb_run_fail(rt, r, "runtime", NULL, nargs < 0 ? err : "SetGlobal takes one value");
       return;
@@ -307,10 +370,7 @@ void mb_run_start(mb_rt *rt, mb_run *r) {
       mb_run_fail(rt, r, "runtime", NULL, "malformed chunk message");
       return;
     }
-    if (luaL_loadbufferx(L, data + 8, (size_t)srclen, name, "t") != LUA_OK) {
-      mb_run_fail_top(rt, r);
-      return;
-    }
+    if (mb_run_load(rt, r, data + 8, (size_t)srclen) != LUA_OK) return;
     mb_env_push_run(L, r); /* its globals: its own under the sandbox */
     lua_setupvalue(L, -2, 1);
     data += 8 + srclen;
@@ -319,10 +379,10 @@ void mb_run_start(mb_rt *rt, mb_run *r) {
     mb_run_not_a_function(rt, r, name, type);
     return;
   }
-  nargs = mb_codec_decode(L, data, len, err, sizeof err);
+  nargs = mb_run_values(rt, r, data, len, err, sizeof err);
   if (nargs < 0) {
     lua_pop(L, 1);
-    mb_run_fail(rt, r, "runtime", NULL, err);
+    if (nargs != MB_RUN_NOMEM) mb_run_fail(rt, r, "runtime", NULL, err);
     return;
   }
   /* Chunk names carry Lua's "=" or "@" prefix; the task's name does not. */
@@ -440,10 +500,12 @@ void mb_run_drain_cancel(mb_rt *rt, mb_run_cancel_msg *c) {
   mb_run *r = mb_run_find(rt, c->id);
   int deadline = c->deadline;
   free(c);
-  if (r != NULL && deadline)
+  if (r != NULL && deadline) {
+    r->limit = MB_LIMIT_DEADLINE; /* its killed tasks' cleanup is over it too */
     mb_run_abort(rt, r, "limit", "deadline", "the run's deadline passed");
-  else if (r != NULL)
+  } else if (r != NULL) {
     mb_run_abort(rt, r, "cancelled", NULL, "the run's context was cancelled");
+  }
 }
 
 /* The runtime is closing: every run ends, its tasks killed. */

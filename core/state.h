@@ -153,6 +153,7 @@ typedef struct mb_task {
   unsigned char timer;    /* a timer task before its callback: clear* cancels it */
   unsigned char reraise;  /* the error being raised already has its traceback */
   unsigned char oom;      /* it failed out of memory under the memory limit */
+  unsigned char killed;   /* its run is being torn down: its cleanup runs (mb_task_kill) */
   int slice_used;       /* instructions run in this turn (with a slice set) */
   int fired;            /* MB_WAIT_OBJS: index of the waiter that fired */
   int fired_ok;         /* and whether it completed (0: channel closed) */
@@ -198,13 +199,20 @@ typedef struct mb_rt {
   uint64_t alloc_failed; /* allocations refused by the limit or failed */
   int64_t oom_caught;   /* out-of-memory errors scripts caught (limit.c), for tests */
   int yielding;         /* the yield in progress is the runtime's, not the user's */
+  lua_State *hook_raised_in; /* the thread the count hook last raised in, until a
+                        ** pcall there catches it (coro.c, limit.c) */
+  int hook_raised;      /* the count hook raised an error, which message handlers
+                        ** see with hooks off (task.c) */
   int closing;
   int slice;            /* preemption time slice in VM instructions, or 0 */
   int warn;             /* MB_WARN_*: Lua's warnings (output.c) */
   int hook_count;       /* the count hook's period for the task being resumed */
   int over_limit;       /* some run went over a limit: end it after this turn */
   size_t mem_used;      /* bytes held by Lua's allocator */
-  size_t mem_limit;     /* MemoryLimit: tasks' allocations fail beyond it; 0: none */
+  size_t mem_limit;     /* MemoryLimit: Lua's allocations fail beyond it; 0: none */
+  size_t mem_reserve;   /* how far past it the scheduler's own may go (limit.c) */
+  int64_t alloc_watch;  /* bytes a task allocates before the allocator looks at
+                        ** its run's deadline and budget (limit.c) */
   int64_t output_limit; /* OutputLimit: bytes each run may write; 0: none */
   uint32_t rand;        /* xorshift state: fair choices among ready cases */
   int64_t ntask_ids;

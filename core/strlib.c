@@ -1,7 +1,8 @@
 /*
 ** strlib.c — string.find, match, gmatch, gsub, rep (and the linear sub,
 ** byte, upper, lower, reverse, utf8.len, utf8.codepoint, utf8.offset) that
-** honour the run's deadline and instruction limit.
+** honour the run's deadline and instruction limit; and utf8.codes as Lua
+** 5.4.6 has it (5.4.4's accepts stray continuation bytes).
 **
 ** Layer: C core. Lua's count hook fires only between VM instructions, so
 ** one call of a stock string function can hold the loop for as long as its
@@ -881,6 +882,43 @@ static int mb_strlib_utf8_offset(lua_State *L) {
   return 1;
 }
 
+/* utf8.codes(s [, lax]) as Lua 5.4.6 has it: 5.4.4's iterator skipped a
+** continuation byte that follows a character (or starts the string)
+** instead of failing (a bug on lua.org's list for 5.4.4), so "\x80hello"
+** and "hel\x80lo" iterated as valid. The iterator's control is the
+** previous character's position (1-based): it skips that character's
+** continuation bytes, decodes the next one, and fails if a continuation
+** byte follows it. O(1) a step: the loop's instructions pay for it. */
+static int mb_strlib_utf8_codes_next(lua_State *L, int strict) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lua_Unsigned n = (lua_Unsigned)lua_tointeger(L, 2);
+  const char *next;
+  uint32_t code;
+  if (n < len) {
+    while (mb_strlib_utf8_iscont(s + n)) n++; /* the rest of the previous one */
+  }
+  if (n >= len) return 0; /* also a negative control */
+  next = mb_strlib_utf8_decode(s + n, &code, strict);
+  if (next == NULL || mb_strlib_utf8_iscont(next)) return luaL_error(L, "invalid UTF-8 code");
+  lua_pushinteger(L, (lua_Integer)n + 1);
+  lua_pushinteger(L, code);
+  return 2;
+}
+
+static int mb_strlib_utf8_codes_strict(lua_State *L) { return mb_strlib_utf8_codes_next(L, 1); }
+static int mb_strlib_utf8_codes_lax(lua_State *L) { return mb_strlib_utf8_codes_next(L, 0); }
+
+static int mb_strlib_utf8_codes(lua_State *L) {
+  int lax = lua_toboolean(L, 2);
+  const char *s = luaL_checkstring(L, 1);
+  luaL_argcheck(L, !mb_strlib_utf8_iscont(s), 1, "invalid UTF-8 code");
+  lua_pushcfunction(L, lax ? mb_strlib_utf8_codes_lax : mb_strlib_utf8_codes_strict);
+  lua_pushvalue(L, 1);
+  lua_pushinteger(L, 0);
+  return 3;
+}
+
 /* ---------------------------------------------------------------------
 ** Installation.
 ** ------------------------------------------------------------------- */
@@ -900,6 +938,7 @@ static const luaL_Reg mb_strlib_funcs[] = {
 
 static const luaL_Reg mb_utf8lib_funcs[] = {
   {"codepoint", mb_strlib_utf8_codepoint},
+  {"codes", mb_strlib_utf8_codes},
   {"len", mb_strlib_utf8_len},
   {"offset", mb_strlib_utf8_offset},
   {NULL, NULL}

@@ -97,8 +97,10 @@ static void mb_task_head(const mb_task *t, char *buf, size_t len) {
 }
 
 int mb_task_msgh(lua_State *L) {
-  mb_task *t = mb_rt_of(L)->current;
+  mb_rt *rt = mb_rt_of(L);
+  mb_task *t = rt->current;
   char head[96];
+  rt->hook_raised = 0; /* the error is ours: no script code runs here */
   if (t != NULL && t->reraise) { /* passed on as it is, traceback and all */
     t->reraise = 0;
     lua_settop(L, 1);
@@ -114,26 +116,37 @@ int mb_task_msgh(lua_State *L) {
 ** killed in its wait ends them all, innermost first.
 ** ------------------------------------------------------------------- */
 
+/* Close co, a thread of a task being killed, under the task's count hook
+** (set for the kill: mb_task_kill), and leave its stack empty. An error
+** its handlers raised is dropped: nobody waits for a killed task. */
+static void mb_task_kill_close(mb_rt *rt, lua_State *co) {
+  lua_State *L = rt->L;
+  if (rt->hook_count > 0) lua_sethook(co, mb_task_hook, LUA_MASKCOUNT, rt->hook_count);
+  else if (lua_gethook(co) != NULL) lua_sethook(co, NULL, 0, 0);
+  if (mb_limit_closethread(L, co) != LUA_OK) lua_pop(L, 1);
+  lua_settop(co, 0);
+}
+
 /* End co and the coroutines inward of it, innermost first, as an unwinding
-** would: each is reset (its to-be-closed variables closed; they cannot
-** wait) and left dead, with no error value left on its stack (a
-** coroutine with a value there and no frames reads as not yet started). */
-static void mb_task_kill_coros_from(lua_State *co) {
+** would: each is closed (its to-be-closed variables closed; they cannot
+** wait; they run under the killed task's count hook) and left dead, with
+** no error value left on its stack (a coroutine with a value there and no
+** frames reads as not yet started). */
+static void mb_task_kill_coros_from(mb_rt *rt, lua_State *co) {
   lua_State *inner;
   if (co == NULL) return;
   inner = mb_task_mark_inner(co);
-  mb_task_kill_coros_from(inner);
+  mb_task_kill_coros_from(rt, inner);
   mb_task_mark(co) = NULL;
-  lua_resetthread(co);
-  lua_settop(co, 0);
+  mb_task_kill_close(rt, co);
 }
 
 /* t will not run again: end the coroutines that wait with it. Called
 ** before resetting t's root, whose stack keeps them. */
-static void mb_task_kill_coros(mb_task *t) {
+static void mb_task_kill_coros(mb_rt *rt, mb_task *t) {
   lua_State *outer = t->coros;
   t->coros = NULL;
-  mb_task_kill_coros_from(outer);
+  mb_task_kill_coros_from(rt, outer);
 }
 
 /* ---------------------------------------------------------------------
@@ -348,6 +361,8 @@ mb_task *mb_task_spawn(lua_State *L, mb_run *run, int nargs, const char *name) {
   mb_rt *rt = mb_rt_of(L);
   lua_State *co;
   mb_task *t;
+  if (rt->current != NULL && rt->current->killed) /* its run is being torn down */
+    mb_errors_misuse(L, "cannot start a task: the run has ended");
   luaL_checkstack(L, 4, "spawning a task");
   co = mb_task_thread_get(L, rt);
   t = (mb_task *)lua_newuserdatauv(L, sizeof *t, MB_TASK_NUV);
@@ -535,21 +550,34 @@ static void mb_task_set_hook(mb_rt *rt, mb_task *t, int first) {
 /* t failed with status st, its error alone on its thread's top. Lua called
 ** no message handler for a memory error (LUA_ERRMEM), nor for an error in
 ** the handler itself (LUA_ERRERR): the error is made one of ours here. Out
-** of memory under the limit, the task's end ends its run (run.c). */
+** of memory under the limit, the task's end ends its run (run.c). A task
+** of a run over a limit fails with that limit's error, whatever ended it:
+** an allocation the limit refused (mb_limit_alloc_over), or an error that
+** replaced the limit's on its way up (a __close handler's, or a message
+** handler's). */
 static void mb_task_failed(mb_rt *rt, mb_task *t, int st) {
+  mb_run *r = t->run;
   char head[96];
   mb_task_head(t, head, sizeof head);
-  if (st == LUA_ERRMEM)
+  if (r->limit != MB_LIMIT_NONE && !mb_errors_has(t->co, -1, "limit", mb_limit_op(r->limit))) {
+    const char *where = rt->oom_task == t ? rt->oom_where : NULL;
+    lua_pop(t->co, 1);
+    lua_pushstring(t->co, mb_limit_message(r->limit));
+    mb_errors_adopt(t->co, "limit", mb_limit_op(r->limit), head, where);
+  } else if (st == LUA_ERRMEM) {
     t->oom = (unsigned char)mb_limit_memerr(rt, t->co, t, head);
-  else
+  } else {
     mb_errors_adopt(t->co, "runtime", NULL, head, NULL);
+  }
   mb_task_finish(rt, t, 0, 1);
 }
 
 /* Give t a turn. Returns 1 when it ended (returned, failed, or cancelled
 ** before it started): its Task is then pushed on rt->L, anchoring the
 ** record while the caller does the run's bookkeeping, and the caller
-** pops it with mb_task_forget. Returns 0 when it suspended. */
+** pops it with mb_task_forget. Returns 0 when it suspended. A task that
+** returned although its run went over a limit in this turn (a limit error
+** some C function caught and dropped) fails with the limit's error. */
 int mb_task_resume(mb_rt *rt, mb_task *t) {
   lua_State *co = t->co;
   int nres, st, nargs = t->nres, first = t->status == MB_TASK_PENDING;
@@ -567,6 +595,7 @@ int mb_task_resume(mb_rt *rt, mb_task *t) {
   st = lua_resume(co, rt->L, nargs, &nres);
   rt->current = NULL;
   rt->running = NULL;
+  rt->hook_raised = 0;
   if (st == LUA_YIELD) {
     lua_pop(co, nres);
     mb_assert(rt->yielding, "a task yielded without the runtime's mark");
@@ -576,11 +605,16 @@ int mb_task_resume(mb_rt *rt, mb_task *t) {
   }
   if (st == LUA_OK) { /* mb_task_main returned: status, results or error */
     st = (int)lua_tointeger(co, -nres);
-    if (st == LUA_OK) {
+    if (st == LUA_OK && t->run->limit == MB_LIMIT_NONE) {
       mb_task_finish(rt, t, 1, nres);
       return 1;
     }
-    lua_replace(co, -2); /* keep only the error */
+    if (st == LUA_OK) { /* its run is over a limit: that fails it */
+      lua_settop(co, 0);
+      lua_pushnil(co);
+    } else {
+      lua_replace(co, -2); /* keep only the error */
+    }
   }
   /* The task failed; with LUA_ERRMEM also when the error escaped its
   ** pcall (a memory error in the message handler), alone on top. */
@@ -589,12 +623,29 @@ int mb_task_resume(mb_rt *rt, mb_task *t) {
 }
 
 /* End a task that will not run again: the run is being torn down. Its
-** to-be-closed variables are closed; they cannot wait. Its Task is left
-** pushed on rt->L, as mb_task_resume does when a task ends. */
+** to-be-closed variables are closed; they cannot wait. That cleanup is the
+** run's code, so it runs as the task: under MemoryLimit and the count hook
+** of its run's limits (the deadline and the budget), and, when the run is
+** over a limit already or the runtime is closing, ended at the hook's
+** first tick (mb_task_hook), so a handler that loops cannot hold the loop.
+** Its Task is left pushed on rt->L, as mb_task_resume does when a task
+** ends. */
 void mb_task_kill(mb_rt *rt, mb_task *t) {
+  mb_task *current = rt->current;
+  lua_State *running = rt->running;
+  int count = rt->hook_count;
   mb_task_wait_end(rt, t);
-  mb_task_kill_coros(t);
-  if (lua_status(t->co) != LUA_OK) lua_resetthread(t->co);
+  t->killed = 1;
+  rt->current = t;
+  rt->running = t->co;
+  rt->hook_count = mb_limit_hook_count(rt, t->run);
+  if (rt->hook_count == 0 && rt->closing) rt->hook_count = MB_LIMIT_GRAIN;
+  mb_task_kill_coros(rt, t);
+  if (lua_status(t->co) != LUA_OK) mb_task_kill_close(rt, t->co);
+  rt->current = current;
+  rt->running = running;
+  rt->hook_count = count;
+  rt->hook_raised = 0;
   lua_settop(t->co, 0);
   mb_errors_push(t->co, "cancelled", NULL, MB_LIT("the task's run ended"));
   t->nres = 0;
@@ -647,8 +698,9 @@ void mb_task_cancel_error(lua_State *L, mb_task *t, int idx) {
     lua_remove(L, -2);
   }
   if (idx != 0 && !lua_isnoneornil(L, idx)) {
+    lua_pushliteral(L, "cause"); /* raw: the error metatable is a script's to change */
     lua_pushvalue(L, idx);
-    lua_setfield(L, -2, "cause");
+    lua_rawset(L, -3);
   }
 }
 
@@ -684,8 +736,25 @@ static void mb_task_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   if (t == NULL) return;
   r = t->run;
-  if (r->insn_limited || r->deadline > 0 || r->limit != MB_LIMIT_NONE) mb_limit_check(L, rt, r);
+  /* An error raised from here reaches the message handlers with this
+  ** thread's hooks off (Lua calls them before it unwinds out of the
+  ** hook): xpcall's handler wrapper runs a script's handler elsewhere
+  ** then (mb_task_xpcall_msgh). */
+  rt->hook_raised = 1;
+  rt->hook_raised_in = L; /* until it returns, or a pcall in L catches */
+  if ((r->insn_limited || r->deadline > 0 || r->limit != MB_LIMIT_NONE) && mb_limit_tick(rt, r))
+    mb_limit_raise(L, r);
+  if (t->killed) {
+    /* The cleanup of a task killed with its runtime closing: the runtime
+    ** cannot wait for it. */
+    if (rt->closing) mb_errors_throw(L, "closed", NULL, "the runtime was closed");
+    rt->hook_raised = 0;
+    rt->hook_raised_in = NULL;
+    return;
+  }
   if (t->cancel == MB_CANCEL_PENDING) mb_task_cancel_raise(L, t);
+  rt->hook_raised = 0;
+  rt->hook_raised_in = NULL;
   if (rt->slice == 0 || (t->slice_used += rt->hook_count) < rt->slice) return;
   t->slice_used = 0;
   if (!lua_isyieldable(L)) return;
@@ -704,6 +773,8 @@ void mb_task_set_slice(mb_rt *rt, int instructions) {
 ** ------------------------------------------------------------------- */
 static int mb_task_finishpcall(lua_State *L, int status, lua_KContext extra) {
   if (status != LUA_OK && status != LUA_YIELD) {
+    mb_rt_of(L)->hook_raised = 0;
+    mb_rt_of(L)->hook_raised_in = NULL; /* caught: Lua turned L's hooks on again */
     mb_limit_caught(L, status);
     mb_task_caught(L, -1);
     lua_pushboolean(L, 0);
@@ -722,10 +793,59 @@ static int mb_task_l_pcall(lua_State *L) {
   return mb_task_finishpcall(L, status, 0);
 }
 
+/* A message handler run on a thread of its own: the handler at 1, the
+** error at 2. Called, not resumed into: it cannot yield, as a message
+** handler cannot in stock Lua. */
+static int mb_task_msgh_body(lua_State *L) {
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* xpcall's message handler in a run with limits: the script's handler
+** (upvalue 1) with the error. An error the count hook raised (the run's
+** limit, a cancellation) reaches a message handler with the failing
+** thread's hooks off, since Lua calls the handler before it unwinds out
+** of the hook: there no limit could stop a handler that loops, so the
+** handler then runs on a thread of its own, which has the task's hook.
+** What it returns, or the error it ends with, is the handler's result. */
+static int mb_task_xpcall_msgh(lua_State *L) {
+  mb_rt *rt = mb_rt_of(L);
+  lua_State *co, *running = rt->running;
+  int nres, st;
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  if (!rt->hook_raised) {
+    lua_insert(L, 1);
+    lua_call(L, 1, 1);
+    return 1;
+  }
+  rt->hook_raised = 0;
+  co = lua_newthread(L); /* with L's hook */
+  mb_task_mark(co) = NULL;
+  lua_pushcfunction(co, mb_task_msgh_body);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 2);
+  rt->running = co;
+  st = lua_resume(co, L, 2, &nres);
+  rt->running = running;
+  rt->hook_raised = 0;
+  mb_assert(st != LUA_YIELD, "a message handler yielded"); /* the body calls it */
+  (void)st;
+  lua_xmove(co, L, 1); /* its result, or its error */
+  return 1;
+}
+
 static int mb_task_l_xpcall(lua_State *L) {
   int status;
   int n = lua_gettop(L);
+  mb_task *t = mb_rt_of(L)->current;
   luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (t != NULL && lua_iscfunction(L, 2) == 0 && (t->run->insn_limited || t->run->deadline > 0)) {
+    lua_pushvalue(L, 2); /* a script's handler, under limits: see above */
+    lua_pushcclosure(L, mb_task_xpcall_msgh, 1);
+    lua_replace(L, 2);
+  }
   lua_pushboolean(L, 1);
   lua_pushvalue(L, 1);
   lua_rotate(L, 3, 2);

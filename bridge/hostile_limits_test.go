@@ -1,0 +1,346 @@
+package bridge_test
+
+// Hostile scripts (issue 13, the rest): the limits hold wherever Lua runs —
+// in a killed task's cleanup, in message handlers after the count hook's
+// error, in VM operations the hook cannot see, on the host's own data —
+// and the core reads what a script can reach without running its
+// metamethods. The helpers are hostile_test.go's.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moonbridge/moonbridge/bridge"
+)
+
+// registerSleep gives the runtime host.sleep(seconds), an inline function
+// that blocks the loop: time passes with no VM instruction, so a deadline
+// passes between two instructions without any count hook seeing it.
+func registerSleep(t *testing.T, rt *bridge.Runtime) {
+	t.Helper()
+	err := rt.RegisterFunc("host.sleep", func(_ context.Context, a bridge.Args) ([]any, error) {
+		s, err := a.Float(0)
+		if err != nil {
+			return nil, err
+		}
+		time.Sleep(time.Duration(s * float64(time.Second)))
+		return nil, nil
+	}, bridge.Inline())
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A VM operation on huge strings is one instruction however long it runs,
+// so the count hook, every 1,000 instructions, sees a loop of them seconds
+// late. They allocate as they go: the allocator refuses a task whose run
+// is past its deadline. Here the deadline passes inside host.sleep, and
+// the very next allocating instruction ends the run: the statement after
+// it never runs (the hook alone would let ~1,000 more instructions run).
+func TestHostileLongVMOperationsStopAtTheDeadline(t *testing.T) {
+	const setup = `local s = string.rep("x", 1 << 20)
+		local packed = string.pack("s4", s)
+		local src = "return " .. string.rep("1 + ", 1 << 18) .. "1"
+		host.sleep(0.3) -- the 0.1 s deadline passes here
+		`
+	for name, op := range map[string]string{
+		"concat":       `local t = s .. s`,
+		"concat of 4":  `local t = s .. s .. s .. s`,
+		"format":       `local t = string.format("%s%s", s, s)`,
+		"pack":         `local t = string.pack("s4s4", s, s)`,
+		"unpack":       `local t = string.unpack("s4", packed)`,
+		"load":         `local f = load(src)`,
+		"table of one": `local t = {s .. "!"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			rt, out := hostileRuntime(t, nil)
+			registerSleep(t, rt)
+			err := hostileDo(t, "run", func() error {
+				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+				defer cancel()
+				return rt.RunString(ctx, "long", setup+op+"\nprint('after')")
+			})
+			wantStopped(t, err)
+			if strings.Contains(out.String(), "after") {
+				t.Errorf("the operation past the deadline succeeded and the run went on: %q", out.String())
+			}
+			servesAfter(t, rt, out)
+		})
+	}
+}
+
+// The host's own data for a run (a Call's arguments, SetGlobal's value, a
+// chunk) is the run's: held to MemoryLimit, it fails that run with a
+// memory limit error. The scheduler once decoded it without a limit, then
+// (held to the limit plus its small reserve) ended the loop instead.
+func TestHostileRunDataIsHeldToTheMemoryLimit(t *testing.T) {
+	rt, out := hostileRuntime(t, func(o *bridge.Options) { o.Sandbox = false; o.MemoryLimit = 8 << 20 })
+	// Fill the memory with globals outside the sandbox, where they stay.
+	if err := hostileRun(t, rt, `keep = {} pcall(function() for i = 1, 1e9 do keep[i] = ("x"):rep(1000) .. i end end)`); err != nil {
+		t.Fatalf("filling: %v", err)
+	}
+	big := strings.Repeat("y", 16<<20)
+	ctx, cancel := context.WithTimeout(context.Background(), hostileHang)
+	defer cancel()
+	_, err := hostileCall(t, rt, ctx, "print", big)
+	if !errors.Is(err, bridge.ErrMemoryLimit) {
+		t.Errorf("Call with 16 MiB of arguments under 8 MiB: %v", err)
+	}
+	err = hostileDo(t, "SetGlobal", func() error { return rt.SetGlobal(ctx, "big", big) })
+	if !errors.Is(err, bridge.ErrMemoryLimit) {
+		t.Errorf("SetGlobal of 16 MiB under 8 MiB: %v", err)
+	}
+	err = hostileDo(t, "RunString", func() error {
+		return rt.RunString(ctx, "big", "return '"+big+"'")
+	})
+	if !errors.Is(err, bridge.ErrMemoryLimit) {
+		t.Errorf("a 16 MiB chunk under 8 MiB: %v", err)
+	}
+	out.Reset()
+	if err := hostileRun(t, rt, `keep = nil collectgarbage() print(big == nil)`); err != nil || out.String() != "true\n" {
+		t.Fatalf("after: %v %q", err, out.String())
+	}
+	servesAfter(t, rt, out)
+}
+
+// The count hook raises the run's limit error, or a task's cancellation,
+// with the thread's hooks off until it unwinds; Lua calls xpcall's message
+// handler before that. A handler that loops then ran forever. A task busy
+// in an xpcall whose handler loops is cancelled by a sibling (TimeSlice
+// lets the sibling run): the handler is stopped by the deadline.
+func TestHostileMessageHandlerOfACancelledTaskIsStopped(t *testing.T) {
+	rt, out := hostileRuntime(t, func(o *bridge.Options) { o.TimeSlice = 10_000 })
+	err := hostileRun(t, rt, `
+		local task = require("task")
+		local busy = task.spawn(function()
+			xpcall(function() while true do end end, function(e) while true do end end)
+		end)
+		task.yield()
+		busy:cancel()
+		busy:wait()`)
+	wantStopped(t, err)
+	servesAfter(t, rt, out)
+}
+
+// A handler still runs after the hook's error, once, and sees it: a
+// handler that returns a value of its own makes xpcall return it.
+func TestHostileMessageHandlerSeesTheLimitError(t *testing.T) {
+	rt, out := hostileRuntime(t, nil)
+	err := hostileRun(t, rt, `
+		local ok, e = xpcall(function() while true do end end, function(e)
+			print("handler", e.kind, e.op)
+			return e
+		end)`)
+	wantStopped(t, err)
+	if got := out.String(); got != "handler\tlimit\tdeadline\n" && got != "handler\tlimit\tinstructions\n" {
+		t.Errorf("the handler printed %q", got)
+	}
+	servesAfter(t, rt, out)
+}
+
+// A killed task's cleanup is the run's code and runs as the task (under
+// its limits), but its run has ended: it may not start a task there.
+func TestHostileKilledTasksCleanupCannotStartTasks(t *testing.T) {
+	rt, out := hostileRuntime(t, nil)
+	err := hostileRun(t, rt, `
+		local task = require("task")
+		task.spawn(function()
+			local x <close> = setmetatable({}, {__close = function()
+				local ok, e = pcall(task.spawn, function() end)
+				print(ok, tostring(e))
+			end})
+			task.sleep(100)
+		end)
+		task.yield()
+		error("boom")`)
+	wantKind(t, err, "runtime", "", "boom")
+	if got := out.String(); !strings.HasPrefix(got, "false\t") || !strings.Contains(got, "cannot start a task: the run has ended") {
+		t.Errorf("task.spawn in a killed task's cleanup: %q", got)
+	}
+	servesAfter(t, rt, out)
+}
+
+// Close kills every run's tasks; a cleanup that loops in a run with no
+// limit at all is ended too: the runtime cannot wait for it.
+func TestHostileCloseEndsALoopingCleanup(t *testing.T) {
+	rt, out := hostileRuntime(t, func(o *bridge.Options) { o.InstructionLimit = 0 })
+	started := make(chan struct{})
+	err := rt.RegisterFunc("host.started", func(context.Context, bridge.Args) ([]any, error) {
+		close(started)
+		return nil, nil
+	}, bridge.Inline())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- rt.RunString(context.Background(), "forever", `
+			local task = require("task")
+			task.spawn(function()
+				local x <close> = setmetatable({}, {__close = function() print("cleanup") while true do end end})
+				task.sleep(1e6)
+			end)
+			task.yield()
+			host.started()
+			task.sleep(1e6)`)
+	}()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("the run ended early: %v", err)
+	}
+	if err := hostileDo(t, "Close", rt.Close); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := <-done; !errors.Is(err, bridge.ErrClosed) {
+		t.Errorf("the run: %v", err)
+	}
+	if !strings.Contains(out.String(), "cleanup") {
+		t.Errorf("the cleanup did not run: %q", out.String())
+	}
+}
+
+// The chain of coroutine.close calls nested through __close handlers,
+// started by a killed task's cleanup (the deadline kills it) and by a
+// wrapped coroutine's error, is bounded as coroutine.close's own is.
+func TestHostileNestedClosesInCleanupAndWrap(t *testing.T) {
+	chain := `
+		local co = false
+		for i = 1, 20000 do
+			local prev = co
+			co = coroutine.create(function()
+				local c <close> = setmetatable({}, {__close = function()
+					if prev then assert(coroutine.close(prev)) end
+				end})
+				coroutine.yield()
+			end)
+			assert(coroutine.resume(co))
+		end`
+	for name, src := range map[string]string{
+		"killed task": chain + `
+			local task = require("task")
+			task.spawn(function()
+				local head <close> = setmetatable({}, {__close = function() coroutine.close(co) end})
+				task.sleep(100)
+			end)
+			task.sleep(100)`,
+		"wrap's error": chain + `
+			print(pcall(coroutine.wrap(function()
+				local head <close> = setmetatable({}, {__close = function() assert(coroutine.close(co)) end})
+				error("boom")
+			end)))`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			rt, out := hostileRuntime(t, nil)
+			err := hostileRun(t, rt, src)
+			if name == "killed task" {
+				wantStopped(t, err)
+			} else if err != nil || !strings.HasPrefix(out.String(), "false\t") || !strings.Contains(out.String(), "C stack overflow") {
+				t.Errorf("%v %q", err, out.String())
+			}
+			servesAfter(t, rt, out)
+		})
+	}
+}
+
+// Outside the sandbox the error metatable is a script's to change. Run A
+// makes every metamethod on it loop; the core, which reads and writes
+// error tables raw, neither hangs nor runs them when later runs fail,
+// report a task nobody waited for, or Call what is missing.
+func TestHostileErrorMetatableTamperedOutsideTheSandbox(t *testing.T) {
+	rt, out := hostileRuntime(t, func(o *bridge.Options) { o.Sandbox = false })
+	loop := `function() while true do end end`
+	// Both metatables: a fresh error's (as raised, caught by pcall in the
+	// same task) and a stamped one's (one that ended a task).
+	err := hostileRun(t, rt, fmt.Sprintf(`
+		local task = require("task")
+		local _, fresh = pcall(task.timeout, 0, task.sleep, 1)
+		local t = task.spawn(error, "x")
+		local _, stamped = pcall(t.wait, t)
+		for _, e in ipairs{fresh, stamped} do
+			local mt = getmetatable(e)
+			mt.__index, mt.__newindex, mt.__len, mt.__concat, mt.__eq = %s, %s, %s, %s, %s
+		end
+		assert(getmetatable(fresh) ~= getmetatable(stamped))`, loop, loop, loop, loop, loop))
+	if err != nil {
+		t.Fatalf("tampering: %v", err)
+	}
+	for name, src := range map[string]string{
+		"error":            `error("plain")`,
+		"misuse":           `local c = require("channel").new() c:close() c:close()`,
+		"a task's error":   `require("task").spawn(function() error("in task") end):wait()`,
+		"nobody waits":     `local t = require("task").spawn(function() error("lost") end) t:detach() require("task").yield()`,
+		"cancelled":        `local task = require("task") local t = task.spawn(task.sleep, 10) task.yield() t:cancel() t:wait()`,
+		"deadline":         `while true do end`,
+		"errors.new cause": `error(setmetatable({}, {__tostring = function() return "own" end}))`,
+	} {
+		out.Reset()
+		err := hostileRun(t, rt, src)
+		var le *bridge.LuaError
+		if name != "nobody waits" && !errors.As(err, &le) {
+			t.Errorf("%s: want a Lua error, got %v", name, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), hostileHang)
+	defer cancel()
+	_, err = hostileCall(t, rt, ctx, "nosuchfn")
+	wantKind(t, err, "runtime", "", "nosuchfn")
+	servesAfter(t, rt, out)
+}
+
+// A coroutine that the count hook's error ended (its run's limit) has
+// its hooks off for good: Lua turns them on again only when the hook
+// returns or a pcall inside the coroutine catches. Closing it then ran its
+// __close handlers with no hook, and one that looped hung the Runtime
+// (FuzzHostile found it through coroutine.wrap, whose error path closes
+// the coroutine). Its handlers are not run; its error is what close
+// gives. A coroutine that failed with an ordinary error is closed as
+// stock Lua closes it.
+func TestHostileCoroutineEndedByALimitIsClosedWithoutItsHandlers(t *testing.T) {
+	const looping = `coroutine.create(function()
+		local c <close> = setmetatable({}, {__close = function() while true do end end})
+		while true do end
+	end)`
+	t.Run("wrap's error", func(t *testing.T) {
+		rt, out := hostileRuntime(t, nil)
+		err := hostileRun(t, rt, `pcall(coroutine.wrap(function()
+			local c <close> = setmetatable({}, {__close = function() while true do end end})
+			while true do end
+		end))`)
+		wantStopped(t, err)
+		servesAfter(t, rt, out)
+	})
+	t.Run("closed in a later run", func(t *testing.T) {
+		rt, out := hostileRuntime(t, func(o *bridge.Options) { o.Sandbox = false })
+		wantStopped(t, hostileRun(t, rt, `co = `+looping+` coroutine.resume(co)`))
+		if err := hostileRun(t, rt, `print(coroutine.close(co))`); err != nil {
+			t.Fatal(err)
+		}
+		if got := out.String(); !strings.HasPrefix(got, "false\t") || !strings.Contains(got, "limit") {
+			t.Errorf("coroutine.close gave %q, want false and the limit error", got)
+		}
+		servesAfter(t, rt, out)
+	})
+	t.Run("an ordinary error", func(t *testing.T) {
+		rt, out := hostileRuntime(t, nil)
+		err := hostileRun(t, rt, `
+			print(pcall(coroutine.wrap(function()
+				local c <close> = setmetatable({}, {__close = function() print("closed") end})
+				error("w")
+			end)))
+			local co = coroutine.create(function()
+				local c <close> = setmetatable({}, {__close = function() print("closed too") end})
+				error("v")
+			end)
+			print(coroutine.resume(co))
+			print(coroutine.close(co))`)
+		if want := "closed\nfalse\thostile:4: w\nfalse\thostile:8: v\nclosed too\nfalse\thostile:8: v\n"; err != nil || out.String() != want {
+			t.Errorf("%v %q, want %q", err, out.String(), want)
+		}
+		servesAfter(t, rt, out)
+	})
+}
