@@ -176,12 +176,12 @@ print(e2.traceback)`)
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
 	want := []string{
 		"cancelled\tcancelled",
-		"in task #2",
+		"in task #1",
 		"stack traceback:",
 		"\t[C]: in field 'sleep'",
 		"\ttest:4: in function <test:4>",
 		"\t[C]: in ?",
-		"in task #3",
+		"in task #2",
 		"stack traceback:",
 		"\t[C]: in field 'sleep'",
 	}

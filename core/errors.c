@@ -192,8 +192,9 @@ int mb_errors_nomem(lua_State *L, const char *what) {
 
 /* Push the name of the function on L's top as "module.field", searching
 ** package.loaded as luaL_traceback does, and pop the function. Returns
-** the name or NULL (nothing pushed then). */
-static const char *mb_errors_libname(lua_State *L) {
+** the name or NULL (nothing pushed then). For error messages only: it
+** walks every loaded module's fields. */
+const char *mb_errors_funcname(lua_State *L) {
   int fn = lua_gettop(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushnil(L);
@@ -228,7 +229,7 @@ int mb_errors_cannot_yield(lua_State *L, const char *name, const char *verb) {
   for (level = 1; lua_getstack(L, level, &ar); level++) {
     lua_getinfo(L, "nSf", &ar);
     if (ar.what[0] == 'C') {
-      const char *fname = mb_errors_libname(L);
+      const char *fname = mb_errors_funcname(L);
       if (fname == NULL) fname = ar.name ? ar.name : "?";
       mb_errors_throw(L, "runtime", name,
                      "%s: cannot %s inside '%s', a C function Lua cannot yield "

@@ -39,6 +39,10 @@ void mb_errors_stamp(lua_State *L, const char *head);
 void mb_errors_adopt(lua_State *L, const char *kind, const char *op, const char *head,
                      const char *where);
 
+/* The name of the function on the top as "module.field", replacing it
+** (NULL, and it is popped, when it has none). */
+const char *mb_errors_funcname(lua_State *L);
+
 /* Is the value at idx an error of ours of kind (and op, unless NULL)? */
 int mb_errors_has(lua_State *L, int idx, const char *kind, const char *op);
 

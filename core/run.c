@@ -241,6 +241,19 @@ static void mb_run_not_a_function(mb_rt *rt, mb_run *r, const char *name, int ty
   lua_pop(L, 1);
   mb_run_fail(rt, r, "runtime", NULL, err);
 }
+/* Load a run's chunk: text, or a precompiled chunk as lua5.4 loads one
+** (what dofile and load accept too), except under the sandbox, where a
+** binary chunk (which can crash Lua's VM) is refused naming the chunk. */
+static int mb_run_load(lua_State *L, const char *name, const char *src, size_t len) {
+  int sandboxed = mb_env_sandboxed(L);
+  if (sandboxed && len > 0 && src[0] == LUA_SIGNATURE[0]) {
+    lua_pushfstring(L, "%s: attempt to load a binary chunk (the sandbox loads text chunks only)",
+                    name + (name[0] == '=' || name[0] == '@'));
+    return LUA_ERRSYNTAX;
+  }
+  return luaL_loadbufferx(L, src, len, name, sandboxed ? "t" : "bt");
+}
+
 void mb_run_start(mb_rt *rt, mb_run *r) {
   lua_State *L = rt->L;
   const char *name = r->in.data;
@@ -307,7 +320,7 @@ void mb_run_start(mb_rt *rt, mb_run *r) {
       mb_run_fail(rt, r, "runtime", NULL, "malformed chunk message");
       return;
     }
-    if (luaL_loadbufferx(L, data + 8, (size_t)srclen, name, "t") != LUA_OK) {
+    if (mb_run_load(L, name, data + 8, (size_t)srclen) != LUA_OK) {
       mb_run_fail_top(rt, r);
       return;
     }

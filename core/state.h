@@ -77,6 +77,7 @@ typedef struct mb_run {
   size_t namelen;
   mb_buf out;      /* results (Call) or error: [message, kind, op, traceback, code] */
   int64_t output;  /* bytes its tasks wrote (print, io.write), for OutputLimit */
+  int64_t ntask_ids; /* tasks it spawned so far: its main task is #0, the next #1 */
   int env_ref;     /* registry ref of the run's own globals (env.c), or LUA_NOREF */
   int64_t script;  /* Call: the Script whose globals hold the function, or 0 */
   unsigned char keep_env; /* Runtime.Load: keep the globals as Script id */
@@ -207,7 +208,6 @@ typedef struct mb_rt {
   size_t mem_limit;     /* MemoryLimit: tasks' allocations fail beyond it; 0: none */
   int64_t output_limit; /* OutputLimit: bytes each run may write; 0: none */
   uint32_t rand;        /* xorshift state: fair choices among ready cases */
-  int64_t ntask_ids;
   int pool_ref;         /* registry ref of the pool of finished threads */
   int npool;
   int task_mt_ref;      /* registry refs of the metatables */

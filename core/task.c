@@ -354,7 +354,7 @@ mb_task *mb_task_spawn(lua_State *L, mb_run *run, int nargs, const char *name) {
   memset(t, 0, sizeof *t);
   t->co = co;
   t->run = run;
-  t->id = ++rt->ntask_ids;
+  t->id = run->ntask_ids++; /* per run: a script's first task is #1 */
   t->sleep.idx = -1;
   t->priority = 1;
   mb_list_init(&t->ready);

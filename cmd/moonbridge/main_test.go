@@ -179,6 +179,7 @@ func TestRunLimitFlags(t *testing.T) {
 			task.spawn(function() while not done do end print("greedy task let go") end)
 			task.spawn(function() done = true end)`, 0, ""},
 		{[]string{"--sandbox"}, `print(io, os.execute, debug, os.time ~= nil)`, 0, ""},
+		{[]string{"--output-limit", "10"}, `print("12345"); print("67890")`, 1, "moonbridge: the run wrote more than its output limit (10 bytes)\n"},
 		{[]string{"--time-slice", "-1"}, `print(1)`, 2, "--time-slice must not be negative"},
 		{[]string{"--allow-dir", "."}, `print(1)`, 2, "--allow-dir is for --sandbox"},
 		{[]string{"--allow-host", "a b"}, `print(1)`, 2, `moonbridge: RegisterHTTP: AllowHosts entry "a b"`},
@@ -198,7 +199,48 @@ func TestRunLimitFlags(t *testing.T) {
 			if out != "nil\tnil\tnil\ttrue\n" {
 				t.Errorf("sandbox: stdout %q", out)
 			}
+		case "--output-limit":
+			if out != "12345\n6789" {
+				t.Errorf("output limit: stdout %q", out)
+			}
 		}
+	}
+}
+
+// run loads a chunk precompiled by luac5.4 as lua5.4 does, also after a
+// '#' line; --sandbox refuses it, and errors name the file.
+func TestRunLoadsPrecompiledChunks(t *testing.T) {
+	luac, err := exec.LookPath("luac5.4")
+	if err != nil {
+		t.Fatal("luac5.4 (Debian's lua5.4) is needed: run 'make deps'")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "s.lua")
+	os.WriteFile(src, []byte(`local task = require("task")
+print("precompiled", task.spawn(function(...) return ... end, ...):wait())`), 0o644)
+	bin := filepath.Join(dir, "s.luac")
+	if out, err := exec.Command(luac, "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("luac5.4: %v %s", err, out)
+	}
+	code, out, errs := runCmd(t, "", "run", bin, "a", "b")
+	if code != 0 || out != "precompiled\ta\tb\n" {
+		t.Errorf("binary chunk: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	chunk, _ := os.ReadFile(bin)
+	shebang := filepath.Join(dir, "shebang.luac")
+	os.WriteFile(shebang, append([]byte("#!/usr/bin/env moonbridge run\n"), chunk...), 0o755)
+	if code, out, errs := runCmd(t, "", "run", shebang, "c"); code != 0 || out != "precompiled\tc\n" {
+		t.Errorf("after a # line: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if code, _, errs := runCmd(t, "", "run", "--sandbox", bin); code != 1 ||
+		errs != "moonbridge: "+bin+": attempt to load a binary chunk (the sandbox loads text chunks only)\n" {
+		t.Errorf("--sandbox: exit %d, stderr %q", code, errs)
+	}
+	truncated := filepath.Join(dir, "cut.luac")
+	os.WriteFile(truncated, chunk[:len(chunk)/2], 0o644)
+	if code, _, errs := runCmd(t, "", "run", truncated); code != 1 ||
+		errs != "moonbridge: "+truncated+": bad binary format (truncated chunk)\n" {
+		t.Errorf("truncated: exit %d, stderr %q", code, errs)
 	}
 }
 
