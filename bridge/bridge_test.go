@@ -720,7 +720,7 @@ task.sleep(0.01)`)
 local task = require("task")
 local t = task.spawn(function() error("handled") end)
 local ok, e = pcall(t.wait, t)
-assert(not ok and e.message:find("handled"))
+assert(not ok and e:find("handled"))
 assert(t:status() == "failed")`)
 }
 

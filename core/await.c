@@ -74,7 +74,7 @@ static int mb_await_outcome(lua_State *L, int idx, int kind) {
       mb_task_unfail(L, t);
       lua_pushvalue(t->co, -1);
       lua_xmove(t->co, L, 1);
-      mb_errors_fork(L);
+      mb_task_pass_error(L, t);
       return 0;
     }
     mb_pack_values(L, mb_task_results(L, t));
@@ -84,7 +84,7 @@ static int mb_await_outcome(lua_State *L, int idx, int kind) {
     if (mb_promise_outcome(L, idx)) return 1;
     lua_rawgeti(L, -1, 1);
     lua_remove(L, -2);
-    mb_errors_fork(L);
+    mb_promise_pass_error(L, idx);
     return 0;
   }
   mb_chan_recv_now(L, idx);

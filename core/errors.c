@@ -1,13 +1,14 @@
 /*
 ** errors.c — moonbridge's error objects.
 **
-** Layer 1. An error raised by the runtime, or one that ended a task,
-** is a table {message, kind, op, traceback, cause} whose __tostring is its
-** message. A task's message handler turns any other error value into one
-** (keeping the original as `cause`) and stamps the traceback while the
-** failing stack is still there; when the error is re-raised in a task that
-** waited for the failed one, that task's traceback is appended, so the
-** traceback shows every hop the error crossed.
+** Layer 1. An error raised by the runtime (cancelled, timeout, deadlock,
+** bridge, limit, a misuse) is a table {message, kind, op, traceback,
+** cause} whose __tostring is its message. A task's message handler stamps
+** the traceback while the failing stack is still there; when the error is
+** re-raised in a task that waited for the failed one, that task's
+** traceback is appended, so the traceback shows every hop the error
+** crossed. Any other error value (a script's string or table) is passed
+** on unchanged, as stock Lua does; task.c keeps its traceback beside it.
 */
 #include <stdarg.h>
 #include <stdio.h>
@@ -247,28 +248,15 @@ int mb_errors_cannot_yield(lua_State *L, const char *name, const char *verb) {
                  "%s: cannot %s here (attempt to yield across a C-call boundary)", name, verb);
 }
 
-/* The body of every task's message handler (mb_task_msgh): the value at
-** index 1 becomes an error of ours (an error of another kind is kept as
-** its cause) and gets the traceback of L under head, after any traceback
-** it already had (an error re-raised after an await keeps the older hops
-** first). Leaves the error alone on the stack. */
+/* Every task's message handler (mb_task_msgh), for an error of ours at
+** index 1: it gets the traceback of L under head, after any traceback it
+** already had (an error re-raised after an await keeps the older hops
+** first). Leaves the error alone on the stack. Other values are passed on
+** unchanged (task.c notes their tracebacks). */
 void mb_errors_stamp(lua_State *L, const char *head) {
   mb_rt *rt = mb_rt_of(L);
   lua_settop(L, 1);
-  if (!mb_errors_is(L, 1)) {
-    const char *msg;
-    if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER)
-      msg = lua_tostring(L, 1);
-    else if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      msg = lua_tostring(L, -1);
-    else
-      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    mb_errors_push(L, "runtime", NULL, msg, strlen(msg));
-    lua_pushvalue(L, 1);
-    lua_setfield(L, -2, "cause");
-    lua_replace(L, 1);
-    lua_settop(L, 1);
-  }
+  mb_assert(mb_errors_is(L, 1), "stamping a value that is not one of our errors");
   if (mb_errors_is(L, 1) == 2) { /* fresh: this stack's own traceback wins */
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->error_mt_ref);
     lua_setmetatable(L, 1);
@@ -316,6 +304,12 @@ void mb_errors_adopt(lua_State *L, const char *kind, const char *op, const char 
                        "message handler runs for this error)", head);
   lua_setfield(L, -2, "traceback");
   lua_replace(L, e);
+}
+
+/* Is the value at idx an error of ours (a table with one of our
+** metatables)? */
+int mb_errors_ours(lua_State *L, int idx) {
+  return mb_errors_is(L, idx) != 0;
 }
 
 /* Is the value at idx an error of ours of this kind (and op, unless

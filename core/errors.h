@@ -30,8 +30,13 @@ MB_NORETURN int mb_errors_misuse(lua_State *L, const char *fmt, ...);
 MB_NORETURN int mb_errors_nomem(lua_State *L, const char *what);
 MB_NORETURN int mb_errors_cannot_yield(lua_State *L, const char *name, const char *verb);
 
-/* The body of a message handler: the error at index 1 becomes one of ours
-** with the traceback of L under head (see mb_task_msgh). */
+/* Whether the value at idx is an error of ours (a table with our
+** metatable): moonbridge's own errors; a script's values are passed on
+** unchanged. */
+int mb_errors_ours(lua_State *L, int idx);
+
+/* The body of a message handler for an error of ours at index 1: it gets
+** the traceback of L under head (see mb_task_msgh). */
 void mb_errors_stamp(lua_State *L, const char *head);
 
 /* The error on L's top ended a task without its message handler (a

@@ -364,8 +364,7 @@ static void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
   lua_State *L = rt->L;
   if (t == r->main && !r->done) {
     if (t->status == MB_TASK_FAILED) {
-      lua_pushvalue(t->co, -1); /* the error stays for the task's waiters */
-      lua_xmove(t->co, L, 1);
+      mb_task_push_error(L, t); /* the error stays for the task's waiters */
       mb_run_fail_top(rt, r);
       mb_run_kill_all(rt, r); /* as a process ends with its main chunk */
     } else if (t->status == MB_TASK_CANCELLED) {
@@ -391,8 +390,7 @@ static void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
     ** the others waiting for what the failed task will never do (they
     ** would end in a deadlock report, or fail on the same shortage). */
     t->observed = 1;
-    lua_pushvalue(t->co, -1);
-    lua_xmove(t->co, L, 1);
+    mb_task_push_error(L, t);
     mb_run_fail_top(rt, r);
     mb_task_unfail(L, t); /* its Task is on L's stack: still alive */
     mb_run_kill_all(rt, r);
@@ -400,7 +398,7 @@ static void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
   if (t->status == MB_TASK_FAILED && !t->observed && r->done && r->limit == MB_LIMIT_NONE) {
     /* The run's result is decided (a Call returned): say it on stderr.
     ** Not when the run went over a limit: that is its error already. */
-    mb_output_report(t->co, -1);
+    mb_task_report(rt, t);
   }
   if (r->ntasks > r->ndetached) return;
   if (r->ndetached > 0) {
@@ -412,11 +410,10 @@ static void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
   while (!mb_list_empty(&r->failed)) {
     mb_task *f = mb_list_first(&r->failed, mb_task, fail_link);
     if (!r->done) {
-      lua_pushvalue(f->co, -1);
-      lua_xmove(f->co, L, 1);
+      mb_task_push_error(L, f);
       mb_run_fail_top(rt, r);
     } else if (r->limit == MB_LIMIT_NONE) {
-      mb_output_report(f->co, -1);
+      mb_task_report(rt, f);
     }
     mb_task_unfail(L, f); /* after its last use: this may free it */
   }
