@@ -216,3 +216,28 @@ print(#answers, answers[1] == llm.generate("bridges", {max_tokens = 4}))
 	// 8	length
 	// 3	true
 }
+
+// errNoRow is a sentinel error a host's database layer might return.
+var errNoRow = errors.New("no such row")
+
+// A Go error a bridge function returns stays reachable from the run's
+// error; OpError also sets the Lua error's kind and op.
+func ExampleOpError() {
+	rt, err := bridge.New(bridge.Options{Stdout: os.Stdout})
+	if err != nil {
+		panic(err)
+	}
+	defer rt.Close()
+	rt.RegisterFunc("db.get", func(ctx context.Context, args bridge.Args) ([]any, error) {
+		id, _ := args.Int(0)
+		return nil, &bridge.OpError{Op: "db", Err: fmt.Errorf("row %d: %w", id, errNoRow)}
+	})
+	err = rt.RunString(context.Background(), "main", `
+local ok, e = pcall(db.get, 7)
+print(e.kind, e.op, e.message)
+db.get(8) -- not caught: it ends the run`)
+	fmt.Println(errors.Is(err, errNoRow), err)
+	// Output:
+	// bridge	db	db.get: row 7: no such row
+	// true db.get: row 8: no such row
+}

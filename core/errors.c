@@ -334,16 +334,39 @@ static int mb_errors_tostring(lua_State *L) {
   return 1;
 }
 
-/* Encode an error value for Go: message, kind, op and traceback (strings)
-** and code (an integer: os.exit's, else 0). Any value is accepted; one
-** that is not an error of ours is a "runtime" error with its text. */
+/* The id of the Go error the error of ours at idx carries (a bridge
+** call's: call.c), or that its cause, or its cause's, carries (a Lua
+** module such as pipeline wraps an error as cause); 0 for none. Read raw. */
+static lua_Integer mb_errors_goerror(lua_State *L, int idx) {
+  lua_Integer id = 0;
+  int depth, top = lua_gettop(L);
+  lua_pushvalue(L, idx);
+  for (depth = 0; depth < 8 && mb_errors_is(L, -1); depth++) {
+    lua_pushliteral(L, "goerror");
+    if (lua_rawget(L, -2) == LUA_TNUMBER && lua_isinteger(L, -1)) {
+      id = lua_tointeger(L, -1);
+      break;
+    }
+    lua_pop(L, 1);
+    lua_pushliteral(L, "cause");
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+  }
+  lua_settop(L, top);
+  return id;
+}
+
+/* Encode an error value for Go: message, kind, op and traceback (strings),
+** code (an integer: os.exit's, else 0) and the id of the Go error it
+** carries (0: none). Any value is accepted; one that is not an error of
+** ours is a "runtime" error with its text. */
 int mb_errors_fields(lua_State *L, int idx, mb_buf *out) {
   static const char *const names[] = {"message", "kind", "op", "traceback"};
   char err[128];
   int i, top = lua_gettop(L);
   idx = lua_absindex(L, idx);
   out->len = 0;
-  luaL_checkstack(L, 8, "error fields");
+  luaL_checkstack(L, 10, "error fields");
   if (mb_errors_is(L, idx)) {
     for (i = 0; i < 4; i++) {
       lua_getfield(L, idx, names[i]);
@@ -355,6 +378,7 @@ int mb_errors_fields(lua_State *L, int idx, mb_buf *out) {
     lua_getfield(L, idx, "code");
     lua_pushinteger(L, lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0);
     lua_remove(L, -2);
+    lua_pushinteger(L, mb_errors_goerror(L, idx));
   } else {
     const char *s = lua_tostring(L, idx);
     if (s == NULL) s = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
@@ -364,8 +388,9 @@ int mb_errors_fields(lua_State *L, int idx, mb_buf *out) {
     lua_pushliteral(L, "");
     lua_pushliteral(L, "");
     lua_pushinteger(L, 0);
+    lua_pushinteger(L, 0);
   }
-  i = mb_codec_encode(L, top + 1, 5, out, err, sizeof err);
+  i = mb_codec_encode(L, top + 1, 6, out, err, sizeof err);
   lua_settop(L, top);
   return i;
 }
