@@ -246,6 +246,25 @@ func (rt *Runtime) Get(ctx context.Context, name string) (any, error) {
 	return v, wrap(err, ctx)
 }
 
+// TaskInfo describes a live task of a Runtime, as t:info() does for a
+// script: its run, number, name, status, what it waits for and where,
+// when it was spawned, its CPU time and turns.
+type TaskInfo = core.TaskInfo
+
+// Tasks returns a snapshot of every live task of every run, safe to call
+// from any goroutine: the loop takes it between two tasks' turns (so it
+// waits while a task runs without yielding, under no Options.TimeSlice)
+// and Go gets a copy. CPU times are counted from the first time the
+// Runtime was inspected (Tasks, task.list or t:info): until then the loop
+// pays nothing for them. On a closed Runtime it returns nil.
+func (rt *Runtime) Tasks() []TaskInfo {
+	ts, err := rt.loop.Tasks(context.Background())
+	if err != nil {
+		return nil
+	}
+	return ts
+}
+
 // Close cancels every in-flight call's context, ends every run with
 // ErrClosed, waits for the loop and for the goroutines of calls to return,
 // and frees every C resource. It is idempotent. A bridge function that

@@ -219,5 +219,5 @@ int mb_call_l_call(lua_State *L) {
   }
   c->task = t;
   c->run = t->run->id;
-  return mb_task_wait_other(L, t, c, mb_call_undo, "a bridge call", (lua_KContext)c, mb_call_k);
+  return mb_task_wait_other(L, t, c, mb_call_undo, name, (lua_KContext)c, mb_call_k);
 }

@@ -922,7 +922,7 @@ func (l *Loop) finish(r *C.mb_run) {
 			res.err = e
 		} else {
 			l.releaseGoErrors(id, 0)
-			if r.kind == C.MB_RUN_CALL || r.kind == C.MB_RUN_GET {
+			if r.kind == C.MB_RUN_CALL || r.kind == C.MB_RUN_GET || r.kind == C.MB_RUN_TASKS {
 				res.vals, res.err = DecodeMessage(out)
 			}
 		}

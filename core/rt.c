@@ -23,6 +23,7 @@
 #include "coro.h"
 #include "env.h"
 #include "errors.h"
+#include "inspect.h"
 #include "json.h"
 #include "limit.h"
 #include "output.h"
@@ -239,6 +240,7 @@ static void mb_rt_timer_cb(uv_timer_t *h) {
 static int mb_rt_luaopen_task(lua_State *L) {
   mb_task_luaopen(L);
   mb_await_lib(L);
+  mb_inspect_lib(L);
   return 1;
 }
 

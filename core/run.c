@@ -18,6 +18,7 @@
 #include "codec.h"
 #include "env.h"
 #include "errors.h"
+#include "inspect.h"
 #include "limit.h"
 #include "output.h"
 #include "run.h"
@@ -288,6 +289,14 @@ void mb_run_start(mb_rt *rt, mb_run *r) {
   if (r->kind == MB_RUN_DROP) {
     mb_env_drop_script(L, r->script);
     r->out.len = 0;
+    mb_run_finish(rt, r);
+    return;
+  }
+  if (r->kind == MB_RUN_TASKS) {
+    if (mb_inspect_snapshot(rt, &r->out, err, sizeof err) != 0) {
+      mb_run_fail(rt, r, "runtime", NULL, err);
+      return;
+    }
     mb_run_finish(rt, r);
     return;
   }

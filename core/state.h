@@ -36,7 +36,8 @@ struct mb_group;
 ** (mb_run_new), started and ended by the loop, freed by run.c once Go
 ** took the result and its last task ended.
 ** ------------------------------------------------------------------- */
-enum { MB_RUN_CHUNK = 0, MB_RUN_CALL = 1, MB_RUN_SET = 2, MB_RUN_GET = 3, MB_RUN_DROP = 4 };
+enum { MB_RUN_CHUNK = 0, MB_RUN_CALL = 1, MB_RUN_SET = 2, MB_RUN_GET = 3, MB_RUN_DROP = 4,
+       MB_RUN_TASKS = 5 /* Go's rt.Tasks: a snapshot of every task (inspect.c) */ };
 enum { MB_RUNST_OK = 0, MB_RUNST_ERROR = 1 };
 
 /* The limits a run can go over (its limit field), besides memory. A run
@@ -155,6 +156,9 @@ typedef struct mb_task {
   unsigned char reraise;  /* the error being raised already has its traceback */
   unsigned char oom;      /* it failed out of memory under the memory limit */
   int slice_used;       /* instructions run in this turn (with a slice set) */
+  uint64_t created;     /* uv_hrtime() scale: when it was spawned (inspect.c) */
+  uint64_t cpu;         /* ns spent in its turns, counted once rt->accounting */
+  int64_t resumes;      /* turns it was given */
   int fired;            /* MB_WAIT_OBJS: index of the waiter that fired */
   int fired_ok;         /* and whether it completed (0: channel closed) */
   mb_waiter *wv;        /* MB_WAIT_OBJS: the registrations */
@@ -203,6 +207,7 @@ typedef struct mb_rt {
   int slice;            /* preemption time slice in VM instructions, or 0 */
   int warn;             /* MB_WARN_*: Lua's warnings (output.c) */
   int hook_count;       /* the count hook's period for the task being resumed */
+  int accounting;       /* time tasks' turns: on once someone asked (inspect.c) */
   int over_limit;       /* some run went over a limit: end it after this turn */
   size_t mem_used;      /* bytes held by Lua's allocator */
   size_t mem_limit;     /* MemoryLimit: tasks' allocations fail beyond it; 0: none */

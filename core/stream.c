@@ -189,7 +189,7 @@ static int mb_stream_next_k(lua_State *L, int status, lua_KContext ctx) {
   if (n >= 0) return n;
   t = mb_task_wait_begin_as(L, name, "wait for Go");
   s->waiter = t;
-  return mb_task_wait_other(L, t, s, mb_stream_undo, "a stream", 0, mb_stream_next_k);
+  return mb_task_wait_other(L, t, s, mb_stream_undo, name, 0, mb_stream_next_k);
 }
 
 static int mb_stream_next(lua_State *L) {

@@ -559,6 +559,8 @@ mb_task *mb_task_spawn(lua_State *L, mb_run *run, int nargs, const char *name) {
   t->id = run->ntask_ids++; /* per run: a script's first task is #1 */
   t->sleep.idx = -1;
   t->priority = 1;
+  /* The loop's cached time costs nothing; an exact one only once asked. */
+  t->created = rt->accounting ? uv_hrtime() : uv_now(&rt->loop) * 1000000;
   mb_list_init(&t->ready);
   mb_list_init(&t->waiters);
   mb_list_init(&t->w1.link);
@@ -766,7 +768,14 @@ int mb_task_resume(mb_rt *rt, mb_task *t) {
   rt->current = t;
   rt->running = co;
   mb_task_set_hook(rt, t, first);
-  st = lua_resume(co, rt->L, nargs, &nres);
+  t->resumes++;
+  if (rt->accounting) {
+    uint64_t t0 = uv_hrtime();
+    st = lua_resume(co, rt->L, nargs, &nres);
+    t->cpu += uv_hrtime() - t0;
+  } else {
+    st = lua_resume(co, rt->L, nargs, &nres);
+  }
   rt->current = NULL;
   rt->running = NULL;
   if (st == LUA_YIELD) {
@@ -854,22 +863,73 @@ void mb_task_cancel_error(lua_State *L, mb_task *t, int idx) {
   }
 }
 
-/* "task 'name' (file:line) waits for <what>": for deadlock reports. */
-int mb_task_blocked_where(mb_task *t, char *buf, size_t len) {
+/* "file:line" where t is (the innermost Lua function on its stack with a
+** line), or "?". */
+static void mb_task_where(mb_task *t, char *buf, size_t len) {
   lua_Debug ar;
-  char where[160] = "?";
-  const char *w = t->wait != MB_WAIT_NONE && t->wait_what != NULL ? t->wait_what : "nothing";
   int level;
+  snprintf(buf, len, "?");
   for (level = 0; t->co && lua_getstack(t->co, level, &ar); level++) {
     lua_getinfo(t->co, "Sl", &ar);
     if (ar.currentline > 0) {
-      snprintf(where, sizeof where, "%s:%d", ar.short_src, ar.currentline);
-      break;
+      snprintf(buf, len, "%s:%d", ar.short_src, ar.currentline);
+      return;
     }
   }
+}
+
+/* "task 'name' (file:line) waits for <what>": for deadlock reports. */
+int mb_task_blocked_where(mb_task *t, char *buf, size_t len) {
+  char where[160];
+  const char *w = t->wait != MB_WAIT_NONE && t->wait_what != NULL ? t->wait_what : "nothing";
+  mb_task_where(t, where, sizeof where);
   if (t->name != NULL)
     return snprintf(buf, len, "  task '%s' (%s) waits for %s", t->name, where, w);
   return snprintf(buf, len, "  task #%lld (%s) waits for %s", (long long)t->id, where, w);
+}
+
+/* Push t:info()'s table: id, name, status, waiting_for (while suspended),
+** where, created_at (Unix seconds), age, cpu (seconds; counted once
+** rt->accounting is on) and resumes. Turns the accounting on: what it
+** costs is paid only by a runtime someone inspects. */
+void mb_task_push_info(lua_State *L, mb_task *t) {
+  mb_rt *rt = mb_rt_of(L);
+  uint64_t now = uv_hrtime(), age = now > t->created ? now - t->created : 0;
+  uv_timeval64_t wall;
+  char where[160];
+  rt->accounting = 1;
+  luaL_checkstack(L, 4, "task info");
+  lua_createtable(L, 0, 9);
+  lua_pushinteger(L, (lua_Integer)t->id);
+  lua_setfield(L, -2, "id");
+  if (t->name != NULL) {
+    lua_pushstring(L, t->name);
+    lua_setfield(L, -2, "name");
+  }
+  lua_pushstring(L, mb_task_status_names[t->status]);
+  lua_setfield(L, -2, "status");
+  if (t->status == MB_TASK_SUSPENDED && t->wait != MB_WAIT_NONE && t->wait_what != NULL) {
+    if (t->wait == MB_WAIT_OTHER) /* call.c and stream.c give the function's name */
+      lua_pushfstring(L, "the Go call %s", t->wait_what);
+    else
+      lua_pushstring(L, t->wait_what);
+    lua_setfield(L, -2, "waiting_for");
+  }
+  if (t->status == MB_TASK_RUNNING || t->status == MB_TASK_SUSPENDED) {
+    mb_task_where(t, where, sizeof where);
+    lua_pushstring(L, where);
+    lua_setfield(L, -2, "where");
+  }
+  if (uv_gettimeofday(&wall) == 0) {
+    lua_pushnumber(L, (lua_Number)wall.tv_sec + wall.tv_usec / 1e6 - age / 1e9);
+    lua_setfield(L, -2, "created_at");
+  }
+  lua_pushnumber(L, age / 1e9);
+  lua_setfield(L, -2, "age");
+  lua_pushnumber(L, t->cpu / 1e9);
+  lua_setfield(L, -2, "cpu");
+  lua_pushinteger(L, (lua_Integer)t->resumes);
+  lua_setfield(L, -2, "resumes");
 }
 
 /* ---------------------------------------------------------------------
@@ -1134,6 +1194,11 @@ static int mb_task_l_status(lua_State *L) {
   return 1;
 }
 
+static int mb_task_l_info(lua_State *L) {
+  mb_task_push_info(L, mb_task_check(L, 1));
+  return 1;
+}
+
 static int mb_task_l_cancel(lua_State *L) {
   mb_task *t = mb_task_check(L, 1);
   mb_task_cancel_error(L, t, lua_isnoneornil(L, 2) ? 0 : 2);
@@ -1294,6 +1359,7 @@ static const luaL_Reg mb_task_methods[] = {
     {"status", mb_task_l_status},
     {"cancel", mb_task_l_cancel},
     {"detach", mb_task_l_detach},
+    {"info", mb_task_l_info},
     {NULL, NULL}};
 
 static const luaL_Reg mb_task_group_methods[] = {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -391,5 +392,68 @@ func TestRunSecondCtrlCExitsAtOnce(t *testing.T) {
 	}
 	if code, _ := waitExit(t, cmd, out); code != 130 {
 		t.Errorf("exit %d, want 130 (stderr %s)", code, stderr)
+	}
+}
+
+// SIGQUIT prints the task table on stderr, like Go's goroutine dump, and
+// the run goes on: here twice, then Ctrl-C ends it as usual.
+func TestRunSIGQUITDumpsTheTasks(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "run", writeScript(t, `local task, channel = require("task"), require("channel")
+local ch = channel.new()
+local reader = task.spawn({name = "reader"}, function() return ch:recv() end)
+local x <close> = setmetatable({}, {__close = function() print("cleaned up") end})
+print("ready")
+task.sleep(60)`))
+	cmd.Env = append(os.Environ(), "MOONBRIDGE_TEST_MAIN=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderrPipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	out, errs := bufio.NewReader(stdout), bufio.NewReader(stderrPipe)
+	if line, err := out.ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := cmd.Process.Signal(syscall.SIGQUIT); err != nil {
+			t.Fatal(err)
+		}
+		// The header, then two tasks, each a blank line, its line and
+		// where; then a blank line.
+		var dump []string
+		for len(dump) < 8 {
+			line, err := errs.ReadString('\n')
+			if err != nil {
+				t.Fatalf("dump %d: %q, %v", i, dump, err)
+			}
+			dump = append(dump, line)
+		}
+		text := strings.Join(dump, "")
+		// main (task #0, named by its file) waits in task.sleep at line 6; the reader at line 3.
+		for _, re := range []string{
+			`^moonbridge: 2 tasks\n\n`,
+			`\ntask #0 "[^"]+\.lua" \[suspended on a timer, [0-9.]+m?s, cpu [0-9.]+[µm]?s, 1 resume\]:\n\t[^\n]+\.lua:6\n`,
+			`\ntask #1 "reader" \[suspended on a channel receive, [0-9.]+m?s, cpu [0-9.]+[µm]?s, 1 resume\]:\n\t[^\n]+\.lua:3\n\n$`,
+		} {
+			if !regexp.MustCompile(re).MatchString(text) {
+				t.Errorf("dump %d does not match %s:\n%s", i, re, text)
+			}
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(out)
+	tail, _ := io.ReadAll(errs)
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 130 || string(rest) != "cleaned up\n" || string(tail) != "moonbridge: interrupted\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, rest, tail)
 	}
 }
