@@ -13,6 +13,8 @@
 #ifndef MB_STATE_H
 #define MB_STATE_H
 
+#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -208,6 +210,9 @@ typedef struct mb_rt {
   int warn;             /* MB_WARN_*: Lua's warnings (output.c) */
   int hook_count;       /* the count hook's period for the task being resumed */
   int accounting;       /* time tasks' turns: on once someone asked (inspect.c) */
+  volatile sig_atomic_t interrupt; /* preempt the running task (interrupt.c) */
+  _Atomic int in_step;  /* a thread is inside mb_rt_step: step_thread */
+  _Atomic unsigned long step_thread; /* its pthread_t (interrupt.c) */
   int over_limit;       /* some run went over a limit: end it after this turn */
   size_t mem_used;      /* bytes held by Lua's allocator */
   size_t mem_limit;     /* MemoryLimit: tasks' allocations fail beyond it; 0: none */

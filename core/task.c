@@ -52,6 +52,7 @@ typedef struct mb_group {
 
 static void mb_task_group_child_ended(mb_rt *rt, mb_task *t);
 static void mb_task_hook(lua_State *L, lua_Debug *ar);
+static int mb_task_interrupted(lua_State *L, mb_rt *rt, mb_task *t);
 
 static const char *const mb_task_status_names[] = {
     "pending", "running", "suspended", "done", "failed", "cancelled"};
@@ -945,6 +946,7 @@ static void mb_task_hook(lua_State *L, lua_Debug *ar) {
   mb_run *r;
   (void)ar;
   if (t == NULL) return;
+  if (rt->interrupt && mb_task_interrupted(L, rt, t)) return;
   r = t->run;
   if (r->insn_limited || r->deadline > 0 || r->limit != MB_LIMIT_NONE) mb_limit_check(L, rt, r);
   if (t->cancel == MB_CANCEL_PENDING) mb_task_cancel_raise(L, t);
@@ -954,6 +956,30 @@ static void mb_task_hook(lua_State *L, lua_Debug *ar) {
   mb_task_ready(rt, t);
   rt->yielding = 1;
   lua_yield(L, 0);
+}
+
+/* The interrupt's one-instruction hook fired in L (interrupt.c asked for
+** it): put back the usual hook and give up the turn, so the scheduler
+** reads its queue (a cancelled run ends there) before it runs t again.
+** Where L cannot yield, the next instruction tries again. */
+static int mb_task_interrupted(lua_State *L, mb_rt *rt, mb_task *t) {
+  if (!lua_isyieldable(L)) return 0;
+  rt->interrupt = 0;
+  if (rt->hook_count == 0) lua_sethook(L, NULL, 0, 0);
+  else lua_sethook(L, mb_task_hook, LUA_MASKCOUNT, rt->hook_count);
+  mb_task_ready(rt, t);
+  rt->yielding = 1;
+  lua_yield(L, 0);
+  return 1;
+}
+
+/* From a signal handler on the loop's thread, inside a step: make the Lua
+** thread running now call the hook at its next instruction. lua_sethook
+** may be called asynchronously (ldebug.c; lua.c does it on SIGINT). */
+void mb_task_interrupt(mb_rt *rt) {
+  lua_State *L = rt->running;
+  rt->interrupt = 1;
+  if (L != NULL) lua_sethook(L, mb_task_hook, LUA_MASKCOUNT, 1);
 }
 
 void mb_task_set_slice(mb_rt *rt, int instructions) {

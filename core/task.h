@@ -30,6 +30,7 @@ int mb_task_await(lua_State *L, mb_task *t);
 void mb_task_unfail(lua_State *L, mb_task *t);
 int mb_task_blocked_where(mb_task *t, char *buf, size_t len);
 void mb_task_push_info(lua_State *L, mb_task *t); /* t:info()'s table; inspect.c */
+void mb_task_interrupt(mb_rt *rt); /* async-signal-safe: preempt the running task */
 
 /* Errors crossing waits (see mb_task_msgh): a wait raises again in the
 ** running task the error value on L's top, from src (a failed task) or

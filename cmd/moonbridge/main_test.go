@@ -457,3 +457,15 @@ task.sleep(60)`))
 		t.Errorf("exit %d, stdout %q, stderr %q", code, rest, tail)
 	}
 }
+
+// The first Ctrl-C stops a tight loop at once, as lua5.4 does, with no
+// --time-slice or limit: the program exits 130.
+func TestRunCtrlCStopsATightLoop(t *testing.T) {
+	cmd, out, stderr := startChild(t, `print("ready"); while true do end`)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code, rest := waitExit(t, cmd, out); code != 130 || rest != "" || stderr.String() != "moonbridge: interrupted\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, rest, stderr)
+	}
+}
