@@ -402,8 +402,9 @@ func TestRunSIGQUITDumpsTheTasks(t *testing.T) {
 local ch = channel.new()
 local reader = task.spawn({name = "reader"}, function() return ch:recv() end)
 local x <close> = setmetatable({}, {__close = function() print("cleaned up") end})
+task.yield() -- the reader waits on its receive
 print("ready")
-task.sleep(60)`))
+task.sleep(3600)`))
 	cmd.Env = append(os.Environ(), "MOONBRIDGE_TEST_MAIN=1")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -436,10 +437,10 @@ task.sleep(60)`))
 			dump = append(dump, line)
 		}
 		text := strings.Join(dump, "")
-		// main (task #0, named by its file) waits in task.sleep at line 6; the reader at line 3.
+		// main (task #0, named by its file) waits in task.sleep at line 7; the reader at line 3.
 		for _, re := range []string{
 			`^moonbridge: 2 tasks\n\n`,
-			`\ntask #0 "[^"]+\.lua" \[suspended on a timer, [0-9.]+m?s, cpu [0-9.]+[µm]?s, 1 resume\]:\n\t[^\n]+\.lua:6\n`,
+			`\ntask #0 "[^"]+\.lua" \[suspended on a timer, [0-9.]+m?s, cpu [0-9.]+[µm]?s, 2 resumes\]:\n\t[^\n]+\.lua:7\n`,
 			`\ntask #1 "reader" \[suspended on a channel receive, [0-9.]+m?s, cpu [0-9.]+[µm]?s, 1 resume\]:\n\t[^\n]+\.lua:3\n\n$`,
 		} {
 			if !regexp.MustCompile(re).MatchString(text) {
