@@ -5,7 +5,11 @@ package core
 */
 import "C"
 
-import "time"
+import (
+	"context"
+	"errors"
+	"time"
+)
 
 // interruptEvery is how often a cancelled run's running task is
 // preempted again while the run has not ended: a signal that arrives
@@ -18,8 +22,13 @@ const interruptEvery = 10 * time.Millisecond
 // sent and ends the run, even in a tight loop with no time slice (see
 // interrupt.c); and again every interruptEvery until the run has ended.
 // It runs on the run's AfterFunc goroutine, only once the run's context
-// has ended: until then nothing is paid.
-func (l *Loop) interruptRun(id int64) {
+// has ended: until then nothing is paid. A deadline is left to the run's
+// own count hook (limit.c), which raises the limit error inside the task,
+// where its message handlers and cleanup see it.
+func (l *Loop) interruptRun(ctx context.Context, id int64) {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return
+	}
 	if C.mb_interrupt_install() != 0 {
 		return // no signal to use: the scheduler's own checks remain
 	}

@@ -564,7 +564,7 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte,
 	stop := func() bool { return false }
 	if cancellable { // end the run with its context
 		stop = context.AfterFunc(ctx, func() {
-			defer l.interruptRun(id) // after the request below is sent
+			defer l.interruptRun(ctx, id) // after the request below is sent
 			l.mu.RLock()
 			defer l.mu.RUnlock()
 			if l.closed {
