@@ -246,6 +246,25 @@ func (rt *Runtime) Get(ctx context.Context, name string) (any, error) {
 	return v, wrap(err, ctx)
 }
 
+// TaskInfo describes a live task of a Runtime, as t:info() does for a
+// script: its run, number, name, status, what it waits for and where,
+// when it was spawned, its CPU time and turns.
+type TaskInfo = core.TaskInfo
+
+// Tasks returns a snapshot of every live task of every run, safe to call
+// from any goroutine: the loop takes it between two tasks' turns (so it
+// waits while a task runs without yielding, under no Options.TimeSlice)
+// and Go gets a copy. CPU times are counted from the first time the
+// Runtime was inspected (Tasks, task.list or t:info): until then the loop
+// pays nothing for them. On a closed Runtime it returns nil.
+func (rt *Runtime) Tasks() []TaskInfo {
+	ts, err := rt.loop.Tasks(context.Background())
+	if err != nil {
+		return nil
+	}
+	return ts
+}
+
 // Close cancels every in-flight call's context, ends every run with
 // ErrClosed, waits for the loop and for the goroutines of calls to return,
 // and frees every C resource. It is idempotent. A bridge function that
@@ -298,6 +317,17 @@ var (
 	ErrOutputLimit = errors.New("moonbridge: output limit reached")
 )
 
+// OpError, returned by a bridge function (or found in the chain of the
+// error it returns, errors.As-style), sets the kind and op of the Lua error
+// its call raises: Kind "" is "bridge", Op "" the function's Lua name. The
+// message is the function's name and Err's text, as for any error. Err
+// stays reachable from Go: when the Lua error ends the run, errors.Is and
+// errors.As on the run's error see it (as they see any error a bridge
+// function returns).
+//
+//	return nil, &bridge.OpError{Op: "db", Err: err} // Lua: err.kind == "bridge", err.op == "db"
+type OpError = core.OpError
+
 // ExitError reports that the script called os.exit with a non-zero code.
 // os.exit ends the run (every task of it), never the host process; with
 // code 0 (or true) the run simply succeeds.
@@ -307,13 +337,17 @@ type ExitError struct {
 
 func (e *ExitError) Error() string { return fmt.Sprintf("moonbridge: os.exit(%d)", e.Code) }
 
-// LuaError is an error raised in Lua that ended a run or a Call.
+// LuaError is an error raised in Lua that ended a run or a Call. When it
+// is the error a bridge function's call raised (and the script let it go
+// on, or raised the same error table again), it wraps the Go error the
+// function returned: errors.Is and errors.As reach it through Unwrap.
 type LuaError struct {
 	Message   string // the error message
 	Kind      string // "runtime", "bridge", "cancelled", "deadlock", "closed", "limit", ...
 	Op        string // the bridge function involved; for "limit": "memory", "instructions" or "deadline"
 	Traceback string // the failing task's traceback, then each awaiting task's
 	ctxErr    error
+	goErr     error
 }
 
 func (e *LuaError) Error() string { return e.Message }
@@ -337,10 +371,16 @@ func (e *LuaError) Is(target error) bool {
 	return false
 }
 
-// Unwrap returns the context's error when the run was cancelled through
-// it, so errors.Is(err, context.Canceled) holds, and
-// context.DeadlineExceeded when its deadline passed.
-func (e *LuaError) Unwrap() error { return e.ctxErr }
+// Unwrap returns the Go error a bridge function returned, when the run
+// ended with the Lua error its call raised; the context's error when the
+// run was cancelled through it, so errors.Is(err, context.Canceled) holds;
+// and context.DeadlineExceeded when its deadline passed.
+func (e *LuaError) Unwrap() error {
+	if e.goErr != nil {
+		return e.goErr
+	}
+	return e.ctxErr
+}
 
 func wrap(err error, ctx context.Context) error {
 	var ce *core.Error
@@ -353,7 +393,7 @@ func wrap(err error, ctx context.Context) error {
 		}
 		return &ExitError{Code: ce.Code}
 	}
-	le := &LuaError{Message: ce.Message, Kind: ce.Kind, Op: ce.Op, Traceback: ce.Traceback}
+	le := &LuaError{Message: ce.Message, Kind: ce.Kind, Op: ce.Op, Traceback: ce.Traceback, goErr: ce.GoErr}
 	switch {
 	case le.Kind == "cancelled":
 		le.ctxErr = context.Cause(ctx)

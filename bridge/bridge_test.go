@@ -176,12 +176,12 @@ print(e2.traceback)`)
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
 	want := []string{
 		"cancelled\tcancelled",
-		"in task #2",
+		"in task #1",
 		"stack traceback:",
 		"\t[C]: in field 'sleep'",
 		"\ttest:4: in function <test:4>",
 		"\t[C]: in ?",
-		"in task #3",
+		"in task #2",
 		"stack traceback:",
 		"\t[C]: in field 'sleep'",
 	}
@@ -720,7 +720,7 @@ task.sleep(0.01)`)
 local task = require("task")
 local t = task.spawn(function() error("handled") end)
 local ok, e = pcall(t.wait, t)
-assert(not ok and e.message:find("handled"))
+assert(not ok and e:find("handled"))
 assert(t:status() == "failed")`)
 }
 

@@ -216,3 +216,67 @@ print(#answers, answers[1] == llm.generate("bridges", {max_tokens = 4}))
 	// 8	length
 	// 3	true
 }
+
+// errNoRow is a sentinel error a host's database layer might return.
+var errNoRow = errors.New("no such row")
+
+// A Go error a bridge function returns stays reachable from the run's
+// error; OpError also sets the Lua error's kind and op.
+func ExampleOpError() {
+	rt, err := bridge.New(bridge.Options{Stdout: os.Stdout})
+	if err != nil {
+		panic(err)
+	}
+	defer rt.Close()
+	rt.RegisterFunc("db.get", func(ctx context.Context, args bridge.Args) ([]any, error) {
+		id, _ := args.Int(0)
+		return nil, &bridge.OpError{Op: "db", Err: fmt.Errorf("row %d: %w", id, errNoRow)}
+	})
+	err = rt.RunString(context.Background(), "main", `
+local ok, e = pcall(db.get, 7)
+print(e.kind, e.op, e.message)
+db.get(8) -- not caught: it ends the run`)
+	fmt.Println(errors.Is(err, errNoRow), err)
+	// Output:
+	// bridge	db	db.get: row 7: no such row
+	// true db.get: row 8: no such row
+}
+
+// Tasks shows what every task of a Runtime is doing, from any goroutine;
+// scripts ask task.list() and t:info().
+func ExampleRuntime_Tasks() {
+	rt, err := bridge.New(bridge.Options{Stdout: os.Stdout})
+	if err != nil {
+		panic(err)
+	}
+	defer rt.Close()
+	entered, release := make(chan struct{}), make(chan struct{})
+	rt.RegisterFunc("kv.get", func(ctx context.Context, args bridge.Args) ([]any, error) {
+		close(entered)
+		<-release
+		return []any{"v"}, nil
+	})
+	done := make(chan error)
+	go func() {
+		done <- rt.RunString(context.Background(), "main", `
+local task, channel = require("task"), require("channel")
+local ch = channel.new()
+local reader = task.spawn({name = "reader"}, function() return ch:recv() end)
+task.yield()
+local info = reader:info()
+print(#task.list(), info.name, info.status, info.waiting_for, info.where)
+kv.get("k")
+ch:send("bye")`)
+	}()
+	<-entered
+	for _, t := range rt.Tasks() {
+		fmt.Printf("#%d %s: %s on %s at %s\n", t.ID, t.Name, t.Status, t.WaitingFor, t.Where)
+	}
+	close(release)
+	fmt.Println(<-done)
+	// Output:
+	// 2	reader	suspended	a channel receive	main:4
+	// #0 main: suspended on the Go call kv.get at main:8
+	// #1 reader: suspended on a channel receive at main:4
+	// <nil>
+}

@@ -294,6 +294,15 @@ func TestHostileLoopsWhereLuaRunsHandlersAreStopped(t *testing.T) {
 	})
 }
 
+// An error value crosses as it is: nothing reads its fields, so an
+// __index that never returns is never run, and the run ends with the table.
+func TestHostileErrorValueIndexIsNotRun(t *testing.T) {
+	rt, out := hostileRuntime(t, nil)
+	err := hostileRun(t, rt, `error(setmetatable({}, {__index = function() while true do end end}))`)
+	wantKind(t, err, "runtime", "", "(error object is a table value)")
+	servesAfter(t, rt, out)
+}
+
 // A sibling that goes over the instruction limit ends the run; a task it
 // takes down with it may not loop in its cleanup.
 func TestHostileCleanupOfATaskKilledByASiblingsLimit(t *testing.T) {

@@ -646,9 +646,10 @@ func (r *httpReq) setBody(v any) error {
 
 var errHTTPTimeout = errors.New("timeout")
 
-// httpError is a failure to get a response: "GET url: cause".
+// httpError is a failure to get a response: "GET url: cause", raised in
+// Lua as kind "bridge", op "http" (SPEC §6), whichever function failed.
 func httpError(r *httpReq, err error) error {
-	return fmt.Errorf("%s %s: %w", r.method, shortURL(r.url), err)
+	return &OpError{Op: "http", Kind: "bridge", Err: fmt.Errorf("%s %s: %w", r.method, shortURL(r.url), err)}
 }
 
 // do sends r and returns the response, with the request's context (the

@@ -165,9 +165,25 @@ func TestHTTPTransportFailureIsABridgeErrorNamingTheURL(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	want := "http.get: GET " + dead + ": dial tcp " + ln.Addr().String() + ": connect: connection refused"
-	if le.Kind != "bridge" || le.Op != "http.get" || le.Message != want {
+	if le.Kind != "bridge" || le.Op != "http" || le.Message != want {
 		t.Errorf("kind %q op %q message %q\nwant message %q", le.Kind, le.Op, le.Message, want)
 	}
+	// The Go error stays reachable: a *net.OpError under the message.
+	var ne *net.OpError
+	if !errors.As(err, &ne) || ne.Op != "dial" {
+		t.Errorf("errors.As(err, *net.OpError): %v", ne)
+	}
+	// Scripts see the same kind and op, from every function of the module.
+	mustRun(t, rt, `
+		for _, f in ipairs({function() return http.get(DEAD) end,
+		                    function() return http.request{url = DEAD} end,
+		                    function() return http.get_all({DEAD}) end,
+		                    function() for _ in http.stream{url = DEAD} do end end}) do
+			local ok, e = pcall(f)
+			assert(not ok and e.kind == "bridge" and e.op == "http", e.op)
+		end
+		local ok, e = pcall(http.get, "ftp://x/")   -- a bad argument is the function's own
+		assert(e.op == "http.get", e.op)`)
 }
 
 // Redirects are followed inside AllowHosts; one that leaves the list is

@@ -173,6 +173,9 @@ func readChunkFile(path string) ([]byte, error) {
 	if len(src) > 0 && src[0] == '#' {
 		for i, b := range src {
 			if b == '\n' {
+				if i+1 < len(src) && src[i+1] == 0x1b { // a precompiled chunk, as lua reads one
+					return src[i+1:], nil
+				}
 				return append([]byte("--"), src[i:]...), nil
 			}
 		}

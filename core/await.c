@@ -37,6 +37,7 @@ typedef struct mb_await_join {
   int left;       /* ALL: items without an outcome yet */
   int first;      /* the item whose completion woke the waiter, or 0 */
   uint64_t deadline;
+  lua_Number seconds; /* TIMEOUT: as given, for the error */
   unsigned char *kind; /* per item, 0-based: MB_AW_* */
   unsigned char *got;  /* per item: its outcome was taken */
   mb_waiter wv[];
@@ -73,7 +74,7 @@ static int mb_await_outcome(lua_State *L, int idx, int kind) {
       mb_task_unfail(L, t);
       lua_pushvalue(t->co, -1);
       lua_xmove(t->co, L, 1);
-      mb_errors_fork(L);
+      mb_task_pass_error(L, t);
       return 0;
     }
     mb_pack_values(L, mb_task_results(L, t));
@@ -83,7 +84,7 @@ static int mb_await_outcome(lua_State *L, int idx, int kind) {
     if (mb_promise_outcome(L, idx)) return 1;
     lua_rawgeti(L, -1, 1);
     lua_remove(L, -2);
-    mb_errors_fork(L);
+    mb_promise_pass_error(L, idx);
     return 0;
   }
   mb_chan_recv_now(L, idx);
@@ -198,10 +199,36 @@ static void mb_await_join_observe(lua_State *L, mb_await_join *j) {
   }
 }
 
+/* Push what a task.timeout waited for, in words, for its error: the
+** function it ran (kept as items[0]) or the awaitable. */
+static const char *mb_await_timeout_what(lua_State *L) {
+  lua_Debug ar;
+  lua_rawgeti(L, MB_J_ITEMS, 0);
+  if (lua_type(L, -1) == LUA_TFUNCTION) {
+    const char *name;
+    lua_pushvalue(L, -1);
+    lua_getinfo(L, ">S", &ar);
+    if (*ar.what != 'C') return lua_pushfstring(L, "function <%s:%d>", ar.short_src, ar.linedefined);
+    if ((name = mb_errors_funcname(L)) != NULL) return lua_pushfstring(L, "function '%s'", name);
+    return lua_pushliteral(L, "a C function");
+  }
+  switch (mb_await_kind(L, -1)) {
+    case MB_AW_TASK: {
+      mb_task *t = (mb_task *)lua_touserdata(L, -1);
+      if (t->name != NULL) return lua_pushfstring(L, "task '%s'", t->name);
+      return lua_pushfstring(L, "task #%I", (lua_Integer)t->id);
+    }
+    case MB_AW_PROMISE: return lua_pushliteral(L, "a promise");
+    default: return lua_pushliteral(L, "a channel receive");
+  }
+}
+
 static int mb_await_join_finish(lua_State *L, mb_await_join *j, mb_task *self) {
   if (j->mode != MB_JOIN_SELECT) mb_await_join_observe(L, j);
   if (j->cancelled) return mb_task_cancel_raise(L, self);
-  if (j->timed_out) return mb_errors_throw(L, "timeout", "task.timeout", "timeout");
+  if (j->timed_out)
+    return mb_errors_throw(L, "timeout", "task.timeout", "task.timeout: %s timed out after %f s",
+                           mb_await_timeout_what(L), j->seconds);
   if (j->mode == MB_JOIN_ALL) {
     if (j->winner) {
       lua_pushvalue(L, MB_J_OUTCOME);
@@ -306,7 +333,8 @@ static int mb_await_join_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* Set up a join over the list at index 1 (functions are spawned) and run
 ** it. The stack becomes the join's slots. */
-static int mb_await_join_start(lua_State *L, int mode, const char *what, uint64_t deadline) {
+static int mb_await_join_start(lua_State *L, int mode, const char *what, uint64_t deadline,
+                               lua_Number seconds) {
   mb_task *self = mb_task_current(L, what);
   mb_await_join *j;
   int i, n;
@@ -331,9 +359,14 @@ static int mb_await_join_start(lua_State *L, int mode, const char *what, uint64_
   j->n = n;
   j->left = n;
   j->deadline = deadline;
+  j->seconds = seconds;
   j->kind = (unsigned char *)&j->wv[n > 0 ? n : 1];
   j->got = j->kind + n;
   lua_createtable(L, n, 0); /* 3: the items, with functions spawned */
+  if (mode == MB_JOIN_TIMEOUT) { /* and what it waits for, for its error */
+    lua_rawgeti(L, 1, 0);
+    lua_rawseti(L, -2, 0);
+  }
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
     if (lua_type(L, -1) == LUA_TFUNCTION) {
@@ -352,28 +385,33 @@ static int mb_await_join_start(lua_State *L, int mode, const char *what, uint64_
   return mb_await_join_step(L);
 }
 
-static int mb_await_l_all(lua_State *L) { return mb_await_join_start(L, MB_JOIN_ALL, "task.all", 0); }
-static int mb_await_l_race(lua_State *L) { return mb_await_join_start(L, MB_JOIN_RACE, "task.race", 0); }
-static int mb_await_l_select(lua_State *L) { return mb_await_join_start(L, MB_JOIN_SELECT, "task.select", 0); }
+static int mb_await_l_all(lua_State *L) { return mb_await_join_start(L, MB_JOIN_ALL, "task.all", 0, 0); }
+static int mb_await_l_race(lua_State *L) { return mb_await_join_start(L, MB_JOIN_RACE, "task.race", 0, 0); }
+static int mb_await_l_select(lua_State *L) { return mb_await_join_start(L, MB_JOIN_SELECT, "task.select", 0, 0); }
 
 /* task.timeout(seconds, fn, ...) or task.timeout(seconds, awaitable). */
 static int mb_await_l_timeout(lua_State *L) {
   uint64_t deadline = mb_sleep_deadline(L, 1, &mb_rt_of(L)->loop);
+  lua_Number seconds = lua_tonumber(L, 1);
   mb_task *self = mb_task_current(L, "task.timeout");
-  if (lua_type(L, 2) == LUA_TFUNCTION) {
-    mb_task_spawn(L, self->run, lua_gettop(L) - 2, NULL);
-  } else if (mb_await_kind(L, 2) == MB_AW_NONE) {
+  luaL_checkstack(L, 3, "task.timeout");
+  lua_pushvalue(L, 2); /* what it waits for, kept for its error */
+  lua_insert(L, 1);
+  if (lua_type(L, 3) == LUA_TFUNCTION) {
+    mb_task_spawn(L, self->run, lua_gettop(L) - 3, NULL);
+  } else if (mb_await_kind(L, 3) == MB_AW_NONE) {
     return mb_errors_misuse(L, "task.timeout: expected a function or an awaitable (got %s)",
-                      luaL_typename(L, 2));
+                      luaL_typename(L, 3));
   } else {
-    lua_settop(L, 2);
+    lua_settop(L, 3);
   }
-  lua_createtable(L, 1, 0);
+  lua_createtable(L, 1, 0); /* {[0] = what, the task or awaitable} */
   lua_insert(L, -2);
   lua_rawseti(L, -2, 1);
-  lua_replace(L, 1);
-  lua_settop(L, 1);
-  return mb_await_join_start(L, MB_JOIN_TIMEOUT, "task.timeout", deadline);
+  lua_replace(L, 2);
+  lua_insert(L, 1);
+  lua_rawseti(L, 1, 0);
+  return mb_await_join_start(L, MB_JOIN_TIMEOUT, "task.timeout", deadline, seconds);
 }
 
 static const luaL_Reg mb_await_funcs[] = {

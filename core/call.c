@@ -27,16 +27,49 @@
 ** Errors a call can raise.
 ** ------------------------------------------------------------------- */
 
-/* Raise the Go side's error (MB_ERR), panic (MB_PANIC) or, with an empty
-** message, its failure to store the result, as a "bridge" error. */
+/* Read an MB_ERR_GO record, msg[0..len): the Go error's id (8 bytes,
+** little-endian), its kind and op (each ended by a zero byte; empty: the
+** defaults), then its text, which *msg and *len are left at. 0 when it is
+** malformed. */
+static int64_t mb_call_goerror(const char **msg, size_t *len, const char **kind,
+                               const char **op) {
+  const char *p = *msg, *end = *msg + *len, *k, *o;
+  uint64_t id = 0;
+  int i;
+  if (*len < 10) return 0;
+  for (i = 7; i >= 0; i--) id = id << 8 | (unsigned char)p[i];
+  k = p + 8;
+  if ((o = memchr(k, 0, (size_t)(end - k))) == NULL) return 0;
+  o++;
+  if ((p = memchr(o, 0, (size_t)(end - o))) == NULL) return 0;
+  p++;
+  if (*k != '\0') *kind = k;
+  if (*o != '\0') *op = o;
+  *msg = p;
+  *len = (size_t)(end - p);
+  return (int64_t)id;
+}
+
+/* Raise the Go side's error (MB_ERR, MB_ERR_GO), panic (MB_PANIC) or,
+** with an empty message, its failure to store the result, as a "bridge"
+** error whose op is the function (or the kind and op Go asked for). A Go
+** error the run keeps is named by the error's goerror field. msg is
+** anchored by the caller. */
 int mb_call_raise(lua_State *L, const char *name, int status, const char *msg, size_t len) {
+  const char *kind = "bridge", *op = name;
+  int64_t goerror = 0;
+  if (status == MB_ERR_GO) goerror = mb_call_goerror(&msg, &len, &kind, &op);
   if (status == MB_PANIC)
     lua_pushfstring(L, "%s: panic: %s", name, lua_pushlstring(L, msg, len));
   else if (len == 0)
     lua_pushfstring(L, "%s: not enough memory for the result", name);
   else
     lua_pushfstring(L, "%s: %s", name, lua_pushlstring(L, msg, len));
-  mb_errors_push(L, "bridge", name, lua_tostring(L, -1), lua_rawlen(L, -1));
+  mb_errors_push(L, kind, op, lua_tostring(L, -1), lua_rawlen(L, -1));
+  if (goerror != 0) {
+    lua_pushinteger(L, (lua_Integer)goerror);
+    lua_setfield(L, -2, "goerror");
+  }
   mb_errors_raise(L);
 }
 
@@ -186,5 +219,5 @@ int mb_call_l_call(lua_State *L) {
   }
   c->task = t;
   c->run = t->run->id;
-  return mb_task_wait_other(L, t, c, mb_call_undo, "a bridge call", (lua_KContext)c, mb_call_k);
+  return mb_task_wait_other(L, t, c, mb_call_undo, name, (lua_KContext)c, mb_call_k);
 }

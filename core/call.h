@@ -17,8 +17,9 @@
 #include "codec.h"
 #include "state.h"
 
-/* A call's outcome, written by Go. */
-enum { MB_OK = 0, MB_ERR = 1, MB_PANIC = 2 };
+/* A call's outcome, written by Go. MB_ERR_GO: an error Go keeps for the
+** run, the data its id, kind, op and text (see mb_call_raise). */
+enum { MB_OK = 0, MB_ERR = 1, MB_PANIC = 2, MB_ERR_GO = 3 };
 
 /* Kinds of registered functions (mb_bridge_register). */
 enum { MB_FN_ASYNC = 0, MB_FN_INLINE = 1, MB_FN_STREAM = 2 };

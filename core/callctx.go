@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,9 +16,41 @@ import (
 // from the run's context, and makes its Done channel only when asked.
 type callCtx struct {
 	parent context.Context
+	run    *runCalls    // the run's count of cancelled calls, or nil
+	state  atomic.Int32 // callRunning, callCancelled (counted in run), callReturned
 	mu     sync.Mutex
 	done   chan struct{}
 	err    error
+}
+
+const (
+	callRunning   = 0
+	callCancelled = 1
+	callReturned  = 2
+)
+
+// runCalls counts a run's bridge calls that were cancelled and whose
+// function has not returned yet: the run's end waits for them
+// (Loop.awaitCancelled). waiting is set, after idle is made, once the run
+// waits; the call that brings n to 0 then closes idle.
+type runCalls struct {
+	n       atomic.Int64
+	waiting atomic.Bool
+	idle    chan struct{}
+}
+
+func (r *runCalls) done() {
+	if r.n.Add(-1) == 0 && r.waiting.CompareAndSwap(true, false) {
+		close(r.idle)
+	}
+}
+
+// returned says the call's function has returned (or will never run): if
+// it was cancelled, its run stops waiting for it.
+func (c *callCtx) returned() {
+	if c.state.Swap(callReturned) == callCancelled {
+		c.run.done()
+	}
 }
 
 // closedChan is Done for a context cancelled before anyone asked.
@@ -58,6 +91,12 @@ func (c *callCtx) cancel() {
 		return
 	}
 	c.err = err
+	if c.run != nil { // counted first, so the count never dips below what runs
+		c.run.n.Add(1)
+		if !c.state.CompareAndSwap(callRunning, callCancelled) {
+			c.run.done() // it had returned already
+		}
+	}
 	if c.done != nil && c.done != closedChan {
 		close(c.done)
 	}

@@ -1,13 +1,14 @@
 /*
 ** errors.c — moonbridge's error objects.
 **
-** Layer 1. An error raised by the runtime, or one that ended a task,
-** is a table {message, kind, op, traceback, cause} whose __tostring is its
-** message. A task's message handler turns any other error value into one
-** (keeping the original as `cause`) and stamps the traceback while the
-** failing stack is still there; when the error is re-raised in a task that
-** waited for the failed one, that task's traceback is appended, so the
-** traceback shows every hop the error crossed.
+** Layer 1. An error raised by the runtime (cancelled, timeout, deadlock,
+** bridge, limit, a misuse) is a table {message, kind, op, traceback,
+** cause} whose __tostring is its message. A task's message handler stamps
+** the traceback while the failing stack is still there; when the error is
+** re-raised in a task that waited for the failed one, that task's
+** traceback is appended, so the traceback shows every hop the error
+** crossed. Any other error value (a script's string or table) is passed
+** on unchanged, as stock Lua does; task.c keeps its traceback beside it.
 */
 #include <stdarg.h>
 #include <stdio.h>
@@ -210,8 +211,9 @@ int mb_errors_nomem(lua_State *L, const char *what) {
 
 /* Push the name of the function on L's top as "module.field", searching
 ** package.loaded as luaL_traceback does, and pop the function. Returns
-** the name or NULL (nothing pushed then). */
-static const char *mb_errors_libname(lua_State *L) {
+** the name or NULL (nothing pushed then). For error messages only: it
+** walks every loaded module's fields. */
+const char *mb_errors_funcname(lua_State *L) {
   int fn = lua_gettop(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushnil(L);
@@ -246,7 +248,7 @@ int mb_errors_cannot_yield(lua_State *L, const char *name, const char *verb) {
   for (level = 1; lua_getstack(L, level, &ar); level++) {
     lua_getinfo(L, "nSf", &ar);
     if (ar.what[0] == 'C') {
-      const char *fname = mb_errors_libname(L);
+      const char *fname = mb_errors_funcname(L);
       if (fname == NULL) fname = ar.name ? ar.name : "?";
       mb_errors_throw(L, "runtime", name,
                      "%s: cannot %s inside '%s', a C function Lua cannot yield "
@@ -264,28 +266,15 @@ int mb_errors_cannot_yield(lua_State *L, const char *name, const char *verb) {
                  "%s: cannot %s here (attempt to yield across a C-call boundary)", name, verb);
 }
 
-/* The body of every task's message handler (mb_task_msgh): the value at
-** index 1 becomes an error of ours (an error of another kind is kept as
-** its cause) and gets the traceback of L under head, after any traceback
-** it already had (an error re-raised after an await keeps the older hops
-** first). Leaves the error alone on the stack. */
+/* Every task's message handler (mb_task_msgh), for an error of ours at
+** index 1: it gets the traceback of L under head, after any traceback it
+** already had (an error re-raised after an await keeps the older hops
+** first). Leaves the error alone on the stack. Other values are passed on
+** unchanged (task.c notes their tracebacks). */
 void mb_errors_stamp(lua_State *L, const char *head) {
   mb_rt *rt = mb_rt_of(L);
   lua_settop(L, 1);
-  if (!mb_errors_is(L, 1)) {
-    const char *msg;
-    if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER)
-      msg = lua_tostring(L, 1);
-    else if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      msg = lua_tostring(L, -1);
-    else
-      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    mb_errors_push(L, "runtime", NULL, msg, strlen(msg));
-    lua_pushvalue(L, 1);
-    mb_errors_set(L, -2, "cause");
-    lua_replace(L, 1);
-    lua_settop(L, 1);
-  }
+  mb_assert(mb_errors_is(L, 1), "stamping a value that is not one of our errors");
   if (mb_errors_is(L, 1) == 2) { /* fresh: this stack's own traceback wins */
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->error_mt_ref);
     lua_setmetatable(L, 1);
@@ -335,6 +324,12 @@ void mb_errors_adopt(lua_State *L, const char *kind, const char *op, const char 
   lua_replace(L, e);
 }
 
+/* Is the value at idx an error of ours (a table with one of our
+** metatables)? */
+int mb_errors_ours(lua_State *L, int idx) {
+  return mb_errors_is(L, idx) != 0;
+}
+
 /* Is the value at idx an error of ours of this kind (and op, unless
 ** NULL)? The fields are read raw; they are set where the error is made. */
 int mb_errors_has(lua_State *L, int idx, const char *kind, const char *op) {
@@ -358,16 +353,39 @@ static int mb_errors_tostring(lua_State *L) {
   return 1;
 }
 
-/* Encode an error value for Go: message, kind, op and traceback (strings)
-** and code (an integer: os.exit's, else 0). Any value is accepted; one
-** that is not an error of ours is a "runtime" error with its text. */
+/* The id of the Go error the error of ours at idx carries (a bridge
+** call's: call.c), or that its cause, or its cause's, carries (a Lua
+** module such as pipeline wraps an error as cause); 0 for none. Read raw. */
+static lua_Integer mb_errors_goerror(lua_State *L, int idx) {
+  lua_Integer id = 0;
+  int depth, top = lua_gettop(L);
+  lua_pushvalue(L, idx);
+  for (depth = 0; depth < 8 && mb_errors_is(L, -1); depth++) {
+    lua_pushliteral(L, "goerror");
+    if (lua_rawget(L, -2) == LUA_TNUMBER && lua_isinteger(L, -1)) {
+      id = lua_tointeger(L, -1);
+      break;
+    }
+    lua_pop(L, 1);
+    lua_pushliteral(L, "cause");
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+  }
+  lua_settop(L, top);
+  return id;
+}
+
+/* Encode an error value for Go: message, kind, op and traceback (strings),
+** code (an integer: os.exit's, else 0) and the id of the Go error it
+** carries (0: none). Any value is accepted; one that is not an error of
+** ours is a "runtime" error with its text. */
 int mb_errors_fields(lua_State *L, int idx, mb_buf *out) {
   static const char *const names[] = {"message", "kind", "op", "traceback"};
   char err[128];
   int i, top = lua_gettop(L);
   idx = lua_absindex(L, idx);
   out->len = 0;
-  luaL_checkstack(L, 8, "error fields");
+  luaL_checkstack(L, 10, "error fields");
   if (mb_errors_is(L, idx)) {
     for (i = 0; i < 4; i++) {
       mb_errors_get(L, idx, names[i]);
@@ -379,6 +397,7 @@ int mb_errors_fields(lua_State *L, int idx, mb_buf *out) {
     mb_errors_get(L, idx, "code");
     lua_pushinteger(L, lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0);
     lua_remove(L, -2);
+    lua_pushinteger(L, mb_errors_goerror(L, idx));
   } else {
     const char *s = lua_tostring(L, idx);
     if (s == NULL) s = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
@@ -388,8 +407,9 @@ int mb_errors_fields(lua_State *L, int idx, mb_buf *out) {
     lua_pushliteral(L, "");
     lua_pushliteral(L, "");
     lua_pushinteger(L, 0);
+    lua_pushinteger(L, 0);
   }
-  i = mb_codec_encode(L, top + 1, 5, out, err, sizeof err);
+  i = mb_codec_encode(L, top + 1, 6, out, err, sizeof err);
   lua_settop(L, top);
   return i;
 }

@@ -30,14 +30,23 @@ MB_NORETURN int mb_errors_misuse(lua_State *L, const char *fmt, ...);
 MB_NORETURN int mb_errors_nomem(lua_State *L, const char *what);
 MB_NORETURN int mb_errors_cannot_yield(lua_State *L, const char *name, const char *verb);
 
-/* The body of a message handler: the error at index 1 becomes one of ours
-** with the traceback of L under head (see mb_task_msgh). */
+/* Whether the value at idx is an error of ours (a table with our
+** metatable): moonbridge's own errors; a script's values are passed on
+** unchanged. */
+int mb_errors_ours(lua_State *L, int idx);
+
+/* The body of a message handler for an error of ours at index 1: it gets
+** the traceback of L under head (see mb_task_msgh). */
 void mb_errors_stamp(lua_State *L, const char *head);
 
 /* The error on L's top ended a task without its message handler (a
 ** memory error, an error in the handler): make it one of ours. */
 void mb_errors_adopt(lua_State *L, const char *kind, const char *op, const char *head,
                      const char *where);
+
+/* The name of the function on the top as "module.field", replacing it
+** (NULL, and it is popped, when it has none). */
+const char *mb_errors_funcname(lua_State *L);
 
 /* Is the value at idx an error of ours of kind (and op, unless NULL)? */
 int mb_errors_has(lua_State *L, int idx, const char *kind, const char *op);

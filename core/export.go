@@ -33,6 +33,14 @@ func mbGoInline(h C.uintptr_t, fn C.int, args *C.char, n C.size_t, out *C.mb_buf
 		}
 		status, err = statusErr, fmt.Errorf("bad result: %w", eerr)
 	}
+	if status == statusErr {
+		var run int64 // the calling task's run, if any (a finalizer may call outside one)
+		if t := l.c.current; t != nil {
+			run = int64(t.run.id)
+		}
+		b, st := l.appendGoError(nil, run, err)
+		return putC(out, b, st)
+	}
 	return putC(out, []byte(err.Error()), status)
 }
 

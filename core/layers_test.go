@@ -22,8 +22,8 @@ var coreLayers = [][]string{
 	{"state", "errors", "output"},                                     // 1 records, errors
 	{"limit", "task"},                                                 // 2 scheduler
 	{"call", "stream", "bridge", "chan", "promise", "timer", "coro", "env", "sandbox", "json", "strlib", "tablib"}, // 3 objects
-	{"await"},     // 4 combinators
-	{"run", "rt"}, // 5 life cycle
+	{"await", "inspect"},       // 4 combinators, introspection
+	{"run", "rt", "interrupt"}, // 5 life cycle
 }
 
 var includeRe = regexp.MustCompile(`^\s*#\s*include\s+"([^"]+)"`)

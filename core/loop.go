@@ -76,16 +76,22 @@ type StreamFunc func(ctx context.Context, args []any, emit func(any) error) erro
 var ErrClosed = errors.New("moonbridge: runtime is closed")
 
 // Error is an error that ended a run: the fields of a moonbridge error
-// table. Code is os.exit's code for Kind "exit", else 0.
+// table. Code is os.exit's code for Kind "exit", else 0. GoErr is the Go
+// error a bridge function returned, when the Lua error is the one its
+// call raised (see OpError).
 type Error struct {
 	Message   string
 	Kind      string
 	Op        string
 	Traceback string
 	Code      int
+	GoErr     error
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// Unwrap returns GoErr.
+func (e *Error) Unwrap() error { return e.GoErr }
 
 type function struct {
 	name   string
@@ -101,8 +107,9 @@ type callState struct {
 }
 
 type runWaiter struct {
-	ctx  context.Context
-	done chan runResult
+	ctx   context.Context
+	done  chan runResult
+	calls *runCalls // its calls the loop cancelled, made by the driver when a call starts
 }
 
 type runResult struct {
@@ -148,6 +155,8 @@ type Loop struct {
 	insnLimit int64         // each run's instruction budget, or 0
 	grace     time.Duration // how long Close waits for bridge functions
 	closeErr  error         // set before done is closed
+
+	goErrs goErrors // Go errors of bridge calls, per run (goerrors.go)
 
 	wg       callCount // calls and streams whose Go side has not returned
 	baseCtx  context.Context
@@ -555,6 +564,7 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte,
 	stop := func() bool { return false }
 	if cancellable { // end the run with its context
 		stop = context.AfterFunc(ctx, func() {
+			defer l.interruptRun(ctx, id) // after the request below is sent
 			l.mu.RLock()
 			defer l.mu.RUnlock()
 			if l.closed {
@@ -575,8 +585,41 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte,
 	if stop() { // the request was never sent: it is ours to free
 		C.mb_run_cancel_free(cancelReq)
 	}
+	if rc := w.calls; rc != nil {
+		w.calls = nil
+		l.awaitCancelled(rc)
+	}
 	return id, res.vals, res.err
 }
+
+// awaitCancelled returns once the bridge calls the run cancelled (their
+// task was cancelled or killed, or the run ended) have returned, or after
+// CloseGrace: a run ends only when the Go functions it stopped waiting for
+// have (the README's promise), and a function that ignores its context
+// cannot hold the run longer than it could hold Close.
+func (l *Loop) awaitCancelled(rc *runCalls) {
+	if rc.n.Load() == 0 {
+		return
+	}
+	rc.idle = make(chan struct{})
+	rc.waiting.Store(true) // after idle is set: done reads it once it sees this
+	if rc.n.Load() == 0 {
+		return
+	}
+	if testHookAwaitCancelled != nil {
+		testHookAwaitCancelled()
+	}
+	t := time.NewTimer(l.grace)
+	defer t.Stop()
+	select {
+	case <-rc.idle:
+	case <-t.C:
+	}
+}
+
+// testHookAwaitCancelled, when set (by tests), runs when a run's end is
+// about to wait for the calls it cancelled.
+var testHookAwaitCancelled func()
 
 // waiterPool recycles run waiters; each is used by one submit at a time and
 // its channel is empty when it is put back.
@@ -828,18 +871,26 @@ func (l *Loop) release(slot int) {
 	l.free = append(l.free, int32(slot))
 }
 
-func (l *Loop) runCtx(id int64) context.Context {
-	if w, ok := l.runs.Load(id); ok {
-		return w.(*runWaiter).ctx
+// runCtx returns the context of the run id, and its record of cancelled
+// calls (made on first use), or the base context and nil for a run Go no
+// longer waits for.
+func (l *Loop) runCtx(id int64) (context.Context, *runCalls) {
+	if wv, ok := l.runs.Load(id); ok {
+		w := wv.(*runWaiter)
+		if w.calls == nil {
+			w.calls = new(runCalls)
+		}
+		return w.ctx, w.calls
 	}
-	return l.baseCtx
+	return l.baseCtx, nil
 }
 
 // begin gives a call its slot and context; the caller runs it.
 func (l *Loop) begin(c *C.mb_call) *callCtx {
 	slot := l.alloc()
 	c.slot = C.int(slot)
-	ctx := &callCtx{parent: l.runCtx(int64(c.run))}
+	ctx := &callCtx{}
+	ctx.parent, ctx.run = l.runCtx(int64(c.run))
 	l.calls[slot].ctx = ctx
 	l.wg.Add()
 	return ctx
@@ -867,23 +918,31 @@ func (l *Loop) finish(r *C.mb_run) {
 		out := C.GoBytes(unsafe.Pointer(r.out.data), C.int(r.out.len))
 		var res runResult
 		if r.status != C.MB_RUNST_OK {
-			res.err = decodeError(out)
-		} else if r.kind == C.MB_RUN_CALL || r.kind == C.MB_RUN_GET {
-			res.vals, res.err = DecodeMessage(out)
+			e, goerr := decodeError(out)
+			e.GoErr = l.releaseGoErrors(id, goerr)
+			res.err = e
+		} else {
+			l.releaseGoErrors(id, 0)
+			if r.kind == C.MB_RUN_CALL || r.kind == C.MB_RUN_GET || r.kind == C.MB_RUN_TASKS {
+				res.vals, res.err = DecodeMessage(out)
+			}
 		}
 		w.done <- res
 	}
 	C.mb_run_release(l.c, r)
 }
 
-func decodeError(b []byte) error {
+// decodeError decodes mb_errors_fields' record, and the id of the Go
+// error it carries (0: none).
+func decodeError(b []byte) (*Error, int64) {
 	vals, err := DecodeMessage(b)
-	if err != nil || len(vals) != 5 {
-		return &Error{Message: "moonbridge: undecodable error", Kind: "runtime"}
+	if err != nil || len(vals) != 6 {
+		return &Error{Message: "moonbridge: undecodable error", Kind: "runtime"}, 0
 	}
 	s := func(i int) string { v, _ := vals[i].(string); return v }
 	code, _ := vals[4].(int64)
-	return &Error{Message: s(0), Kind: s(1), Op: s(2), Traceback: s(3), Code: int(code)}
+	goerr, _ := vals[5].(int64)
+	return &Error{Message: s(0), Kind: s(1), Op: s(2), Traceback: s(3), Code: int(code)}, goerr
 }
 
 // ---------------------------------------------------------------------
@@ -917,8 +976,9 @@ func call(f *function, ctx context.Context, data []byte, buf []any) (vals []any,
 	return vals, C.MB_OK, nil
 }
 
-// outcome encodes results, or the error text, into *bp.
-func outcome(bp *[]byte, vals []any, status C.int, err error) C.int {
+// outcome encodes results, or the error (a Go error as appendGoError does,
+// so the run can hand it back), into *bp.
+func (l *Loop) outcome(bp *[]byte, run int64, vals []any, status C.int, err error) C.int {
 	if status == C.MB_OK {
 		out, eerr := AppendMessage((*bp)[:0], vals...)
 		if eerr == nil {
@@ -926,6 +986,10 @@ func outcome(bp *[]byte, vals []any, status C.int, err error) C.int {
 			return status
 		}
 		status, err = C.MB_ERR, fmt.Errorf("bad result: %w", eerr)
+	}
+	if status == C.MB_ERR {
+		*bp, status = l.appendGoError((*bp)[:0], run, err)
+		return status
 	}
 	msg := err.Error()
 	if msg == "" {
@@ -941,10 +1005,11 @@ func outcome(bp *[]byte, vals []any, status C.int, err error) C.int {
 // true — it is the driver again.
 func (l *Loop) runCall(f *function, c *C.mb_call, ctx context.Context, reclaim bool) (held bool) {
 	defer l.wg.Done()
+	defer ctx.(*callCtx).returned()
 	vals, status, err := call(f, ctx, cslice(c.buf.data, c.buf.len), nil)
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	status = outcome(bp, vals, status, err)
+	status = l.outcome(bp, int64(c.run), vals, status, err)
 	p, n := cbytes(*bp)
 	if reclaim {
 		select {
@@ -963,6 +1028,7 @@ var errEmitAfterReturn = errors.New("emit: called after the stream function retu
 
 func (l *Loop) runStream(f *function, s *C.mb_stream, ctx context.Context, credit chan struct{}) {
 	defer l.wg.Done()
+	defer ctx.(*callCtx).returned()
 	var returned atomic.Bool
 	full := false // the last emit filled the window (stream.c keeps the count)
 	buf := make([]byte, 0, 128)
@@ -1005,6 +1071,8 @@ func (l *Loop) runStream(f *function, s *C.mb_stream, ctx context.Context, credi
 	returned.Store(true)
 	if status == C.MB_OK {
 		buf = buf[:0]
+	} else if status == C.MB_ERR {
+		buf, status = l.appendGoError(buf[:0], int64(s.call.run), err)
 	} else {
 		buf = append(buf[:0], err.Error()...)
 	}

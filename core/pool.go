@@ -194,6 +194,7 @@ func (p *pool) drain() {
 		msg := []byte("the runtime was closed")
 		ptr, n := cbytes(msg)
 		C.mb_call_complete(p.loop.c, j.c, C.MB_ERR, ptr, n)
+		j.ctx.returned()
 		p.loop.wg.Done()
 	}
 }

@@ -104,11 +104,22 @@ int mb_promise_outcome(lua_State *L, int idx) {
   return p->state == MB_PROM_FULFILLED;
 }
 
+/* The rejection on the top, of the promise at idx, is raised again by a
+** wait: it goes on as task.c passes errors, with the traceback of the
+** task that produced it (mb_task_pass_error_at). */
+void mb_promise_pass_error(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_getiuservalue(L, idx, MB_P_UV_TASK);
+  lua_insert(L, -2);
+  mb_task_pass_error_at(L, -2);
+  lua_remove(L, -2);
+}
+
 /* Push the settled promise's values, or raise its error. */
 static int mb_promise_results(lua_State *L, int idx) {
   if (!mb_promise_outcome(L, idx)) {
     lua_rawgeti(L, -1, 1);
-    mb_errors_fork(L);
+    mb_promise_pass_error(L, idx);
     return lua_error(L);
   }
   return mb_pack_unpack(L, -1);

@@ -16,6 +16,7 @@ mb_promise *mb_promise_test(lua_State *L, int idx);
 int mb_promise_state(const mb_promise *p);
 mb_link *mb_promise_waiters(mb_promise *p);
 int mb_promise_outcome(lua_State *L, int idx);
+void mb_promise_pass_error(lua_State *L, int idx);
 int mb_promise_await(lua_State *L, int idx);
 int mb_promise_cancel(lua_State *L, int idx);
 mb_task *mb_promise_task(lua_State *L, int idx);

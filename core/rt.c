@@ -23,6 +23,8 @@
 #include "coro.h"
 #include "env.h"
 #include "errors.h"
+#include "inspect.h"
+#include "interrupt.h"
 #include "json.h"
 #include "limit.h"
 #include "output.h"
@@ -169,7 +171,9 @@ int mb_rt_step(mb_rt *rt) {
   rt->step++;
   lua_pushcfunction(L, mb_rt_step_p);
   lua_pushlightuserdata(L, rt);
+  mb_interrupt_enter(rt);
   st = lua_pcall(L, 1, 1, 0);
+  mb_interrupt_leave(rt);
   if (st != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
     snprintf(rt->fatal, sizeof rt->fatal, "%s", msg ? msg : "error in the scheduler");
@@ -236,6 +240,7 @@ static void mb_rt_timer_cb(uv_timer_t *h) {
 static int mb_rt_luaopen_task(lua_State *L) {
   mb_task_luaopen(L);
   mb_await_lib(L);
+  mb_inspect_lib(L);
   return 1;
 }
 

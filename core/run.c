@@ -18,6 +18,7 @@
 #include "codec.h"
 #include "env.h"
 #include "errors.h"
+#include "inspect.h"
 #include "limit.h"
 #include "output.h"
 #include "run.h"
@@ -264,10 +265,17 @@ static int mb_run_values_p(lua_State *L) {
   return d->n < 0 ? 0 : d->n;
 }
 
+/* Load a run's chunk: text, or a precompiled chunk as lua5.4 loads one
+** (what dofile and load accept too), except under the sandbox, where a
+** binary chunk (which can crash Lua's VM) is refused naming the chunk. */
 static int mb_run_load_p(lua_State *L) {
   mb_run_data *d = (mb_run_data *)lua_touserdata(L, 1);
+  int sandboxed = mb_env_sandboxed(L);
   lua_pop(L, 1);
-  if (luaL_loadbufferx(L, d->data, d->len, d->name, "t") != LUA_OK) lua_error(L);
+  if (sandboxed && d->len > 0 && d->data[0] == LUA_SIGNATURE[0])
+    return luaL_error(L, "%s: attempt to load a binary chunk (the sandbox loads text chunks only)",
+                      d->name + (d->name[0] == '=' || d->name[0] == '@'));
+  if (luaL_loadbufferx(L, d->data, d->len, d->name, sandboxed ? "t" : "bt") != LUA_OK) lua_error(L);
   return 1;
 }
 
@@ -341,6 +349,14 @@ void mb_run_start(mb_rt *rt, mb_run *r) {
     mb_run_finish(rt, r);
     return;
   }
+  if (r->kind == MB_RUN_TASKS) {
+    if (mb_inspect_snapshot(rt, &r->out, err, sizeof err) != 0) {
+      mb_run_fail(rt, r, "runtime", NULL, err);
+      return;
+    }
+    mb_run_finish(rt, r);
+    return;
+  }
   if (r->kind == MB_RUN_GET) {
     /* Raw: a script's __index on _G must not run here, outside any task
     ** and its limits. */
@@ -411,8 +427,7 @@ static void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
   lua_State *L = rt->L;
   if (t == r->main && !r->done) {
     if (t->status == MB_TASK_FAILED) {
-      lua_pushvalue(t->co, -1); /* the error stays for the task's waiters */
-      lua_xmove(t->co, L, 1);
+      mb_task_push_error(L, t); /* the error stays for the task's waiters */
       mb_run_fail_top(rt, r);
       mb_run_kill_all(rt, r); /* as a process ends with its main chunk */
     } else if (t->status == MB_TASK_CANCELLED) {
@@ -438,8 +453,7 @@ static void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
     ** the others waiting for what the failed task will never do (they
     ** would end in a deadlock report, or fail on the same shortage). */
     t->observed = 1;
-    lua_pushvalue(t->co, -1);
-    lua_xmove(t->co, L, 1);
+    mb_task_push_error(L, t);
     mb_run_fail_top(rt, r);
     mb_task_unfail(L, t); /* its Task is on L's stack: still alive */
     mb_run_kill_all(rt, r);
@@ -447,7 +461,7 @@ static void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
   if (t->status == MB_TASK_FAILED && !t->observed && r->done && r->limit == MB_LIMIT_NONE) {
     /* The run's result is decided (a Call returned): say it on stderr.
     ** Not when the run went over a limit: that is its error already. */
-    mb_output_report(t->co, -1);
+    mb_task_report(rt, t);
   }
   if (r->ntasks > r->ndetached) return;
   if (r->ndetached > 0) {
@@ -459,11 +473,10 @@ static void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
   while (!mb_list_empty(&r->failed)) {
     mb_task *f = mb_list_first(&r->failed, mb_task, fail_link);
     if (!r->done) {
-      lua_pushvalue(f->co, -1);
-      lua_xmove(f->co, L, 1);
+      mb_task_push_error(L, f);
       mb_run_fail_top(rt, r);
     } else if (r->limit == MB_LIMIT_NONE) {
-      mb_output_report(f->co, -1);
+      mb_task_report(rt, f);
     }
     mb_task_unfail(L, f); /* after its last use: this may free it */
   }

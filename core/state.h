@@ -13,6 +13,8 @@
 #ifndef MB_STATE_H
 #define MB_STATE_H
 
+#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,7 +38,8 @@ struct mb_group;
 ** (mb_run_new), started and ended by the loop, freed by run.c once Go
 ** took the result and its last task ended.
 ** ------------------------------------------------------------------- */
-enum { MB_RUN_CHUNK = 0, MB_RUN_CALL = 1, MB_RUN_SET = 2, MB_RUN_GET = 3, MB_RUN_DROP = 4 };
+enum { MB_RUN_CHUNK = 0, MB_RUN_CALL = 1, MB_RUN_SET = 2, MB_RUN_GET = 3, MB_RUN_DROP = 4,
+       MB_RUN_TASKS = 5 /* Go's rt.Tasks: a snapshot of every task (inspect.c) */ };
 enum { MB_RUNST_OK = 0, MB_RUNST_ERROR = 1 };
 
 /* The limits a run can go over (its limit field), besides memory. A run
@@ -77,6 +80,7 @@ typedef struct mb_run {
   size_t namelen;
   mb_buf out;      /* results (Call) or error: [message, kind, op, traceback, code] */
   int64_t output;  /* bytes its tasks wrote (print, io.write), for OutputLimit */
+  int64_t ntask_ids; /* tasks it spawned so far: its main task is #0, the next #1 */
   int env_ref;     /* registry ref of the run's own globals (env.c), or LUA_NOREF */
   int64_t script;  /* Call: the Script whose globals hold the function, or 0 */
   unsigned char keep_env; /* Runtime.Load: keep the globals as Script id */
@@ -155,6 +159,9 @@ typedef struct mb_task {
   unsigned char oom;      /* it failed out of memory under the memory limit */
   unsigned char killed;   /* its run is being torn down: its cleanup runs (mb_task_kill) */
   int slice_used;       /* instructions run in this turn (with a slice set) */
+  uint64_t created;     /* uv_hrtime() scale: when it was spawned (inspect.c) */
+  uint64_t cpu;         /* ns spent in its turns, counted once rt->accounting */
+  int64_t resumes;      /* turns it was given */
   int fired;            /* MB_WAIT_OBJS: index of the waiter that fired */
   int fired_ok;         /* and whether it completed (0: channel closed) */
   mb_waiter *wv;        /* MB_WAIT_OBJS: the registrations */
@@ -207,6 +214,10 @@ typedef struct mb_rt {
   int slice;            /* preemption time slice in VM instructions, or 0 */
   int warn;             /* MB_WARN_*: Lua's warnings (output.c) */
   int hook_count;       /* the count hook's period for the task being resumed */
+  int accounting;       /* time tasks' turns: on once someone asked (inspect.c) */
+  volatile sig_atomic_t interrupt; /* preempt the running task (interrupt.c) */
+  _Atomic int in_step;  /* a thread is inside mb_rt_step: step_thread */
+  _Atomic unsigned long step_thread; /* its pthread_t (interrupt.c) */
   int over_limit;       /* some run went over a limit: end it after this turn */
   size_t mem_used;      /* bytes held by Lua's allocator */
   size_t mem_limit;     /* MemoryLimit: Lua's allocations fail beyond it; 0: none */
@@ -215,7 +226,6 @@ typedef struct mb_rt {
                         ** its run's deadline and budget (limit.c) */
   int64_t output_limit; /* OutputLimit: bytes each run may write; 0: none */
   uint32_t rand;        /* xorshift state: fair choices among ready cases */
-  int64_t ntask_ids;
   int pool_ref;         /* registry ref of the pool of finished threads */
   int npool;
   int task_mt_ref;      /* registry refs of the metatables */

@@ -191,7 +191,7 @@ static int mb_stream_next_k(lua_State *L, int status, lua_KContext ctx) {
   if (s->waiter != NULL && s->waiter != t) /* one waiter at a time: the other would wait forever */
     return mb_errors_misuse(L, "%s: the stream is being read by another task", name);
   s->waiter = t;
-  return mb_task_wait_other(L, t, s, mb_stream_undo, "a stream", 0, mb_stream_next_k);
+  return mb_task_wait_other(L, t, s, mb_stream_undo, name, 0, mb_stream_next_k);
 }
 
 static int mb_stream_next(lua_State *L) {

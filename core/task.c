@@ -30,8 +30,16 @@ enum {
   MB_TASK_UV_NAME,       /* its name, or nil */
   MB_TASK_UV_CANCEL,     /* the error its cancellation delivers */
   MB_TASK_UV_GROUP,      /* the group that owns it */
-  MB_TASK_NUV = MB_TASK_UV_GROUP
+  MB_TASK_UV_ERROR,      /* what it knows of errors it raised or received:
+                         ** a table, slots MB_TERR_* (see mb_task_msgh) */
+  MB_TASK_NUV = MB_TASK_UV_ERROR
 };
+
+/* The slots of a task's error record: the last error value its message
+** handler saw, with that error's traceback and message (for Go and the
+** run's report); and the last error a wait raised in it again (a hop),
+** with the traceback it came with. */
+enum { MB_TERR_VALUE = 1, MB_TERR_TB, MB_TERR_MSG, MB_TERR_HOP, MB_TERR_HOPTB };
 #define MB_POOL_MAX 256
 
 /* A task group (task.group()): its live children and who waits for them. */
@@ -44,6 +52,7 @@ typedef struct mb_group {
 
 static void mb_task_group_child_ended(mb_rt *rt, mb_task *t);
 static void mb_task_hook(lua_State *L, lua_Debug *ar);
+static int mb_task_interrupted(lua_State *L, mb_rt *rt, mb_task *t);
 
 static const char *const mb_task_status_names[] = {
     "pending", "running", "suspended", "done", "failed", "cancelled"};
@@ -96,6 +105,58 @@ static void mb_task_head(const mb_task *t, char *buf, size_t len) {
     snprintf(buf, len, "in the runtime");
 }
 
+/* Push the error record of t, a live task (anchored by its ref), made on
+** first use. */
+static void mb_task_errrec(lua_State *L, mb_task *t) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+  if (lua_getiuservalue(L, -1, MB_TASK_UV_ERROR) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, MB_TERR_HOPTB, 0);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, -3, MB_TASK_UV_ERROR);
+  }
+  lua_remove(L, -2);
+}
+
+/* __tostring of the value at index 1, called protected: an error value
+** whose metamethod fails is still passed on, unchanged. */
+static int mb_task_tostring_p(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+/* Push the message Go and the run's report show for the error value at
+** idx: a string or number as it is, else its __tostring (called here,
+** inside the task, under its limits), else "(error object is a %s
+** value)" as lua.c says. Returns 1, with that error pushed instead, when
+** the run went over a limit in __tostring: it ends the task. */
+static int mb_task_errmsg(lua_State *L, mb_task *t, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER) {
+    lua_pushvalue(L, idx);
+    lua_tostring(L, -1);
+    return 0;
+  }
+  if (luaL_getmetafield(L, idx, "__tostring") != LUA_TNIL) {
+    int st;
+    lua_pop(L, 1);
+    lua_pushcfunction(L, mb_task_tostring_p);
+    lua_pushvalue(L, idx);
+    st = lua_pcall(L, 1, 1, 0);
+    if (st != LUA_OK && t->run->limit != MB_LIMIT_NONE && mb_errors_ours(L, -1)) return 1;
+    if (st == LUA_OK && lua_type(L, -1) == LUA_TSTRING) return 0;
+    lua_pop(L, 1);
+  }
+  lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+  return 0;
+}
+
+/* Every task's message handler. An error of moonbridge's (a table with its
+** metatable) gets the task's traceback stamped in. Any other value is
+** passed on unchanged, as stock Lua passes it (so a string stays a string
+** across waits and `load` returns its error as one); its traceback and
+** message are noted in the task's error record instead, after the hops
+** it crossed if a wait raised this very value in the task. */
 int mb_task_msgh(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
   mb_task *t = rt->current;
@@ -107,8 +168,150 @@ int mb_task_msgh(lua_State *L) {
     return 1;
   }
   mb_task_head(t, head, sizeof head);
-  mb_errors_stamp(L, head);
+  lua_settop(L, 1);
+  if (mb_errors_ours(L, 1) || t == NULL) {
+    if (mb_errors_ours(L, 1)) mb_errors_stamp(L, head);
+    return 1;
+  }
+  luaL_checkstack(L, 6, "message handler");
+  mb_task_errrec(L, t);                  /* 2 */
+  luaL_traceback(L, L, head, 1);         /* 3 */
+  lua_rawgeti(L, 2, MB_TERR_HOP);
+  if (lua_rawequal(L, -1, 1) && lua_rawgeti(L, 2, MB_TERR_HOPTB) == LUA_TSTRING) {
+    lua_remove(L, 4);                    /* err rec tb hops */
+    lua_insert(L, 3);                    /* err rec hops tb */
+    lua_pushliteral(L, "\n");
+    lua_insert(L, 4);
+    lua_concat(L, 3);                    /* err rec hops.."\n"..tb */
+  }
+  lua_settop(L, 3);
+  lua_rawseti(L, 2, MB_TERR_TB);
+  if (mb_task_errmsg(L, t, 1)) { /* over a limit: that error goes on instead */
+    lua_replace(L, 1);
+    lua_settop(L, 1);
+    mb_errors_stamp(L, head);
+    return 1;
+  }
+  lua_rawseti(L, 2, MB_TERR_MSG);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, 2, MB_TERR_VALUE);
+  lua_settop(L, 1);
   return 1;
+}
+
+/* t failed with an error value not of moonbridge's, alone on its thread's
+** top: put the message and traceback its handler noted under it, so the
+** thread keeps them with the error (waiters, the run's report and Go read
+** them there): msg, tb, error. Without a note for this value (Lua called
+** no handler: an error in the handler itself), a note says why. */
+static void mb_task_keep_failure(mb_rt *rt, mb_task *t, const char *head) {
+  lua_State *co = t->co;
+  lua_State *L = rt->L;
+  (void)lua_checkstack(co, 3);
+  luaL_checkstack(L, 4, "a task's failure");
+  mb_task_errrec(L, t);
+  lua_rawgeti(L, -1, MB_TERR_VALUE);
+  lua_pushvalue(co, -1);
+  lua_xmove(co, L, 1);
+  if (lua_rawequal(L, -1, -2)) {
+    lua_rawgeti(L, -3, MB_TERR_MSG);
+    lua_rawgeti(L, -4, MB_TERR_TB);
+  } else { /* no metamethod runs here, outside any task */
+    if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+      lua_pushvalue(L, -1);
+      lua_tostring(L, -1);
+    } else {
+      lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, -1));
+    }
+    lua_pushfstring(L, "%s (no stack traceback: Lua calls no message handler for an "
+                       "error in the handler itself)", head);
+  }
+  lua_xmove(L, co, 2);
+  lua_rotate(co, -3, 2); /* msg tb err */
+  lua_pop(L, 3);
+}
+
+/* Whether t failed with an error value not of moonbridge's: then its
+** thread holds msg, tb, error on its top (mb_task_keep_failure). */
+static int mb_task_failed_raw(lua_State *L, mb_task *t) {
+  (void)L;
+  return t->status == MB_TASK_FAILED && t->co != NULL && lua_gettop(t->co) >= 3 &&
+         !mb_errors_ours(t->co, -1);
+}
+
+/* Push t's failure (t has ended) onto L as an error of moonbridge's, for
+** the run's result and reports: its own error, or, for any other value,
+** a "runtime" error with its message, traceback, and the value as cause. */
+void mb_task_push_error(lua_State *L, mb_task *t) {
+  lua_State *co = t->co;
+  luaL_checkstack(L, 4, "a task's error");
+  if (!mb_task_failed_raw(L, t)) {
+    lua_pushvalue(co, -1);
+    lua_xmove(co, L, 1);
+    return;
+  }
+  lua_pushvalue(co, -3);
+  lua_pushvalue(co, -3);
+  lua_pushvalue(co, -3);
+  lua_xmove(co, L, 3); /* msg tb err */
+  {
+    size_t n;
+    const char *msg = lua_tolstring(L, -3, &n);
+    mb_errors_push(L, "runtime", NULL, msg, n);
+  }
+  lua_insert(L, -4);       /* rep msg tb err */
+  lua_setfield(L, -4, "cause");
+  lua_setfield(L, -3, "traceback");
+  lua_pop(L, 1);
+}
+
+/* Report t's failure, which nobody will see otherwise, on stderr. */
+void mb_task_report(mb_rt *rt, mb_task *t) {
+  mb_task_push_error(rt->L, t);
+  mb_output_report(rt->L, -1);
+  lua_pop(rt->L, 1);
+}
+
+/* A wait raises in the running task, again, the error value on L's top
+** that src (NULL: none known) failed with, or that rejected a promise src
+** produced (its Task at taskidx, or 0). moonbridge's own errors are
+** copied, so each waiter appends its own hop to the traceback; any other
+** value goes on unchanged, and the traceback it came with is noted in the
+** running task's error record, for its message handler (which puts it
+** before the task's own) and task.traceback. */
+static void mb_task_pass(lua_State *L, mb_task *src, int taskidx) {
+  mb_rt *rt = mb_rt_of(L);
+  int err;
+  if (mb_errors_ours(L, -1)) {
+    mb_errors_fork(L);
+    return;
+  }
+  if (rt->current == NULL) return;
+  luaL_checkstack(L, 4, "an error");
+  err = lua_gettop(L);
+  if (src != NULL && src->status == MB_TASK_FAILED && mb_task_failed_raw(L, src)) {
+    lua_pushvalue(src->co, -2);
+    lua_xmove(src->co, L, 1);
+  } else if (taskidx != 0 && src != NULL &&
+             lua_getiuservalue(L, taskidx, MB_TASK_UV_ERROR) == LUA_TTABLE &&
+             lua_rawgeti(L, -1, MB_TERR_VALUE) >= 0 && lua_rawequal(L, -1, err)) {
+    lua_rawgeti(L, -2, MB_TERR_TB);
+  } else {
+    lua_pushnil(L);
+  }
+  mb_task_errrec(L, rt->current);
+  lua_pushvalue(L, err);
+  lua_rawseti(L, -2, MB_TERR_HOP);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, MB_TERR_HOPTB);
+  lua_settop(L, err);
+}
+
+void mb_task_pass_error(lua_State *L, mb_task *src) { mb_task_pass(L, src, 0); }
+
+void mb_task_pass_error_at(lua_State *L, int taskidx) {
+  taskidx = lua_absindex(L, taskidx);
+  mb_task_pass(L, mb_task_test(L, taskidx), taskidx);
 }
 
 /* ---------------------------------------------------------------------
@@ -369,9 +572,11 @@ mb_task *mb_task_spawn(lua_State *L, mb_run *run, int nargs, const char *name) {
   memset(t, 0, sizeof *t);
   t->co = co;
   t->run = run;
-  t->id = ++rt->ntask_ids;
+  t->id = run->ntask_ids++; /* per run: a script's first task is #1 */
   t->sleep.idx = -1;
   t->priority = 1;
+  /* The loop's cached time costs nothing; an exact one only once asked. */
+  t->created = rt->accounting ? uv_hrtime() : uv_now(&rt->loop) * 1000000;
   mb_list_init(&t->ready);
   mb_list_init(&t->waiters);
   mb_list_init(&t->w1.link);
@@ -422,7 +627,7 @@ static void mb_task_end(mb_rt *rt, mb_task *t, int status) {
   } else {
     if (status == MB_TASK_FAILED && !t->observed) {
       t->observed = 1; /* nobody can take it: say it on stderr */
-      mb_output_report(t->co, -1);
+      mb_task_report(rt, t);
     }
     luaL_unref(rt->L, LUA_REGISTRYINDEX, t->ref);
     t->ref = LUA_NOREF;
@@ -566,8 +771,8 @@ static void mb_task_failed(mb_rt *rt, mb_task *t, int st) {
     mb_errors_adopt(t->co, "limit", mb_limit_op(r->limit), head, where);
   } else if (st == LUA_ERRMEM) {
     t->oom = (unsigned char)mb_limit_memerr(rt, t->co, t, head);
-  } else {
-    mb_errors_adopt(t->co, "runtime", NULL, head, NULL);
+  } else if (!mb_errors_ours(t->co, -1)) {
+    mb_task_keep_failure(rt, t, head);
   }
   mb_task_finish(rt, t, 0, 1);
 }
@@ -592,7 +797,14 @@ int mb_task_resume(mb_rt *rt, mb_task *t) {
   rt->current = t;
   rt->running = co;
   mb_task_set_hook(rt, t, first);
-  st = lua_resume(co, rt->L, nargs, &nres);
+  t->resumes++;
+  if (rt->accounting) {
+    uint64_t t0 = uv_hrtime();
+    st = lua_resume(co, rt->L, nargs, &nres);
+    t->cpu += uv_hrtime() - t0;
+  } else {
+    st = lua_resume(co, rt->L, nargs, &nres);
+  }
   rt->current = NULL;
   rt->running = NULL;
   rt->hook_raised = 0;
@@ -704,22 +916,73 @@ void mb_task_cancel_error(lua_State *L, mb_task *t, int idx) {
   }
 }
 
-/* "task 'name' (file:line) waits for <what>": for deadlock reports. */
-int mb_task_blocked_where(mb_task *t, char *buf, size_t len) {
+/* "file:line" where t is (the innermost Lua function on its stack with a
+** line), or "?". */
+static void mb_task_where(mb_task *t, char *buf, size_t len) {
   lua_Debug ar;
-  char where[160] = "?";
-  const char *w = t->wait != MB_WAIT_NONE && t->wait_what != NULL ? t->wait_what : "nothing";
   int level;
+  snprintf(buf, len, "?");
   for (level = 0; t->co && lua_getstack(t->co, level, &ar); level++) {
     lua_getinfo(t->co, "Sl", &ar);
     if (ar.currentline > 0) {
-      snprintf(where, sizeof where, "%s:%d", ar.short_src, ar.currentline);
-      break;
+      snprintf(buf, len, "%s:%d", ar.short_src, ar.currentline);
+      return;
     }
   }
+}
+
+/* "task 'name' (file:line) waits for <what>": for deadlock reports. */
+int mb_task_blocked_where(mb_task *t, char *buf, size_t len) {
+  char where[160];
+  const char *w = t->wait != MB_WAIT_NONE && t->wait_what != NULL ? t->wait_what : "nothing";
+  mb_task_where(t, where, sizeof where);
   if (t->name != NULL)
     return snprintf(buf, len, "  task '%s' (%s) waits for %s", t->name, where, w);
   return snprintf(buf, len, "  task #%lld (%s) waits for %s", (long long)t->id, where, w);
+}
+
+/* Push t:info()'s table: id, name, status, waiting_for (while suspended),
+** where, created_at (Unix seconds), age, cpu (seconds; counted once
+** rt->accounting is on) and resumes. Turns the accounting on: what it
+** costs is paid only by a runtime someone inspects. */
+void mb_task_push_info(lua_State *L, mb_task *t) {
+  mb_rt *rt = mb_rt_of(L);
+  uint64_t now = uv_hrtime(), age = now > t->created ? now - t->created : 0;
+  uv_timeval64_t wall;
+  char where[160];
+  rt->accounting = 1;
+  luaL_checkstack(L, 4, "task info");
+  lua_createtable(L, 0, 9);
+  lua_pushinteger(L, (lua_Integer)t->id);
+  lua_setfield(L, -2, "id");
+  if (t->name != NULL) {
+    lua_pushstring(L, t->name);
+    lua_setfield(L, -2, "name");
+  }
+  lua_pushstring(L, mb_task_status_names[t->status]);
+  lua_setfield(L, -2, "status");
+  if (t->status == MB_TASK_SUSPENDED && t->wait != MB_WAIT_NONE && t->wait_what != NULL) {
+    if (t->wait == MB_WAIT_OTHER) /* call.c and stream.c give the function's name */
+      lua_pushfstring(L, "the Go call %s", t->wait_what);
+    else
+      lua_pushstring(L, t->wait_what);
+    lua_setfield(L, -2, "waiting_for");
+  }
+  if (t->status == MB_TASK_RUNNING || t->status == MB_TASK_SUSPENDED) {
+    mb_task_where(t, where, sizeof where);
+    lua_pushstring(L, where);
+    lua_setfield(L, -2, "where");
+  }
+  if (uv_gettimeofday(&wall) == 0) {
+    lua_pushnumber(L, (lua_Number)wall.tv_sec + wall.tv_usec / 1e6 - age / 1e9);
+    lua_setfield(L, -2, "created_at");
+  }
+  lua_pushnumber(L, age / 1e9);
+  lua_setfield(L, -2, "age");
+  lua_pushnumber(L, t->cpu / 1e9);
+  lua_setfield(L, -2, "cpu");
+  lua_pushinteger(L, (lua_Integer)t->resumes);
+  lua_setfield(L, -2, "resumes");
 }
 
 /* ---------------------------------------------------------------------
@@ -735,6 +998,7 @@ static void mb_task_hook(lua_State *L, lua_Debug *ar) {
   mb_run *r;
   (void)ar;
   if (t == NULL) return;
+  if (rt->interrupt && mb_task_interrupted(L, rt, t)) return;
   r = t->run;
   /* An error raised from here reaches the message handlers with this
   ** thread's hooks off (Lua calls them before it unwinds out of the
@@ -761,6 +1025,30 @@ static void mb_task_hook(lua_State *L, lua_Debug *ar) {
   mb_task_ready(rt, t);
   rt->yielding = 1;
   lua_yield(L, 0);
+}
+
+/* The interrupt's one-instruction hook fired in L (interrupt.c asked for
+** it): put back the usual hook and give up the turn, so the scheduler
+** reads its queue (a cancelled run ends there) before it runs t again.
+** Where L cannot yield, the next instruction tries again. */
+static int mb_task_interrupted(lua_State *L, mb_rt *rt, mb_task *t) {
+  if (!lua_isyieldable(L)) return 0;
+  rt->interrupt = 0;
+  if (rt->hook_count == 0) lua_sethook(L, NULL, 0, 0);
+  else lua_sethook(L, mb_task_hook, LUA_MASKCOUNT, rt->hook_count);
+  mb_task_ready(rt, t);
+  rt->yielding = 1;
+  lua_yield(L, 0);
+  return 1;
+}
+
+/* From a signal handler on the loop's thread, inside a step: make the Lua
+** thread running now call the hook at its next instruction. lua_sethook
+** may be called asynchronously (ldebug.c; lua.c does it on SIGINT). */
+void mb_task_interrupt(mb_rt *rt) {
+  lua_State *L = rt->running;
+  rt->interrupt = 1;
+  if (L != NULL) lua_sethook(L, mb_task_hook, LUA_MASKCOUNT, 1);
 }
 
 void mb_task_set_slice(mb_rt *rt, int instructions) {
@@ -884,9 +1172,8 @@ static void mb_task_group_child_ended(mb_rt *rt, mb_task *t) {
     if (!g->failed) {
       g->failed = 1;
       lua_getiuservalue(L, -1, MB_TASK_UV_GROUP); /* the group */
-      lua_pushvalue(t->co, -1);
-      lua_xmove(t->co, L, 1);
-      lua_setiuservalue(L, -2, 1);
+      lua_pushvalue(L, -2);
+      lua_setiuservalue(L, -2, 1); /* keeps the failed child, its error */
       lua_pop(L, 1);
       mb_task_group_cancel_all(rt, L, g);
     }
@@ -921,11 +1208,18 @@ static int mb_task_l_group_spawn(lua_State *L) {
   return 1;
 }
 
-/* The outcome once every child has ended: nothing, or the first failure. */
+/* The outcome once every child has ended: nothing, or the first failure
+** (the group's user value is the child that failed). */
 static int mb_task_group_outcome(lua_State *L, mb_group *g) {
+  mb_task *c;
   g->closed = 1;
   if (!g->failed) return 0;
   lua_getiuservalue(L, 1, 1);
+  c = mb_task_test(L, -1);
+  mb_assert(c != NULL && c->co != NULL, "a failed group without its child");
+  lua_pushvalue(c->co, -1);
+  lua_xmove(c->co, L, 1);
+  mb_task_pass_error(L, c);
   return lua_error(L);
 }
 
@@ -998,7 +1292,7 @@ int mb_task_results(lua_State *L, mb_task *t) {
   if (t->status == MB_TASK_FAILED || t->status == MB_TASK_CANCELLED) {
     lua_pushvalue(co, -1);
     lua_xmove(co, L, 1);
-    mb_errors_fork(L);
+    mb_task_pass_error(L, t);
     return lua_error(L);
   }
   if (n == 0 || co == NULL) return 0;
@@ -1046,6 +1340,11 @@ static int mb_task_l_status(lua_State *L) {
   return 1;
 }
 
+static int mb_task_l_info(lua_State *L) {
+  mb_task_push_info(L, mb_task_check(L, 1));
+  return 1;
+}
+
 static int mb_task_l_cancel(lua_State *L) {
   mb_task *t = mb_task_check(L, 1);
   mb_task_cancel_error(L, t, lua_isnoneornil(L, 2) ? 0 : 2);
@@ -1062,7 +1361,7 @@ static int mb_task_l_detach(lua_State *L) {
   if (mb_task_finished(t)) {
     if (t->status == MB_TASK_FAILED && !t->observed) {
       t->observed = 1;
-      mb_output_report(t->co, -1);
+      mb_task_report(mb_rt_of(L), t);
       mb_task_unfail(L, t);
     }
     return 1;
@@ -1163,6 +1462,37 @@ static int mb_task_l_os_exit(lua_State *L) {
   return mb_task_wait_yield(L, self, MB_WAIT_NONE, "the run's end", 0, mb_task_exit_k);
 }
 
+/* task.traceback(err): the traceback an error value crossed waits with,
+** every hop (the failing task's stack, then each waiter's), or nil. An
+** error of moonbridge's carries it; for another value, it is what the
+** running task knows: the last error a wait raised in it, or the last
+** one its message handler saw. A failed or cancelled Task gives its
+** error's. */
+static int mb_task_l_traceback(lua_State *L) {
+  mb_rt *rt = mb_rt_of(L);
+  mb_task *t;
+  luaL_checkany(L, 1);
+  lua_settop(L, 1);
+  lua_pushnil(L); /* 2: the answer when there is none */
+  if ((t = mb_task_test(L, 1)) != NULL) {
+    if (t->status < MB_TASK_FAILED) return 1;
+    mb_task_push_error(L, t);
+    lua_replace(L, 1);
+  }
+  if (mb_errors_ours(L, 1)) {
+    lua_pushliteral(L, "traceback");
+    if (lua_rawget(L, 1) != LUA_TSTRING) lua_pushnil(L);
+    return 1;
+  }
+  if (rt->current == NULL) return 1;
+  mb_task_errrec(L, rt->current); /* 3 */
+  lua_rawgeti(L, 3, MB_TERR_HOP);
+  if (lua_rawequal(L, -1, 1)) lua_rawgeti(L, 3, MB_TERR_HOPTB);
+  else if (lua_rawgeti(L, 3, MB_TERR_VALUE) >= 0 && lua_rawequal(L, -1, 1)) lua_rawgeti(L, 3, MB_TERR_TB);
+  else lua_pushnil(L);
+  return 1;
+}
+
 static int mb_task_l_current(lua_State *L) {
   mb_task *self = mb_task_current(L, "task.current");
   lua_rawgeti(L, LUA_REGISTRYINDEX, self->ref);
@@ -1175,6 +1505,7 @@ static const luaL_Reg mb_task_methods[] = {
     {"status", mb_task_l_status},
     {"cancel", mb_task_l_cancel},
     {"detach", mb_task_l_detach},
+    {"info", mb_task_l_info},
     {NULL, NULL}};
 
 static const luaL_Reg mb_task_group_methods[] = {
@@ -1187,6 +1518,7 @@ static const luaL_Reg mb_task_funcs[] = {
     {"yield", mb_task_l_yield},
     {"sleep", mb_task_l_sleep},
     {"current", mb_task_l_current},
+    {"traceback", mb_task_l_traceback},
     {"group", mb_task_l_group},
     {NULL, NULL}};
 

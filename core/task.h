@@ -29,6 +29,17 @@ int mb_task_results(lua_State *L, mb_task *t);
 int mb_task_await(lua_State *L, mb_task *t);
 void mb_task_unfail(lua_State *L, mb_task *t);
 int mb_task_blocked_where(mb_task *t, char *buf, size_t len);
+void mb_task_push_info(lua_State *L, mb_task *t); /* t:info()'s table; inspect.c */
+void mb_task_interrupt(mb_rt *rt); /* async-signal-safe: preempt the running task */
+
+/* Errors crossing waits (see mb_task_msgh): a wait raises again in the
+** running task the error value on L's top, from src (a failed task) or
+** from the task at taskidx (a promise's). push_error pushes an ended
+** task's failure as an error of moonbridge's; report says it on stderr. */
+void mb_task_pass_error(lua_State *L, mb_task *src);
+void mb_task_pass_error_at(lua_State *L, int taskidx);
+void mb_task_push_error(lua_State *L, mb_task *t);
+void mb_task_report(mb_rt *rt, mb_task *t);
 
 /* Waiting and waking. */
 MB_NORETURN void mb_task_wait_refuse(lua_State *L, const char *name, const char *verb);

@@ -348,6 +348,40 @@ func TestLLMGoErrorIsCatchable(t *testing.T) {
 	}
 }
 
+// A server's error reply that a script does not catch ends the run with
+// an error from which Go reaches the *llm.APIError (status, Retry-After),
+// from generate, stream, chat and generate_all alike.
+func TestLLMAPIErrorReachesTheRunsError(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "7")
+		w.WriteHeader(http.StatusTooManyRequests)
+		io.WriteString(w, `{"error":{"message":"Rate limit reached","type":"requests"}}`)
+	}))
+	defer srv.Close()
+	rt, _ := newRuntime(t)
+	p := llm.NewOpenAI(llm.OpenAIOptions{BaseURL: srv.URL, Model: "m", Retry: llm.RetryPolicy{Attempts: 1}})
+	if err := rt.RegisterLLM("llm", p); err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range []string{
+		`require("llm").generate("hi")`,
+		`for c in require("llm").stream("hi") do end`,
+		`require("llm").chat({{role = "user", content = "hi"}})`,
+		`require("llm").generate_all({"a", "b"})`,
+		`local ok, e = pcall(require("llm").generate, "hi"); error(e)`,
+	} {
+		err := run(t, rt, src)
+		var ae *llm.APIError
+		if !errors.As(err, &ae) {
+			t.Errorf("%s: errors.As(err, *llm.APIError) fails on %T %v", src, err, err)
+			continue
+		}
+		if ae.StatusCode != http.StatusTooManyRequests || ae.RetryAfter != 7*time.Second {
+			t.Errorf("%s: APIError %+v", src, *ae)
+		}
+	}
+}
+
 func TestRegisterLLMRejectsNil(t *testing.T) {
 	rt, _ := newRuntime(t)
 	if err := rt.RegisterLLM("llm", nil); err == nil {

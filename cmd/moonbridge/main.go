@@ -193,7 +193,9 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "moonbridge: %s\n", strings.TrimPrefix(err.Error(), "moonbridge: "))
 		return 2
 	}
+	stopDump := dumpOnQuit(rt, stderr)
 	name, err := runScript(ctx, rt, fs.Args(), stdin)
+	stopDump()
 	rt.Close()
 	if tree != nil {
 		tree.print(stderr, name)

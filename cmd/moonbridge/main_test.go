@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -179,6 +180,7 @@ func TestRunLimitFlags(t *testing.T) {
 			task.spawn(function() while not done do end print("greedy task let go") end)
 			task.spawn(function() done = true end)`, 0, ""},
 		{[]string{"--sandbox"}, `print(io, os.execute, debug, os.time ~= nil)`, 0, ""},
+		{[]string{"--output-limit", "10"}, `print("12345"); print("67890")`, 1, "moonbridge: the run wrote more than its output limit (10 bytes)\n"},
 		{[]string{"--time-slice", "-1"}, `print(1)`, 2, "--time-slice must not be negative"},
 		{[]string{"--allow-dir", "."}, `print(1)`, 2, "--allow-dir is for --sandbox"},
 		{[]string{"--allow-host", "a b"}, `print(1)`, 2, `moonbridge: RegisterHTTP: AllowHosts entry "a b"`},
@@ -198,7 +200,48 @@ func TestRunLimitFlags(t *testing.T) {
 			if out != "nil\tnil\tnil\ttrue\n" {
 				t.Errorf("sandbox: stdout %q", out)
 			}
+		case "--output-limit":
+			if out != "12345\n6789" {
+				t.Errorf("output limit: stdout %q", out)
+			}
 		}
+	}
+}
+
+// run loads a chunk precompiled by luac5.4 as lua5.4 does, also after a
+// '#' line; --sandbox refuses it, and errors name the file.
+func TestRunLoadsPrecompiledChunks(t *testing.T) {
+	luac, err := exec.LookPath("luac5.4")
+	if err != nil {
+		t.Fatal("luac5.4 (Debian's lua5.4) is needed: run 'make deps'")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "s.lua")
+	os.WriteFile(src, []byte(`local task = require("task")
+print("precompiled", task.spawn(function(...) return ... end, ...):wait())`), 0o644)
+	bin := filepath.Join(dir, "s.luac")
+	if out, err := exec.Command(luac, "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("luac5.4: %v %s", err, out)
+	}
+	code, out, errs := runCmd(t, "", "run", bin, "a", "b")
+	if code != 0 || out != "precompiled\ta\tb\n" {
+		t.Errorf("binary chunk: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	chunk, _ := os.ReadFile(bin)
+	shebang := filepath.Join(dir, "shebang.luac")
+	os.WriteFile(shebang, append([]byte("#!/usr/bin/env moonbridge run\n"), chunk...), 0o755)
+	if code, out, errs := runCmd(t, "", "run", shebang, "c"); code != 0 || out != "precompiled\tc\n" {
+		t.Errorf("after a # line: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if code, _, errs := runCmd(t, "", "run", "--sandbox", bin); code != 1 ||
+		errs != "moonbridge: "+bin+": attempt to load a binary chunk (the sandbox loads text chunks only)\n" {
+		t.Errorf("--sandbox: exit %d, stderr %q", code, errs)
+	}
+	truncated := filepath.Join(dir, "cut.luac")
+	os.WriteFile(truncated, chunk[:len(chunk)/2], 0o644)
+	if code, _, errs := runCmd(t, "", "run", truncated); code != 1 ||
+		errs != "moonbridge: "+truncated+": bad binary format (truncated chunk)\n" {
+		t.Errorf("truncated: exit %d, stderr %q", code, errs)
 	}
 }
 
@@ -349,5 +392,81 @@ func TestRunSecondCtrlCExitsAtOnce(t *testing.T) {
 	}
 	if code, _ := waitExit(t, cmd, out); code != 130 {
 		t.Errorf("exit %d, want 130 (stderr %s)", code, stderr)
+	}
+}
+
+// SIGQUIT prints the task table on stderr, like Go's goroutine dump, and
+// the run goes on: here twice, then Ctrl-C ends it as usual.
+func TestRunSIGQUITDumpsTheTasks(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "run", writeScript(t, `local task, channel = require("task"), require("channel")
+local ch = channel.new()
+local reader = task.spawn({name = "reader"}, function() return ch:recv() end)
+local x <close> = setmetatable({}, {__close = function() print("cleaned up") end})
+task.yield() -- the reader waits on its receive
+print("ready")
+task.sleep(3600)`))
+	cmd.Env = append(os.Environ(), "MOONBRIDGE_TEST_MAIN=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderrPipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	out, errs := bufio.NewReader(stdout), bufio.NewReader(stderrPipe)
+	if line, err := out.ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := cmd.Process.Signal(syscall.SIGQUIT); err != nil {
+			t.Fatal(err)
+		}
+		// The header, then two tasks, each a blank line, its line and
+		// where; then a blank line.
+		var dump []string
+		for len(dump) < 8 {
+			line, err := errs.ReadString('\n')
+			if err != nil {
+				t.Fatalf("dump %d: %q, %v", i, dump, err)
+			}
+			dump = append(dump, line)
+		}
+		text := strings.Join(dump, "")
+		// main (task #0, named by its file) waits in task.sleep at line 7; the reader at line 3.
+		for _, re := range []string{
+			`^moonbridge: 2 tasks\n\n`,
+			`\ntask #0 "[^"]+\.lua" \[suspended on a timer, [0-9.]+m?s, cpu [0-9.]+[µm]?s, 2 resumes\]:\n\t[^\n]+\.lua:7\n`,
+			`\ntask #1 "reader" \[suspended on a channel receive, [0-9.]+m?s, cpu [0-9.]+[µm]?s, 1 resume\]:\n\t[^\n]+\.lua:3\n\n$`,
+		} {
+			if !regexp.MustCompile(re).MatchString(text) {
+				t.Errorf("dump %d does not match %s:\n%s", i, re, text)
+			}
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(out)
+	tail, _ := io.ReadAll(errs)
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 130 || string(rest) != "cleaned up\n" || string(tail) != "moonbridge: interrupted\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, rest, tail)
+	}
+}
+
+// The first Ctrl-C stops a tight loop at once, as lua5.4 does, with no
+// --time-slice or limit: the program exits 130.
+func TestRunCtrlCStopsATightLoop(t *testing.T) {
+	cmd, out, stderr := startChild(t, `print("ready"); while true do end`)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code, rest := waitExit(t, cmd, out); code != 130 || rest != "" || stderr.String() != "moonbridge: interrupted\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, rest, stderr)
 	}
 }

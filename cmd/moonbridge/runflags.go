@@ -20,6 +20,7 @@ import (
 type runFlags struct {
 	timeout     time.Duration
 	memory      byteSize
+	output      byteSize
 	instrLimit  int64
 	timeSlice   int
 	sandbox     bool
@@ -33,6 +34,7 @@ type runFlags struct {
 func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.timeout, "timeout", 0, "end the run after this long, e.g. 30s or 2m (0: no limit)")
 	fs.Var(&f.memory, "memory-limit", "bound the memory Lua holds, e.g. 64MiB or 1G (K, M, G: powers of 1024; KB, MB, GB: of 1000)")
+	fs.Var(&f.output, "output-limit", "end the run once it has written this much (print, io.write), e.g. 1MiB (0: no limit)")
 	fs.Int64Var(&f.instrLimit, "instruction-limit", 0, "end the run after this many Lua VM instructions (0: no limit)")
 	fs.IntVar(&f.timeSlice, "time-slice", 0, "preempt a task after this many VM instructions without a pause, e.g. 10000 (0: never)")
 	fs.BoolVar(&f.sandbox, "sandbox", false, "run the script as untrusted: no io, os.execute, debug...; http reaches only --allow-host")
@@ -62,7 +64,8 @@ func (f *runFlags) check() error {
 func (f *runFlags) options(stdout, stderr io.Writer) bridge.Options {
 	return bridge.Options{
 		Stdout: stdout, Stderr: stderr,
-		MemoryLimit: int64(f.memory), InstructionLimit: f.instrLimit, TimeSlice: f.timeSlice,
+		MemoryLimit: int64(f.memory), OutputLimit: int64(f.output),
+		InstructionLimit: f.instrLimit, TimeSlice: f.timeSlice,
 		Sandbox: f.sandbox, SandboxDirs: f.allowDirs,
 	}
 }

@@ -27,6 +27,22 @@ function Task:cancel(reason) end
 ---@return Task
 function Task:detach() end
 
+---What the task is doing: a snapshot. cpu counts from the first time the
+---Runtime was inspected (task.list, t:info, Go's rt.Tasks).
+---@return TaskInfo
+function Task:info() end
+
+---@class TaskInfo
+---@field id integer its number in its run (the main chunk is 0)
+---@field name string? task.spawn's name option (the main chunk: its chunk name)
+---@field status "pending"|"running"|"suspended"|"done"|"failed"|"cancelled"
+---@field waiting_for string? while suspended: "a channel receive", "a timer", "the Go call kv.get", ...
+---@field where string? file:line it runs or waits at (started and not ended)
+---@field created_at number when it was spawned, in Unix seconds
+---@field age number seconds since then
+---@field cpu number seconds spent running it
+---@field resumes integer turns it was given
+
 ---@class Group
 local Group = {}
 
@@ -80,6 +96,16 @@ function task.sleep(seconds) end
 
 ---@return Task
 function task.current() end
+
+---The live tasks of every run, in spawn order; under Options.Sandbox only
+---the calling run's.
+---@return Task[]
+function task.list() end
+
+---The traceback an error crossed waits with (every hop), or nil.
+---@param err any an error value, or a failed Task
+---@return string?
+function task.traceback(err) end
 
 ---@class MoonbridgeError
 ---@field message string

@@ -1,0 +1,46 @@
+package core
+
+/*
+#include "interrupt.h"
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// interruptEvery is how often a cancelled run's running task is
+// preempted again while the run has not ended: a signal that arrives
+// between two turns finds no task to stop, and the next turn may be a
+// tight loop's.
+const interruptEvery = 10 * time.Millisecond
+
+// interruptRun makes the task running in run id's runtime give up its turn
+// at its next instruction, so the scheduler reads the cancellation Go just
+// sent and ends the run, even in a tight loop with no time slice (see
+// interrupt.c); and again every interruptEvery until the run has ended.
+// It runs on the run's AfterFunc goroutine, only once the run's context
+// has ended: until then nothing is paid. A deadline is left to the run's
+// own count hook (limit.c), which raises the limit error inside the task,
+// where its message handlers and cleanup see it.
+func (l *Loop) interruptRun(ctx context.Context, id int64) {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return
+	}
+	if C.mb_interrupt_install() != 0 {
+		return // no signal to use: the scheduler's own checks remain
+	}
+	for {
+		l.mu.RLock()
+		_, live := l.runs.Load(id)
+		if l.closed || !live {
+			l.mu.RUnlock()
+			return
+		}
+		C.mb_interrupt_kick(l.c)
+		l.mu.RUnlock()
+		time.Sleep(interruptEvery)
+	}
+}
