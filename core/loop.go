@@ -956,15 +956,21 @@ var errEmitAfterReturn = errors.New("emit: called after the stream function retu
 
 func (l *Loop) runStream(f *function, s *C.mb_stream, ctx context.Context, credit chan struct{}) {
 	defer l.wg.Done()
-	var returned atomic.Bool
+	// emit may be called from several goroutines at once: stream.c's
+	// producer half takes one at a time, so mu serialises them, and with
+	// them the window's state (full) and the encoding buffer.
+	var mu sync.Mutex
+	returned := false
 	full := false // the last emit filled the window (stream.c keeps the count)
 	buf := make([]byte, 0, 128)
 	emit := func(v any) error {
-		if returned.Load() {
-			return errEmitAfterReturn
-		}
 		if v == nil {
 			return errNilChunk
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if returned {
+			return errEmitAfterReturn
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -995,7 +1001,9 @@ func (l *Loop) runStream(f *function, s *C.mb_stream, ctx context.Context, credi
 		return nil, f.stream(ctx, args, emit)
 	}}
 	_, status, err := call(streamer, ctx, cslice(s.call.buf.data, s.call.buf.len), nil)
-	returned.Store(true)
+	mu.Lock() // an emit still running elsewhere finishes first: END comes last
+	returned = true
+	mu.Unlock()
 	if status == C.MB_OK {
 		buf = buf[:0]
 	} else {
