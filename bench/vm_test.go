@@ -36,9 +36,11 @@ const (
 
 func init() {
 	Register(Impl{
-		Name:        "lua5.4",
-		Fib:         func(b *testing.B) { stockBench(b, FibLua, FibN, strconv.Itoa(FibResult)) },
-		StringBuild: func(b *testing.B) { stockBench(b, StringBuildLua, StringBuildN, strconv.Itoa(StringBuildLen(StringBuildN))) },
+		Name: "lua5.4",
+		Fib:  func(b *testing.B) { stockBench(b, FibLua, FibN, strconv.Itoa(FibResult)) },
+		StringBuild: func(b *testing.B) {
+			stockBench(b, StringBuildLua, StringBuildN, strconv.Itoa(StringBuildLen(StringBuildN)))
+		},
 	})
 }
 
