@@ -34,6 +34,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/cgo"
 	"strings"
 	"sync"
@@ -745,6 +746,7 @@ func (l *Loop) events(park bool) (here *C.mb_call) {
 	if park && l.standby.Load() > 0 {
 		here = l.loneCall(evs)
 	}
+	credited := false
 	for i := range evs {
 		e := &evs[i]
 		switch e.kind {
@@ -765,9 +767,18 @@ func (l *Loop) events(park bool) (here *C.mb_call) {
 		case C.MB_EV_CREDIT:
 			select {
 			case l.calls[e.slot].credit <- struct{}{}:
+				credited = true
 			default:
 			}
 		}
+	}
+	// A stream's producer just got room: let it run now, on this thread,
+	// and this driver go on from the run queue, on the other P when there
+	// is one. Otherwise the readied producer waits in this P's next slot
+	// until the driver parks, which is when Lua has emptied the ring: the
+	// two halves of the stream would take turns instead of overlapping.
+	if credited {
+		runtime.Gosched()
 	}
 	// Runs whose result is ready: one look at the list's head, no C call,
 	// when there are none (the common case for a step of bridge calls).

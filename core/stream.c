@@ -148,6 +148,7 @@ static void mb_stream_took(mb_rt *rt, mb_stream *s) {
   if (produced - consumed > MB_STREAM_WINDOW / 2) return;
   if (__atomic_exchange_n(&s->go_waiting, 0, __ATOMIC_SEQ_CST)) {
     s->credit_step = rt->step;
+    s->credit_yield = 1;
     mb_event_push(&rt->ev, MB_EV_CREDIT, s->call.slot, NULL);
   }
 }
@@ -245,6 +246,17 @@ static int mb_stream_next_k(lua_State *L, int status, lua_KContext ctx) {
     if (s->reader != 0)
       return mb_errors_misuse(L, "%s: the stream is read by another task", name);
     s->reader = t->id;
+  }
+  /* Go hears of a credit only when the step ends: end it now, this task
+  ** queued again, so the producer refills one half of the ring while Lua
+  ** takes the other. Otherwise Lua would empty the ring first, and the two
+  ** halves would take turns instead of running side by side. */
+  if (s->credit_yield) {
+    s->credit_yield = 0;
+    if (t != NULL && lua_isyieldable(L)) {
+      mb_task_ready(rt, t);
+      return mb_task_wait_yield(L, t, MB_WAIT_READY, "its turn", 0, mb_stream_next_k);
+    }
   }
   n = mb_stream_take(L, rt, s, name);
   if (n >= 0) return n;

@@ -52,6 +52,7 @@ typedef struct mb_stream {
   int32_t lua_sleeping;   /* Lua waits for a chunk (atomic; claimed by exchange) */
   int bell_due;           /* the loop: Lua said it sleeps, and no bell was drained since */
   uint64_t credit_step;   /* the step of the last MB_EV_CREDIT */
+  int credit_yield;       /* the loop: a credit went out; the reader ends the step (mb_stream_next_k) */
   int ended;              /* END drained: the Go function returned */
   int lua_closed;         /* the for loop ended or the iterator was collected */
   int refs;               /* Lua + Go owners */
