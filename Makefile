@@ -12,9 +12,13 @@ export PATH := $(patsubst %/,%,$(dir $(GO))):$(PATH)
 all: build
 
 # Install the C libraries (Lua 5.4, libuv) and pkg-config when missing:
-# with apt-get as root, otherwise print the command to run.
+# with apt-get as root, otherwise print the command to run. core/cgo.go
+# links their static archives (liblua5.4.a, libuv_a.a: the -dev packages
+# ship them), so the programs built need neither library installed.
 deps:
-	@if pkg-config --exists lua5.4 libuv 2>/dev/null && command -v gcc lua5.4 >/dev/null; then exit 0; fi; \
+	@if pkg-config --exists lua5.4 libuv 2>/dev/null && command -v gcc lua5.4 >/dev/null && \
+		[ "$$(gcc -print-file-name=liblua5.4.a)" != liblua5.4.a ] && \
+		[ "$$(gcc -print-file-name=libuv_a.a)" != libuv_a.a ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing $(DEPS)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEPS) >/dev/null || exit 1; \

@@ -5,16 +5,16 @@ package bench
 // instruction budget) against stock Lua 5.4's, on ordinary inputs. Each
 // workload is one Lua text run twice: in a plain lua5.4 process (stock
 // functions, Debian's static interpreter) and in a moonbridge Runtime (our
-// functions, the shared liblua5.4 VM). The Lua loop times itself with
+// functions, on the same Lua 5.4.4 VM, linked statically since issue 18). The Lua loop times itself with
 // os.clock around b.N calls, so neither process start nor Runtime setup is
 // counted; ns/op is per call. Both sides must return the same check value.
 //
 //	go test -run '^$' -bench '^BenchmarkLibFunctions$' -count 5 .
 //
-// The loop itself runs on two different VMs (stock's static build is
-// faster at plain Lua, NOTES.md: 8–37 % on fib): the "len" workload, a
-// call of string.len that neither side replaced, shows that difference
-// alone. The function-level comparison on one VM is BenchmarkStrlib in
+// The loop itself runs on two builds of the VM (moonbridge's is now
+// linked statically too: fib(35) within a few % of stock, RESULTS.md,
+// issue 18): the "len" workload, a call of string.len that neither side
+// replaced, shows what difference is left. The function-level comparison on one VM is BenchmarkStrlib in
 // ../core.
 
 import (

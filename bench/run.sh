@@ -10,8 +10,10 @@
 #   IMPLS      implementations, each benchmarked in a process of its own so
 #              that one's heap and GC state cannot slow another's
 #              (default: gopherlua-default gopherlua-tuned moonbridge
-#              lua-cjson dkjson; the last two are the json module's peers
-#              and run only the JSON workloads)
+#              lua5.4 lua-cjson dkjson; lua5.4 is stock Lua in a process
+#              of its own, the floor of the VM workloads (Fib, Fib35,
+#              StringBuild); the last two are the json module's peers and
+#              run only the JSON workloads)
 #   FLOOR_MS   target ms per floor repetition (default 300)
 #   MB_SLEEPING_N  tasks per SleepingTasks batch (default 100000; the
 #              1,000,000-task target: MB_SLEEPING_N=1000000)
@@ -23,7 +25,7 @@ cd "$(dirname "$0")"
 COUNT=${COUNT:-3}
 BENCHTIME=${BENCHTIME:-1s}
 BENCH=${BENCH:-.}
-IMPLS=${IMPLS:-gopherlua-default gopherlua-tuned moonbridge lua-cjson dkjson}
+IMPLS=${IMPLS:-gopherlua-default gopherlua-tuned moonbridge lua5.4 lua-cjson dkjson}
 CC=${CC:-gcc}
 if [[ -z "${GO:-}" ]]; then
 	if command -v go >/dev/null; then GO=go; else GO=/usr/local/go/bin/go; fi
@@ -123,6 +125,7 @@ BEGIN {
 		"SuspendedMemory B/task 1 B/task;" \
 		"SuspendedMemory stackB/task 1 stackB/task;" \
 		"Fib ns/op 1e-6 ms/run;" \
+		"Fib35 ns/op 1e-6 ms/run;" \
 		"StringBuild ns/op 1e-6 ms/run;" \
 		"ChannelPingPong ns/op 1 ns/handoff;" \
 		"SelectEight ns/op 1 ns/select;" \

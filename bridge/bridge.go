@@ -61,8 +61,10 @@ type Func func(ctx context.Context, args Args) ([]any, error)
 // emit delivers one value to the loop; emit blocks while Lua is behind, and
 // returns an error (ctx's) once Lua has left the loop. emit encodes the
 // value before it returns, so the caller may reuse or change it after. emit
-// must be called from the goroutine running the StreamFunc, and not after
-// it returned.
+// may be called from several goroutines at once (each goroutine's values
+// arrive in the order it emitted them), and not after the StreamFunc
+// returned. A stream is read by one task: the first that calls its
+// iterator; another gets an error.
 type StreamFunc func(ctx context.Context, args Args, emit func(any) error) error
 
 // Options configure a Runtime. The zero value is ready to use. It is

@@ -34,6 +34,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/cgo"
 	"strings"
 	"sync"
@@ -795,6 +796,7 @@ func (l *Loop) events(park bool) (here *C.mb_call) {
 	if park && l.standby.Load() > 0 {
 		here = l.loneCall(evs)
 	}
+	credited := false
 	for i := range evs {
 		e := &evs[i]
 		switch e.kind {
@@ -815,9 +817,18 @@ func (l *Loop) events(park bool) (here *C.mb_call) {
 		case C.MB_EV_CREDIT:
 			select {
 			case l.calls[e.slot].credit <- struct{}{}:
+				credited = true
 			default:
 			}
 		}
+	}
+	// A stream's producer just got room: let it run now, on this thread,
+	// and this driver go on from the run queue, on the other P when there
+	// is one. Otherwise the readied producer waits in this P's next slot
+	// until the driver parks, which is when Lua has emptied the ring: the
+	// two halves of the stream would take turns instead of overlapping.
+	if credited {
+		runtime.Gosched()
 	}
 	// Runs whose result is ready: one look at the list's head, no C call,
 	// when there are none (the common case for a step of bridge calls).
@@ -1029,15 +1040,21 @@ var errEmitAfterReturn = errors.New("emit: called after the stream function retu
 func (l *Loop) runStream(f *function, s *C.mb_stream, ctx context.Context, credit chan struct{}) {
 	defer l.wg.Done()
 	defer ctx.(*callCtx).returned()
-	var returned atomic.Bool
+	// emit may be called from several goroutines at once: stream.c's
+	// producer half takes one at a time, so mu serialises them, and with
+	// them the window's state (full) and the encoding buffer.
+	var mu sync.Mutex
+	returned := false
 	full := false // the last emit filled the window (stream.c keeps the count)
 	buf := make([]byte, 0, 128)
 	emit := func(v any) error {
-		if returned.Load() {
-			return errEmitAfterReturn
-		}
 		if v == nil {
 			return errNilChunk
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if returned {
+			return errEmitAfterReturn
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -1068,7 +1085,9 @@ func (l *Loop) runStream(f *function, s *C.mb_stream, ctx context.Context, credi
 		return nil, f.stream(ctx, args, emit)
 	}}
 	_, status, err := call(streamer, ctx, cslice(s.call.buf.data, s.call.buf.len), nil)
-	returned.Store(true)
+	mu.Lock() // an emit still running elsewhere finishes first: END comes last
+	returned = true
+	mu.Unlock()
 	if status == C.MB_OK {
 		buf = buf[:0]
 	} else if status == C.MB_ERR {

@@ -16,7 +16,7 @@
 /* What a message is; its record's module drains it. */
 enum {
   MB_MSG_RESULT = 1, /* a bridge call finished (mb_call, call.c) */
-  MB_MSG_CHUNK,      /* a stream emitted a value (mb_chunk, stream.c) */
+  MB_MSG_CHUNK,      /* a stream has chunks for a waiting Lua: its doorbell (mb_stream, stream.c) */
   MB_MSG_END,        /* a stream's Go function returned (mb_stream, stream.c) */
   MB_MSG_RUN,        /* Go asks to run a chunk or call a global (mb_run, run.c) */
   MB_MSG_CANCEL,     /* Go cancels a run (mb_run_cancel, run.c) */

@@ -2,12 +2,16 @@
 ** stream.c — Go streams: a Go function Lua iterates with a generic for,
 ** whose closing value cancels the Go side when the loop is left early.
 **
-** Layer 3 (objects). A stream is a call (call.c) whose goroutine pushes
-** chunks until it returns. The window between the halves: Go may run
-** MB_STREAM_WINDOW chunks ahead of Lua; past that it waits, and Lua,
-** taking chunks, lets it go (MB_EV_CREDIT) once it is within half of it.
-** Both halves of that protocol are here, with the counters they share.
+** Layer 3 (objects). A stream is a call (call.c) whose goroutine emits
+** chunks until it returns. They go through a ring (stream.h), not the
+** completion queue: the iterator takes them where Go put them, and the
+** loop hears of a chunk only when Lua waits for one (the doorbell). The
+** window between the halves: Go may run MB_STREAM_WINDOW chunks ahead of
+** Lua; past that it waits, and Lua, taking chunks, lets it go
+** (MB_EV_CREDIT) once it is within half of it. Both halves of that
+** protocol are here, with the counters they share.
 */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,21 +50,28 @@ static mb_chunk *mb_stream_chunk_get(mb_stream *s, size_t len) {
   return ch;
 }
 
-/* Queue a chunk (it outlives the call in the stream's FIFO). Returns -1
-** when memory is exhausted (Go reports it as an error), else bits:
-** MB_STREAM_WAKE (the caller must wake the driver), MB_STREAM_FULL (the
-** window is full: call mb_stream_room before the next chunk). */
+/* Put a chunk in the ring. Returns -1 when memory is exhausted (Go
+** reports it as an error), else bits: MB_STREAM_WAKE (the caller must wake
+** the driver), MB_STREAM_FULL (the window is full: call mb_stream_room
+** before the next chunk). Publishing and then looking for a sleeping Lua
+** pairs with mb_stream_sleep's store and look (both sequentially
+** consistent): either Lua sees the chunk, or this sees Lua's flag, and
+** the exchange lets exactly one side act on it. */
 int mb_stream_emit(mb_rt *rt, mb_stream *s, const char *data, size_t len) {
-  mb_chunk *ch = mb_stream_chunk_get(s, len);
-  int rc;
+  int64_t p = __atomic_load_n(&s->produced, __ATOMIC_RELAXED); /* only we write it */
+  mb_chunk *ch;
+  int rc = 0;
+  mb_assert(!mb_stream_full(s), "emit into a full window");
+  ch = mb_stream_chunk_get(s, len);
   if (ch == NULL) return -1;
-  ch->msg.kind = MB_MSG_CHUNK;
-  ch->s = s;
   ch->len = len;
   ch->qnext = NULL;
   memcpy(ch->data, data, len);
-  __atomic_add_fetch(&s->produced, 1, __ATOMIC_SEQ_CST);
-  rc = mb_queue_push(&rt->q, &ch->msg) ? MB_STREAM_WAKE : 0;
+  s->ring[p % MB_STREAM_WINDOW] = ch;
+  __atomic_store_n(&s->produced, p + 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&s->lua_sleeping, __ATOMIC_SEQ_CST) &&
+      __atomic_exchange_n(&s->lua_sleeping, 0, __ATOMIC_SEQ_CST))
+    rc = mb_queue_push(&rt->q, &s->bell) ? MB_STREAM_WAKE : 0;
   if (mb_stream_full(s)) rc |= MB_STREAM_FULL;
   return rc;
 }
@@ -93,9 +104,12 @@ static void mb_stream_chunk_free_list(mb_chunk *ch) {
   }
 }
 
-static void mb_stream_chunk_free_all(mb_stream *s) {
-  mb_stream_chunk_free_list(s->first);
-  s->first = s->last = NULL;
+/* What is left in the ring once both halves let go. */
+static void mb_stream_ring_free(mb_stream *s) {
+  for (int i = 0; i < MB_STREAM_WINDOW; i++) {
+    free(s->ring[i]);
+    s->ring[i] = NULL;
+  }
 }
 
 /* Hand a taken chunk back to the producer (see MB_STREAM_RECYCLE). Only
@@ -113,7 +127,8 @@ static void mb_stream_chunk_recycle(mb_stream *s, mb_chunk *ch) {
 
 static void mb_stream_release(mb_stream *s) {
   if (--s->refs > 0) return;
-  mb_stream_chunk_free_all(s);
+  mb_stream_ring_free(s);
+  mb_stream_chunk_free_list(s->decoding);
   mb_stream_chunk_free_list(s->spare);
   mb_stream_chunk_free_list(s->mine);
   mb_buf_free(&s->call.buf);
@@ -133,24 +148,62 @@ static void mb_stream_took(mb_rt *rt, mb_stream *s) {
   if (produced - consumed > MB_STREAM_WINDOW / 2) return;
   if (__atomic_exchange_n(&s->go_waiting, 0, __ATOMIC_SEQ_CST)) {
     s->credit_step = rt->step;
+    s->credit_yield = 1;
     mb_event_push(&rt->ev, MB_EV_CREDIT, s->call.slot, NULL);
   }
 }
 
+/* Decode chunk ch onto L's stack. While it is decoded it is on the
+** decoding list, so a memory error raised meanwhile (the limit) loses it
+** to nobody: the stream frees the list. A finalizer run by the decode's
+** allocations may take the next chunk meanwhile; each call unlinks its own. */
+static int mb_stream_decode(lua_State *L, mb_stream *s, mb_chunk *ch, const char *name) {
+  mb_chunk **pp;
+  int n;
+  char err[160];
+  ch->qnext = s->decoding;
+  s->decoding = ch;
+  n = mb_codec_decode(L, ch->data, ch->len, err, sizeof err);
+  for (pp = &s->decoding; *pp != ch; pp = &(*pp)->qnext) {
+  }
+  *pp = ch->qnext;
+  mb_stream_chunk_recycle(s, ch);
+  if (n < 0) return mb_errors_throw(L, "bridge", name, "%s: bad chunk: %s", name, err);
+  return n;
+}
+
+/* Take the next chunk out of the ring, if Go published one: the slot is
+** the producer's again once consumed says so. */
+static mb_chunk *mb_stream_next_chunk(mb_rt *rt, mb_stream *s) {
+  int64_t k = __atomic_load_n(&s->consumed, __ATOMIC_RELAXED); /* only we write it */
+  mb_chunk *ch;
+  if (k >= __atomic_load_n(&s->produced, __ATOMIC_ACQUIRE)) return NULL;
+  ch = s->ring[k % MB_STREAM_WINDOW];
+  s->ring[k % MB_STREAM_WINDOW] = NULL;
+  mb_stream_took(rt, s);
+  return ch;
+}
+
+/* Lua is about to wait for a chunk: say so, then look once more (see
+** mb_stream_emit). Returns the chunk found after all, or NULL: the
+** producer rings the bell with the next one. While a bell may be on its
+** way (bell_due) the flag is not raised again: the bell is one message and
+** must not be queued twice. */
+static mb_chunk *mb_stream_sleep(mb_rt *rt, mb_stream *s) {
+  mb_chunk *ch;
+  if (s->bell_due) return NULL;
+  s->bell_due = 1;
+  __atomic_store_n(&s->lua_sleeping, 1, __ATOMIC_SEQ_CST);
+  ch = mb_stream_next_chunk(rt, s);
+  if (ch != NULL && __atomic_exchange_n(&s->lua_sleeping, 0, __ATOMIC_SEQ_CST))
+    s->bell_due = 0; /* taken back: no bell will come */
+  return ch;
+}
+
 /* Give the next chunk, the end (nil), or the Go error; -1 when none yet. */
 static int mb_stream_take(lua_State *L, mb_rt *rt, mb_stream *s, const char *name) {
-  if (s->first != NULL) {
-    mb_chunk *ch = s->first;
-    int n;
-    char err[160];
-    s->first = ch->qnext;
-    if (s->first == NULL) s->last = NULL;
-    mb_stream_took(rt, s);
-    n = mb_codec_decode(L, ch->data, ch->len, err, sizeof err);
-    mb_stream_chunk_recycle(s, ch);
-    if (n < 0) return mb_errors_throw(L, "bridge", name, "%s: bad chunk: %s", name, err);
-    return n;
-  }
+  mb_chunk *ch = mb_stream_next_chunk(rt, s);
+  if (ch != NULL) return mb_stream_decode(L, s, ch, name);
   if (s->ended) {
     if (s->call.status != MB_OK) {
       int status = s->call.status;
@@ -162,6 +215,8 @@ static int mb_stream_take(lua_State *L, mb_rt *rt, mb_stream *s, const char *nam
     lua_pushnil(L);
     return 1;
   }
+  ch = mb_stream_sleep(rt, s);
+  if (ch != NULL) return mb_stream_decode(L, s, ch, name);
   return -1;
 }
 
@@ -176,7 +231,7 @@ static int mb_stream_next_k(lua_State *L, int status, lua_KContext ctx) {
   mb_stream **sp = (mb_stream **)lua_touserdata(L, lua_upvalueindex(1));
   const char *name = lua_tostring(L, lua_upvalueindex(2));
   mb_stream *s = *sp;
-  mb_task *t;
+  mb_task *t = rt->current;
   int n;
   (void)status;
   (void)ctx;
@@ -185,11 +240,27 @@ static int mb_stream_next_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pushnil(L);
     return 1;
   }
+  /* One task reads a stream: a second one would wait beside the first,
+  ** and a chunk wakes one waiter. */
+  if (t != NULL && s->reader != t->id) {
+    if (s->reader != 0)
+      return mb_errors_misuse(L, "%s: the stream is read by another task", name);
+    s->reader = t->id;
+  }
+  /* Go hears of a credit only when the step ends: end it now, this task
+  ** queued again, so the producer refills one half of the ring while Lua
+  ** takes the other. Otherwise Lua would empty the ring first, and the two
+  ** halves would take turns instead of running side by side. */
+  if (s->credit_yield) {
+    s->credit_yield = 0;
+    if (t != NULL && lua_isyieldable(L)) {
+      mb_task_ready(rt, t);
+      return mb_task_wait_yield(L, t, MB_WAIT_READY, "its turn", 0, mb_stream_next_k);
+    }
+  }
   n = mb_stream_take(L, rt, s, name);
   if (n >= 0) return n;
   t = mb_task_wait_begin_as(L, name, "wait for Go");
-  if (s->waiter != NULL && s->waiter != t) /* one waiter at a time: the other would wait forever */
-    return mb_errors_misuse(L, "%s: the stream is being read by another task", name);
   s->waiter = t;
   return mb_task_wait_other(L, t, s, mb_stream_undo, name, 0, mb_stream_next_k);
 }
@@ -209,8 +280,7 @@ static int mb_stream_close(lua_State *L) {
   s->lua_closed = 1;
   s->waiter = NULL;
   if (!s->ended) mb_call_cancel(mb_rt_of(L), &s->call);
-  mb_stream_chunk_free_all(s);
-  mb_stream_release(s);
+  mb_stream_release(s); /* the ring's chunks go with the record */
   return 0;
 }
 
@@ -227,6 +297,7 @@ int mb_stream_l_call(lua_State *L) {
   s->call.slot = -1;
   s->call.run = rt->current != NULL ? rt->current->run->id : 0;
   s->refs = 1;
+  s->bell.kind = MB_MSG_CHUNK;
   if ((err = mb_call_encode_args(L, name, &s->call.buf)) != NULL) {
     mb_stream_release(s);
     return mb_errors_throw(L, "bridge", name, "%s", err);
@@ -260,30 +331,21 @@ static void mb_stream_wake(mb_rt *rt, mb_stream *s) {
   mb_task_ready(rt, t);
 }
 
-/* A chunk (MB_MSG_CHUNK) or the end (MB_MSG_END) from the queue. */
+/* The doorbell (MB_MSG_CHUNK) or the end (MB_MSG_END) from the queue. */
 void mb_stream_drain(mb_rt *rt, mb_msg *m) {
+  mb_stream *s;
   if (m->kind == MB_MSG_CHUNK) {
-    mb_chunk *ch = (mb_chunk *)m;
-    mb_stream *s = ch->s;
-    if (s->lua_closed) {
-      free(ch);
-      return;
-    }
-    ch->qnext = NULL;
-    if (s->last != NULL) s->last->qnext = ch;
-    else s->first = ch;
-    s->last = ch;
-    mb_stream_wake(rt, s);
+    s = (mb_stream *)((char *)m - offsetof(mb_stream, bell));
+    s->bell_due = 0;
+    if (!s->lua_closed) mb_stream_wake(rt, s);
     return;
   }
-  {
-    mb_stream *s = (mb_stream *)m;
-    mb_assert(m->kind == MB_MSG_END, "a stream message of another kind");
-    mb_call_done(rt, &s->call);
-    s->ended = 1;
-    mb_stream_wake(rt, s);
-    mb_stream_release(s);
-  }
+  mb_assert(m->kind == MB_MSG_END, "a stream message of another kind");
+  s = (mb_stream *)m;
+  mb_call_done(rt, &s->call);
+  s->ended = 1;
+  mb_stream_wake(rt, s);
+  mb_stream_release(s);
 }
 
 static const luaL_Reg mb_stream_meta[] = {

@@ -3,9 +3,11 @@
 ** record, its two halves, and the window between them.
 **
 ** Layer 3 (objects). The producer half (Go, any thread): mb_stream_emit,
-** mb_stream_room, mb_stream_end. The consumer half (the loop): the
-** iterator, the drain of chunks, the closing value. The window accounting
-** both halves share is here only: Go never touches the record's fields.
+** mb_stream_room, mb_stream_end; one goroutine at a time (Go serialises
+** emit). The consumer half (the loop): the iterator, which takes chunks
+** from the ring, the doorbell's drain, the closing value. The ring and
+** window both halves share are here only: Go never touches the record's
+** fields.
 */
 #ifndef MB_STREAM_H
 #define MB_STREAM_H
@@ -14,35 +16,47 @@
 
 #include "call.h"
 
-/* A chunk a stream emitted: a queue message, then in the stream's FIFO. */
+/* Backpressure window: Go may run this many chunks ahead of Lua, and is
+** let go again when Lua is within half of it. It is also the ring's size. */
+#define MB_STREAM_WINDOW 64
+
+/* A chunk a stream emitted: in a slot of the ring, then Lua's while it is
+** decoded, then back on the producer's spare stack. */
 typedef struct mb_chunk {
-  mb_msg msg;
-  struct mb_stream *s;
   size_t len, cap;
-  struct mb_chunk *qnext; /* the stream's FIFO once drained; its spare stack once taken */
+  struct mb_chunk *qnext; /* the spare stack, or the chunks Lua is decoding */
   char data[];
 } mb_chunk;
 
 /* Owned jointly by Lua (the iterator's closing value) and Go (until the
-** END message is drained); freed when both have let go. */
+** END message is drained); freed when both have let go.
+**
+** The ring: the producer puts chunk p in ring[p % MB_STREAM_WINDOW] and
+** then publishes produced = p + 1; Lua takes chunk k out of its slot and
+** then publishes consumed = k + 1. The window keeps the producer out of
+** slots Lua has not emptied. The loop sees no message per chunk: the
+** iterator reads the ring itself, and the producer rings the doorbell
+** (bell, a queue message) only when Lua said it sleeps (lua_sleeping). */
 typedef struct mb_stream {
   mb_call call;           /* start record; call.msg is reused as the END message */
-  mb_chunk *first, *last; /* drained, not yet taken by Lua */
+  mb_msg bell;            /* the doorbell (MB_MSG_CHUNK): chunks for a sleeping Lua */
+  mb_chunk *ring[MB_STREAM_WINDOW];
   mb_chunk *spare;        /* taken chunks for reuse (atomic stack: loop pushes, Go takes all) */
   mb_chunk *mine;         /* spare chunks the producer took (producer only) */
+  mb_chunk *decoding;     /* chunks Lua took and is decoding (loop only) */
   mb_task *waiter;        /* task blocked in the iterator */
-  int64_t produced;       /* chunks pushed by Go (atomic: Go writes, loop reads) */
+  int64_t reader;         /* id of the task reading the stream; 0 before the first read */
+  int64_t produced;       /* chunks published by Go (atomic: Go writes, loop reads) */
   int64_t consumed;       /* chunks taken by Lua (atomic: loop writes, Go reads) */
   int32_t go_waiting;     /* Go blocks for room (atomic; claimed by exchange) */
+  int32_t lua_sleeping;   /* Lua waits for a chunk (atomic; claimed by exchange) */
+  int bell_due;           /* the loop: Lua said it sleeps, and no bell was drained since */
   uint64_t credit_step;   /* the step of the last MB_EV_CREDIT */
+  int credit_yield;       /* the loop: a credit went out; the reader ends the step (mb_stream_next_k) */
   int ended;              /* END drained: the Go function returned */
   int lua_closed;         /* the for loop ended or the iterator was collected */
   int refs;               /* Lua + Go owners */
 } mb_stream;
-
-/* Backpressure window: Go may run this many chunks ahead of Lua, and is
-** let go again when Lua is within half of it. */
-#define MB_STREAM_WINDOW 64
 
 /* Chunks up to this size are recycled: Lua hands a taken one back to the
 ** producer instead of freeing it, so a stream of small chunks allocates

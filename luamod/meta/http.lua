@@ -53,7 +53,8 @@ function http.post(url, body, opts) end
 
 ---The body as it arrives, for a generic for: chunks (strings), lines
 ---(lines = true) or events (sse = true). A status other than 2xx raises.
----Leaving the loop (break) cancels the request.
+---Leaving the loop (break) cancels the request. One task reads it: the
+---first that calls the iterator (another task gets an error).
 ---@param req http.StreamRequest
 ---@return fun(): string|http.Event|nil
 function http.stream(req) end

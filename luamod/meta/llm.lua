@@ -92,7 +92,8 @@ local llm = {}
 function llm.generate(input, opts) end
 
 ---The reply chunk by chunk, for a generic for; leaving the loop early
----cancels the request.
+---cancels the request. One task reads it: the first that calls the
+---iterator (another task gets an error).
 ---@param input string|llm.Message[]
 ---@param opts llm.Options?
 ---@return fun(): llm.Chunk?
