@@ -32,6 +32,7 @@ func init() {
 			SleepingTasks: func(b *testing.B) { glSleepingTasks(b, cfg) },
 			StreamChunks:  func(b *testing.B) { glStreamChunks(b, cfg) },
 			GenerateAll:   func(b *testing.B) { glGenerateAll(b, cfg) },
+			FanOut:        func(b *testing.B) { glFanOut(b, cfg) },
 		}
 		if cfg.Opts == nil {
 			// With the defaults every coroutine costs ~100 KB
@@ -99,6 +100,35 @@ func glRoundTripConcurrent(b *testing.B, cfg GLConfig) {
 		b.Fatalf("finished %d tasks, want %d", finished, b.N*ConcurrentTasks)
 	}
 	b.ReportMetric(float64(trips)/el.Seconds(), "trips/s")
+}
+
+// glFanOut: FanOutTasks coroutines each making one go_sleep call, b.N
+// times; every coroutine must return FanOutSleepMs.
+func glFanOut(b *testing.B, cfg GLConfig) {
+	br := NewGLBridge(cfg)
+	defer br.Close()
+	fn := br.Load(FanOutLua)
+	finished := 0
+	var bad error
+	br.OnDone = func(r []lua.LValue) {
+		finished++
+		if err := CheckInt(r, FanOutSleepMs); err != nil && bad == nil {
+			bad = err
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		for range FanOutTasks {
+			br.Spawn(fn, lua.LNumber(FanOutSleepMs))
+		}
+		must(b, br.Run())
+	}
+	b.StopTimer()
+	must(b, bad)
+	if finished != b.N*FanOutTasks {
+		b.Fatalf("finished %d coroutines, want %d", finished, b.N*FanOutTasks)
+	}
 }
 
 func glSyncCall(b *testing.B, cfg GLConfig) {
