@@ -34,7 +34,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime/cgo"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,12 +63,13 @@ const (
 )
 
 // Func is a bridge function as the loop sees it: decoded arguments in,
-// values out.
-type Func func(ctx context.Context, args []any) ([]any, error)
+// values out. An inline function's args are reused by the next inline
+// call: it must keep the values, not the slice.
+type Func func(ctx context.Context, args []Value) ([]any, error)
 
 // StreamFunc is a streaming bridge function: it calls emit for each value
 // Lua's for loop receives.
-type StreamFunc func(ctx context.Context, args []any, emit func(any) error) error
+type StreamFunc func(ctx context.Context, args []Value, emit func(any) error) error
 
 // ErrClosed is returned by a Loop that has been closed.
 var ErrClosed = errors.New("moonbridge: runtime is closed")
@@ -113,7 +113,7 @@ type runResult struct {
 // that step it, one at a time. All its methods are safe from any goroutine.
 type Loop struct {
 	c      *C.mb_rt
-	handle cgo.Handle
+	id     uintptr // index in loops, which the C runtime carries for callbacks
 	stdout io.Writer
 	stderr io.Writer
 
@@ -140,7 +140,7 @@ type Loop struct {
 	// Driver-owned: no other goroutine touches these.
 	calls []callState
 	free  []int32
-	args  []any // inline calls' arguments, reused (inline calls never nest)
+	args  []Value // inline calls' arguments, reused (mbGoInline says why it may be)
 	batch []job // calls of this step, for the pool
 	pool  *pool
 
@@ -252,10 +252,10 @@ func NewLoop(opts Options) (*Loop, error) {
 	if l.stderr == nil {
 		l.stderr = os.Stderr
 	}
-	l.handle = cgo.NewHandle(l)
-	c := C.mb_rt_new(C.uintptr_t(l.handle))
+	l.id = addLoop(l)
+	c := C.mb_rt_new(C.uintptr_t(l.id))
 	if c == nil {
-		l.handle.Delete()
+		dropLoop(l.id)
 		return nil, errors.New("moonbridge: cannot create the runtime (out of memory or libuv failure)")
 	}
 	l.c = c
@@ -264,7 +264,7 @@ func NewLoop(opts Options) (*Loop, error) {
 		return nil, err
 	}
 	l.baseCtx, l.baseStop = context.WithCancel(context.Background())
-	l.args = make([]any, 0, 8)
+	l.args = make([]Value, 0, 8)
 	l.pool = newPool(l)
 	l.funcs.Store(&[]*function{})
 	l.token <- struct{}{}
@@ -734,7 +734,7 @@ func (l *Loop) freeC() {
 	C.mb_rt_free(l.c, &luaBytes, &loopOpen)
 	leaks.Record(int64(luaBytes), int64(loopOpen))
 	l.c = nil
-	l.handle.Delete()
+	dropLoop(l.id)
 }
 
 // events handles the events of the last step. With park set (the loop
@@ -893,22 +893,33 @@ func cslice(p *C.char, n C.size_t) []byte {
 
 // call decodes a call's arguments and runs f, turning an error or a panic
 // into the status the C side raises.
-// The arguments are decoded into buf's space when it has room.
-func call(f *function, ctx context.Context, data []byte, buf []any) (vals []any, status C.int, err error) {
+func call(f *function, ctx context.Context, data []byte) (vals []any, status C.int, err error) {
+	args, err := AppendValues(nil, data)
+	if err != nil {
+		return nil, C.MB_ERR, err
+	}
+	return invoke(f, ctx, args)
+}
+
+// invoke runs f, turning an error or a panic into the status the C side
+// raises.
+func invoke(f *function, ctx context.Context, args []Value) (vals []any, status C.int, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			vals, status, err = nil, C.MB_PANIC, fmt.Errorf("%v", p)
 		}
 	}()
-	args, err := AppendDecoded(buf[:0], data)
-	if err == nil {
-		vals, err = f.fn(ctx, args)
-	}
-	if err != nil {
+	if vals, err = f.fn(ctx, args); err != nil {
 		return nil, C.MB_ERR, err
 	}
 	return vals, C.MB_OK, nil
 }
+
+// errBadResult is the error for results that cannot cross to Lua.
+func errBadResult(err error) error { return fmt.Errorf("bad result: %w", err) }
+
+// moveOut gives an inline call's result buffer n bytes on the heap.
+func moveOut(out *C.mb_buf, n int) bool { return C.mb_bridge_out_move(out, C.size_t(n)) == 0 }
 
 // outcome encodes results, or the error text, into *bp.
 func outcome(bp *[]byte, vals []any, status C.int, err error) C.int {
@@ -918,7 +929,7 @@ func outcome(bp *[]byte, vals []any, status C.int, err error) C.int {
 			*bp = out
 			return status
 		}
-		status, err = C.MB_ERR, fmt.Errorf("bad result: %w", eerr)
+		status, err = C.MB_ERR, errBadResult(eerr)
 	}
 	msg := err.Error()
 	if msg == "" {
@@ -934,7 +945,7 @@ func outcome(bp *[]byte, vals []any, status C.int, err error) C.int {
 // true — it is the driver again.
 func (l *Loop) runCall(f *function, c *C.mb_call, ctx context.Context, reclaim bool) (held bool) {
 	defer l.wg.Done()
-	vals, status, err := call(f, ctx, cslice(c.buf.data, c.buf.len), nil)
+	vals, status, err := call(f, ctx, cslice(c.buf.data, c.buf.len))
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	status = outcome(bp, vals, status, err)
@@ -991,10 +1002,10 @@ func (l *Loop) runStream(f *function, s *C.mb_stream, ctx context.Context, credi
 		l.pushed(rc & C.MB_STREAM_WAKE)
 		return nil
 	}
-	streamer := &function{name: f.name, fn: func(ctx context.Context, args []any) ([]any, error) {
+	streamer := &function{name: f.name, fn: func(ctx context.Context, args []Value) ([]any, error) {
 		return nil, f.stream(ctx, args, emit)
 	}}
-	_, status, err := call(streamer, ctx, cslice(s.call.buf.data, s.call.buf.len), nil)
+	_, status, err := call(streamer, ctx, cslice(s.call.buf.data, s.call.buf.len))
 	returned.Store(true)
 	if status == C.MB_OK {
 		buf = buf[:0]
