@@ -141,7 +141,7 @@ type Loop struct {
 	calls []callState
 	free  []int32
 	args  []Value // inline calls' arguments, reused (mbGoInline says why it may be)
-	batch []job // calls of this step, for the pool
+	batch []job   // calls of this step, for the pool
 	pool  *pool
 
 	insnLimit int64         // each run's instruction budget, or 0
