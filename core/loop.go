@@ -11,7 +11,16 @@ package core
 #include "stream.h"
 #include "task.h"
 
+// The step, called with the runtime's address as an integer: cgo checks
+// every pointer argument for Go pointers (a span lookup), on the hottest
+// call there is.
+static inline int mb_loop_step(uintptr_t rt) { return mb_rt_step((mb_rt *)rt); }
+
 // The completion path: these keep no Go pointer and never call into Go.
+#cgo noescape uv_async_send
+#cgo nocallback uv_async_send
+#cgo noescape mb_buf_reserve
+#cgo nocallback mb_buf_reserve
 #cgo noescape mb_call_complete
 #cgo nocallback mb_call_complete
 #cgo noescape mb_stream_emit
@@ -19,8 +28,6 @@ package core
 #cgo noescape mb_stream_end
 #cgo nocallback mb_stream_end
 #cgo nocallback mb_stream_room
-#cgo noescape mb_call_complete_driver
-#cgo nocallback mb_call_complete_driver
 #cgo nocallback mb_run_submit_driver
 */
 import "C"
@@ -122,10 +129,15 @@ type Loop struct {
 	// back and waits on wake; a push that finds the loop parked signals
 	// wake, and the waiter that receives it takes the token. Two such
 	// goroutines exist per Loop, so one can take over while the other runs
-	// a call itself (see runHere).
-	token   chan struct{} // capacity 1: holding its value is the right to step
+	// a call itself (see runHere). The token is a mutex, not a channel:
+	// giving it back and taking it again around every sequential call is
+	// then two atomic operations. Shutdown never gives it back; it closes
+	// stop, which a waiting driver checks once it has the token (close
+	// hands it on, so every waiter gets out).
+	token   sync.Mutex
 	wake    chan struct{} // capacity 1: the parked loop has work
 	stop    chan struct{} // closed at shutdown: waiters leave
+	stopped atomic.Bool   // set just before stop is closed
 	standby atomic.Int32  // goroutines waiting on wake
 	done    chan struct{} // closed when everything is freed
 
@@ -138,11 +150,14 @@ type Loop struct {
 	runs   sync.Map // id -> *runWaiter
 
 	// Driver-owned: no other goroutine touches these.
-	calls []callState
-	free  []int32
-	args  []Value // inline calls' arguments, reused (mbGoInline says why it may be)
-	batch []job   // calls of this step, for the pool
-	pool  *pool
+	calls  []callState
+	free   []int32
+	args   []Value // inline calls' arguments, reused (mbGoInline says why it may be)
+	batch  []job   // calls of this step, for the pool
+	pool   *pool
+	ctxs   []callCtx // a slab of fresh call contexts (see newCtx)
+	lastID int64     // the run whose context runCtx found last, and that context
+	last   context.Context
 
 	insnLimit int64         // each run's instruction budget, or 0
 	grace     time.Duration // how long Close waits for bridge functions
@@ -238,7 +253,6 @@ func NewLoop(opts Options) (*Loop, error) {
 		grace:     opts.CloseGrace,
 		stdout:    opts.Stdout,
 		stderr:    opts.Stderr,
-		token:     make(chan struct{}, 1),
 		wake:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
@@ -267,7 +281,6 @@ func NewLoop(opts Options) (*Loop, error) {
 	l.args = make([]Value, 0, 8)
 	l.pool = newPool(l)
 	l.funcs.Store(&[]*function{})
-	l.token <- struct{}{}
 	go l.driver()
 	go l.driver()
 	return l, nil
@@ -537,12 +550,10 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte,
 	// If nobody is stepping the loop, step it here: the run starts on this
 	// goroutine with no hand-off to another (a Call on an idle Runtime is
 	// a few cgo calls, not two goroutine wake-ups).
-	driving := false
-	select {
-	case <-l.token:
-		driving = true
+	driving := l.token.TryLock()
+	if driving {
 		C.mb_run_submit_driver(l.c, r)
-	default:
+	} else {
 		l.pushed(C.mb_run_submit(l.c, r))
 	}
 	l.mu.RUnlock()
@@ -607,10 +618,12 @@ func (l *Loop) driver() {
 			return
 		}
 		l.standby.Add(-1)
+		l.token.Lock()
 		select {
-		case <-l.token:
-		case <-l.stop:
+		case <-l.stop: // shut down meanwhile: pass the token on, and leave
+			l.token.Unlock()
 			return
+		default:
 		}
 		if !l.drive(nil) {
 			return
@@ -624,11 +637,11 @@ func (l *Loop) driver() {
 // standby driver.
 func (l *Loop) drive(w *runWaiter) bool {
 	for {
-		switch C.mb_rt_step(l.c) {
+		switch C.mb_loop_step(C.uintptr_t(uintptr(unsafe.Pointer(l.c)))) {
 		case C.MB_STEP_EVENTS:
 			l.events(false)
 			if w != nil && len(w.done) > 0 {
-				l.token <- struct{}{}
+				l.token.Unlock()
 				l.signal()
 				return true
 			}
@@ -639,10 +652,10 @@ func (l *Loop) drive(w *runWaiter) bool {
 				}
 				return true
 			}
-			l.token <- struct{}{}
+			l.token.Unlock()
 			return true
 		case C.MB_STEP_PARK:
-			l.token <- struct{}{}
+			l.token.Unlock()
 			return true
 		case C.MB_STEP_CLOSED:
 			l.shutdown(nil)
@@ -663,7 +676,7 @@ func (l *Loop) drive(w *runWaiter) bool {
 func (l *Loop) runHere(c *C.mb_call) bool {
 	f := (*l.funcs.Load())[c.fn]
 	ctx := l.begin(c)
-	l.token <- struct{}{}
+	l.token.Unlock()
 	return l.runCall(f, c, ctx, true)
 }
 
@@ -686,7 +699,9 @@ func (l *Loop) shutdown(fatal error) {
 			return true
 		})
 	}
+	l.stopped.Store(true)
 	close(l.stop)
+	l.token.Unlock() // a driver waiting for it sees stop and leaves
 	l.pool.drain()
 	// A bridge function that ignores its cancelled context must not hold
 	// Close forever. Its goroutine will still complete into the C runtime,
@@ -717,16 +732,40 @@ func (l *Loop) shutdown(fatal error) {
 	close(l.done)
 }
 
-// callCount counts the goroutines of calls and streams: a WaitGroup
-// whose count Close can read.
+// callCount counts the calls and streams whose Go side has not returned:
+// one atomic operation each way. Wait is for shutdown only, once nothing
+// new can start: the Done that brings the count to zero while someone
+// waits closes zero.
 type callCount struct {
-	wg sync.WaitGroup
-	n  atomic.Int64
+	n       atomic.Int64
+	waiting atomic.Bool
+	closed  atomic.Bool
+	zero    chan struct{}
 }
 
-func (c *callCount) Add()  { c.n.Add(1); c.wg.Add(1) }
-func (c *callCount) Done() { c.n.Add(-1); c.wg.Done() }
-func (c *callCount) Wait() { c.wg.Wait() }
+func (c *callCount) Add() { c.n.Add(1) }
+
+func (c *callCount) Done() {
+	if c.n.Add(-1) == 0 && c.waiting.Load() {
+		c.signal()
+	}
+}
+
+func (c *callCount) signal() {
+	if c.closed.CompareAndSwap(false, true) {
+		close(c.zero)
+	}
+}
+
+// Wait returns once the count is zero. Call it once.
+func (c *callCount) Wait() {
+	c.zero = make(chan struct{})
+	c.waiting.Store(true)
+	if c.n.Load() == 0 {
+		c.signal()
+	}
+	<-c.zero
+}
 
 func (l *Loop) freeC() {
 	var luaBytes C.int64_t
@@ -821,18 +860,43 @@ func (l *Loop) release(slot int) {
 	l.free = append(l.free, int32(slot))
 }
 
+// runCtx is the context of run id, or the Runtime's once the run has
+// ended (a detached task's calls). Consecutive calls mostly come from one
+// run, so the last answer is kept (finish forgets it with its run).
 func (l *Loop) runCtx(id int64) context.Context {
-	if w, ok := l.runs.Load(id); ok {
-		return w.(*runWaiter).ctx
+	if id == l.lastID && l.last != nil {
+		return l.last
 	}
-	return l.baseCtx
+	ctx := l.baseCtx
+	if w, ok := l.runs.Load(id); ok {
+		ctx = w.(*runWaiter).ctx
+	}
+	l.lastID, l.last = id, ctx
+	return ctx
+}
+
+// ctxSlab is how many call contexts newCtx allocates at once.
+const ctxSlab = 64
+
+// newCtx returns a fresh call context. Each call has its own, never
+// reused (a function may keep its ctx after it returned), but they are
+// allocated ctxSlab at a time: a call costs no allocation of its own, and
+// a context kept long keeps its slab, a few KiB, alive.
+func (l *Loop) newCtx(parent context.Context) *callCtx {
+	if len(l.ctxs) == 0 {
+		l.ctxs = make([]callCtx, ctxSlab)
+	}
+	ctx := &l.ctxs[0]
+	l.ctxs = l.ctxs[1:]
+	ctx.parent = parent
+	return ctx
 }
 
 // begin gives a call its slot and context; the caller runs it.
 func (l *Loop) begin(c *C.mb_call) *callCtx {
 	slot := l.alloc()
 	c.slot = C.int(slot)
-	ctx := &callCtx{parent: l.runCtx(int64(c.run))}
+	ctx := l.newCtx(l.runCtx(int64(c.run)))
 	l.calls[slot].ctx = ctx
 	l.wg.Add()
 	return ctx
@@ -854,6 +918,9 @@ func (l *Loop) start(c *C.mb_call) {
 
 func (l *Loop) finish(r *C.mb_run) {
 	id := int64(r.id)
+	if id == l.lastID {
+		l.last = nil
+	}
 	wv, ok := l.runs.LoadAndDelete(id)
 	if ok {
 		w := wv.(*runWaiter)
@@ -881,8 +948,6 @@ func decodeError(b []byte) error {
 
 // ---------------------------------------------------------------------
 // Goroutines of calls and streams.
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
 
 func cslice(p *C.char, n C.size_t) []byte {
 	if n == 0 {
@@ -921,46 +986,99 @@ func errBadResult(err error) error { return fmt.Errorf("bad result: %w", err) }
 // moveOut gives an inline call's result buffer n bytes on the heap.
 func moveOut(out *C.mb_buf, n int) bool { return C.mb_bridge_out_move(out, C.size_t(n)) == 0 }
 
-// outcome encodes results, or the error text, into *bp.
-func outcome(bp *[]byte, vals []any, status C.int, err error) C.int {
-	if status == C.MB_OK {
-		out, eerr := AppendMessage((*bp)[:0], vals...)
-		if eerr == nil {
-			*bp = out
-			return status
-		}
-		status, err = C.MB_ERR, errBadResult(eerr)
-	}
-	msg := err.Error()
-	if msg == "" {
-		msg = "error"
-	}
-	*bp = append((*bp)[:0], msg...)
-	return status
-}
-
 // runCall runs an ordinary call and hands its outcome to the loop. With
 // reclaim (runHere), it first tries to take back the loop's token: if it
 // gets it, it queues the result as the driver, waking nobody, and reports
 // true — it is the driver again.
 func (l *Loop) runCall(f *function, c *C.mb_call, ctx context.Context, reclaim bool) (held bool) {
-	defer l.wg.Done()
 	vals, status, err := call(f, ctx, cslice(c.buf.data, c.buf.len))
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	status = outcome(bp, vals, status, err)
-	p, n := cbytes(*bp)
-	if reclaim {
-		select {
-		case <-l.token:
-			C.mb_call_complete_driver(l.c, c, status, p, n)
+	store(c, vals, status, err)
+	if reclaim && l.token.TryLock() {
+		if !l.stopped.Load() {
+			atomic.StoreInt32(sleepFlag(&l.c.q), C.MB_SLEEP_NONE)
+			enqueue(&l.c.q, &c.msg)
+			l.wg.Done()
 			return true
-		default:
 		}
+		l.token.Unlock() // shut down meanwhile: the token is no use
 	}
-	l.pushed(C.mb_call_complete(l.c, c, status, p, n))
+	l.push(&c.msg)
+	l.wg.Done() // after the push: once all are done, freeC drains the queue
 	return false
 }
+
+// store writes a call's outcome into its record, in C memory, as
+// mb_call_store does: the results encoded in place over the arguments in
+// its buffer, or the error's text. Only a result bigger than the buffer
+// costs a C call (to grow it); one that cannot be stored is an error with
+// no text, which Lua reports as running out of memory.
+func store(c *C.mb_call, vals []any, status C.int, err error) {
+	buf := unsafe.Slice((*byte)(unsafe.Pointer(c.buf.data)), int(c.buf.cap))[:0]
+	var out []byte
+	if status == C.MB_OK {
+		enc, eerr := AppendMessage(buf, vals...)
+		if eerr == nil {
+			out = enc
+		} else {
+			status, err = C.MB_ERR, errBadResult(eerr)
+		}
+	}
+	if status != C.MB_OK {
+		msg := err.Error()
+		if msg == "" {
+			msg = "error"
+		}
+		out = append(buf, msg...)
+	}
+	if len(out) > 0 && unsafe.Pointer(&out[0]) != unsafe.Pointer(c.buf.data) { // it did not fit
+		c.buf.len = 0
+		if C.mb_buf_reserve(&c.buf, C.size_t(len(out))) != 0 {
+			status, out = C.MB_ERR, nil
+		} else {
+			copy(unsafe.Slice((*byte)(unsafe.Pointer(c.buf.data)), len(out)), out)
+		}
+	}
+	c.buf.len = C.size_t(len(out))
+	c.status = status
+	c.msg.kind = C.MB_MSG_RESULT
+}
+
+// push puts m on the completion queue as mb_queue_push (queue.c) does,
+// here in Go, so that completing a call crosses into C not at all: the
+// exchange of the head and the link (Vyukov's queue), then, if the driver
+// sleeps, the exchange of the sleep flag that makes exactly one producer
+// responsible for waking it — the Go way (signal), or through libuv while
+// timers are pending (uv_async_send, the one C call left, then).
+func (l *Loop) push(m *C.mb_msg) {
+	q := &l.c.q
+	enqueue(q, m)
+	flag := sleepFlag(q)
+	if atomic.LoadInt32(flag) == C.MB_SLEEP_NONE {
+		return
+	}
+	switch atomic.SwapInt32(flag, C.MB_SLEEP_NONE) {
+	case C.MB_SLEEP_GO:
+		l.signal()
+	case C.MB_SLEEP_UV:
+		C.uv_async_send(&q.async)
+	}
+}
+
+// enqueue is the push of queue.c's Vyukov queue: any goroutine. Until the
+// link is stored the consumer sees a queue it cannot pop yet, and comes
+// back.
+func enqueue(q *C.mb_queue, m *C.mb_msg) {
+	atomic.StorePointer(msgPtr(&m.next), nil)
+	prev := (*C.mb_msg)(atomic.SwapPointer(msgPtr(&q.head), unsafe.Pointer(m)))
+	atomic.StorePointer(msgPtr(&prev.next), unsafe.Pointer(m))
+}
+
+// msgPtr views a C pointer field as what sync/atomic works on. The
+// pointers are C memory: the garbage collector ignores them.
+func msgPtr(p **C.mb_msg) *unsafe.Pointer { return (*unsafe.Pointer)(unsafe.Pointer(p)) }
+
+// sleepFlag is the queue's sleep flag (MB_SLEEP_*), for sync/atomic.
+func sleepFlag(q *C.mb_queue) *int32 { return (*int32)(unsafe.Pointer(&q.sleeping)) }
 
 var errNilChunk = errors.New("emit: nil cannot be sent: it would end the Lua for loop")
 var errEmitAfterReturn = errors.New("emit: called after the stream function returned")
