@@ -87,6 +87,7 @@ func glRoundTripConcurrent(b *testing.B, cfg GLConfig) {
 		}
 	}
 	trips := b.N * ConcurrentTasks * ConcurrentCallsEach
+	cpu := processCPU()
 	el := ReportPerUnit(b, trips, func() {
 		for range b.N {
 			for range ConcurrentTasks {
@@ -95,6 +96,7 @@ func glRoundTripConcurrent(b *testing.B, cfg GLConfig) {
 			must(b, br.Run())
 		}
 	})
+	b.ReportMetric(float64(processCPU()-cpu)/float64(trips), "cpu-ns/op")
 	must(b, bad)
 	if finished != b.N*ConcurrentTasks {
 		b.Fatalf("finished %d tasks, want %d", finished, b.N*ConcurrentTasks)

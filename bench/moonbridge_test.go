@@ -132,12 +132,14 @@ return sum`,
 	})
 	defer rt.Close()
 	trips := b.N * ConcurrentTasks * ConcurrentCallsEach
+	cpu := processCPU()
 	el := ReportPerUnit(b, trips, func() {
 		for i := 0; i < b.N; i++ {
 			out := mbCall(b, rt, "concurrent", ConcurrentTasks, ConcurrentCallsEach)
 			checkN(b, out, ConcurrentTasks*ConcurrentCallsEach)
 		}
 	})
+	b.ReportMetric(float64(processCPU()-cpu)/float64(trips), "cpu-ns/op")
 	b.ReportMetric(float64(trips)/el.Seconds(), "trips/s")
 }
 

@@ -122,11 +122,24 @@ void mb_call_done(mb_rt *rt, mb_call *c) {
   if (!rt->closing) mb_event_push(&rt->ev, MB_EV_FREE, c->slot, NULL);
 }
 
+/* The task resumes once the rest of the drain is done (up to a thousand
+** completions): start loading now what its resume and the continuation
+** will read first — its thread's state and the results — so that with
+** many tasks the cache misses overlap instead of coming one by one. */
+static void mb_call_prefetch(mb_call *c) {
+  const char *co = (const char *)c->task->co;
+  __builtin_prefetch(co);
+  __builtin_prefetch(co + 64);
+  __builtin_prefetch(co + 128);
+  if (c->buf.data != NULL) __builtin_prefetch(c->buf.data);
+}
+
 /* A completion from the queue: wake the task (its continuation decodes and
 ** frees), or drop the result nobody waits for. */
 void mb_call_drain(mb_rt *rt, mb_call *c) {
   mb_call_done(rt, c);
   if (c->task != NULL && !rt->closing) {
+    mb_call_prefetch(c);
     mb_task_wake(rt, c->task);
     c->task = NULL;
   } else {

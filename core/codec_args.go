@@ -137,9 +137,6 @@ func Values(vals []any) []Value {
 // values to dst as Values: scalars unboxed, strings copied, tables as
 // DecodeMessage makes them. On error dst is returned as it was.
 func AppendValues(dst []Value, data []byte) ([]Value, error) {
-	if out, ok := appendScalars(dst, data); ok {
-		return out, nil
-	}
 	d := msgDecoder{data: data}
 	n, err := d.count()
 	if err != nil {
@@ -155,6 +152,9 @@ func AppendValues(dst []Value, data []byte) ([]Value, error) {
 		dst = grown
 	}
 	out := dst[:start+n]
+	if scalars(out[start:], data) {
+		return out, nil
+	}
 	for i := start; i < len(out); i++ {
 		if err := d.scalar(&out[i]); err != nil {
 			clear(out[start:])
@@ -168,20 +168,14 @@ func AppendValues(dst []Value, data []byte) ([]Value, error) {
 	return out, nil
 }
 
-// appendScalars is AppendValues for a message of integers and floats
-// that fit in dst's capacity, the common arguments: ok is false for
-// anything else (then nothing was appended), and the general decoder,
-// which says what is wrong if anything is, takes over.
-func appendScalars(dst []Value, data []byte) ([]Value, bool) {
-	if len(data) < 4 {
-		return dst, false
+// scalars decodes a message of len(vals) integers and floats into vals,
+// the common arguments, and reports whether it was one: for anything else
+// the general decoder, which says what is wrong if anything is, takes
+// over (and overwrites what this wrote).
+func scalars(vals []Value, data []byte) bool {
+	if len(data) != 4+9*len(vals) {
+		return false
 	}
-	n := int(binary.LittleEndian.Uint32(data))
-	if n > cap(dst)-len(dst) || len(data) != 4+9*n {
-		return dst, false
-	}
-	out := dst[:len(dst)+n]
-	vals := out[len(dst):]
 	for i := range vals {
 		p := data[4+9*i : 4+9*i+9]
 		kind := valueInt
@@ -190,11 +184,11 @@ func appendScalars(dst []Value, data []byte) ([]Value, bool) {
 		case wireFloat:
 			kind = valueFloat
 		default:
-			return dst, false
+			return false
 		}
 		vals[i] = Value{kind: kind, num: binary.LittleEndian.Uint64(p[1:])}
 	}
-	return out, true
+	return true
 }
 
 // scalar decodes the next value into *v: the common tags here, with no
