@@ -247,7 +247,7 @@ func TestHostileInlineCallsFromFinalizers(t *testing.T) {
 		end
 		local a = {}
 		for i = 1, 5000 do a[i] = "s" .. i .. string.rep("z", 20) end
-		for r = 1, 40 do
+		for r = 1, 20 do
 			for i = 1, 50 do mk() end
 			local ok, b = pcall(host.iecho, a)
 			assert(ok and #b == #a and b[5000] == a[5000], "results decoded wrong")
