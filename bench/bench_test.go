@@ -24,7 +24,9 @@ import (
 //	YieldSwitch          YieldTasks tasks yield round robin; ReportPerUnit(units = resume+yield pairs)
 //	CallFromGo           b.N = calls of the Lua global add(a, b) from Go; ns/op per call
 //	SuspendedMemory      b.N = batches of SuspendedTasks tasks parked in async_inc;
-//	                     ReportSuspended -> B/task (HeapAlloc delta after GC) and ns/op per task
+//	                     ReportSuspended -> B/task (HeapAlloc delta after GC), stackB/task,
+//	                     totalB/task (the two together, plus the C heap where
+//	                     there is one: task + call + goroutine) and ns/op per task
 //	Fib                  b.N = runs of fib(FibN); ns/op per run
 //	StringBuild          b.N = runs of StringBuildLua(StringBuildN); ns/op per run
 //	ChannelPingPong      b.N = round trips (two hand-offs); ReportPerUnit(units = hand-offs)
@@ -40,6 +42,8 @@ import (
 //	                     the time to cancel every task and wait for each
 //	StreamChunks         b.N = streams of StreamChunkN chunks (ChunkProvider) into a Lua for loop;
 //	                     ReportPerUnit(units = chunks) -> ns/op per chunk, plus chunks/s
+//	FanOut               b.N = fan-outs: FanOutTasks coroutines each making one async
+//	                     go_sleep(FanOutSleepMs) call, all in flight together; ns/op per fan-out
 //	GenerateAll          b.N = runs of GenerateAllN requests through generate_all at
 //	                     GenerateAllConcurrency, against ChatServer;
 //	                     ReportPerUnit(units = requests) -> ns/op per request, plus requests/s
@@ -62,6 +66,7 @@ type Impl struct {
 	SleepingTasks       func(b *testing.B)
 	StreamChunks        func(b *testing.B)
 	GenerateAll         func(b *testing.B)
+	FanOut              func(b *testing.B)
 }
 
 var impls []Impl
@@ -125,6 +130,9 @@ func BenchmarkStreamChunks(b *testing.B) {
 func BenchmarkGenerateAll(b *testing.B) {
 	runAll(b, func(i Impl) func(*testing.B) { return i.GenerateAll })
 }
+func BenchmarkFanOut(b *testing.B) {
+	runAll(b, func(i Impl) func(*testing.B) { return i.FanOut })
+}
 
 // ReportGenerateAll times b.N runs of GenerateAllN requests against srv,
 // with ReportPerUnit, after a warm-up run (untimed) has opened the
@@ -176,8 +184,9 @@ type SuspendedBatch struct {
 
 // ReportSuspended runs b.N batches made by mk and reports B/task (HeapAlloc
 // delta after runtime.GC, per task), stackB/task (StackInuse delta: the
-// goroutines parked with the tasks, if any) and ns/op per task spawned into
-// suspension (including its async call), with B/op and allocs/op per task.
+// goroutines parked with the tasks, if any), totalB/task (both together)
+// and ns/op per task spawned into suspension (including its async call),
+// with B/op and allocs/op per task.
 func ReportSuspended(b *testing.B, mk func() SuspendedBatch) {
 	b.Helper()
 	ReportSuspendedN(b, SuspendedTasks, mk)
@@ -190,6 +199,7 @@ func ReportSuspendedN(b *testing.B, n int, mk func() SuspendedBatch) {
 	var el time.Duration
 	b.StopTimer()
 	for i := 0; i < b.N; i++ {
+		g0 := runtime.NumGoroutine()
 		batch := mk()
 		var m0, m1 runtime.MemStats
 		runtime.GC()
@@ -207,13 +217,25 @@ func ReportSuspendedN(b *testing.B, n int, mk func() SuspendedBatch) {
 		allocB += float64(m1.TotalAlloc - m0.TotalAlloc)
 		allocN += float64(m1.Mallocs - m0.Mallocs)
 		batch.Release()
+		WaitGoroutines(g0)
 	}
 	tasks := float64(b.N) * float64(n)
 	b.ReportMetric(heap/tasks, "B/task")
 	b.ReportMetric(stack/tasks, "stackB/task")
+	b.ReportMetric((heap+stack)/tasks, "totalB/task")
 	b.ReportMetric(float64(el.Nanoseconds())/tasks, "ns/op")
 	b.ReportMetric(allocB/tasks, "B/op")
 	b.ReportMetric(allocN/tasks, "allocs/op")
+}
+
+// WaitGoroutines returns once no more than n goroutines are left: a batch's
+// released goroutines must be gone before the next batch is measured, or
+// the next one reuses their stacks and records and looks smaller than it
+// is. (It yields while it waits; the goroutines it waits for are runnable.)
+func WaitGoroutines(n int) {
+	for runtime.NumGoroutine() > n {
+		runtime.Gosched()
+	}
 }
 
 // SleepingCold is the first SleepingTasks batch of an implementation in a

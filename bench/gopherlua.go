@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 
 	lua "github.com/yuin/gopher-lua"
 
@@ -138,6 +139,7 @@ func NewGLBridge(cfg GLConfig) *GLBridge {
 	}
 	L.SetGlobal("async_inc", L.NewFunction(b.asyncInc))
 	L.SetGlobal("sync_inc", L.NewFunction(SyncInc))
+	L.SetGlobal("go_sleep", L.NewFunction(b.goSleep))
 	L.SetGlobal("spawn", L.NewFunction(b.spawn))
 	L.SetGlobal("join", L.NewFunction(b.join))
 	return b
@@ -165,6 +167,16 @@ func (b *GLBridge) asyncInc(co *lua.LState) int {
 		done <- glCompletion{co: co, results: []lua.LValue{lua.LNumber(x + 1)}}
 	}()
 	return co.Yield(b.marker)
+}
+
+// goSleep is go_sleep(ms): a goroutine sleeps ms milliseconds, then the
+// coroutine gets ms back.
+func (b *GLBridge) goSleep(co *lua.LState) int {
+	ms := co.CheckInt(1)
+	return b.Go(co, func() []lua.LValue {
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return []lua.LValue{lua.LNumber(ms)}
+	})
 }
 
 // Go is the async pattern for any Go work: called from the LGFunction

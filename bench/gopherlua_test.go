@@ -32,6 +32,7 @@ func init() {
 			SleepingTasks: func(b *testing.B) { glSleepingTasks(b, cfg) },
 			StreamChunks:  func(b *testing.B) { glStreamChunks(b, cfg) },
 			GenerateAll:   func(b *testing.B) { glGenerateAll(b, cfg) },
+			FanOut:        func(b *testing.B) { glFanOut(b, cfg) },
 		}
 		if cfg.Opts == nil {
 			// With the defaults every coroutine costs ~100 KB
@@ -86,6 +87,7 @@ func glRoundTripConcurrent(b *testing.B, cfg GLConfig) {
 		}
 	}
 	trips := b.N * ConcurrentTasks * ConcurrentCallsEach
+	cpu := processCPU()
 	el := ReportPerUnit(b, trips, func() {
 		for range b.N {
 			for range ConcurrentTasks {
@@ -94,11 +96,41 @@ func glRoundTripConcurrent(b *testing.B, cfg GLConfig) {
 			must(b, br.Run())
 		}
 	})
+	b.ReportMetric(float64(processCPU()-cpu)/float64(trips), "cpu-ns/op")
 	must(b, bad)
 	if finished != b.N*ConcurrentTasks {
 		b.Fatalf("finished %d tasks, want %d", finished, b.N*ConcurrentTasks)
 	}
 	b.ReportMetric(float64(trips)/el.Seconds(), "trips/s")
+}
+
+// glFanOut: FanOutTasks coroutines each making one go_sleep call, b.N
+// times; every coroutine must return FanOutSleepMs.
+func glFanOut(b *testing.B, cfg GLConfig) {
+	br := NewGLBridge(cfg)
+	defer br.Close()
+	fn := br.Load(FanOutLua)
+	finished := 0
+	var bad error
+	br.OnDone = func(r []lua.LValue) {
+		finished++
+		if err := CheckInt(r, FanOutSleepMs); err != nil && bad == nil {
+			bad = err
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		for range FanOutTasks {
+			br.Spawn(fn, lua.LNumber(FanOutSleepMs))
+		}
+		must(b, br.Run())
+	}
+	b.StopTimer()
+	must(b, bad)
+	if finished != b.N*FanOutTasks {
+		b.Fatalf("finished %d coroutines, want %d", finished, b.N*FanOutTasks)
+	}
 }
 
 func glSyncCall(b *testing.B, cfg GLConfig) {

@@ -35,15 +35,25 @@ func init() {
 		SleepingTasks:       mbSleepingTasks,
 		StreamChunks:        mbStreamChunks,
 		GenerateAll:         mbGenerateAll,
+		FanOut:              mbFanOut,
 	})
 }
 
-// mbRuntime makes a Runtime with async_inc, sync_inc and, for each named
-// workload, a global function running its text.
+// mbRuntime makes a Runtime with async_inc, sync_inc, go_sleep and, for
+// each named workload, a global function running its text.
 func mbRuntime(b *testing.B, block chan struct{}, workloads map[string]string) *bridge.Runtime {
+	return mbRuntimeStarted(b, block, nil, workloads)
+}
+
+// mbRuntimeStarted is mbRuntime; with block set, async_inc calls started
+// (if not nil) as it starts to wait.
+func mbRuntimeStarted(b *testing.B, block chan struct{}, started func(), workloads map[string]string) *bridge.Runtime {
 	b.Helper()
 	return mbRuntimeWith(b, func(ctx context.Context, x int64) ([]any, error) {
 		if block != nil {
+			if started != nil {
+				started()
+			}
 			select {
 			case <-block:
 			case <-ctx.Done():
@@ -72,6 +82,14 @@ func mbRuntimeWith(b *testing.B, inc func(context.Context, int64) ([]any, error)
 		x, err := a.Int(0)
 		return []any{x + 1}, err
 	}, bridge.Inline()))
+	must(b, rt.RegisterFunc("go_sleep", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		ms, err := a.Int(0)
+		if err != nil {
+			return nil, err
+		}
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return []any{ms}, nil
+	}))
 	src := "task = require('task')\n"
 	for name, body := range workloads {
 		src += fmt.Sprintf("function %s(...)\n%s\nend\n", name, body)
@@ -125,12 +143,14 @@ return sum`,
 	})
 	defer rt.Close()
 	trips := b.N * ConcurrentTasks * ConcurrentCallsEach
+	cpu := processCPU()
 	el := ReportPerUnit(b, trips, func() {
 		for i := 0; i < b.N; i++ {
 			out := mbCall(b, rt, "concurrent", ConcurrentTasks, ConcurrentCallsEach)
 			checkN(b, out, ConcurrentTasks*ConcurrentCallsEach)
 		}
 	})
+	b.ReportMetric(float64(processCPU()-cpu)/float64(trips), "cpu-ns/op")
 	b.ReportMetric(float64(trips)/el.Seconds(), "trips/s")
 }
 
@@ -210,14 +230,16 @@ func mbCallFromGo(b *testing.B) {
 
 // mbSuspendedMemory parks SuspendedTasks tasks in async_inc calls whose Go
 // side waits, and counts every byte they hold: the Go heap (goroutines'
-// records, contexts) and the C heap (Lua threads, task records, call
-// records), as glibc's allocator reports it, after both GCs. It measures
-// once every call is in Go (each counts itself in), and checks that every
-// call then returns and the run ends without an error.
+// records, contexts), the C heap (Lua threads, task records, call
+// records), as glibc's allocator reports it, after both GCs, and the
+// goroutines' stacks; totalB/task is the three together. It measures once
+// every call is in Go (each counts itself in), and checks that every call
+// then returns and the run ends without an error.
 func mbSuspendedMemory(b *testing.B) {
 	var goHeap, cHeap, stack float64
 	var el time.Duration
 	for i := 0; i < b.N; i++ {
+		g0 := runtime.NumGoroutine()
 		block := make(chan struct{})
 		parked := make(chan struct{})
 		var entered, returned atomic.Int64
@@ -271,12 +293,36 @@ parked()`, SuspendedTasks))
 		if n := returned.Load(); n != SuspendedTasks {
 			b.Fatalf("%d of %d suspended calls returned", n, SuspendedTasks)
 		}
+		WaitGoroutines(g0)
 	}
 	tasks := float64(b.N) * SuspendedTasks
 	b.ReportMetric((goHeap+cHeap)/tasks, "B/task")
 	b.ReportMetric(cHeap/tasks, "cB/task")
 	b.ReportMetric(stack/tasks, "stackB/task")
+	b.ReportMetric((goHeap+cHeap+stack)/tasks, "totalB/task")
 	b.ReportMetric(float64(el.Nanoseconds())/tasks, "ns/op")
+}
+
+// mbFanOut: FanOutTasks tasks each making one go_sleep call, b.N times;
+// the sum of their results is checked.
+func mbFanOut(b *testing.B) {
+	rt := mbRuntime(b, nil, map[string]string{
+		"body": FanOutLua,
+		"fanout": `
+local tasks, ms = ...
+local ts = {}
+for i = 1, tasks do ts[i] = task.spawn(body, ms) end
+local sum = 0
+for i = 1, tasks do sum = sum + ts[i]:wait() end
+return sum`,
+	})
+	defer rt.Close()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		out := mbCall(b, rt, "fanout", FanOutTasks, FanOutSleepMs)
+		checkN(b, out, FanOutTasks*FanOutSleepMs)
+	}
 }
 
 func mbFib(b *testing.B) {

@@ -124,6 +124,7 @@ BEGIN {
 		"CallFromGo ns/op 1 ns/call;" \
 		"SuspendedMemory B/task 1 B/task;" \
 		"SuspendedMemory stackB/task 1 stackB/task;" \
+		"SuspendedMemory totalB/task 1 totalB/task;" \
 		"Fib ns/op 1e-6 ms/run;" \
 		"Fib35 ns/op 1e-6 ms/run;" \
 		"StringBuild ns/op 1e-6 ms/run;" \
@@ -138,6 +139,7 @@ BEGIN {
 		"SleepingTasks rssB/task 1 rssB/task(1st);" \
 		"StreamChunks ns/op 1 ns/chunk;" \
 		"StreamChunks chunks/s 1 chunks/s;" \
+		"FanOut ns/op 1e-6 ms/fanout;" \
 		"GenerateAll ns/op 1 ns/request;" \
 		"GenerateAll requests/s 1 requests/s;" \
 		"GenerateAll conns/run 1 conns/run;" \

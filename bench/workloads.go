@@ -33,6 +33,8 @@ const (
 	PipelineBuffer      = 64      // Pipeline3: capacity of each channel between stages
 	SleepingN           = 100_000 // SleepingTasks: tasks parked in a long sleep (SleepingLua)
 
+	FanOutTasks            = 10_000  // FanOut: coroutines, each making one async go_sleep call
+	FanOutSleepMs          = 1       // FanOut: milliseconds each go_sleep sleeps
 	StreamChunkN           = 100_000 // StreamChunks: chunks per stream (plus the final done chunk)
 	LLMStreamWindow        = 64      // StreamChunks: chunks buffered between provider and Lua (moonbridge's MB_STREAM_WINDOW)
 	GenerateAllN           = 1_000   // GenerateAll: requests per run
@@ -70,6 +72,17 @@ return x
 // each making ConcurrentCallsEach sequential async calls: the sequential
 // workload's text, run by many at once. Args: n (calls). Returns n.
 const RoundTripConcurrentLua = RoundTripSeqLua
+
+// FanOutLua: the body of each of FanOutTasks coroutines: one call of the
+// async Go function go_sleep(ms), which sleeps ms milliseconds off the Lua
+// thread (time.Sleep in a goroutine) and returns ms. Args: ms. Returns ms.
+// (Not a tail call: gopher-lua cannot resume a yielding Go function called
+// in tail position.)
+const FanOutLua = `
+local ms = ...
+local r = go_sleep(ms)
+return r
+`
 
 // SyncCallLua: n calls of a synchronous Go function from a Lua loop.
 // Args: n. Returns n.

@@ -3,6 +3,7 @@ package bridge
 import (
 	"fmt"
 	"math"
+	"strconv"
 
 	"github.com/moonbridge/moonbridge/core"
 )
@@ -12,13 +13,16 @@ import (
 // 0; error messages count from 1, as Lua does. Returned from the function,
 // such an error is raised in Lua as "kv.get: bad argument #1 (string
 // expected, got table)": values are named as core.KindName names them.
+//
+// Integers, floats and booleans are held unboxed: reading one with Int,
+// Float or Bool allocates nothing (Get boxes the value it returns).
 type Args struct {
 	fn   string
-	vals []any
+	vals []core.Value
 }
 
 // NewArgs returns Args holding vals, for calling a Func from Go (tests).
-func NewArgs(fn string, vals ...any) Args { return Args{fn: fn, vals: vals} }
+func NewArgs(fn string, vals ...any) Args { return Args{fn: fn, vals: core.Values(vals)} }
 
 // Name is the name the function was registered under.
 func (a Args) Name() string { return a.fn }
@@ -31,13 +35,24 @@ func (a Args) Get(i int) any {
 	if i < 0 || i >= len(a.vals) {
 		return nil
 	}
-	return a.vals[i]
+	return a.vals[i].Any()
 }
+
+// at returns argument i, or nil when there is none (read only).
+func (a Args) at(i int) *core.Value {
+	if uint(i) >= uint(len(a.vals)) {
+		return &noValue
+	}
+	return &a.vals[i]
+}
+
+// noValue is the nil at returns for a missing argument.
+var noValue core.Value
 
 func (a Args) bad(i int, want string) error {
 	got := "no value"
 	if i >= 0 && i < len(a.vals) {
-		got = luaType(a.vals[i])
+		got = a.vals[i].KindName()
 	}
 	return fmt.Errorf("bad argument #%d (%s expected, got %s)", i+1, want, got)
 }
@@ -48,13 +63,15 @@ func luaType(v any) string { return core.KindName(v) }
 // String returns argument i, which must be a string (numbers are
 // converted, as Lua does).
 func (a Args) String(i int) (string, error) {
-	switch v := a.Get(i).(type) {
-	case string:
-		return v, nil
-	case int64:
-		return fmt.Sprint(v), nil
-	case float64:
-		return fmt.Sprint(v), nil
+	v := a.at(i)
+	if s, ok := v.Str(); ok {
+		return s, nil
+	}
+	if n, ok := v.Int(); ok {
+		return strconv.FormatInt(n, 10), nil
+	}
+	if f, ok := v.Float(); ok {
+		return fmt.Sprint(f), nil
 	}
 	return "", a.bad(i, "string")
 }
@@ -62,36 +79,38 @@ func (a Args) String(i int) (string, error) {
 // Int returns argument i, which must be an integer or a float with an
 // exact integer value.
 func (a Args) Int(i int) (int64, error) {
-	switch v := a.Get(i).(type) {
-	case int64:
-		return v, nil
-	case float64:
-		if !core.IsIntegral(v) {
-			return 0, fmt.Errorf("bad argument #%d (%w)", i+1, core.NotIntegerError(v))
+	v := a.at(i)
+	if n, ok := v.Int(); ok {
+		return n, nil
+	}
+	if f, ok := v.Float(); ok {
+		if !core.IsIntegral(f) {
+			return 0, fmt.Errorf("bad argument #%d (%w)", i+1, core.NotIntegerError(f))
 		}
-		if v < math.MinInt64 || v >= math.MaxInt64 {
-			return 0, fmt.Errorf("bad argument #%d (float %g overflows int64)", i+1, v)
+		if f < math.MinInt64 || f >= math.MaxInt64 {
+			return 0, fmt.Errorf("bad argument #%d (float %g overflows int64)", i+1, f)
 		}
-		return int64(v), nil
+		return int64(f), nil
 	}
 	return 0, a.bad(i, "integer")
 }
 
 // Float returns argument i, which must be a number.
 func (a Args) Float(i int) (float64, error) {
-	switch v := a.Get(i).(type) {
-	case float64:
-		return v, nil
-	case int64:
-		return float64(v), nil
+	v := a.at(i)
+	if f, ok := v.Float(); ok {
+		return f, nil
+	}
+	if n, ok := v.Int(); ok {
+		return float64(n), nil
 	}
 	return 0, a.bad(i, "number")
 }
 
 // Bool returns argument i, which must be a boolean.
 func (a Args) Bool(i int) (bool, error) {
-	if v, ok := a.Get(i).(bool); ok {
-		return v, nil
+	if b, ok := a.at(i).Bool(); ok {
+		return b, nil
 	}
 	return false, a.bad(i, "boolean")
 }
@@ -99,7 +118,7 @@ func (a Args) Bool(i int) (bool, error) {
 // Map returns argument i, which must be a table with string keys (an empty
 // table is an empty map).
 func (a Args) Map(i int) (map[string]any, error) {
-	switch v := a.Get(i).(type) {
+	switch v := a.at(i).Ref().(type) {
 	case map[string]any:
 		return v, nil
 	case []any:
@@ -113,7 +132,7 @@ func (a Args) Map(i int) (map[string]any, error) {
 // Slice returns argument i, which must be a sequence (an empty table is an
 // empty slice).
 func (a Args) Slice(i int) ([]any, error) {
-	switch v := a.Get(i).(type) {
+	switch v := a.at(i).Ref().(type) {
 	case []any:
 		return v, nil
 	case map[string]any:
@@ -130,7 +149,7 @@ func (a Args) Decode(i int, out any) error {
 	if i < 0 || i >= len(a.vals) {
 		return a.bad(i, "value")
 	}
-	if err := core.DecodeInto(a.vals[i], out); err != nil {
+	if err := core.DecodeInto(a.vals[i].Any(), out); err != nil {
 		return fmt.Errorf("bad argument #%d (%w)", i+1, err)
 	}
 	return nil

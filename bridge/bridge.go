@@ -128,7 +128,7 @@ func (rt *Runtime) RegisterFunc(name string, fn Func, opts ...FuncOption) error 
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	call := func(ctx context.Context, args []any) ([]any, error) {
+	call := func(ctx context.Context, args []core.Value) ([]any, error) {
 		return fn(ctx, Args{fn: name, vals: args})
 	}
 	if rt.tracer != nil && !cfg.inline {
@@ -145,7 +145,7 @@ func (rt *Runtime) RegisterStream(name string, fn StreamFunc) error {
 	if fn == nil {
 		return fmt.Errorf("moonbridge: RegisterStream %q: nil function", name)
 	}
-	stream := func(ctx context.Context, args []any, emit func(any) error) error {
+	stream := func(ctx context.Context, args []core.Value, emit func(any) error) error {
 		return fn(ctx, Args{fn: name, vals: args}, emit)
 	}
 	if rt.tracer != nil {

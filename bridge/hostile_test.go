@@ -221,29 +221,44 @@ func TestHostileSandboxRefusesFinalizers(t *testing.T) {
 
 // Finalizers are the host's own business outside the sandbox, but one
 // that calls an inline function while another inline call's results are
-// being decoded must not move the buffer under the decoder (ASan found a
-// use-after-free there), and the memory limit holds inside them.
+// being decoded must neither overwrite nor move the buffer under the
+// decoder (ASan found a use-after-free there), and the memory limit holds
+// inside them. Most finalizers echo a small string (each would overwrite
+// a shared buffer); every 50th echoes a bigger one than any before (it
+// would move it). An error in __gc is only a warning, so a finalizer notes
+// a wrong echo for the loop to raise. The sizes keep the run well inside
+// its budget and deadline even under -race (string.rep is charged to the
+// budget): 128 KiB more at every finalizer made gigabytes of copies, and
+// the run ended at its limit or deadline instead.
 func TestHostileInlineCallsFromFinalizers(t *testing.T) {
 	rt, out := hostileRuntime(t, func(o *bridge.Options) { o.Sandbox = false })
 	err := hostileRun(t, rt, `
-		local size = 256 * 1024
+		local size, calls, bad = 128 * 1024, 0, nil
 		local function mk()
 			setmetatable({}, {__gc = function()
-				size = size + 128 * 1024
-				host.iecho(string.rep("y", size))
+				calls = calls + 1
+				local s = string.rep("y", 1000) .. calls
+				if calls % 50 == 0 then
+					size = size + 32 * 1024
+					s = string.rep("y", size)
+				end
+				if host.iecho(s) ~= s then bad = "a finalizer's results decoded wrong" end
 			end})
 		end
 		local a = {}
-		for i = 1, 20000 do a[i] = "s" .. i .. string.rep("z", 20) end
-		for r = 1, 40 do
+		for i = 1, 5000 do a[i] = "s" .. i .. string.rep("z", 20) end
+		for r = 1, 20 do
 			for i = 1, 50 do mk() end
 			local ok, b = pcall(host.iecho, a)
-			assert(ok and #b == #a and b[20000] == a[20000], "results decoded wrong")
-			size = 256 * 1024
+			assert(ok and #b == #a and b[5000] == a[5000], "results decoded wrong")
+			assert(not bad, bad)
 		end
-		print("done")`)
+		print("done", calls > 0)`)
 	if err != nil && !errors.Is(err, bridge.ErrMemoryLimit) {
 		t.Fatalf("run: %v", err)
+	}
+	if err == nil && out.String() != "done\ttrue\n" {
+		t.Fatalf("printed %q, want done and some finalizers run", out.String())
 	}
 	servesAfter(t, rt, out)
 }

@@ -67,7 +67,7 @@ func endSpan(span trace.Span, err error) {
 // and its own parent is the run's span.
 func (rt *Runtime) tracedFunc(name string, fn core.Func) core.Func {
 	attrs := trace.WithAttributes(AttrFuncKind.String("async"))
-	return func(ctx context.Context, args []any) (vals []any, err error) {
+	return func(ctx context.Context, args []core.Value) (vals []any, err error) {
 		ctx, span := rt.tracer.Start(ctx, name, attrs)
 		defer endTraced(span, &err)
 		return fn(ctx, args)
@@ -78,7 +78,7 @@ func (rt *Runtime) tracedFunc(name string, fn core.Func) core.Func {
 // stream function returns.
 func (rt *Runtime) tracedStream(name string, fn core.StreamFunc) core.StreamFunc {
 	attrs := trace.WithAttributes(AttrFuncKind.String("stream"))
-	return func(ctx context.Context, args []any, emit func(any) error) (err error) {
+	return func(ctx context.Context, args []core.Value, emit func(any) error) (err error) {
 		ctx, span := rt.tracer.Start(ctx, name, attrs)
 		defer endTraced(span, &err)
 		return fn(ctx, args, emit)

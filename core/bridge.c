@@ -21,24 +21,83 @@
 
 /* ---------------------------------------------------------------------
 ** Inline calls: straight into Go and back, on this thread.
+**
+** Arguments and results travel in buffers on this C stack frame, so an
+** inline call nested in another's decoding (a finalizer that calls one
+** while a big result is being pushed) has buffers of its own and cannot
+** move the outer call's under its decoder. Bigger ones go to the heap:
+** arguments are freed before anything can raise, results are copied into
+** a Lua string under a protected call, then freed, then decoded from the
+** string.
 ** ------------------------------------------------------------------- */
+#define MB_BRIDGE_INLINE_BUF 256 /* most calls' arguments and results fit */
+
+/* Push the heap-allocated result as a Lua string; protected, so that the
+** block is freed even when memory runs out. */
+static int mb_bridge_push_out_p(lua_State *L) {
+  mb_buf *out = (mb_buf *)lua_touserdata(L, 1);
+  lua_pushlstring(L, out->data, out->len);
+  return 1;
+}
+
+/* The results (or error) of an inline call, from data: raise or push.
+** The name (upvalue 2) is looked up only to raise. */
+static int mb_bridge_inline_results(lua_State *L, int status, const char *data, size_t len) {
+  char derr[160];
+  const char *name;
+  int n;
+  if (status == MB_OK) {
+    n = mb_codec_decode(L, data, len, derr, sizeof derr);
+    if (n >= 0) return n;
+    name = lua_tostring(L, lua_upvalueindex(2));
+    return mb_errors_throw(L, "bridge", name, "%s: bad result: %s", name, derr);
+  }
+  return mb_call_raise(L, lua_tostring(L, lua_upvalueindex(2)), status, data, len);
+}
+
 static int mb_bridge_l_inline(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
-  const char *name = lua_tostring(L, lua_upvalueindex(2));
-  const char *err;
-  char derr[160];
-  int status, n;
-  rt->scratch_in.len = 0;
-  if ((err = mb_call_encode_args(L, name, &rt->scratch_in)) != NULL)
-    return mb_errors_throw(L, "bridge", name, "%s", err);
-  rt->scratch_out.len = 0;
-  status = mbGoInline(rt->go_handle, (int)lua_tointeger(L, lua_upvalueindex(1)),
-                      rt->scratch_in.data, rt->scratch_in.len, &rt->scratch_out);
-  if (status != MB_OK)
-    return mb_call_raise(L, name, status, rt->scratch_out.data, rt->scratch_out.len);
-  n = mb_codec_decode(L, rt->scratch_out.data, rt->scratch_out.len, derr, sizeof derr);
-  if (n < 0) return mb_errors_throw(L, "bridge", name, "%s: bad result: %s", name, derr);
-  return n;
+  char in_stack[MB_BRIDGE_INLINE_BUF], out_stack[MB_BRIDGE_INLINE_BUF];
+  mb_buf in = {0};
+  mb_buf out = {out_stack, 0, sizeof out_stack};
+  const char *args = in_stack;
+  int fn = (int)lua_tointeger(L, lua_upvalueindex(1));
+  int status, n = mb_codec_encode_flat(L, lua_gettop(L), in_stack, sizeof in_stack);
+  size_t nargs = (size_t)n;
+  if (n < 0) { /* tables, or too big for the stack buffer */
+    char err[200];
+    if (mb_codec_encode(L, 1, lua_gettop(L), &in, err, sizeof err) != 0) {
+      const char *name = lua_tostring(L, lua_upvalueindex(2));
+      mb_buf_free(&in);
+      return mb_errors_throw(L, "bridge", name, "%s: %s", name, err);
+    }
+    args = in.data;
+    nargs = in.len;
+  }
+  status = mbGoInline(rt->go_handle, fn, (char *)args, nargs, &out);
+  mb_buf_free(&in);
+  if (out.data != out_stack) { /* Go moved the results to the heap */
+    int st;
+    lua_pushcfunction(L, mb_bridge_push_out_p);
+    lua_pushlightuserdata(L, &out);
+    st = lua_pcall(L, 1, 1, 0);
+    free(out.data);
+    if (st != LUA_OK) return lua_error(L);
+    out.data = (char *)lua_tolstring(L, -1, &out.len); /* anchored below the results */
+  }
+  return mb_bridge_inline_results(L, status, out.data, out.len);
+}
+
+/* Go's side of an inline call: the results do not fit in the caller's
+** stack buffer; give out need bytes on the heap instead (empty: Go copies
+** the results in). 0, or -1 with out unchanged. */
+int mb_bridge_out_move(mb_buf *out, size_t need) {
+  char *p = malloc(need);
+  if (p == NULL) return -1;
+  out->data = p;
+  out->len = 0;
+  out->cap = need;
+  return 0;
 }
 
 /* Set global name to the value on the top (popped), raw: nothing a script

@@ -17,6 +17,8 @@ typedef struct mb_bridge_reg {
 } mb_bridge_reg;
 
 int mb_bridge_submit_register(mb_rt *rt, const char *name, int fn, int flags);
+/* Go, inside an inline call: room on the heap for the results. */
+int mb_bridge_out_move(mb_buf *out, size_t need);
 void mb_bridge_register(mb_rt *rt, mb_bridge_reg *g);
 
 #endif

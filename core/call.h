@@ -66,8 +66,9 @@ MB_NORETURN int mb_call_raise(lua_State *L, const char *name, int status,
                               const char *msg, size_t len);
 
 /* Any thread: Go's side. complete returns 1 when the caller must wake the
-** driver; complete_driver is for the goroutine holding the loop's token. */
+** driver. (A call's goroutine stores its outcome and pushes the record
+** itself, in Go: loop.go's store and push do what these do, with no C
+** call; complete is for records Go fails without running them.) */
 int mb_call_complete(mb_rt *rt, mb_call *c, int status, const char *data, size_t len);
-void mb_call_complete_driver(mb_rt *rt, mb_call *c, int status, const char *data, size_t len);
 
 #endif

@@ -528,6 +528,62 @@ int mb_codec_encode (lua_State *L, int first, int n, mb_buf *out,
   return 0;
 }
 
+/*
+** The fast path of an inline call's arguments: when the n values at stack
+** indices 1..n are all nil, booleans, numbers or strings and fit in cap
+** bytes, encode them into p, with no buffer to grow and no path to keep.
+** Returns the length, or -1: the general encoder must do it (and says what
+** is wrong, if anything is).
+*/
+int mb_codec_encode_flat (lua_State *L, int n, char *p, size_t cap) {
+  size_t len = 4;
+  int i;
+  if (cap < 4) return -1;
+  mb_codec_put32(p, (uint32_t)n);
+  for (i = 1; i <= n; i++) {
+    if (lua_isinteger(L, i)) {  /* first: integers are the common case */
+      if (cap - len < 9) return -1;
+      p[len] = (char)MB_CODEC_INT;
+      mb_codec_put64(p + len + 1, (uint64_t)lua_tointeger(L, i));
+      len += 9;
+      continue;
+    }
+    switch (lua_type(L, i)) {
+      case LUA_TNIL:
+        if (len >= cap) return -1;
+        p[len++] = (char)MB_CODEC_NIL;
+        break;
+      case LUA_TBOOLEAN:
+        if (len >= cap) return -1;
+        p[len++] = (char)(lua_toboolean(L, i) ? MB_CODEC_TRUE : MB_CODEC_FALSE);
+        break;
+      case LUA_TNUMBER: {  /* a float: integers were taken above */
+        lua_Number x = lua_tonumber(L, i);
+        uint64_t u;
+        if (cap - len < 9) return -1;
+        p[len] = (char)MB_CODEC_FLOAT;
+        memcpy(&u, &x, 8);
+        mb_codec_put64(p + len + 1, u);
+        len += 9;
+        break;
+      }
+      case LUA_TSTRING: {
+        size_t l;
+        const char *s = lua_tolstring(L, i, &l);
+        if (cap - len < 5 || l > cap - len - 5) return -1;
+        p[len] = (char)MB_CODEC_STRING;
+        mb_codec_put32(p + len + 1, (uint32_t)l);
+        memcpy(p + len + 5, s, l);
+        len += 5 + l;
+        break;
+      }
+      default:
+        return -1;
+    }
+  }
+  return (int)len;
+}
+
 /* }====================================================== */
 
 
@@ -717,8 +773,15 @@ static int mb_codec_dvalue (mb_codec_dec *d, int depth) {
 int mb_codec_decode (lua_State *L, const char *data, size_t len,
                      char *err, size_t errlen) {
   mb_codec_dec d;
-  int base = lua_gettop(L);
+  int base;
   size_t n, i;
+  /* One integer, the commonest result of all, before any of the rest. */
+  if (data != NULL && len == 13 && mb_codec_get32((const unsigned char *)data) == 1 &&
+      data[4] == MB_CODEC_INT && lua_checkstack(L, 1)) {
+    lua_pushinteger(L, (lua_Integer)mb_codec_get64((const unsigned char *)data + 5));
+    return 1;
+  }
+  base = lua_gettop(L);
   d.L = L;
   d.p = (const unsigned char *)data;
   d.len = (data == NULL) ? 0 : len;
@@ -730,11 +793,24 @@ int mb_codec_decode (lua_State *L, const char *data, size_t len,
   if (n > d.len - d.pos)
     return mb_codec_dfail(&d, 0, "value count %zu exceeds the %zu bytes left",
                           n, d.len - d.pos);
-  if (n > (size_t)(LUAI_MAXSTACK - 8) || n + 8 > (size_t)(LUAI_MAXSTACK - lua_gettop(L)))
+  if (n > (size_t)(LUAI_MAXSTACK - 8) || n + 8 > (size_t)(LUAI_MAXSTACK - base))
     return mb_codec_dfail(&d, 0, "too many values (%zu) for the Lua stack", n);
   if (!lua_checkstack(L, (int)n + 3)) /* room in principle: memory lacks */
     return mb_codec_dfail(&d, 0, "not enough memory");
   for (i = 0; i < n; i++) {
+    /* Integers and floats, the common results, are pushed right here. */
+    if (d.len - d.pos >= 9 && (d.p[d.pos] == MB_CODEC_INT || d.p[d.pos] == MB_CODEC_FLOAT)) {
+      uint64_t u = mb_codec_get64(d.p + d.pos + 1);
+      if (d.p[d.pos] == MB_CODEC_INT)
+        lua_pushinteger(L, (lua_Integer)u);
+      else {
+        lua_Number x;
+        memcpy(&x, &u, 8);
+        lua_pushnumber(L, x);
+      }
+      d.pos += 9;
+      continue;
+    }
     if (mb_codec_dvalue(&d, 0)) {
       lua_settop(L, base);
       return -1;

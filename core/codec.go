@@ -72,9 +72,37 @@ func AppendMessage(dst []byte, vals ...any) ([]byte, error) {
 	if uint64(len(vals)) > math.MaxUint32 {
 		return dst, fmt.Errorf("cannot send %d values to Lua in one message", len(vals))
 	}
-	e := msgEncoder{buf: binary.LittleEndian.AppendUint32(dst, uint32(len(vals)))}
+	buf := binary.LittleEndian.AppendUint32(dst, uint32(len(vals)))
+	// Scalars, what most calls return, straight in; the first value of
+	// any other kind goes to the encoder with the rest.
 	for i, v := range vals {
-		if err := e.value(v); err != nil {
+		switch x := v.(type) {
+		case int64:
+			buf = binary.LittleEndian.AppendUint64(append(buf, wireInt), uint64(x))
+		case int:
+			buf = binary.LittleEndian.AppendUint64(append(buf, wireInt), uint64(x))
+		case float64:
+			buf = binary.LittleEndian.AppendUint64(append(buf, wireFloat), math.Float64bits(x))
+		case bool:
+			if x {
+				buf = append(buf, wireTrue)
+			} else {
+				buf = append(buf, wireFalse)
+			}
+		case nil:
+			buf = append(buf, wireNil)
+		default:
+			return appendRest(dst, buf, vals, i)
+		}
+	}
+	return buf, nil
+}
+
+// appendRest encodes vals[i:] after the first i, already in buf.
+func appendRest(dst, buf []byte, vals []any, i int) ([]byte, error) {
+	e := msgEncoder{buf: buf}
+	for ; i < len(vals); i++ {
+		if err := e.value(vals[i]); err != nil {
 			return dst, err.finish(i + 1)
 		}
 	}

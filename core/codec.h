@@ -41,6 +41,13 @@ int mb_codec_encode(lua_State *L, int first, int n, mb_buf *out,
                     char *err, size_t errlen);
 
 /*
+** Encode the n values at stack indices 1..n of L into p (cap bytes) if
+** they are all nil, booleans, numbers or strings and fit: the length, or
+** -1 (use mb_codec_encode, which also reports what is wrong).
+*/
+int mb_codec_encode_flat(lua_State *L, int n, char *p, size_t cap);
+
+/*
 ** Decode a message and push its values on L.  Returns the number of values
 ** pushed, or -1 with a message in err and the stack as it was.  Only memory
 ** errors may raise, so call it in a protected context.

@@ -21,8 +21,8 @@ func (e *apiError) Error() string { return fmt.Sprintf("api error %d", e.code) }
 // calling run now).
 func goErrorLoop(t *testing.T) *Loop {
 	l, _ := newTestLoop(t, Options{})
-	get := func(ctx context.Context, args []any) ([]any, error) {
-		return nil, fmt.Errorf("get %v: %w", args[0], errNotFound)
+	get := func(ctx context.Context, args []Value) ([]any, error) {
+		return nil, fmt.Errorf("get %v: %w", args[0].Any(), errNotFound)
 	}
 	must := func(err error) {
 		if err != nil {
@@ -31,14 +31,14 @@ func goErrorLoop(t *testing.T) *Loop {
 	}
 	must(l.RegisterFunc("kv.get", false, get))
 	must(l.RegisterFunc("kv.iget", true, get))
-	must(l.RegisterStream("kv.stream", func(ctx context.Context, args []any, emit func(any) error) error {
+	must(l.RegisterStream("kv.stream", func(ctx context.Context, args []Value, emit func(any) error) error {
 		emit(1)
 		return &apiError{code: 429}
 	}))
-	must(l.RegisterFunc("kv.op", false, func(ctx context.Context, args []any) ([]any, error) {
+	must(l.RegisterFunc("kv.op", false, func(ctx context.Context, args []Value) ([]any, error) {
 		return nil, &OpError{Op: "db", Kind: "timeout", Err: &apiError{code: 504}}
 	}))
-	must(l.RegisterFunc("kept", true, func(ctx context.Context, args []any) ([]any, error) {
+	must(l.RegisterFunc("kept", true, func(ctx context.Context, args []Value) ([]any, error) {
 		run := int64(l.c.current.run.id)
 		l.goErrs.mu.Lock()
 		defer l.goErrs.mu.Unlock()
@@ -177,7 +177,7 @@ func TestRunWaitsForTheCallsItCancelled(t *testing.T) {
 			var returned atomic.Bool
 			testHookAwaitCancelled = func() { close(release) }
 			t.Cleanup(func() { testHookAwaitCancelled = nil })
-			if err := l.RegisterFunc("slow", false, func(ctx context.Context, args []any) ([]any, error) {
+			if err := l.RegisterFunc("slow", false, func(ctx context.Context, args []Value) ([]any, error) {
 				<-ctx.Done()
 				<-release // the run's end waits for this
 				returned.Store(true)
@@ -187,7 +187,7 @@ func TestRunWaitsForTheCallsItCancelled(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			l.RegisterFunc("cancel_run", true, func(context.Context, []any) ([]any, error) { cancel(); return nil, nil })
+			l.RegisterFunc("cancel_run", true, func(context.Context, []Value) ([]any, error) { cancel(); return nil, nil })
 			err := l.RunChunk(ctx, "=test", []byte(`local task = require("task")
 `+c.src), nil)
 			if (err == nil) != (c.err == "") || err != nil && !strings.Contains(err.Error(), c.err) {
@@ -214,7 +214,7 @@ func TestRunWaitForCancelledCallsIsBounded(t *testing.T) {
 		<-gone
 		l.Close() // its error may say the function had not returned 1ns after
 	}()
-	if err := l.RegisterFunc("stuck", false, func(ctx context.Context, args []any) ([]any, error) {
+	if err := l.RegisterFunc("stuck", false, func(ctx context.Context, args []Value) ([]any, error) {
 		<-release
 		close(gone)
 		return nil, nil
@@ -222,7 +222,7 @@ func TestRunWaitForCancelledCallsIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l.RegisterFunc("cancel_run", true, func(context.Context, []any) ([]any, error) { cancel(); return nil, nil })
+	l.RegisterFunc("cancel_run", true, func(context.Context, []Value) ([]any, error) { cancel(); return nil, nil })
 	err = l.RunChunk(ctx, "=test", []byte(`local task = require("task")
 		task.spawn(stuck)
 		task.yield()

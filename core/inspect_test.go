@@ -12,8 +12,8 @@ import (
 func blockingLoop(t *testing.T, opts Options) (l *Loop, entered chan string, release chan struct{}) {
 	l, _ = newTestLoop(t, opts)
 	entered, release = make(chan string, 16), make(chan struct{})
-	if err := l.RegisterFunc("kv.get", false, func(ctx context.Context, args []any) ([]any, error) {
-		entered <- fmt.Sprint(args[0])
+	if err := l.RegisterFunc("kv.get", false, func(ctx context.Context, args []Value) ([]any, error) {
+		entered <- fmt.Sprint(args[0].Any())
 		select {
 		case <-release:
 		case <-ctx.Done():

@@ -14,7 +14,7 @@ import (
 func TestCancelStopsATightLoopAtOnce(t *testing.T) {
 	l, _ := newTestLoop(t, Options{})
 	spinning := make(chan struct{}, 1)
-	if err := l.RegisterFunc("spinning", true, func(context.Context, []any) ([]any, error) {
+	if err := l.RegisterFunc("spinning", true, func(context.Context, []Value) ([]any, error) {
 		spinning <- struct{}{}
 		return nil, nil
 	}); err != nil {

@@ -11,7 +11,16 @@ package core
 #include "stream.h"
 #include "task.h"
 
+// The step, called with the runtime's address as an integer: cgo checks
+// every pointer argument for Go pointers (a span lookup), on the hottest
+// call there is.
+static inline int mb_loop_step(uintptr_t rt) { return mb_rt_step((mb_rt *)rt); }
+
 // The completion path: these keep no Go pointer and never call into Go.
+#cgo noescape uv_async_send
+#cgo nocallback uv_async_send
+#cgo noescape mb_buf_reserve
+#cgo nocallback mb_buf_reserve
 #cgo noescape mb_call_complete
 #cgo nocallback mb_call_complete
 #cgo noescape mb_stream_emit
@@ -19,8 +28,6 @@ package core
 #cgo noescape mb_stream_end
 #cgo nocallback mb_stream_end
 #cgo nocallback mb_stream_room
-#cgo noescape mb_call_complete_driver
-#cgo nocallback mb_call_complete_driver
 #cgo nocallback mb_run_submit_driver
 */
 import "C"
@@ -35,7 +42,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/cgo"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,12 +72,13 @@ const (
 )
 
 // Func is a bridge function as the loop sees it: decoded arguments in,
-// values out.
-type Func func(ctx context.Context, args []any) ([]any, error)
+// values out. An inline function's args are reused by the next inline
+// call: it must keep the values, not the slice.
+type Func func(ctx context.Context, args []Value) ([]any, error)
 
 // StreamFunc is a streaming bridge function: it calls emit for each value
 // Lua's for loop receives.
-type StreamFunc func(ctx context.Context, args []any, emit func(any) error) error
+type StreamFunc func(ctx context.Context, args []Value, emit func(any) error) error
 
 // ErrClosed is returned by a Loop that has been closed.
 var ErrClosed = errors.New("moonbridge: runtime is closed")
@@ -122,7 +129,7 @@ type runResult struct {
 // that step it, one at a time. All its methods are safe from any goroutine.
 type Loop struct {
 	c      *C.mb_rt
-	handle cgo.Handle
+	id     uintptr // index in loops, which the C runtime carries for callbacks
 	stdout io.Writer
 	stderr io.Writer
 
@@ -131,10 +138,15 @@ type Loop struct {
 	// back and waits on wake; a push that finds the loop parked signals
 	// wake, and the waiter that receives it takes the token. Two such
 	// goroutines exist per Loop, so one can take over while the other runs
-	// a call itself (see runHere).
-	token   chan struct{} // capacity 1: holding its value is the right to step
+	// a call itself (see runHere). The token is a mutex, not a channel:
+	// giving it back and taking it again around every sequential call is
+	// then two atomic operations. Shutdown never gives it back; it closes
+	// stop, which a waiting driver checks once it has the token (close
+	// hands it on, so every waiter gets out).
+	token   sync.Mutex
 	wake    chan struct{} // capacity 1: the parked loop has work
 	stop    chan struct{} // closed at shutdown: waiters leave
+	stopped atomic.Bool   // set just before stop is closed
 	standby atomic.Int32  // goroutines waiting on wake
 	done    chan struct{} // closed when everything is freed
 
@@ -147,11 +159,15 @@ type Loop struct {
 	runs   sync.Map // id -> *runWaiter
 
 	// Driver-owned: no other goroutine touches these.
-	calls []callState
-	free  []int32
-	args  []any // inline calls' arguments, reused (inline calls never nest)
-	batch []job // calls of this step, for the pool
-	pool  *pool
+	calls     []callState
+	free      []int32
+	args      []Value // inline calls' arguments, reused (mbGoInline says why it may be)
+	batch     []job   // calls of this step, for the pool
+	pool      *pool
+	ctxs      []callCtx // a slab of fresh call contexts (see newCtx)
+	lastID    int64     // the run whose context runCtx found last, that context and its calls
+	last      context.Context
+	lastCalls *runCalls
 
 	insnLimit int64         // each run's instruction budget, or 0
 	grace     time.Duration // how long Close waits for bridge functions
@@ -252,7 +268,6 @@ func NewLoop(opts Options) (*Loop, error) {
 		grace:     opts.CloseGrace,
 		stdout:    opts.Stdout,
 		stderr:    opts.Stderr,
-		token:     make(chan struct{}, 1),
 		wake:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
@@ -266,10 +281,10 @@ func NewLoop(opts Options) (*Loop, error) {
 	if l.stderr == nil {
 		l.stderr = os.Stderr
 	}
-	l.handle = cgo.NewHandle(l)
-	c := C.mb_rt_new(C.uintptr_t(l.handle))
+	l.id = addLoop(l)
+	c := C.mb_rt_new(C.uintptr_t(l.id))
 	if c == nil {
-		l.handle.Delete()
+		dropLoop(l.id)
 		return nil, errors.New("moonbridge: cannot create the runtime (out of memory or libuv failure)")
 	}
 	l.c = c
@@ -279,10 +294,9 @@ func NewLoop(opts Options) (*Loop, error) {
 		return nil, err
 	}
 	l.baseCtx, l.baseStop = context.WithCancel(context.Background())
-	l.args = make([]any, 0, 8)
+	l.args = make([]Value, 0, 8)
 	l.pool = newPool(l)
 	l.funcs.Store(&[]*function{})
-	l.token <- struct{}{}
 	go l.driver()
 	go l.driver()
 	return l, nil
@@ -552,12 +566,10 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte,
 	// If nobody is stepping the loop, step it here: the run starts on this
 	// goroutine with no hand-off to another (a Call on an idle Runtime is
 	// a few cgo calls, not two goroutine wake-ups).
-	driving := false
-	select {
-	case <-l.token:
-		driving = true
+	driving := l.token.TryLock()
+	if driving {
 		C.mb_run_submit_driver(l.c, r)
-	default:
+	} else {
 		l.pushed(C.mb_run_submit(l.c, r))
 	}
 	l.mu.RUnlock()
@@ -656,10 +668,12 @@ func (l *Loop) driver() {
 			return
 		}
 		l.standby.Add(-1)
+		l.token.Lock()
 		select {
-		case <-l.token:
-		case <-l.stop:
+		case <-l.stop: // shut down meanwhile: pass the token on, and leave
+			l.token.Unlock()
 			return
+		default:
 		}
 		if !l.drive(nil) {
 			return
@@ -673,11 +687,11 @@ func (l *Loop) driver() {
 // standby driver.
 func (l *Loop) drive(w *runWaiter) bool {
 	for {
-		switch C.mb_rt_step(l.c) {
+		switch C.mb_loop_step(C.uintptr_t(uintptr(unsafe.Pointer(l.c)))) {
 		case C.MB_STEP_EVENTS:
 			l.events(false)
 			if w != nil && len(w.done) > 0 {
-				l.token <- struct{}{}
+				l.token.Unlock()
 				l.signal()
 				return true
 			}
@@ -688,10 +702,10 @@ func (l *Loop) drive(w *runWaiter) bool {
 				}
 				return true
 			}
-			l.token <- struct{}{}
+			l.token.Unlock()
 			return true
 		case C.MB_STEP_PARK:
-			l.token <- struct{}{}
+			l.token.Unlock()
 			return true
 		case C.MB_STEP_CLOSED:
 			l.shutdown(nil)
@@ -712,7 +726,7 @@ func (l *Loop) drive(w *runWaiter) bool {
 func (l *Loop) runHere(c *C.mb_call) bool {
 	f := (*l.funcs.Load())[c.fn]
 	ctx := l.begin(c)
-	l.token <- struct{}{}
+	l.token.Unlock()
 	return l.runCall(f, c, ctx, true)
 }
 
@@ -735,7 +749,9 @@ func (l *Loop) shutdown(fatal error) {
 			return true
 		})
 	}
+	l.stopped.Store(true)
 	close(l.stop)
+	l.token.Unlock() // a driver waiting for it sees stop and leaves
 	l.pool.drain()
 	// A bridge function that ignores its cancelled context must not hold
 	// Close forever. Its goroutine will still complete into the C runtime,
@@ -766,16 +782,40 @@ func (l *Loop) shutdown(fatal error) {
 	close(l.done)
 }
 
-// callCount counts the goroutines of calls and streams: a WaitGroup
-// whose count Close can read.
+// callCount counts the calls and streams whose Go side has not returned:
+// one atomic operation each way. Wait is for shutdown only, once nothing
+// new can start: the Done that brings the count to zero while someone
+// waits closes zero.
 type callCount struct {
-	wg sync.WaitGroup
-	n  atomic.Int64
+	n       atomic.Int64
+	waiting atomic.Bool
+	closed  atomic.Bool
+	zero    chan struct{}
 }
 
-func (c *callCount) Add()  { c.n.Add(1); c.wg.Add(1) }
-func (c *callCount) Done() { c.n.Add(-1); c.wg.Done() }
-func (c *callCount) Wait() { c.wg.Wait() }
+func (c *callCount) Add() { c.n.Add(1) }
+
+func (c *callCount) Done() {
+	if c.n.Add(-1) == 0 && c.waiting.Load() {
+		c.signal()
+	}
+}
+
+func (c *callCount) signal() {
+	if c.closed.CompareAndSwap(false, true) {
+		close(c.zero)
+	}
+}
+
+// Wait returns once the count is zero. Call it once.
+func (c *callCount) Wait() {
+	c.zero = make(chan struct{})
+	c.waiting.Store(true)
+	if c.n.Load() == 0 {
+		c.signal()
+	}
+	<-c.zero
+}
 
 func (l *Loop) freeC() {
 	var luaBytes C.int64_t
@@ -785,7 +825,7 @@ func (l *Loop) freeC() {
 	oom.Record(caught)
 	leaks.Freed(int64(luaBytes), int64(loopOpen)) // last: a test waiting for it sees the rest
 	l.c = nil
-	l.handle.Delete()
+	dropLoop(l.id)
 }
 
 // events handles the events of the last step. With park set (the loop
@@ -882,26 +922,51 @@ func (l *Loop) release(slot int) {
 	l.free = append(l.free, int32(slot))
 }
 
-// runCtx returns the context of the run id, and its record of cancelled
-// calls (made on first use), or the base context and nil for a run Go no
-// longer waits for.
+// runCtx returns the context of run id and its record of cancelled calls
+// (made on first use), or the Runtime's context and nil once Go no longer
+// waits for the run (a detached task's calls). Consecutive calls mostly
+// come from one run, so the last answer is kept (finish forgets it with
+// its run).
 func (l *Loop) runCtx(id int64) (context.Context, *runCalls) {
+	if id == l.lastID && l.last != nil {
+		return l.last, l.lastCalls
+	}
+	ctx, rc := l.baseCtx, (*runCalls)(nil)
 	if wv, ok := l.runs.Load(id); ok {
 		w := wv.(*runWaiter)
 		if w.calls == nil {
 			w.calls = new(runCalls)
 		}
-		return w.ctx, w.calls
+		ctx, rc = w.ctx, w.calls
 	}
-	return l.baseCtx, nil
+	l.lastID, l.last, l.lastCalls = id, ctx, rc
+	return ctx, rc
+}
+
+// ctxSlab is how many call contexts newCtx allocates at once.
+const ctxSlab = 64
+
+// newCtx returns a fresh call context. Each call has its own, never
+// reused (a function may keep its ctx after it returned), but they are
+// allocated ctxSlab at a time: a call costs no allocation of its own, and
+// a context kept long keeps its slab, a few KiB, alive.
+func (l *Loop) newCtx(parent context.Context) *callCtx {
+	if len(l.ctxs) == 0 {
+		l.ctxs = make([]callCtx, ctxSlab)
+	}
+	ctx := &l.ctxs[0]
+	l.ctxs = l.ctxs[1:]
+	ctx.parent = parent
+	return ctx
 }
 
 // begin gives a call its slot and context; the caller runs it.
 func (l *Loop) begin(c *C.mb_call) *callCtx {
 	slot := l.alloc()
 	c.slot = C.int(slot)
-	ctx := &callCtx{}
-	ctx.parent, ctx.run = l.runCtx(int64(c.run))
+	parent, rc := l.runCtx(int64(c.run))
+	ctx := l.newCtx(parent)
+	ctx.run = rc
 	l.calls[slot].ctx = ctx
 	l.wg.Add()
 	return ctx
@@ -923,6 +988,9 @@ func (l *Loop) start(c *C.mb_call) {
 
 func (l *Loop) finish(r *C.mb_run) {
 	id := int64(r.id)
+	if id == l.lastID {
+		l.last, l.lastCalls = nil, nil
+	}
 	wv, ok := l.runs.LoadAndDelete(id)
 	if ok {
 		w := wv.(*runWaiter)
@@ -959,8 +1027,6 @@ func decodeError(b []byte) (*Error, int64) {
 // ---------------------------------------------------------------------
 // Goroutines of calls and streams.
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
-
 func cslice(p *C.char, n C.size_t) []byte {
 	if n == 0 {
 		return nil
@@ -970,69 +1036,131 @@ func cslice(p *C.char, n C.size_t) []byte {
 
 // call decodes a call's arguments and runs f, turning an error or a panic
 // into the status the C side raises.
-// The arguments are decoded into buf's space when it has room.
-func call(f *function, ctx context.Context, data []byte, buf []any) (vals []any, status C.int, err error) {
+func call(f *function, ctx context.Context, data []byte) (vals []any, status C.int, err error) {
+	args, err := AppendValues(nil, data)
+	if err != nil {
+		return nil, C.MB_ERR, err
+	}
+	return invoke(f, ctx, args)
+}
+
+// invoke runs f, turning an error or a panic into the status the C side
+// raises.
+func invoke(f *function, ctx context.Context, args []Value) (vals []any, status C.int, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			vals, status, err = nil, C.MB_PANIC, fmt.Errorf("%v", p)
 		}
 	}()
-	args, err := AppendDecoded(buf[:0], data)
-	if err == nil {
-		vals, err = f.fn(ctx, args)
-	}
-	if err != nil {
+	if vals, err = f.fn(ctx, args); err != nil {
 		return nil, C.MB_ERR, err
 	}
 	return vals, C.MB_OK, nil
 }
 
-// outcome encodes results, or the error (a Go error as appendGoError does,
-// so the run can hand it back), into *bp.
-func (l *Loop) outcome(bp *[]byte, run int64, vals []any, status C.int, err error) C.int {
-	if status == C.MB_OK {
-		out, eerr := AppendMessage((*bp)[:0], vals...)
-		if eerr == nil {
-			*bp = out
-			return status
-		}
-		status, err = C.MB_ERR, fmt.Errorf("bad result: %w", eerr)
-	}
-	if status == C.MB_ERR {
-		*bp, status = l.appendGoError((*bp)[:0], run, err)
-		return status
-	}
-	msg := err.Error()
-	if msg == "" {
-		msg = "error"
-	}
-	*bp = append((*bp)[:0], msg...)
-	return status
-}
+// errBadResult is the error for results that cannot cross to Lua.
+func errBadResult(err error) error { return fmt.Errorf("bad result: %w", err) }
+
+// moveOut gives an inline call's result buffer n bytes on the heap.
+func moveOut(out *C.mb_buf, n int) bool { return C.mb_bridge_out_move(out, C.size_t(n)) == 0 }
 
 // runCall runs an ordinary call and hands its outcome to the loop. With
 // reclaim (runHere), it first tries to take back the loop's token: if it
 // gets it, it queues the result as the driver, waking nobody, and reports
 // true — it is the driver again.
 func (l *Loop) runCall(f *function, c *C.mb_call, ctx context.Context, reclaim bool) (held bool) {
-	defer l.wg.Done()
-	defer ctx.(*callCtx).returned()
-	vals, status, err := call(f, ctx, cslice(c.buf.data, c.buf.len), nil)
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	status = l.outcome(bp, int64(c.run), vals, status, err)
-	p, n := cbytes(*bp)
-	if reclaim {
-		select {
-		case <-l.token:
-			C.mb_call_complete_driver(l.c, c, status, p, n)
+	vals, status, err := call(f, ctx, cslice(c.buf.data, c.buf.len))
+	ctx.(*callCtx).returned()
+	l.store(c, vals, status, err)
+	if reclaim && l.token.TryLock() {
+		if !l.stopped.Load() {
+			atomic.StoreInt32(sleepFlag(&l.c.q), C.MB_SLEEP_NONE)
+			enqueue(&l.c.q, &c.msg)
+			l.wg.Done()
 			return true
-		default:
 		}
+		l.token.Unlock() // shut down meanwhile: the token is no use
 	}
-	l.pushed(C.mb_call_complete(l.c, c, status, p, n))
+	l.push(&c.msg)
+	l.wg.Done() // after the push: once all are done, freeC drains the queue
 	return false
 }
+
+// store writes a call's outcome into its record, in C memory, as
+// mb_call_store does: the results encoded in place over the arguments in
+// its buffer, or the error (a Go error as appendGoError writes it, kept
+// for the run). Only a result bigger than the buffer
+// costs a C call (to grow it); one that cannot be stored is an error with
+// no text, which Lua reports as running out of memory.
+func (l *Loop) store(c *C.mb_call, vals []any, status C.int, err error) {
+	buf := unsafe.Slice((*byte)(unsafe.Pointer(c.buf.data)), int(c.buf.cap))[:0]
+	var out []byte
+	if status == C.MB_OK {
+		enc, eerr := AppendMessage(buf, vals...)
+		if eerr == nil {
+			out = enc
+		} else {
+			status, err = C.MB_ERR, errBadResult(eerr)
+		}
+	}
+	if status == C.MB_ERR { // a Go error: kept for the run (goerrors.go)
+		out, status = l.appendGoError(buf, int64(c.run), err)
+	} else if status != C.MB_OK {
+		msg := err.Error()
+		if msg == "" {
+			msg = "error"
+		}
+		out = append(buf, msg...)
+	}
+	if len(out) > 0 && unsafe.Pointer(&out[0]) != unsafe.Pointer(c.buf.data) { // it did not fit
+		c.buf.len = 0
+		if C.mb_buf_reserve(&c.buf, C.size_t(len(out))) != 0 {
+			status, out = C.MB_ERR, nil
+		} else {
+			copy(unsafe.Slice((*byte)(unsafe.Pointer(c.buf.data)), len(out)), out)
+		}
+	}
+	c.buf.len = C.size_t(len(out))
+	c.status = status
+	c.msg.kind = C.MB_MSG_RESULT
+}
+
+// push puts m on the completion queue as mb_queue_push (queue.c) does,
+// here in Go, so that completing a call crosses into C not at all: the
+// exchange of the head and the link (Vyukov's queue), then, if the driver
+// sleeps, the exchange of the sleep flag that makes exactly one producer
+// responsible for waking it — the Go way (signal), or through libuv while
+// timers are pending (uv_async_send, the one C call left, then).
+func (l *Loop) push(m *C.mb_msg) {
+	q := &l.c.q
+	enqueue(q, m)
+	flag := sleepFlag(q)
+	if atomic.LoadInt32(flag) == C.MB_SLEEP_NONE {
+		return
+	}
+	switch atomic.SwapInt32(flag, C.MB_SLEEP_NONE) {
+	case C.MB_SLEEP_GO:
+		l.signal()
+	case C.MB_SLEEP_UV:
+		C.uv_async_send(&q.async)
+	}
+}
+
+// enqueue is the push of queue.c's Vyukov queue: any goroutine. Until the
+// link is stored the consumer sees a queue it cannot pop yet, and comes
+// back.
+func enqueue(q *C.mb_queue, m *C.mb_msg) {
+	atomic.StorePointer(msgPtr(&m.next), nil)
+	prev := (*C.mb_msg)(atomic.SwapPointer(msgPtr(&q.head), unsafe.Pointer(m)))
+	atomic.StorePointer(msgPtr(&prev.next), unsafe.Pointer(m))
+}
+
+// msgPtr views a C pointer field as what sync/atomic works on. The
+// pointers are C memory: the garbage collector ignores them.
+func msgPtr(p **C.mb_msg) *unsafe.Pointer { return (*unsafe.Pointer)(unsafe.Pointer(p)) }
+
+// sleepFlag is the queue's sleep flag (MB_SLEEP_*), for sync/atomic.
+func sleepFlag(q *C.mb_queue) *int32 { return (*int32)(unsafe.Pointer(&q.sleeping)) }
 
 var errNilChunk = errors.New("emit: nil cannot be sent: it would end the Lua for loop")
 var errEmitAfterReturn = errors.New("emit: called after the stream function returned")
@@ -1081,10 +1209,10 @@ func (l *Loop) runStream(f *function, s *C.mb_stream, ctx context.Context, credi
 		l.pushed(rc & C.MB_STREAM_WAKE)
 		return nil
 	}
-	streamer := &function{name: f.name, fn: func(ctx context.Context, args []any) ([]any, error) {
+	streamer := &function{name: f.name, fn: func(ctx context.Context, args []Value) ([]any, error) {
 		return nil, f.stream(ctx, args, emit)
 	}}
-	_, status, err := call(streamer, ctx, cslice(s.call.buf.data, s.call.buf.len), nil)
+	_, status, err := call(streamer, ctx, cslice(s.call.buf.data, s.call.buf.len))
 	mu.Lock() // an emit still running elsewhere finishes first: END comes last
 	returned = true
 	mu.Unlock()

@@ -131,7 +131,7 @@ func TestExitCarriesItsCode(t *testing.T) {
 func TestEveryCancelledRunEndsCancelled(t *testing.T) {
 	l, _ := newTestLoop(t, Options{})
 	block := make(chan struct{})
-	if err := l.RegisterFunc("block", false, func(ctx context.Context, _ []any) ([]any, error) {
+	if err := l.RegisterFunc("block", false, func(ctx context.Context, _ []Value) ([]any, error) {
 		select {
 		case <-ctx.Done():
 		case <-block:
@@ -146,7 +146,7 @@ func TestEveryCancelledRunEndsCancelled(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		wg.Add(1)
 		started := make(chan struct{})
-		if err := l.RegisterFunc("started", true, func(context.Context, []any) ([]any, error) {
+		if err := l.RegisterFunc("started", true, func(context.Context, []Value) ([]any, error) {
 			close(started)
 			return nil, nil
 		}); err != nil {

@@ -35,11 +35,17 @@ type pool struct {
 	all     []*worker // every worker, parked or not
 	watched bool      // the monitor is running
 
+	// tick counts the monitor's intervals, from 1. A worker notes the tick
+	// its call began in, which costs a load where a clock reading costs a
+	// system call's worth on a virtual machine; a call that began two
+	// ticks ago has run for at least an interval.
+	tick atomic.Int64
+
 	kick chan struct{} // one value wakes one parked worker
 }
 
-// worker is one pool goroutine; began is when its current call began
-// (monotonic nanoseconds), 0 between calls.
+// worker is one pool goroutine; began is the tick its current call began
+// in, 0 between calls.
 type worker struct {
 	began atomic.Int64
 	index int // in pool.all
@@ -57,7 +63,9 @@ const (
 )
 
 func newPool(l *Loop) *pool {
-	return &pool{loop: l, kick: make(chan struct{}, 2*poolMaxIdle)}
+	p := &pool{loop: l, kick: make(chan struct{}, 2*poolMaxIdle)}
+	p.tick.Store(1)
+	return p
 }
 
 // submit queues calls and makes sure enough workers run them.
@@ -104,7 +112,7 @@ func (p *pool) next(w *worker, woke bool) (j job, ok, leave bool) {
 		if p.head == len(p.jobs) {
 			p.jobs, p.head = p.jobs[:0], 0
 		}
-		w.began.Store(nanotime())
+		w.began.Store(p.tick.Load())
 		return j, true, false
 	}
 	w.began.Store(0)
@@ -160,9 +168,9 @@ func (p *pool) monitor() {
 		}
 		// Calls that workers on their way will take are not waiting.
 		waiting := len(p.jobs) - p.head - p.waking
-		blocked, now := 0, nanotime()
+		blocked, now := 0, p.tick.Add(1)
 		for _, w := range p.all {
-			if b := w.began.Load(); b != 0 && now-b > int64(poolStall) {
+			if b := w.began.Load(); b != 0 && b < now-1 {
 				blocked++
 			}
 		}
@@ -177,11 +185,6 @@ func (p *pool) monitor() {
 		t.Reset(poolStall)
 	}
 }
-
-// nanotime is a monotonic clock reading in nanoseconds.
-func nanotime() int64 { return int64(time.Since(epoch)) }
-
-var epoch = time.Now()
 
 // drain completes every call still waiting, with an error: the runtime is
 // closing and no worker will take them.

@@ -242,10 +242,10 @@ static int mb_stream_next_k(lua_State *L, int status, lua_KContext ctx) {
   }
   /* One task reads a stream: a second one would wait beside the first,
   ** and a chunk wakes one waiter. */
-  if (t != NULL && s->reader != t->id) {
-    if (s->reader != 0)
+  if (t != NULL && (!s->has_reader || s->reader != t->id || s->reader_run != t->run->id)) {
+    if (s->has_reader)
       return mb_errors_misuse(L, "%s: the stream is read by another task", name);
-    s->reader = t->id;
+    s->has_reader = 1, s->reader_run = t->run->id, s->reader = t->id;
   }
   /* Go hears of a credit only when the step ends: end it now, this task
   ** queued again, so the producer refills one half of the ring while Lua

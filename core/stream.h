@@ -45,7 +45,9 @@ typedef struct mb_stream {
   mb_chunk *mine;         /* spare chunks the producer took (producer only) */
   mb_chunk *decoding;     /* chunks Lua took and is decoding (loop only) */
   mb_task *waiter;        /* task blocked in the iterator */
-  int64_t reader;         /* id of the task reading the stream; 0 before the first read */
+  int64_t reader_run;     /* the task reading the stream: its run's id and its id in the run */
+  int64_t reader;
+  int has_reader;         /* 0 before the first read */
   int64_t produced;       /* chunks published by Go (atomic: Go writes, loop reads) */
   int64_t consumed;       /* chunks taken by Lua (atomic: loop writes, Go reads) */
   int32_t go_waiting;     /* Go blocks for room (atomic; claimed by exchange) */

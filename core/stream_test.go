@@ -26,7 +26,7 @@ func runOK(t *testing.T, l *Loop, src string) {
 func TestEmitFromManyGoroutines(t *testing.T) {
 	const producers, each = 4, 5000
 	l, out := newTestLoop(t, Options{})
-	err := l.RegisterStream("many", func(ctx context.Context, args []any, emit func(any) error) error {
+	err := l.RegisterStream("many", func(ctx context.Context, args []Value, emit func(any) error) error {
 		var wg sync.WaitGroup
 		errs := make(chan error, producers)
 		for g := range producers {
@@ -70,14 +70,14 @@ func TestStreamRingsForASleepingReader(t *testing.T) {
 	const n = 2000
 	l, out := newTestLoop(t, Options{})
 	took := make(chan struct{}, 1)
-	err := l.RegisterFunc("took", true, func(ctx context.Context, args []any) ([]any, error) {
+	err := l.RegisterFunc("took", true, func(ctx context.Context, args []Value) ([]any, error) {
 		took <- struct{}{}
 		return nil, nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = l.RegisterStream("lockstep", func(ctx context.Context, args []any, emit func(any) error) error {
+	err = l.RegisterStream("lockstep", func(ctx context.Context, args []Value, emit func(any) error) error {
 		for i := range n {
 			if err := emit(int64(i)); err != nil {
 				return err
@@ -111,7 +111,7 @@ print(want)`)
 func TestStreamOrderThroughWaitsAndFullWindows(t *testing.T) {
 	const n = 20000
 	l, out := newTestLoop(t, Options{})
-	err := l.RegisterStream("sizes", func(ctx context.Context, args []any, emit func(any) error) error {
+	err := l.RegisterStream("sizes", func(ctx context.Context, args []Value, emit func(any) error) error {
 		for i := range n {
 			if err := emit(strings.Repeat("x", i%600)); err != nil {
 				return err
@@ -143,7 +143,7 @@ print(co())`)
 // second one gets a clear error instead of waiting beside it for good.
 func TestStreamIsReadByOneTask(t *testing.T) {
 	l, out := newTestLoop(t, Options{})
-	err := l.RegisterStream("ticks", func(ctx context.Context, args []any, emit func(any) error) error {
+	err := l.RegisterStream("ticks", func(ctx context.Context, args []Value, emit func(any) error) error {
 		for i := 0; ; i++ {
 			if err := emit(int64(i)); err != nil {
 				return err
@@ -174,7 +174,7 @@ func TestStreamMemoryErrorWhileDecoding(t *testing.T) {
 	l, _ := newTestLoop(t, Options{MemoryLimit: 8 << 20})
 	done := make(chan error, 1)
 	big := strings.Repeat("y", 1<<20)
-	err := l.RegisterStream("big", func(ctx context.Context, args []any, emit func(any) error) error {
+	err := l.RegisterStream("big", func(ctx context.Context, args []Value, emit func(any) error) error {
 		for {
 			if err := emit(big); err != nil {
 				done <- err

@@ -1,0 +1,103 @@
+package core
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+// registerEcho registers name as an inline function returning its
+// arguments.
+func registerEcho(t *testing.T, l *Loop, name string) {
+	t.Helper()
+	if err := l.RegisterFunc(name, true, func(_ context.Context, args []Value) ([]any, error) {
+		vals := make([]any, len(args))
+		for i, a := range args {
+			vals[i] = a.Any()
+		}
+		return vals, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An inline call nested in another's decoding — a finalizer that runs
+// while a big result is pushed, or while the arguments of a small one are
+// read — has buffers of its own: the outer call's results come back whole
+// (issue 13 found a shared buffer moved under the decoder). Run it under
+// `make asan` too.
+func TestInlineCallsNestedInDecodingKeepTheirResults(t *testing.T) {
+	l, out := newTestLoop(t, Options{})
+	registerEcho(t, l, "iecho")
+	err := l.RunChunk(context.Background(), "=nested", []byte(`
+		local nested = 0
+		local function mk(size)
+			setmetatable({}, {__gc = function()
+				local s = string.rep("y", size)
+				local r = iecho(s)
+				assert(r == s, "a nested call's own result")
+				nested = nested + 1
+			end})
+		end
+		local a = {}
+		for i = 1, 20000 do a[i] = "s" .. i .. string.rep("z", 20) end
+		for r = 1, 10 do
+			for i = 1, 50 do mk(r % 2 == 0 and (1 << 20) or 100) end
+			local b = iecho(a) -- a big result: decoded from the heap, finalizers run meanwhile
+			assert(#b == #a, "length")
+			for i = 1, #a, 997 do assert(b[i] == a[i], "element " .. i) end
+			assert(b[#a] == a[#a], "last element")
+			for i = 1, 300 do -- small ones: the stack buffers
+				mk(i)
+				local x, y, z = iecho(i, "s" .. i, i + 0.5)
+				assert(x == i and y == "s" .. i and z == i + 0.5, "small results")
+			end
+		end
+		collectgarbage()
+		assert(nested > 0, "no finalizer ran an inline call")
+		print("ok", nested > 500)`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "ok\ttrue\n" {
+		t.Errorf("printed %q", got)
+	}
+}
+
+// Inline calls carry every kind of value both ways, through the stack
+// buffers and past them: big strings, tables, many values.
+func TestInlineCallsCarryValuesPastTheirBuffers(t *testing.T) {
+	l, out := newTestLoop(t, Options{})
+	registerEcho(t, l, "iecho")
+	err := l.RunChunk(context.Background(), "=values", []byte(`
+		local function same(a, b)
+			if type(a) ~= type(b) then return false end
+			if type(a) ~= "table" then return a == b and math.type(a) == math.type(b) end
+			for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+			for k in pairs(b) do if a[k] == nil then return false end end
+			return true
+		end
+		local big = string.rep("x", 300)
+		local cases = {
+			{}, {nil}, {true, false}, {1, 2.5, -3, 3.0, math.maxinteger, math.mininteger},
+			{"", "a\0b", big}, {string.rep("q", 1 << 16)}, {{1, 2, {x = "y"}}, {k = {true}}},
+		}
+		local many = {}
+		for i = 1, 100 do many[i] = i * 7 end
+		cases[#cases + 1] = many
+		for i, c in ipairs(cases) do
+			local n = select("#", table.unpack(c))
+			local r = table.pack(iecho(table.unpack(c, 1, n)))
+			assert(r.n == n, "case " .. i .. ": " .. r.n .. " results, want " .. n)
+			for k = 1, n do assert(same(r[k], c[k]), "case " .. i .. " value " .. k) end
+		end
+		local ok, err = pcall(iecho, print)
+		print(ok, err)`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	if !strings.HasPrefix(got, "false\t") || !strings.Contains(got, "iecho: argument #1: cannot send a function to Go") {
+		t.Errorf("printed %q", got)
+	}
+}
