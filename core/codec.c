@@ -640,16 +640,30 @@ static int mb_codec_hint (size_t n) {
 static int mb_codec_dvalue (mb_codec_dec *d, int depth);
 
 
-static int mb_codec_darray (mb_codec_dec *d, int depth, size_t at) {
-  lua_State *L = d->L;
-  size_t n, i;
-  if (mb_codec_count(d, &n)) return -1;
+/* Read the count of the container at at, nested depth deep, into *n and
+** check it against the depth bound and the bytes left, where each of its
+** entries takes at least per bytes. */
+static int mb_codec_dopen (mb_codec_dec *d, int depth, size_t at, size_t per,
+                           const char *what, size_t *n) {
+  size_t left;
+  if (mb_codec_count(d, n)) return -1;
   if (depth >= MB_CODEC_MAX_DECODE_DEPTH)
     return mb_codec_dfail(d, at, "nested too deeply (more than %d levels)",
                           MB_CODEC_MAX_DECODE_DEPTH);
-  if (n > d->len - d->pos)  /* each value takes at least one byte */
-    return mb_codec_dfail(d, at, "array count %zu exceeds the %zu bytes left",
-                          n, d->len - d->pos);
+  left = d->len - d->pos;
+  if (per == 1 && *n > left)
+    return mb_codec_dfail(d, at, "%s count %zu exceeds the %zu bytes left", what, *n, left);
+  if (*n > left / per)
+    return mb_codec_dfail(d, at, "%s count %zu exceeds what the %zu bytes left can hold",
+                          what, *n, left);
+  return 0;
+}
+
+
+static int mb_codec_darray (mb_codec_dec *d, int depth, size_t at) {
+  lua_State *L = d->L;
+  size_t n, i;
+  if (mb_codec_dopen(d, depth, at, 1, "array", &n)) return -1; /* a value takes a byte */
   if (!lua_checkstack(L, 3)) /* nesting is bounded: only memory can lack */
     return mb_codec_dfail(d, at, "not enough memory");
   lua_createtable(L, mb_codec_hint(n), 0);
@@ -664,14 +678,7 @@ static int mb_codec_darray (mb_codec_dec *d, int depth, size_t at) {
 static int mb_codec_dmap (mb_codec_dec *d, int depth, size_t at) {
   lua_State *L = d->L;
   size_t n, i;
-  if (mb_codec_count(d, &n)) return -1;
-  if (depth >= MB_CODEC_MAX_DECODE_DEPTH)
-    return mb_codec_dfail(d, at, "nested too deeply (more than %d levels)",
-                          MB_CODEC_MAX_DECODE_DEPTH);
-  if (n > (d->len - d->pos) / 5)  /* each entry takes at least 5 bytes */
-    return mb_codec_dfail(d, at,
-        "map count %zu exceeds what the %zu bytes left can hold",
-        n, d->len - d->pos);
+  if (mb_codec_dopen(d, depth, at, 5, "map", &n)) return -1; /* key length, value */
   if (!lua_checkstack(L, 4))
     return mb_codec_dfail(d, at, "not enough memory");
   lua_createtable(L, 0, mb_codec_hint(n));
@@ -695,14 +702,7 @@ static int mb_codec_dmap (mb_codec_dec *d, int depth, size_t at) {
 static int mb_codec_dimap (mb_codec_dec *d, int depth, size_t at) {
   lua_State *L = d->L;
   size_t n, i;
-  if (mb_codec_count(d, &n)) return -1;
-  if (depth >= MB_CODEC_MAX_DECODE_DEPTH)
-    return mb_codec_dfail(d, at, "nested too deeply (more than %d levels)",
-                          MB_CODEC_MAX_DECODE_DEPTH);
-  if (n > (d->len - d->pos) / 9)  /* each entry takes at least 9 bytes */
-    return mb_codec_dfail(d, at,
-        "map count %zu exceeds what the %zu bytes left can hold",
-        n, d->len - d->pos);
+  if (mb_codec_dopen(d, depth, at, 9, "map", &n)) return -1; /* 8-byte key, value */
   if (!lua_checkstack(L, 4))
     return mb_codec_dfail(d, at, "not enough memory");
   lua_createtable(L, 0, mb_codec_hint(n));

@@ -672,16 +672,30 @@ func (d *msgDecoder) value(depth int) (any, error) {
 	return nil, d.fail(at, "unknown tag 0x%02x", tag)
 }
 
-func (d *msgDecoder) array(depth, at int) (any, error) {
+// open reads the count of the container at at, nested depth deep, and
+// checks it against the depth bound and the bytes left, where each of its
+// entries takes at least per bytes.
+func (d *msgDecoder) open(depth, at, per int, what string) (int, error) {
 	n, err := d.count()
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	if depth >= wireMaxDecodeDepth {
-		return nil, d.fail(at, "nested too deeply (more than %d levels)", wireMaxDecodeDepth)
+		return 0, d.fail(at, "nested too deeply (more than %d levels)", wireMaxDecodeDepth)
 	}
-	if n > d.left() { // each value takes at least one byte
-		return nil, d.fail(at, "array count %d exceeds the %d bytes left", n, d.left())
+	if per == 1 && n > d.left() {
+		return 0, d.fail(at, "%s count %d exceeds the %d bytes left", what, n, d.left())
+	}
+	if n > d.left()/per {
+		return 0, d.fail(at, "%s count %d exceeds what the %d bytes left can hold", what, n, d.left())
+	}
+	return n, nil
+}
+
+func (d *msgDecoder) array(depth, at int) (any, error) {
+	n, err := d.open(depth, at, 1, "array") // each value takes at least one byte
+	if err != nil {
+		return nil, err
 	}
 	a := make([]any, n)
 	for i := range a {
@@ -694,15 +708,9 @@ func (d *msgDecoder) array(depth, at int) (any, error) {
 
 // intObject decodes a map with integer keys (only Go encodes one).
 func (d *msgDecoder) intObject(depth, at int) (any, error) {
-	n, err := d.count()
+	n, err := d.open(depth, at, 9, "map") // a key of 8 bytes and a value
 	if err != nil {
 		return nil, err
-	}
-	if depth >= wireMaxDecodeDepth {
-		return nil, d.fail(at, "nested too deeply (more than %d levels)", wireMaxDecodeDepth)
-	}
-	if n > d.left()/9 { // each entry takes at least 9 bytes
-		return nil, d.fail(at, "map count %d exceeds what the %d bytes left can hold", n, d.left())
 	}
 	m := make(map[int64]any, n)
 	for range n {
@@ -723,15 +731,9 @@ func (d *msgDecoder) intObject(depth, at int) (any, error) {
 }
 
 func (d *msgDecoder) object(depth, at int) (any, error) {
-	n, err := d.count()
+	n, err := d.open(depth, at, 5, "map") // a key's length (4 bytes) and a value
 	if err != nil {
 		return nil, err
-	}
-	if depth >= wireMaxDecodeDepth {
-		return nil, d.fail(at, "nested too deeply (more than %d levels)", wireMaxDecodeDepth)
-	}
-	if n > d.left()/5 { // each entry takes at least 5 bytes
-		return nil, d.fail(at, "map count %d exceeds what the %d bytes left can hold", n, d.left())
 	}
 	m := make(map[string]any, n)
 	for range n {

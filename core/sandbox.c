@@ -171,6 +171,23 @@ static int mb_sandbox_searcher(lua_State *L) {
   return 1;
 }
 
+/* Run a loader as require does, the loader and its extra value on the top
+** of the stack (the module's name is at 1): loader(name, extra), with a
+** nil result counting as true. The value is stored in table t under the
+** name, and left on the top. */
+static void mb_sandbox_run_loader(lua_State *L, int t) {
+  lua_pushvalue(L, 1);
+  lua_insert(L, -2); /* loader name extra */
+  lua_call(L, 2, 1);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushboolean(L, 1);
+  }
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, t);
+}
+
 /* require(name) under the sandbox. A module the runtime provides (loaded,
 ** or preloaded: moonbridge's and the host's) is shared, read-only. A Lua
 ** file from the allowed directories is the run's own: loaded in the run's
@@ -192,16 +209,8 @@ static int mb_sandbox_require(lua_State *L) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE); /* 4 */
   lua_pushvalue(L, 1);
   if (lua_rawget(L, 4) == LUA_TFUNCTION) { /* the runtime's: shared */
-    lua_pushvalue(L, 1);
     lua_pushliteral(L, ":preload:");
-    lua_call(L, 2, 1);
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 1);
-      lua_pushboolean(L, 1);
-    }
-    lua_pushvalue(L, 1);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, 2);
+    mb_sandbox_run_loader(L, 2);
     mb_env_readonly(L, -1);
     lua_pushliteral(L, ":preload:");
     return 2;
@@ -215,16 +224,8 @@ static int mb_sandbox_require(lua_State *L) {
     if (lua_isfunction(L, -2)) {
       lua_pushvalue(L, -2);
       mb_sandbox_set_env(L);
-      lua_pushvalue(L, 1);
-      lua_pushvalue(L, -3); /* the file */
-      lua_call(L, 2, 1);
-      if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        lua_pushboolean(L, 1);
-      }
-      lua_pushvalue(L, 1);
-      lua_pushvalue(L, -2);
-      lua_rawset(L, 3);
+      lua_pushvalue(L, -2); /* the file */
+      mb_sandbox_run_loader(L, 3);
       lua_pushvalue(L, -2); /* the file */
       return 2;
     }

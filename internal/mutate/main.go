@@ -11,6 +11,7 @@
 //	file: core/call.c
 //	test: ./bridge ^TestACompletedWaitStands$
 //	timeout: 2m   (optional: go test's -timeout, for a bug that hangs)
+//	flags: -race  (optional: more go test flags, for a bug only they show)
 //	--- find
 //	exact text, found exactly once in file
 //	--- replace
@@ -45,7 +46,8 @@ type mutation struct {
 	file    string
 	pkg     string
 	run     string
-	timeout string // go test's -timeout, when the bug would hang
+	timeout string   // go test's -timeout, when the bug would hang
+	flags   []string // more go test flags (-race for a data race)
 	find    string
 	replace string
 }
@@ -127,6 +129,8 @@ func parse(path string) (mutation, error) {
 				return m, fmt.Errorf("%s: test: wants a package and a -run pattern", path)
 			}
 			m.pkg, m.run = f[0], f[1]
+		case strings.HasPrefix(line, "flags:"):
+			m.flags = strings.Fields(strings.TrimPrefix(line, "flags:"))
 		case strings.HasPrefix(line, "timeout:"):
 			m.timeout = strings.TrimSpace(strings.TrimPrefix(line, "timeout:"))
 			if _, err := time.ParseDuration(m.timeout); err != nil {
@@ -162,6 +166,7 @@ func try(m mutation, work string, timeout time.Duration) (result, detail string)
 	if m.timeout != "" {
 		args = append(args, "-timeout", m.timeout)
 	}
+	args = append(args, m.flags...)
 	cmd := exec.CommandContext(ctx, "go", append(args, m.pkg)...)
 	cmd.Dir = work
 	out, err := cmd.CombinedOutput()
