@@ -80,25 +80,31 @@ func TestHostileLongVMOperationsStopAtTheDeadline(t *testing.T) {
 func TestHostileRunDataIsHeldToTheMemoryLimit(t *testing.T) {
 	rt, out := hostileRuntime(t, func(o *bridge.Options) { o.Sandbox = false; o.MemoryLimit = 8 << 20 })
 	// Fill the memory with globals outside the sandbox, where they stay.
-	if err := hostileRun(t, rt, `keep = {} pcall(function() for i = 1, 1e9 do keep[i] = ("x"):rep(1000) .. i end end)`); err != nil {
+	// Each string is made whole (no garbage a collection could free), so
+	// what is left is less than one of them.
+	if err := hostileRun(t, rt, `keep = {} pcall(function() for i = 1, 1e9 do keep[i] = ("x"):rep(1000, i) end end) collectgarbage()`); err != nil {
 		t.Fatalf("filling: %v", err)
 	}
-	big := strings.Repeat("y", 16<<20)
 	ctx, cancel := context.WithTimeout(context.Background(), hostileHang)
 	defer cancel()
-	_, err := hostileCall(t, rt, ctx, "print", big)
-	if !errors.Is(err, bridge.ErrMemoryLimit) {
-		t.Errorf("Call with 16 MiB of arguments under 8 MiB: %v", err)
-	}
-	err = hostileDo(t, "SetGlobal", func() error { return rt.SetGlobal(ctx, "big", big) })
-	if !errors.Is(err, bridge.ErrMemoryLimit) {
-		t.Errorf("SetGlobal of 16 MiB under 8 MiB: %v", err)
-	}
-	err = hostileDo(t, "RunString", func() error {
-		return rt.RunString(ctx, "big", "return '"+big+"'")
-	})
-	if !errors.Is(err, bridge.ErrMemoryLimit) {
-		t.Errorf("a 16 MiB chunk under 8 MiB: %v", err)
+	// 512 KiB fits the scheduler's reserve (1 MiB at this limit) but not
+	// the limit: it must be refused all the same.
+	for _, size := range []int{512 << 10, 16 << 20} {
+		big := strings.Repeat("y", size)
+		_, err := hostileCall(t, rt, ctx, "print", big)
+		if !errors.Is(err, bridge.ErrMemoryLimit) {
+			t.Errorf("Call with %d bytes of arguments over 8 MiB: %v", size, err)
+		}
+		err = hostileDo(t, "SetGlobal", func() error { return rt.SetGlobal(ctx, "big", big) })
+		if !errors.Is(err, bridge.ErrMemoryLimit) {
+			t.Errorf("SetGlobal of %d bytes over 8 MiB: %v", size, err)
+		}
+		err = hostileDo(t, "RunString", func() error {
+			return rt.RunString(ctx, "big", "return '"+big+"'")
+		})
+		if !errors.Is(err, bridge.ErrMemoryLimit) {
+			t.Errorf("a chunk of %d bytes over 8 MiB: %v", size, err)
+		}
 	}
 	out.Reset()
 	if err := hostileRun(t, rt, `keep = nil collectgarbage() print(big == nil)`); err != nil || out.String() != "true\n" {
