@@ -66,6 +66,21 @@ static int mb_lbugt_run(lua_State *L) {
   if (st != LUA_OK) return -1;
   return luaL_dostring(L, "return table.concat(__out)");
 }
+// Load src and apply the fix as how says (0: none, 1: mb_lbug_fix_text,
+// 2: mb_lbug_fix); pop the function. 1 if the fix replaced it, 0 if not,
+// -1 on an error (its message on the top).
+static int mb_lbugt_loadfix(lua_State *L, const char *src, size_t len, int how) {
+  const void *before;
+  int st = luaL_loadbufferx(L, src, len, "=bench", "t");
+  if (st != LUA_OK) return -1;
+  before = lua_topointer(L, -1);
+  if (how == 1) st = mb_lbug_fix_text(L, -1, src, len);
+  if (how == 2) st = mb_lbug_fix(L, -1);
+  if (st != LUA_OK) return -1;
+  st = lua_topointer(L, -1) != before;
+  lua_settop(L, -2);
+  return st;
+}
 */
 import "C"
 
@@ -150,4 +165,29 @@ func (s *lbugState) run() (string, error) {
 	out := C.GoStringN(p, C.int(n))
 	C.lua_settop(s.L, -2)
 	return out, nil
+}
+
+// lbugLoader loads one text over and over (for the benchmark).
+type lbugLoader struct {
+	s   *lbugState
+	src *C.char
+	n   C.size_t
+}
+
+func (s *lbugState) loader(src string) *lbugLoader {
+	return &lbugLoader{s: s, src: C.CString(src), n: C.size_t(len(src))}
+}
+
+func (l *lbugLoader) free() { C.free(unsafe.Pointer(l.src)) }
+
+// load loads the text and fixes it as how says (0 none, 1 mb_lbug_fix_text,
+// 2 mb_lbug_fix): whether the function was replaced.
+func (l *lbugLoader) load(how int) (bool, error) {
+	switch C.mb_lbugt_loadfix(l.s.L, l.src, l.n, C.int(how)) {
+	case -1:
+		return false, l.s.topError()
+	case 1:
+		return true, nil
+	}
+	return false, nil
 }

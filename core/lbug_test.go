@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -198,5 +199,69 @@ func TestLbugPatchRefusesWhatItCannotWalk(t *testing.T) {
 	}
 	if _, n := lbugPatch(append(bytes.Clone(d), 0)); n != -1 {
 		t.Errorf("a byte past the end: %d, want -1", n)
+	}
+}
+
+// lbugScript is about 10 KB of ordinary Lua: functions, numeric and
+// generic loops, tables, strings; with brk, each function's generic for
+// is left by break and captures its variable (the pattern lbug.c fixes).
+func lbugScript(brk bool) string {
+	var b strings.Builder
+	for i := 0; b.Len() < 10*1024; i++ {
+		exit := "if v == nil then return end"
+		if brk {
+			exit = "local f = function() return k end if v == nil then break end"
+		}
+		fmt.Fprintf(&b, `local function f%d(t, n)
+  local sum, names = 0, {}
+  for i = 1, n do sum = sum + (t[i] or 0) * %d end
+  for k, v in pairs(t) do
+    %s
+    names[#names + 1] = tostring(k) .. "=" .. tostring(v)
+  end
+  return sum, table.concat(names, ",")
+end
+`, i, i, exit)
+	}
+	b.WriteString("return f0\n")
+	return b.String()
+}
+
+// BenchmarkLbugLoad10KB: loading a 10 KB script as it is (none), with
+// mb_lbug_fix_text (no "break" in the text: the cheap path; with
+// "break": a dump and a walk, then a reload for the patched loops) and
+// with mb_lbug_fix on a text without break (a dump and a walk).
+//
+//	go test -run '^$' -bench LbugLoad -benchtime 2000x ./core
+func BenchmarkLbugLoad10KB(b *testing.B) {
+	for _, c := range []struct {
+		name     string
+		brk      bool
+		how      int
+		replaced bool
+	}{
+		{"none", false, 0, false},
+		{"fix_text/no_break", false, 1, false},
+		{"fix/no_break", false, 2, false},
+		{"fix_text/break_patched", true, 1, true},
+		{"none/break", true, 0, false},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			s, err := newLbugState()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.close()
+			src := lbugScript(c.brk)
+			l := s.loader(src)
+			defer l.free()
+			b.SetBytes(int64(len(src)))
+			for b.Loop() {
+				replaced, err := l.load(c.how)
+				if err != nil || replaced != c.replaced {
+					b.Fatalf("replaced %v (want %v), %v", replaced, c.replaced, err)
+				}
+			}
+		})
 	}
 }
