@@ -373,3 +373,38 @@ func TestLuaBugCorruptedBinaryChunk(t *testing.T) {
 		t.Errorf("outside the sandbox, a binary chunk loads as in stock Lua: %v %q", err, got)
 	}
 }
+
+// The fix's own memory (the dump, the patched copy) comes from Lua's
+// allocator, under MemoryLimit: loading chunks with the pattern while the
+// memory fills fails with "not enough memory" wherever the limit is met
+// (parsing, dumping, reloading), never crashes, and the Runtime serves on.
+func TestLuaBugBreakFixUnderTheMemoryLimit(t *testing.T) {
+	for _, sandbox := range []bool{true, false} {
+		got, err := luaBugRun(t, sandbox, `
+			local src = string.rep("for k in pairs({}) do local f = function() return k end break end\n", 500)
+			local keep, loaded, failed = {}, 0, 0
+			for i = 1, 4096 do
+				local ok, f, e = pcall(load, src)
+				if ok and f then
+					loaded = loaded + 1
+				elseif (ok and e or f) == "not enough memory" then
+					failed = failed + 1
+				else
+					error("unexpected: " .. tostring(f) .. " " .. tostring(e))
+				end
+				if failed >= 8 then break end
+				if not pcall(function() keep[#keep + 1] = string.rep("x", 64 * 1024) .. i end) then
+					failed = failed + 1
+				end
+			end
+			keep = nil
+			collectgarbage()
+			print(loaded > 0, failed > 0, pcall(load(src)))`)
+		if err != nil {
+			t.Fatalf("sandbox %v: %v", sandbox, err)
+		}
+		if got != "true\ttrue\ttrue\n" {
+			t.Errorf("sandbox %v: got %q", sandbox, got)
+		}
+	}
+}

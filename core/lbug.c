@@ -332,8 +332,8 @@ int mb_lbug_fix(lua_State *L, int idx) {
 }
 
 int mb_lbug_fix_text(lua_State *L, int idx, const char *src, size_t len) {
-  if (len > 0 && src[0] != LUA_SIGNATURE[0] && memmem(src, len, "break", 5) == NULL)
-    return LUA_OK;
+  if (len == 0 || (src[0] != LUA_SIGNATURE[0] && memmem(src, len, "break", 5) == NULL))
+    return LUA_OK; /* text without the keyword: no break, no bug */
   return mb_lbug_fix(L, idx);
 }
 

@@ -19,8 +19,9 @@
 ** the copy did not fit). Never raises. */
 int mb_lbug_fix(lua_State *L, int idx);
 
-/* mb_lbug_fix for a chunk loaded from src: nothing to do, at no cost,
-** when the text has no "break" (the bug needs one). */
+/* mb_lbug_fix for a chunk loaded from src: nothing to do, at the cost of
+** a search, when src is text without "break" (the bug needs one); a
+** binary chunk (lua5.4's, outside the sandbox) is fixed too. */
 int mb_lbug_fix_text(lua_State *L, int idx, const char *src, size_t len);
 
 /* Patch a binary chunk (lua_dump's, with debug info) in place; returns
