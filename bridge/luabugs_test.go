@@ -380,7 +380,11 @@ func TestLuaBugCorruptedBinaryChunk(t *testing.T) {
 // (parsing, dumping, reloading), never crashes, and the Runtime serves on.
 func TestLuaBugBreakFixUnderTheMemoryLimit(t *testing.T) {
 	for _, sandbox := range []bool{true, false} {
-		got, err := luaBugRun(t, sandbox, `
+		rt, out := hostileRuntime(t, func(o *bridge.Options) {
+			o.Sandbox = sandbox
+			o.MemoryLimit = 8 << 20 // filled in a few dozen steps, within the deadline under ASan too
+		})
+		err := hostileRun(t, rt, `
 			local src = string.rep("for k in pairs({}) do local f = function() return k end break end\n", 500)
 			local keep, loaded, failed = {}, 0, 0
 			for i = 1, 4096 do
@@ -393,13 +397,15 @@ func TestLuaBugBreakFixUnderTheMemoryLimit(t *testing.T) {
 					error("unexpected: " .. tostring(f) .. " " .. tostring(e))
 				end
 				if failed >= 8 then break end
-				if not pcall(function() keep[#keep + 1] = string.rep("x", 64 * 1024) .. i end) then
+				if not pcall(function() keep[#keep + 1] = string.rep("x", 128 * 1024) .. i end) then
 					failed = failed + 1
 				end
 			end
 			keep = nil
 			collectgarbage()
 			print(loaded > 0, failed > 0, pcall(load(src)))`)
+		got := out.String()
+		servesAfter(t, rt, out)
 		if err != nil {
 			t.Fatalf("sandbox %v: %v", sandbox, err)
 		}
