@@ -303,6 +303,10 @@ func FuzzHostile(f *testing.F) {
 		`error(setmetatable({}, {__tostring = function() while true do end end}))`,
 		`local task = require("task") local b = task.spawn(function() xpcall(function() while true do end end, function() while true do end end) end) task.yield() b:cancel() b:wait()`,
 		`local a, b = string.rep("x", 1 << 22), string.rep("x", 1 << 22) while a == b do end`,
+		// Lua 5.4.4's break out of a closing generic for (grammar case 30 found
+		// it): a segfault in luaF_newtbcupval unless core/lbug.c fixes the code.
+		`for k in next, {1, 2}, nil, setmetatable({}, {__close = function() end}) do local f = function() return k end break end
+local v1 <close> = setmetatable({}, {__close = function() end})`,
 	} {
 		f.Add(append([]byte{0xFF}, src...))
 	}

@@ -9,6 +9,8 @@ package bridge_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -147,29 +149,110 @@ func TestLuaBugBitwiseWithManyConstants(t *testing.T) {
 }
 
 // "'break' may not properly close variable in a 'for' loop" (997f11f5):
-// documented. A generic for whose closing value is a to-be-closed object,
-// with a closure capturing the control variable, left by break, does not
-// close it (5.4.6's test), and the misplaced close instruction may clobber
-// a register (stock lua5.4 then fails a later call with "attempt to call a
-// nil value"). A missed __close and a runtime error at worst; nothing is
-// unsafe. Pins 5.4.4's behaviour.
-func TestLuaBugBreakDoesNotCloseTheForLoopsVariable(t *testing.T) {
-	got, err := luaBugRun(t, true, `
-		local closed = false
-		local o1 = setmetatable({}, {__close = function() closed = true end})
-		local function test()
-			for k, v in next, {}, nil, o1 do
-				local function f() return k end
-				break
+// fixed. 5.4.4 compiles the CLOSE that a break out of a generic for needs
+// (when the body's closure captured a loop variable) one register too
+// high: the loop's closing value is never closed, stays on the thread's
+// list of to-be-closed variables after its registers are freed, and the
+// next to-be-closed variable made at or below it crashes Lua (stock
+// lua5.4 segfaults in luaF_newtbcupval). core/lbug.c rewrites that CLOSE
+// in every chunk loaded from text, as 5.4.5 compiles it. This is 5.4.5's
+// own test: 5.4.4 prints "true false".
+func TestLuaBugBreakClosesTheForLoopsVariable(t *testing.T) {
+	for _, sandbox := range []bool{true, false} {
+		got, err := luaBugRun(t, sandbox, `
+			local closed = false
+			local o1 = setmetatable({}, {__close = function() closed = true end})
+			local function test()
+				for k, v in next, {}, nil, o1 do
+					local function f() return k end
+					break
+				end
+				return closed
 			end
-			return closed
-		end
-		print(pcall(test))`)
-	if err != nil {
+			print(pcall(test))`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != "true\ttrue\n" {
+			t.Errorf("sandbox %v: got %q, want \"true\\ttrue\\n\" (5.4.4 unfixed: true false)", sandbox, got)
+		}
+	}
+}
+
+// lbugLoop is the crash's reproducer as a chunk: a generic for left by
+// break, its closing value to be closed and its control variable
+// captured, then a to-be-closed variable at the loop's registers. Unfixed
+// it crashes the process; fixed it returns "loop v1": the loop's value
+// closed at the break, then v1.
+const lbugLoop = `local log = {}
+local function obj(name) return setmetatable({}, {__close = function() log[#log + 1] = name end}) end
+for k in next, {1, 2}, nil, obj("loop") do local f = function() return k end break end
+do local v1 <close> = obj("v1") end
+return table.concat(log, " ")
+`
+
+// TestLuaBugBreakOutOfAClosingLoopDoesNotCrash runs the reproducer (and
+// variants) wherever text becomes a function: the run's chunk, a nested
+// function, a coroutine, load of a string and of a reader (with env),
+// require, loadfile and dofile, with the sandbox and without. None may
+// crash, and each closes the loop's value at the break.
+func TestLuaBugBreakOutOfAClosingLoopDoesNotCrash(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "lbugmod.lua"), []byte(lbugLoop), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if got != "true\tfalse\n" {
-		t.Errorf("got %q; under 5.4.4 the variable is not closed (fixed Lua prints true true): update README's table", got)
+	body := strings.TrimSuffix(lbugLoop[:strings.LastIndex(lbugLoop, "return")], "\n")
+	const prelude = `local log = {}
+local function obj(name) return setmetatable({}, {__close = function() log[#log + 1] = name end}) end
+`
+	cases := []struct{ name, src, want string }{
+		{"main chunk", body + "\nprint(table.concat(log, \" \"))", "loop v1"},
+		{"nested function", "local function g()\n" + body + "\nreturn table.concat(log, \" \") end\nprint(g())", "loop v1"},
+		{"coroutine", "print(coroutine.wrap(function()\n" + body + "\ncoroutine.yield(table.concat(log, \" \")) end)())", "loop v1"},
+		{"load", "print(load(" + "[==[" + lbugLoop + "]==]" + ")())", "loop v1"},
+		{"load with env", "print(load(" + "[==[" + lbugLoop + "]==]" + ", \"=x\", \"t\", setmetatable({}, {__index = _ENV}))())", "loop v1"},
+		{"load reader", "local s = " + "[==[" + lbugLoop + "]==]" + "\nprint(load(function() local r = s; s = nil; return r end)())", "loop v1"},
+		{"require", "print((require(\"lbugmod\")))", "loop v1"},
+		{"loadfile", "print(loadfile(DIR .. \"/lbugmod.lua\")())", "loop v1"},
+		{"dofile", "print(dofile(DIR .. \"/lbugmod.lua\"))", "loop v1"},
+		{"loop ended without break", prelude + `for k in next, {1, 2}, nil, obj("loop") do local f = function() return k end if k == 99 then break end end
+do local v1 <close> = obj("v1") end
+print(table.concat(log, " "))`, "loop v1"},
+		{"several loops", prelude + `for k in next, {1}, nil, obj("a") do local f = function() return k end break end
+for k in next, {1}, nil, obj("b") do local f = function() return k end break end
+do local v <close> = obj("v") end
+print(table.concat(log, " "))`, "a b v"},
+		{"nested loops", prelude + `for i, a in next, {1}, nil, obj("outer") do
+  for k in next, {1, 2}, nil, obj("inner") do local f = function() return k + i end break end
+  do local v <close> = obj("v1") end
+  local g = function() return a end
+  break
+end
+do local v2 <close> = obj("v2") end
+print(table.concat(log, " "))`, "inner v1 outer v2"},
+	}
+	for _, sandbox := range []bool{true, false} {
+		rt, out := hostileRuntime(t, func(o *bridge.Options) {
+			o.Sandbox = sandbox
+			if sandbox {
+				o.SandboxDirs = []string{dir}
+			}
+		})
+		if !sandbox {
+			mustRun(t, rt, "package.path = "+luaQuote(dir+"/?.lua"))
+		}
+		for _, c := range cases {
+			out.Reset()
+			err := hostileRun(t, rt, "local DIR = "+luaQuote(dir)+"\n"+c.src)
+			if err != nil {
+				t.Errorf("sandbox %v, %s: %v", sandbox, c.name, err)
+				continue
+			}
+			if got := out.String(); got != c.want+"\n" {
+				t.Errorf("sandbox %v, %s: got %q, want %q", sandbox, c.name, got, c.want)
+			}
+		}
+		servesAfter(t, rt, out)
 	}
 }
 
@@ -288,5 +371,46 @@ func TestLuaBugCorruptedBinaryChunk(t *testing.T) {
 	got, err = luaBugRun(t, false, `print(load(string.dump(function() return 7 end))())`)
 	if err != nil || got != "7\n" {
 		t.Errorf("outside the sandbox, a binary chunk loads as in stock Lua: %v %q", err, got)
+	}
+}
+
+// The fix's own memory (the dump, the patched copy) comes from Lua's
+// allocator, under MemoryLimit: loading chunks with the pattern while the
+// memory fills fails with "not enough memory" wherever the limit is met
+// (parsing, dumping, reloading), never crashes, and the Runtime serves on.
+func TestLuaBugBreakFixUnderTheMemoryLimit(t *testing.T) {
+	for _, sandbox := range []bool{true, false} {
+		rt, out := hostileRuntime(t, func(o *bridge.Options) {
+			o.Sandbox = sandbox
+			o.MemoryLimit = 8 << 20 // filled in a few dozen steps, within the deadline under ASan too
+		})
+		err := hostileRun(t, rt, `
+			local src = string.rep("for k in pairs({}) do local f = function() return k end break end\n", 500)
+			local keep, loaded, failed = {}, 0, 0
+			for i = 1, 4096 do
+				local ok, f, e = pcall(load, src)
+				if ok and f then
+					loaded = loaded + 1
+				elseif (ok and e or f) == "not enough memory" then
+					failed = failed + 1
+				else
+					error("unexpected: " .. tostring(f) .. " " .. tostring(e))
+				end
+				if failed >= 8 then break end
+				if not pcall(function() keep[#keep + 1] = string.rep("x", 128 * 1024) .. i end) then
+					failed = failed + 1
+				end
+			end
+			keep = nil
+			collectgarbage()
+			print(loaded > 0, failed > 0, pcall(load(src)))`)
+		got := out.String()
+		servesAfter(t, rt, out)
+		if err != nil {
+			t.Fatalf("sandbox %v: %v", sandbox, err)
+		}
+		if got != "true\ttrue\ttrue\n" {
+			t.Errorf("sandbox %v: got %q", sandbox, got)
+		}
 	}
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "env.h"
+#include "lbug.h"
 
 static const char mb_env_key_proxy;     /* real table -> its proxy (weak keys) */
 static const char mb_env_key_real;      /* proxy -> its real table (weak keys) */
@@ -436,7 +437,8 @@ static void mb_env_hide_internal(lua_State *L) {
 int mb_env_preload_lua(lua_State *L, const char *name, const char *src, size_t len) {
   int internal = strncmp(name, MB_ENV_INTERNAL_PREFIX, sizeof MB_ENV_INTERNAL_PREFIX - 1) == 0;
   lua_pushfstring(L, "@%s.lua", name);
-  if (luaL_loadbuffer(L, src, len, lua_tostring(L, -1)) != LUA_OK) {
+  if (luaL_loadbuffer(L, src, len, lua_tostring(L, -1)) != LUA_OK ||
+      mb_lbug_fix_text(L, -1, src, len) != LUA_OK) {
     lua_remove(L, -2);
     return -1;
   }

@@ -24,6 +24,7 @@
 #include "env.h"
 #include "errors.h"
 #include "inspect.h"
+#include "lbug.h"
 #include "interrupt.h"
 #include "json.h"
 #include "limit.h"
@@ -247,6 +248,7 @@ static int mb_rt_luaopen_task(lua_State *L) {
 /* Every library a script sees, in layer order. */
 static int mb_rt_open_libs(lua_State *L) {
   luaL_openlibs(L);
+  mb_lbug_open(L); /* load, loadfile, dofile, require fix what they load */
   mb_errors_open(L);
   mb_output_open(L);
   mb_task_open(L);

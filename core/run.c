@@ -19,6 +19,7 @@
 #include "env.h"
 #include "errors.h"
 #include "inspect.h"
+#include "lbug.h"
 #include "limit.h"
 #include "output.h"
 #include "run.h"
@@ -275,7 +276,9 @@ static int mb_run_load_p(lua_State *L) {
   if (sandboxed && d->len > 0 && d->data[0] == LUA_SIGNATURE[0])
     return luaL_error(L, "%s: attempt to load a binary chunk (the sandbox loads text chunks only)",
                       d->name + (d->name[0] == '=' || d->name[0] == '@'));
-  if (luaL_loadbufferx(L, d->data, d->len, d->name, sandboxed ? "t" : "bt") != LUA_OK) lua_error(L);
+  if (luaL_loadbufferx(L, d->data, d->len, d->name, sandboxed ? "t" : "bt") != LUA_OK ||
+      mb_lbug_fix_text(L, -1, d->data, d->len) != LUA_OK)
+    lua_error(L);
   return 1;
 }
 

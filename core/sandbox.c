@@ -20,6 +20,7 @@
 #include <lualib.h>
 
 #include "env.h"
+#include "lbug.h"
 #include "sandbox.h"
 #include "state.h"
 
@@ -100,6 +101,7 @@ static int mb_sandbox_resolve(lua_State *L, const char *file) {
 static int mb_sandbox_loadpath(lua_State *L) {
   const char *real = lua_tostring(L, -1);
   int st = luaL_loadfilex(L, real, "t");
+  if (st == LUA_OK) st = mb_lbug_fix(L, -1); /* lbug.c */
   lua_remove(L, -2);
   return st;
 }
