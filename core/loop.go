@@ -169,6 +169,8 @@ type Loop struct {
 	last      context.Context
 	lastCalls *runCalls
 
+	raceSync atomic.Int64 // the race detector's view of hand-offs through C (race.go)
+
 	insnLimit int64         // each run's instruction budget, or 0
 	grace     time.Duration // how long Close waits for bridge functions
 	closeErr  error         // set before done is closed
@@ -567,6 +569,7 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte,
 	// goroutine with no hand-off to another (a Call on an idle Runtime is
 	// a few cgo calls, not two goroutine wake-ups).
 	driving := l.token.TryLock()
+	l.raceRelease()
 	if driving {
 		C.mb_run_submit_driver(l.c, r)
 	} else {
@@ -588,6 +591,7 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte,
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				deadline = 1
 			}
+			l.raceRelease()
 			l.pushed(C.mb_run_cancel(l.c, cancelReq, C.int(deadline)))
 		})
 	}
@@ -687,7 +691,9 @@ func (l *Loop) driver() {
 // standby driver.
 func (l *Loop) drive(w *runWaiter) bool {
 	for {
-		switch C.mb_loop_step(C.uintptr_t(uintptr(unsafe.Pointer(l.c)))) {
+		st := C.mb_loop_step(C.uintptr_t(uintptr(unsafe.Pointer(l.c))))
+		l.raceAcquire()
+		switch st {
 		case C.MB_STEP_EVENTS:
 			l.events(false)
 			if w != nil && len(w.done) > 0 {
@@ -1075,6 +1081,7 @@ func (l *Loop) runCall(f *function, c *C.mb_call, ctx context.Context, reclaim b
 	if reclaim && l.token.TryLock() {
 		if !l.stopped.Load() {
 			atomic.StoreInt32(sleepFlag(&l.c.q), C.MB_SLEEP_NONE)
+			l.raceRelease()
 			enqueue(&l.c.q, &c.msg)
 			l.wg.Done()
 			return true
@@ -1125,6 +1132,20 @@ func (l *Loop) store(c *C.mb_call, vals []any, status C.int, err error) {
 	c.msg.kind = C.MB_MSG_RESULT
 }
 
+// raceRelease and raceAcquire mirror a hand-off through C memory for the
+// race detector (race.go); without it they compile to nothing.
+func (l *Loop) raceRelease() {
+	if raceEnabled {
+		l.raceSync.Add(1)
+	}
+}
+
+func (l *Loop) raceAcquire() {
+	if raceEnabled {
+		l.raceSync.Load()
+	}
+}
+
 // push puts m on the completion queue as mb_queue_push (queue.c) does,
 // here in Go, so that completing a call crosses into C not at all: the
 // exchange of the head and the link (Vyukov's queue), then, if the driver
@@ -1133,6 +1154,7 @@ func (l *Loop) store(c *C.mb_call, vals []any, status C.int, err error) {
 // timers are pending (uv_async_send, the one C call left, then).
 func (l *Loop) push(m *C.mb_msg) {
 	q := &l.c.q
+	l.raceRelease()
 	enqueue(q, m)
 	flag := sleepFlag(q)
 	if atomic.LoadInt32(flag) == C.MB_SLEEP_NONE {
@@ -1201,6 +1223,7 @@ func (l *Loop) runStream(f *function, s *C.mb_stream, ctx context.Context, credi
 		}
 		buf = out
 		p, n := cbytes(out)
+		l.raceRelease()
 		rc := C.mb_stream_emit(l.c, s, p, n)
 		if rc < 0 {
 			return errors.New("emit: out of memory")
@@ -1224,5 +1247,6 @@ func (l *Loop) runStream(f *function, s *C.mb_stream, ctx context.Context, credi
 		buf = append(buf[:0], err.Error()...)
 	}
 	p, n := cbytes(buf)
+	l.raceRelease()
 	l.pushed(C.mb_stream_end(l.c, s, status, p, n))
 }
