@@ -723,3 +723,44 @@ func TestHostileStreamSharedBetweenTasks(t *testing.T) {
 	}
 	servesAfter(t, rt, out)
 }
+
+// A coroutine resumed where its resumer cannot yield (here a __close run
+// by coroutine.wrap's error path) cannot carry a task's wait up to the
+// task's root: task.yield, t:wait and a bridge call there are refused at
+// once with an error, and leave the task's scheduling as it was. Letting
+// them yield and then aborting the wait left the finished main task on the
+// run queue; the next run resumed it after its run was freed (ASan: a use
+// after free in mb_task_resume; FuzzHostile found it).
+func TestHostileWaitsUnderAResumerThatCannotYield(t *testing.T) {
+	for _, sandbox := range []bool{false, true} {
+		rt, out := hostileRuntime(t, func(o *bridge.Options) { o.Sandbox = sandbox })
+		err := hostileRun(t, rt, `
+			local task = require("task")
+			pcall(coroutine.wrap(function()
+				local c <close> = setmetatable({}, {__close = function()
+					print(pcall(coroutine.wrap(function()
+						local t = task.spawn(function() end)
+						local ok, e = pcall(task.yield)
+						print("yield", ok, tostring(e):match("yield across") ~= nil)
+						ok, e = pcall(t.wait, t)
+						print("wait", ok, tostring(e):match("yield across") ~= nil)
+						ok, e = pcall(host.iecho, 1)
+						print("inline", ok, e)
+						error("w")
+					end)))
+				end})
+				error("w")
+			end))
+			print("main ends")`)
+		if err != nil {
+			t.Fatalf("sandbox %v: %v", sandbox, err)
+		}
+		got := out.String()
+		for _, want := range []string{"yield\tfalse\ttrue\n", "wait\tfalse\ttrue\n", "inline\ttrue\t1\n", "main ends\n"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("sandbox %v: output %q lacks %q", sandbox, got, want)
+			}
+		}
+		servesAfter(t, rt, out)
+	}
+}

@@ -232,7 +232,7 @@ int mb_call_l_call(lua_State *L) {
   mb_task *t = rt->current; /* mb_task_wait_begin_as, with the name fetched only to refuse */
   const char *err;
   mb_call *c;
-  if (t == NULL || !lua_isyieldable(L)) mb_task_wait_refuse(L, mb_call_name(L), "wait for Go");
+  if (t == NULL || !mb_task_can_yield(L)) mb_task_wait_refuse(L, mb_call_name(L), "wait for Go");
   c = mb_call_new(rt);
   if (c == NULL) return mb_errors_nomem(L, mb_call_name(L));
   c->fn = (int)lua_tointeger(L, lua_upvalueindex(1));

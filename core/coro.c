@@ -83,10 +83,13 @@ static int mb_coro_run(lua_State *L, lua_State *co, int narg, int *nres) {
   mb_rt *rt = mb_rt_of(L);
   lua_State *outer = rt->running;
   int status;
+  int stuck = !lua_isyieldable(L); /* a wait in co could not go up from L */
   mb_coro_hook(L, co);
   rt->running = co;
   rt->hook_raised_in = NULL;
+  rt->nonyield += stuck;
   status = lua_resume(co, L, narg, nres);
+  rt->nonyield -= stuck;
   rt->running = outer;
   if (status == LUA_ERRMEM) mb_limit_oom_keep(rt); /* where co ran out */
   if (status != LUA_OK && status != LUA_YIELD && rt->hook_raised_in == co) {

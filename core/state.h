@@ -206,6 +206,9 @@ typedef struct mb_rt {
   uint64_t alloc_failed; /* allocations refused by the limit or failed */
   int64_t oom_caught;   /* out-of-memory errors scripts caught (limit.c), for tests */
   int yielding;         /* the yield in progress is the runtime's, not the user's */
+  int nonyield;         /* coroutines running under a resumer that cannot yield
+                        ** (a __close run by coroutine.close, a C function's
+                        ** callback), nested: no task may wait in them (coro.c) */
   lua_State *hook_raised_in; /* the thread the count hook last raised in, until a
                         ** pcall there catches it (coro.c, limit.c) */
   int hook_raised;      /* the count hook raised an error, which message handlers

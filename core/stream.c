@@ -253,7 +253,7 @@ static int mb_stream_next_k(lua_State *L, int status, lua_KContext ctx) {
   ** halves would take turns instead of running side by side. */
   if (s->credit_yield) {
     s->credit_yield = 0;
-    if (t != NULL && lua_isyieldable(L)) {
+    if (t != NULL && mb_task_can_yield(L)) {
       mb_task_ready(rt, t);
       return mb_task_wait_yield(L, t, MB_WAIT_READY, "its turn", 0, mb_stream_next_k);
     }

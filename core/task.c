@@ -1021,7 +1021,7 @@ static void mb_task_hook(lua_State *L, lua_Debug *ar) {
   rt->hook_raised_in = NULL;
   if (rt->slice == 0 || (t->slice_used += rt->hook_count) < rt->slice) return;
   t->slice_used = 0;
-  if (!lua_isyieldable(L)) return;
+  if (!mb_task_can_yield(L)) return;
   mb_task_ready(rt, t);
   rt->yielding = 1;
   lua_yield(L, 0);
@@ -1032,7 +1032,7 @@ static void mb_task_hook(lua_State *L, lua_Debug *ar) {
 ** reads its queue (a cancelled run ends there) before it runs t again.
 ** Where L cannot yield, the next instruction tries again. */
 static int mb_task_interrupted(lua_State *L, mb_rt *rt, mb_task *t) {
-  if (!lua_isyieldable(L)) return 0;
+  if (!mb_task_can_yield(L)) return 0;
   rt->interrupt = 0;
   if (rt->hook_count == 0) lua_sethook(L, NULL, 0, 0);
   else lua_sethook(L, mb_task_hook, LUA_MASKCOUNT, rt->hook_count);
@@ -1452,7 +1452,7 @@ static int mb_task_l_os_exit(lua_State *L) {
   if (lua_isboolean(L, 1)) code = lua_toboolean(L, 1) ? 0 : 1;
   else code = (int)luaL_optinteger(L, 1, 0);
   self->run->exit_code = code;
-  if (!lua_isyieldable(L)) {
+  if (!mb_task_can_yield(L)) {
     /* Cannot suspend here: end the run with an error carrying the code. */
     mb_errors_push_exit(L, code);
     return lua_error(L);

@@ -44,13 +44,21 @@ void mb_task_report(mb_rt *rt, mb_task *t);
 /* Waiting and waking. */
 MB_NORETURN void mb_task_wait_refuse(lua_State *L, const char *name, const char *verb);
 
+/* Can the running task's wait yield from L up to the task's root? L must
+** be able to yield, and so must every coroutine's resumer on the way:
+** under one that cannot, a wait could not reach the root (coro.c counts
+** them in rt->nonyield). */
+static inline int mb_task_can_yield(lua_State *L) {
+  return lua_isyieldable(L) && mb_rt_of(L)->nonyield == 0;
+}
+
 /* The prologue of every wait: the running task, or an error naming name
 ** (a misuse outside a task; where L cannot yield, the C function in the
 ** way). verb says what cannot be done: "suspend", "wait for Go". Inline:
 ** it is on every bridge call's path. */
 static inline mb_task *mb_task_wait_begin_as(lua_State *L, const char *name, const char *verb) {
   mb_task *t = mb_rt_of(L)->current;
-  if (t == NULL || !lua_isyieldable(L)) mb_task_wait_refuse(L, name, verb);
+  if (t == NULL || !mb_task_can_yield(L)) mb_task_wait_refuse(L, name, verb);
   return t;
 }
 #define mb_task_wait_begin(L, name) mb_task_wait_begin_as((L), (name), "suspend")
