@@ -764,3 +764,28 @@ func TestHostileWaitsUnderAResumerThatCannotYield(t *testing.T) {
 		servesAfter(t, rt, out)
 	}
 }
+
+// The run knows its main task by its record, which is freed once main has
+// ended and its Task collected; a later task may get the same address.
+// That task's end must not be taken for main's: a cancelled one made the
+// run report "the run's main task was cancelled" while its other tasks
+// ran on into the next run (FuzzHostile found it).
+func TestMainTasksRecordReusedByALaterTask(t *testing.T) {
+	rt, out := hostileRuntime(t, func(o *bridge.Options) { o.Sandbox = false })
+	err := hostileRun(t, rt, `
+		local task = require("task")
+		task.spawn(function()
+			task.yield() -- main ends
+			collectgarbage() collectgarbage() -- and its Task is freed
+			for i = 1, 200 do
+				local t = task.spawn(function() task.sleep(1) end)
+				t:cancel()
+				pcall(t.wait, t)
+			end
+			print("done")
+		end)`)
+	if err != nil || out.String() != "done\n" {
+		t.Fatalf("run: %v, output %q", err, out.String())
+	}
+	servesAfter(t, rt, out)
+}

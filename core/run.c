@@ -428,13 +428,16 @@ static void mb_run_reap_detached(mb_rt *rt, mb_run *r) {
 /* One of the run's tasks ended (its Task is on rt->L's top, anchoring it). */
 static void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
   lua_State *L = rt->L;
-  if (t == r->main && !r->done) {
+  int is_main = t == r->main;
+  if (is_main) r->main = NULL; /* its record may be freed, and reused by a later task */
+  if (is_main && !r->done) {
     if (t->status == MB_TASK_FAILED) {
       mb_task_push_error(L, t); /* the error stays for the task's waiters */
       mb_run_fail_top(rt, r);
       mb_run_kill_all(rt, r); /* as a process ends with its main chunk */
     } else if (t->status == MB_TASK_CANCELLED) {
       mb_run_fail(rt, r, "cancelled", NULL, "the run's main task was cancelled");
+      mb_run_kill_all(rt, r); /* its result is decided: nothing of it runs on */
     } else if (r->kind == MB_RUN_CALL) {
       char err[256];
       r->out.len = 0;
