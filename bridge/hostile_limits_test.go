@@ -350,3 +350,21 @@ func TestHostileCoroutineEndedByALimitIsClosedWithoutItsHandlers(t *testing.T) {
 		servesAfter(t, rt, out)
 	})
 }
+
+// Detached tasks left when the rest of a run is done are cancelled, each
+// with an error value made in the scheduler's reserve. A script that
+// detaches more tasks than the reserve can hold errors for ended the
+// scheduler itself ("scheduler failed: not enough memory") and with it the
+// Runtime (FuzzHostile found it): the rest are now killed instead, and the
+// run ends with the memory limit's error.
+func TestHostileDetachedTasksBeyondTheReserve(t *testing.T) {
+	for _, sandbox := range []bool{true, false} {
+		rt, out := hostileRuntime(t, func(o *bridge.Options) { o.Sandbox = sandbox; o.MemoryLimit = 16 << 20 })
+		err := hostileRun(t, rt, `for i = 1, 16384 do require("task").spawn(function() while true do end end):detach() end`)
+		var le *bridge.LuaError
+		if !errors.As(err, &le) || !errors.Is(err, bridge.ErrMemoryLimit) {
+			t.Errorf("sandbox %v: %v, want the memory limit's Lua error", sandbox, err)
+		}
+		servesAfter(t, rt, out)
+	}
+}

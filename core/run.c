@@ -166,11 +166,13 @@ static void mb_run_fail(mb_rt *rt, mb_run *r, const char *kind, const char *op,
 ** the kills do not decide it. */
 static void mb_run_kill_all(mb_rt *rt, mb_run *r) {
   mb_task *t;
+  r->killing++;
   while (!mb_list_empty(&r->tasks)) {
     t = mb_list_first(&r->tasks, mb_task, run_link);
     mb_task_kill(rt, t);
     mb_run_task_end(rt, r, t);
   }
+  r->killing--;
 }
 
 /* End the run now with this error: every task of it is killed. */
@@ -413,15 +415,32 @@ void mb_run_start(mb_rt *rt, mb_run *r) {
 ** Its tasks.
 ** ------------------------------------------------------------------- */
 
-/* Only detached tasks are left: cancel them, so their cleanup runs; the
-** run ends when the last of them has. */
-static void mb_run_reap_detached(mb_rt *rt, mb_run *r) {
+static int mb_run_reap_p(lua_State *L) {
+  mb_run *r = (mb_run *)lua_touserdata(L, 1);
+  mb_rt *rt = mb_rt_of(L);
   mb_link *l;
   mb_list_foreach(l, &r->tasks) {
     mb_task *t = mb_container_of(l, mb_task, run_link);
     if (t->cancel != MB_CANCEL_NONE) continue;
-    mb_task_cancel_error(rt->L, t, 0);
-    mb_task_cancel(rt, rt->L, t);
+    mb_task_cancel_error(L, t, 0);
+    mb_task_cancel(rt, L, t);
+  }
+  return 0;
+}
+
+/* Only detached tasks are left: cancel them, so their cleanup runs; the
+** run ends when the last of them has. Each cancellation is an error value
+** the task keeps until it runs, made in the scheduler's reserve: a script
+** can detach more tasks than that holds, so when the memory runs out the
+** rest are killed instead (their cleanup runs as they end, and each frees
+** what it held), not the scheduler. */
+static void mb_run_reap_detached(mb_rt *rt, mb_run *r) {
+  lua_State *L = rt->L;
+  lua_pushcfunction(L, mb_run_reap_p);
+  lua_pushlightuserdata(L, r);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    mb_run_kill_all(rt, r);
   }
 }
 
@@ -471,7 +490,7 @@ static void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
   }
   if (r->ntasks > r->ndetached) return;
   if (r->ndetached > 0) {
-    mb_run_reap_detached(rt, r);
+    if (!r->killing) mb_run_reap_detached(rt, r);
     return;
   }
   /* The run is over. A task that failed with nobody waiting fails the run;

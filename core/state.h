@@ -64,6 +64,7 @@ typedef struct mb_run {
   int ndetached;   /* of which detached */
   int done;        /* result reported (in rt->done until Go takes it) */
   int released;    /* Go took the result */
+  int killing;     /* mb_run_kill_all is ending its tasks (run.c) */
   int exiting;     /* os.exit was called: end the run at once */
   int exit_code;
   int limit;           /* MB_LIMIT_*: the limit the run went over */
