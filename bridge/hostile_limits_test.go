@@ -351,12 +351,12 @@ func TestHostileCoroutineEndedByALimitIsClosedWithoutItsHandlers(t *testing.T) {
 	})
 }
 
-// Detached tasks left when the rest of a run is done are cancelled, each
-// with an error value made in the scheduler's reserve. A script that
-// detaches more tasks than the reserve can hold errors for ended the
-// scheduler itself ("scheduler failed: not enough memory") and with it the
-// Runtime (FuzzHostile found it): the rest are now killed instead, and the
-// run ends with the memory limit's error.
+// A run whose main task fails kills every task. Detached ones were first
+// given cancellation errors, made in the scheduler's reserve, one for each
+// as the others died: a script that detached thousands of tasks exhausted
+// the reserve and ended the scheduler itself ("scheduler failed: not
+// enough memory"), and with it the Runtime (FuzzHostile found it). The run
+// now ends with the memory limit's error and the Runtime serves on.
 func TestHostileDetachedTasksBeyondTheReserve(t *testing.T) {
 	for _, sandbox := range []bool{true, false} {
 		rt, out := hostileRuntime(t, func(o *bridge.Options) { o.Sandbox = sandbox; o.MemoryLimit = 16 << 20 })

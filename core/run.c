@@ -415,32 +415,15 @@ void mb_run_start(mb_rt *rt, mb_run *r) {
 ** Its tasks.
 ** ------------------------------------------------------------------- */
 
-static int mb_run_reap_p(lua_State *L) {
-  mb_run *r = (mb_run *)lua_touserdata(L, 1);
-  mb_rt *rt = mb_rt_of(L);
+/* Only detached tasks are left: cancel them, so their cleanup runs; the
+** run ends when the last of them has. */
+static void mb_run_reap_detached(mb_rt *rt, mb_run *r) {
   mb_link *l;
   mb_list_foreach(l, &r->tasks) {
     mb_task *t = mb_container_of(l, mb_task, run_link);
     if (t->cancel != MB_CANCEL_NONE) continue;
-    mb_task_cancel_error(L, t, 0);
-    mb_task_cancel(rt, L, t);
-  }
-  return 0;
-}
-
-/* Only detached tasks are left: cancel them, so their cleanup runs; the
-** run ends when the last of them has. Each cancellation is an error value
-** the task keeps until it runs, made in the scheduler's reserve: a script
-** can detach more tasks than that holds, so when the memory runs out the
-** rest are killed instead (their cleanup runs as they end, and each frees
-** what it held), not the scheduler. */
-static void mb_run_reap_detached(mb_rt *rt, mb_run *r) {
-  lua_State *L = rt->L;
-  lua_pushcfunction(L, mb_run_reap_p);
-  lua_pushlightuserdata(L, r);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-    lua_pop(L, 1);
-    mb_run_kill_all(rt, r);
+    mb_task_cancel_error(rt->L, t, 0);
+    mb_task_cancel(rt, rt->L, t);
   }
 }
 
@@ -490,6 +473,9 @@ static void mb_run_task_ended(mb_rt *rt, mb_run *r, mb_task *t) {
   }
   if (r->ntasks > r->ndetached) return;
   if (r->ndetached > 0) {
+    /* Not while every task is being killed: each would get a cancellation
+    ** error (in the scheduler's reserve, which thousands of them exhaust)
+    ** only to be killed the next moment. */
     if (!r->killing) mb_run_reap_detached(rt, r);
     return;
   }
