@@ -351,12 +351,13 @@ func TestHostileCoroutineEndedByALimitIsClosedWithoutItsHandlers(t *testing.T) {
 	})
 }
 
-// A run whose main task fails kills every task. Detached ones were first
-// given cancellation errors, made in the scheduler's reserve, one for each
-// as the others died: a script that detached thousands of tasks exhausted
-// the reserve and ended the scheduler itself ("scheduler failed: not
-// enough memory"), and with it the Runtime (FuzzHostile found it). The run
-// now ends with the memory limit's error and the Runtime serves on.
+// Detached tasks left over are cancelled, with an error value made in the
+// scheduler's reserve: one for each task, a script that detached thousands
+// of them exhausted the reserve and ended the scheduler itself ("scheduler
+// failed: not enough memory"), and with it the Runtime (FuzzHostile found
+// it, as the main task failed and its tasks were killed). They now share
+// one error: the run ends with the memory limit's error when its main task
+// fails, normally when it ends well, and the Runtime serves on.
 func TestHostileDetachedTasksBeyondTheReserve(t *testing.T) {
 	for _, sandbox := range []bool{true, false} {
 		rt, out := hostileRuntime(t, func(o *bridge.Options) { o.Sandbox = sandbox; o.MemoryLimit = 16 << 20 })
@@ -364,6 +365,17 @@ func TestHostileDetachedTasksBeyondTheReserve(t *testing.T) {
 		var le *bridge.LuaError
 		if !errors.As(err, &le) || !errors.Is(err, bridge.ErrMemoryLimit) {
 			t.Errorf("sandbox %v: %v, want the memory limit's Lua error", sandbox, err)
+		}
+		servesAfter(t, rt, out)
+		// The main task ends well, leaving detached tasks that fill the
+		// memory: they are cancelled, sharing one cancellation error, and
+		// the run ends when they have.
+		rt, out = hostileRuntime(t, func(o *bridge.Options) { o.Sandbox = sandbox; o.MemoryLimit = 16 << 20 })
+		err = hostileRun(t, rt, `
+			local task = require("task")
+			print(pcall(function() for i = 1, 1e6 do task.spawn(function() task.sleep(100) end):detach() end end))`)
+		if err != nil || out.String() != "false\tnot enough memory\n" {
+			t.Errorf("sandbox %v, leftover detached tasks: %v, output %q", sandbox, err, out.String())
 		}
 		servesAfter(t, rt, out)
 	}

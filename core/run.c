@@ -416,15 +416,25 @@ void mb_run_start(mb_rt *rt, mb_run *r) {
 ** ------------------------------------------------------------------- */
 
 /* Only detached tasks are left: cancel them, so their cleanup runs; the
-** run ends when the last of them has. */
+** run ends when the last of them has. They share one cancellation error:
+** it is made in the scheduler's reserve, and one per task would let a
+** script that detached thousands of tasks exhaust it. */
 static void mb_run_reap_detached(mb_rt *rt, mb_run *r) {
+  lua_State *L = rt->L;
+  int err = 0;
   mb_link *l;
   mb_list_foreach(l, &r->tasks) {
     mb_task *t = mb_container_of(l, mb_task, run_link);
     if (t->cancel != MB_CANCEL_NONE) continue;
-    mb_task_cancel_error(rt->L, t, 0);
-    mb_task_cancel(rt, rt->L, t);
+    if (err == 0) {
+      mb_errors_push(L, "cancelled", NULL,
+                     MB_LIT("a detached task was cancelled: the rest of its run is over"));
+      err = lua_gettop(L);
+    }
+    lua_pushvalue(L, err);
+    mb_task_cancel(rt, L, t);
   }
+  if (err != 0) lua_remove(L, err);
 }
 
 /* One of the run's tasks ended (its Task is on rt->L's top, anchoring it). */
