@@ -275,16 +275,12 @@ func fhProgram(data []byte) (src string, sandbox bool) {
 // (setting *stuck: the Runtime cannot be closed then).
 func fhDo(t *testing.T, stuck *bool, what, src string, f func() error) error {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- f() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(fhWatchdog):
+	err, ok := within(fhWatchdog, f)
+	if !ok {
 		*stuck = true
 		t.Fatalf("%s: still running after %v; the program:\n%s", what, fhWatchdog, src)
-		return nil
 	}
+	return err
 }
 
 func FuzzHostile(f *testing.F) {

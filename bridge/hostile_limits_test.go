@@ -214,18 +214,7 @@ func TestHostileCloseEndsALoopingCleanup(t *testing.T) {
 // started by a killed task's cleanup (the deadline kills it) and by a
 // wrapped coroutine's error, is bounded as coroutine.close's own is.
 func TestHostileNestedClosesInCleanupAndWrap(t *testing.T) {
-	chain := `
-		local co = false
-		for i = 1, 20000 do
-			local prev = co
-			co = coroutine.create(function()
-				local c <close> = setmetatable({}, {__close = function()
-					if prev then assert(coroutine.close(prev)) end
-				end})
-				coroutine.yield()
-			end)
-			assert(coroutine.resume(co))
-		end`
+	chain := nestedCloseChain
 	for name, src := range map[string]string{
 		"killed task": chain + `
 			local task = require("task")
