@@ -106,6 +106,8 @@ type function struct {
 	kind   int
 	fn     Func
 	stream StreamFunc
+	blocks atomic.Bool  // a call was seen waiting: each call gets a goroutine (pool.go)
+	quick  atomic.Int32 // calls in a row that did not wait, while blocks is set
 }
 
 // callState is the driver's record of a call in flight.
@@ -979,7 +981,8 @@ func (l *Loop) begin(c *C.mb_call) *callCtx {
 }
 
 // start hands a call to the pool (queued with the step's others), or a
-// stream to a goroutine of its own: it lives as long as Lua reads it.
+// stream to a goroutine of its own: it lives as long as Lua reads it; so
+// does a call of a function that has been seen to block.
 func (l *Loop) start(c *C.mb_call) {
 	f := (*l.funcs.Load())[c.fn]
 	ctx := l.begin(c)
@@ -987,6 +990,10 @@ func (l *Loop) start(c *C.mb_call) {
 		credit := make(chan struct{}, 1)
 		l.calls[c.slot].credit = credit
 		go l.runStream(f, (*C.mb_stream)(unsafe.Pointer(c)), ctx, credit)
+		return
+	}
+	if f.blocks.Load() {
+		go l.runOwn(f, c, ctx)
 		return
 	}
 	l.batch = append(l.batch, job{f: f, c: c, ctx: ctx})

@@ -20,10 +20,13 @@ import (
 // there are Ps. A call may block for as long as it likes: while calls
 // wait, a monitor looks every stall interval for workers that have been
 // inside one call longer than that, and adds as many workers as it finds,
-// so there are always as many unblocked workers as Ps. Blocking calls thus
-// double the workers each interval: thousands of calls that wait on the
-// network all start within a millisecond or two, and a call waiting for
-// another queued call cannot deadlock.
+// so there are always as many unblocked workers as Ps, and a call waiting
+// for another queued call cannot deadlock. A function seen blocking so is
+// marked: its calls waiting in the FIFO, and from then on all its calls,
+// run on a goroutine of their own (function.blocks) — a goroutine's start
+// is nothing beside a wait, and thousands of calls that wait on the
+// network or a timer then all start at once instead of a pool's worth at a
+// time.
 type pool struct {
 	loop *Loop
 
@@ -48,7 +51,8 @@ type pool struct {
 // in, 0 between calls.
 type worker struct {
 	began atomic.Int64
-	index int // in pool.all
+	f     *function // the function of its current call (p.mu)
+	index int       // in pool.all
 }
 
 type job struct {
@@ -60,6 +64,7 @@ type job struct {
 const (
 	poolStall   = 100 * time.Microsecond // a call running longer counts as blocked
 	poolMaxIdle = 256                    // parked workers beyond this leave
+	poolQuick   = 64                     // quick calls in a row that unmark a function
 )
 
 func newPool(l *Loop) *pool {
@@ -113,6 +118,7 @@ func (p *pool) next(w *worker, woke bool) (j job, ok, leave bool) {
 			p.jobs, p.head = p.jobs[:0], 0
 		}
 		w.began.Store(p.tick.Load())
+		w.f = j.f
 		return j, true, false
 	}
 	w.began.Store(0)
@@ -172,7 +178,11 @@ func (p *pool) monitor() {
 		for _, w := range p.all {
 			if b := w.began.Load(); b != 0 && b < now-1 {
 				blocked++
+				w.f.blocks.Store(true)
 			}
+		}
+		if blocked > 0 {
+			waiting -= p.spill()
 		}
 		// One more worker for each blocked one (so a burst of blocking
 		// calls doubles the workers each interval), and at least enough
@@ -183,6 +193,38 @@ func (p *pool) monitor() {
 		}
 		p.mu.Unlock()
 		t.Reset(poolStall)
+	}
+}
+
+// spill starts every waiting call of a function that blocks on a
+// goroutine of its own, and returns how many it started. p.mu is held.
+func (p *pool) spill() int {
+	kept, n := p.jobs[:p.head], 0
+	for _, j := range p.jobs[p.head:] {
+		if j.f.blocks.Load() {
+			go p.loop.runOwn(j.f, j.c, j.ctx)
+			n++
+			continue
+		}
+		kept = append(kept, j)
+	}
+	clear(p.jobs[len(kept):])
+	p.jobs = kept
+	return n
+}
+
+// runOwn runs a call of a function marked as blocking, on the goroutine
+// it was started on. Once poolQuick calls in a row have taken less than
+// the stall interval the mark goes: the worker that earned it was only
+// descheduled, not waiting, and quick calls are cheaper in the pool.
+func (l *Loop) runOwn(f *function, c *C.mb_call, ctx *callCtx) {
+	t := time.Now()
+	l.runCall(f, c, ctx, false)
+	if time.Since(t) >= poolStall {
+		f.quick.Store(0)
+	} else if f.quick.Add(1) >= poolQuick {
+		f.blocks.Store(false)
+		f.quick.Store(0)
 	}
 }
 
