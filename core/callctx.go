@@ -1,5 +1,11 @@
 package core
 
+/*
+#include "buf.h"
+#include "call.h"
+*/
+import "C"
+
 import (
 	"context"
 	"sync"
@@ -21,6 +27,14 @@ type callCtx struct {
 	mu     sync.Mutex
 	done   chan struct{}
 	err    error
+	began  time.Time // when a call timed by its goroutine began (pool.go)
+
+	// The call running in this context, for runCall's deferred handOff.
+	l   *Loop
+	f   *function
+	c   *C.mb_call
+	how int
+	out outcome
 }
 
 const (

@@ -735,7 +735,7 @@ func (l *Loop) runHere(c *C.mb_call) bool {
 	f := (*l.funcs.Load())[c.fn]
 	ctx := l.begin(c)
 	l.token.Unlock()
-	return l.runCall(f, c, ctx, true)
+	return l.runCall(f, c, ctx, runReclaim)
 }
 
 // shutdown runs on the goroutine that stepped the loop to its stop: cancel
@@ -892,7 +892,8 @@ func (l *Loop) events(park bool) (here *C.mb_call) {
 }
 
 // loneCall returns the batch's only call if there is exactly one and it is
-// an ordinary (not streaming) function that nothing has cancelled.
+// an ordinary (not streaming) function, not marked as blocking, that
+// nothing has cancelled.
 func (l *Loop) loneCall(evs []C.mb_event) *C.mb_call {
 	var lone *C.mb_call
 	for i := range evs {
@@ -906,8 +907,11 @@ func (l *Loop) loneCall(evs []C.mb_event) *C.mb_call {
 			return nil
 		}
 	}
-	if lone == nil || (*l.funcs.Load())[lone.fn].kind != KindAsync {
+	if lone == nil {
 		return nil
+	}
+	if f := (*l.funcs.Load())[lone.fn]; f.kind != KindAsync || f.blocks.Load() {
+		return nil // a function that blocks gets a goroutine of its own
 	}
 	return lone
 }
@@ -993,7 +997,7 @@ func (l *Loop) start(c *C.mb_call) {
 		return
 	}
 	if f.blocks.Load() {
-		go l.runOwn(f, c, ctx)
+		go l.runCall(f, c, ctx, runOwn)
 		return
 	}
 	l.batch = append(l.batch, job{f: f, c: c, ctx: ctx})
@@ -1071,33 +1075,100 @@ func invoke(f *function, ctx context.Context, args []Value) (vals []any, status 
 	return vals, C.MB_OK, nil
 }
 
+// statusOf is the status of a Go function's return with err.
+func statusOf(err error) C.int {
+	if err != nil {
+		return C.MB_ERR
+	}
+	return C.MB_OK
+}
+
+// errGoexit is a call's error when its Go function called runtime.Goexit.
+var errGoexit = errors.New("the Go function exited its goroutine (runtime.Goexit) instead of returning")
+
 // errBadResult is the error for results that cannot cross to Lua.
 func errBadResult(err error) error { return fmt.Errorf("bad result: %w", err) }
 
 // moveOut gives an inline call's result buffer n bytes on the heap.
 func moveOut(out *C.mb_buf, n int) bool { return C.mb_bridge_out_move(out, C.size_t(n)) == 0 }
 
+// How runCall runs a call: on a pool worker, on a goroutine of its own
+// (its function blocks: the call is timed, pool.go), or on the goroutine
+// that drove the loop (runHere: it then reclaims the loop).
+const (
+	runPooled = iota
+	runOwn
+	runReclaim
+)
+
 // runCall runs an ordinary call and hands its outcome to the loop. With
-// reclaim (runHere), it first tries to take back the loop's token: if it
+// runReclaim, it first tries to take back the loop's token: if it
 // gets it, it queues the result as the driver, waking nobody, and reports
 // true — it is the driver again.
-func (l *Loop) runCall(f *function, c *C.mb_call, ctx context.Context, reclaim bool) (held bool) {
-	vals, status, err := call(f, ctx, cslice(c.buf.data, c.buf.len))
-	ctx.(*callCtx).returned()
+//
+// The call's arguments are decoded and its function called here, and its
+// panic recovered by the deferred hand-off, not in helpers: a call parked
+// in the Go function sits on this goroutine's stack, and the frames below
+// the function decide whether the stack fits in Go's first 2 KB (or the
+// collector can shrink it back there) or stays at 4 KB — that was two
+// thirds of what a suspended call held.
+func (l *Loop) runCall(f *function, c *C.mb_call, ctx *callCtx, how int) (held bool) {
+	ctx.l, ctx.f, ctx.c, ctx.how = l, f, c, how
+	defer ctx.handOff(&held)
+	if how == runOwn {
+		ctx.began = time.Now()
+	}
+	args, err := AppendValues(nil, cslice(c.buf.data, c.buf.len))
+	if err != nil {
+		ctx.out.status, ctx.out.err = C.MB_ERR, err
+		return
+	}
+	ctx.out.status = C.MB_PANIC // until the function returns
+	vals, err := f.fn(ctx, args)
+	ctx.out.vals, ctx.out.err, ctx.out.status = vals, err, statusOf(err)
+	return
+}
+
+// outcome is what a call's Go function gave.
+type outcome struct {
+	vals   []any
+	err    error
+	status C.int
+}
+
+// handOff ends runCall: it turns a panic into the call's error, stores the
+// outcome in the call's record and queues it for the loop (as the driver
+// again, with runReclaim, if the token is free).
+func (ctx *callCtx) handOff(held *bool) {
+	l, c, o, how := ctx.l, ctx.c, &ctx.out, ctx.how
+	if p := recover(); p != nil {
+		o.vals, o.err = nil, fmt.Errorf("%v", p)
+	} else if o.status == C.MB_PANIC && o.err == nil {
+		// Neither returned nor panicked: runtime.Goexit. The call still
+		// ends (as an error), and this goroutine, on its way out, does not
+		// take the loop back.
+		o.err, how = errGoexit, runPooled
+	}
+	if how == runOwn {
+		ctx.f.timed(time.Since(ctx.began))
+	}
+	vals, status, err := o.vals, o.status, o.err
+	*o = outcome{}
+	ctx.returned() // the context may be reused from here on
 	l.store(c, vals, status, err)
-	if reclaim && l.token.TryLock() {
+	if how == runReclaim && l.token.TryLock() {
 		if !l.stopped.Load() {
 			atomic.StoreInt32(sleepFlag(&l.c.q), C.MB_SLEEP_NONE)
 			l.raceRelease()
 			enqueue(&l.c.q, &c.msg)
 			l.wg.Done()
-			return true
+			*held = true
+			return
 		}
 		l.token.Unlock() // shut down meanwhile: the token is no use
 	}
 	l.push(&c.msg)
 	l.wg.Done() // after the push: once all are done, freeC drains the queue
-	return false
 }
 
 // store writes a call's outcome into its record, in C memory, as

@@ -150,7 +150,7 @@ func (p *pool) work(w *worker) {
 				return
 			}
 		}
-		l.runCall(j.f, j.c, j.ctx, false)
+		l.runCall(j.f, j.c, j.ctx, runPooled)
 	}
 }
 
@@ -202,7 +202,7 @@ func (p *pool) spill() int {
 	kept, n := p.jobs[:p.head], 0
 	for _, j := range p.jobs[p.head:] {
 		if j.f.blocks.Load() {
-			go p.loop.runOwn(j.f, j.c, j.ctx)
+			go p.loop.runCall(j.f, j.c, j.ctx, runOwn)
 			n++
 			continue
 		}
@@ -213,14 +213,12 @@ func (p *pool) spill() int {
 	return n
 }
 
-// runOwn runs a call of a function marked as blocking, on the goroutine
-// it was started on. Once poolQuick calls in a row have taken less than
-// the stall interval the mark goes: the worker that earned it was only
-// descheduled, not waiting, and quick calls are cheaper in the pool.
-func (l *Loop) runOwn(f *function, c *C.mb_call, ctx *callCtx) {
-	t := time.Now()
-	l.runCall(f, c, ctx, false)
-	if time.Since(t) >= poolStall {
+// timed notes how long a call of a function marked as blocking took, on
+// a goroutine of its own. Once poolQuick calls in a row have taken less
+// than the stall interval the mark goes: the worker that earned it was
+// only descheduled, not waiting, and quick calls are cheaper in the pool.
+func (f *function) timed(d time.Duration) {
+	if d >= poolStall {
 		f.quick.Store(0)
 	} else if f.quick.Add(1) >= poolQuick {
 		f.blocks.Store(false)

@@ -3,6 +3,8 @@ package core
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 )
@@ -78,4 +80,29 @@ func funcNamed(l *Loop, name string) *function {
 		}
 	}
 	panic("no function " + name)
+}
+
+// A Go function that calls runtime.Goexit neither returns nor panics; its
+// call still ends, as an error naming what happened, and the Runtime goes on
+// serving. (Shown on goroutines of its own, which every call of a blocking
+// function gets; a call the loop runs alone runs on the goroutine waiting
+// for the run, the host's, and Goexit ends that goroutine, as it says.)
+func TestGoexitInAGoFunctionEndsItsCallAsAnError(t *testing.T) {
+	l, _ := newTestLoop(t, Options{})
+	if err := l.RegisterFunc("leave", false, func(context.Context, []Value) ([]any, error) {
+		runtime.Goexit()
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	funcNamed(l, "leave").blocks.Store(true)
+	e := runError(t, l, `local task = require("task")
+		local ts = {} for i = 1, 8 do ts[i] = task.spawn(leave) end
+		local ok, e = pcall(ts[8].wait, ts[8]) error(e, 0)`)
+	if !strings.Contains(e.Message, "runtime.Goexit") {
+		t.Errorf("error %q does not name runtime.Goexit", e.Message)
+	}
+	if err := l.RunChunk(context.Background(), "=after", []byte(`assert(1 + 1 == 2)`), nil); err != nil {
+		t.Fatalf("the Runtime does not serve after Goexit: %v", err)
+	}
 }
