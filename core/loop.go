@@ -1154,7 +1154,7 @@ func (ctx *callCtx) handOff(held *bool) {
 	}
 	vals, status, err := o.vals, o.status, o.err
 	*o = outcome{}
-	ctx.returned() // the context may be reused from here on
+	ctx.returned()
 	l.store(c, vals, status, err)
 	if how == runReclaim && l.token.TryLock() {
 		if !l.stopped.Load() {
