@@ -52,9 +52,12 @@ import (
 	"github.com/moonbridge/moonbridge/core"
 )
 
-// Func is a Go function callable from Lua. It runs in its own goroutine;
-// ctx is cancelled when the run ends, the runtime closes, or the calling
-// task no longer waits for the result.
+// Func is a Go function callable from Lua. It runs off the loop's thread,
+// on a goroutine — quick calls on a pool of them, and every call of a
+// function once seen blocking (one call of it took longer than 100 µs) on
+// one of its own, so any number may wait at once; ctx is cancelled when
+// the run ends, the runtime closes, or the calling task no longer waits
+// for the result.
 type Func func(ctx context.Context, args Args) ([]any, error)
 
 // StreamFunc is a Go function that Lua iterates with a generic for. Each
