@@ -101,6 +101,16 @@ func New(opts Options) (*Runtime, error) {
 	return rt, nil
 }
 
+// Fields is a Lua table with string keys that a Func returns or a
+// StreamFunc emits, encoded in its order without a map's hashing: for
+// values of a fixed shape sent often (a stream's chunks). A Field whose
+// Value is nil is left out, as in a Lua table. Values are what a result
+// may be (the same as in a map[string]any).
+type Fields = core.Fields
+
+// Field is one key and value of Fields.
+type Field = core.Field
+
 // FuncOption modifies how RegisterFunc registers a function.
 type FuncOption interface{ apply(*funcConfig) }
 

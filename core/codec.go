@@ -48,6 +48,7 @@ const (
 var (
 	typeOfAnySlice = reflect.TypeFor[[]any]()
 	typeOfAnyMap   = reflect.TypeFor[map[string]any]()
+	typeOfFields   = reflect.TypeFor[Fields]()
 	typeOfTime     = reflect.TypeFor[time.Time]()
 	typeOfError    = reflect.TypeFor[error]()
 )
@@ -133,6 +134,8 @@ func (e *msgEncoder) value(v any) *encodeError {
 		return e.anySlice(x)
 	case map[string]any:
 		return e.anyMap(x)
+	case Fields:
+		return e.fields(x)
 	default:
 		return e.reflect(reflect.ValueOf(v))
 	}
@@ -218,6 +221,51 @@ func (e *msgEncoder) anyMap(m map[string]any) *encodeError {
 		}
 		if err := e.value(x); err != nil {
 			return err.at(pathStep{key: k, isKey: true, id: refOfMap(m)})
+		}
+	}
+	e.depth--
+	return nil
+}
+
+// Fields is a table with string keys that encodes in its order, without a
+// map's hashing and shuffled iteration: for a value of fixed shape sent
+// often, such as a stream's chunks (the caller may reuse it once emit or
+// the function has returned). A field whose Value is nil is left out, as
+// in a Lua table; a key given twice keeps its last value.
+type Fields []Field
+
+// Field is one key and value of Fields.
+type Field struct {
+	Key   string
+	Value any
+}
+
+func (e *msgEncoder) fields(fs Fields) *encodeError {
+	id := refIdent{typeOfFields, unsafe.Pointer(unsafe.SliceData(fs)), len(fs)}
+	if e.depth >= wireMaxEncodeDepth {
+		return tooDeepError(id)
+	}
+	n := 0
+	for i := range fs {
+		if fs[i].Value != nil {
+			n++
+		}
+	}
+	if err := e.count(n); err != nil {
+		return err
+	}
+	e.depth++
+	e.head(wireMap, n)
+	for i := range fs {
+		f := &fs[i]
+		if f.Value == nil {
+			continue
+		}
+		if err := e.key(f.Key); err != nil {
+			return err
+		}
+		if err := e.value(f.Value); err != nil {
+			return err.at(pathStep{key: f.Key, isKey: true, id: id})
 		}
 	}
 	e.depth--

@@ -262,6 +262,11 @@ func TestCodecRoundTrip(t *testing.T) {
 		{"nil map", nilMap, map[string]any{}},
 		{"map", map[string]any{"a": 1, "": "empty key", "\x00": 0.5}, map[string]any{"a": int64(1), "": "empty key", "\x00": 0.5}},
 		{"map nil value vanishes", map[string]any{"a": nil, "b": 1}, map[string]any{"b": int64(1)}},
+		{"fields", Fields{{"content", " tok"}, {"done", false}, {"n", 3}}, map[string]any{"content": " tok", "done": false, "n": int64(3)}},
+		{"fields nil value left out", Fields{{"a", nil}, {"b", 1}, {"c", nil}}, map[string]any{"b": int64(1)}},
+		{"fields key twice keeps the last", Fields{{"a", 1}, {"a", "two"}}, map[string]any{"a": "two"}},
+		{"fields nested", Fields{{"in", Fields{{"x", []any{1}}}}, {"m", map[string]any{"y": 2.5}}}, map[string]any{"in": map[string]any{"x": []any{int64(1)}}, "m": map[string]any{"y": 2.5}}},
+		{"fields empty", Fields{}, map[string]any{}},
 		{"typed map", map[string]int{"a": 1}, map[string]any{"a": int64(1)}},
 		{"named string", codecString("s"), "s"},
 		{"named int", codecInt(-3), int64(-3)},
@@ -472,6 +477,8 @@ func TestCodecEncodeErrors(t *testing.T) {
 	self = &self
 	typedCycle := map[string][]any{"l": {nil}}
 	typedCycle["l"][0] = typedCycle
+	cyclicFields := Fields{{"self", nil}}
+	cyclicFields[0].Value = cyclicFields
 
 	// Not a cycle, although the sub-slice shares its data pointer.
 	notCycle := []any{nil, nil}
@@ -502,6 +509,8 @@ func TestCodecEncodeErrors(t *testing.T) {
 		{[]any{codecNestArrays(101)}, "value #1: nested too deeply (more than 100 levels)"},
 		{[]any{codecNestMaps(101)}, "nested too deeply (more than 100 levels)"},
 		{[]any{map[string]any{"a b": func() {}}}, `value #1 (field "["a b"]"): cannot send a func to Lua`},
+		{[]any{Fields{{"ok", 1}, {"cb", func() {}}}}, `value #1 (field "cb"): cannot send a func to Lua`},
+		{[]any{cyclicFields}, `value #1: value is cyclic (field "self" refers back to an enclosing value)`},
 	}
 	for _, c := range cases {
 		_, err := AppendMessage(nil, c.vals...)

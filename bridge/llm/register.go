@@ -356,14 +356,15 @@ func (m *module) stream(ctx context.Context, args bridge.Args, emit func(any) er
 		return emit(map[string]any{"error": kerr[1]})
 	}
 	// emit encodes its value before it returns, so one table serves every
-	// chunk but the last: no allocation per token.
-	part := map[string]any{"content": "", "done": false}
+	// chunk but the last: no allocation per token, and its fields go in
+	// order, no map to hash and walk.
+	part := bridge.Fields{{Key: "content"}, {Key: "done", Value: false}, {Key: "reasoning"}, {Key: "refusal"}}
 	var text []byte
 	return m.p.Stream(ctx, c.req, func(ch Chunk) error {
 		if !ch.Done {
-			part["content"] = ch.Content
-			setOrDelete(part, "reasoning", ch.Reasoning)
-			setOrDelete(part, "refusal", ch.Refusal)
+			part[0].Value = ch.Content
+			part[2].Value = nonEmpty(ch.Reasoning)
+			part[3].Value = nonEmpty(ch.Refusal)
 			if c.schema != nil {
 				text = append(text, ch.Content...)
 			}
@@ -380,6 +381,14 @@ func (m *module) stream(ctx context.Context, args bridge.Args, emit func(any) er
 		}
 		return emit(last)
 	})
+}
+
+// nonEmpty is s, or nil (a field left out) when s is empty.
+func nonEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 func setOrDelete(m map[string]any, k, v string) {
