@@ -280,3 +280,43 @@ ch:send("bye")`)
 	// #1 reader: suspended on a channel receive at main:4
 	// <nil>
 }
+
+// A stream whose values all have one shape emits bridge.Fields: encoded in
+// order, with no map to hash, and reused from one value to the next (emit
+// has encoded it by the time it returns). A nil Value leaves its field out.
+func ExampleFields() {
+	rt, err := bridge.New(bridge.Options{Stdout: os.Stdout})
+	if err != nil {
+		panic(err)
+	}
+	defer rt.Close()
+
+	rt.RegisterStream("tokens", func(ctx context.Context, args bridge.Args, emit func(any) error) error {
+		chunk := bridge.Fields{{Key: "text"}, {Key: "index"}, {Key: "last"}}
+		words := []string{"hello", "from", "Go"}
+		for i, w := range words {
+			chunk[0].Value, chunk[1].Value = w, i+1
+			chunk[2].Value = nil
+			if i == len(words)-1 {
+				chunk[2].Value = true
+			}
+			if err := emit(chunk); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+
+	err = rt.RunString(context.Background(), "main", `
+for c in tokens() do
+  print(c.index, c.text, c.last)
+end
+`)
+	if err != nil {
+		panic(err)
+	}
+	// Output:
+	// 1	hello	nil
+	// 2	from	nil
+	// 3	Go	true
+}
