@@ -126,8 +126,8 @@ func TestInlineCallsCrossScalarsExactly(t *testing.T) {
 	}
 	results := map[int64][]any{
 		1: {int(7), int64(-1), 2.5, true, false, nil, int64(math.MaxInt64), math.Inf(-1)}, // 8: in place
-		2: {1, 2, 3, 4, 5, 6, 7, 8, 9},                                                   // 9: the codec
-		3: {1, "two", 3.0},                                                               // a string: the codec
+		2: {1, 2, 3, 4, 5, 6, 7, 8, 9},                                                    // 9: the codec
+		3: {1, "two", 3.0},                                                                // a string: the codec
 		4: {math.NaN(), math.Copysign(0, -1), int64(math.MinInt64)},
 		5: {},
 	}
