@@ -123,8 +123,9 @@ static int mb_bridge_l_inline(lua_State *L) {
   char in_stack[MB_BRIDGE_INLINE_BUF], out_stack[MB_BRIDGE_INLINE_BUF];
   mb_buf in = {0};
   mb_inline c;
-  int fn = (int)lua_tointeger(L, lua_upvalueindex(1));
   int status, n = lua_gettop(L);
+  c.rt = rt->go_handle;
+  c.fn = (int)lua_tointeger(L, lua_upvalueindex(1));
   c.nres = -1;
   c.out.data = out_stack;
   c.out.len = 0;
@@ -146,7 +147,7 @@ static int mb_bridge_l_inline(lua_State *L) {
     c.msg = in.data;
     c.msglen = in.len;
   }
-  status = mbGoInline(rt->go_handle, fn, &c);
+  status = mbGoInline(&c);
   if (in.data != NULL) mb_buf_free(&in);
   if (c.nres >= 0) return mb_bridge_inline_push(L, c.vals, c.nres);
   if (c.out.data != out_stack) { /* Go moved the results to the heap */

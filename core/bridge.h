@@ -28,6 +28,8 @@ typedef struct mb_inline_val {
 } mb_inline_val;
 
 typedef struct mb_inline {
+  uintptr_t rt;    /* the runtime's Loop (rt->go_handle) */
+  int fn;          /* the function's index in the Loop's table */
   int nargs;       /* arguments in vals, or -1: the message msg */
   int nres;        /* set by Go: results in vals, or -1: the message out */
   const char *msg;

@@ -13,6 +13,7 @@ package core
 import "C"
 
 import (
+	"fmt"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -64,8 +65,8 @@ func dropLoop(i uintptr) {
 func loopOf(h C.uintptr_t) *Loop { return (*loops.tab.Load())[h].Load() }
 
 //export mbGoInline
-func mbGoInline(h C.uintptr_t, fn C.int, c *C.mb_inline) C.int {
-	l := loopOf(h)
+func mbGoInline(c *C.mb_inline) (status C.int) {
+	l := loopOf(c.rt)
 	// Inline calls nest only through the C side (a finalizer run while
 	// results are decoded), never inside this function: one argument
 	// slice per Loop serves them all.
@@ -78,35 +79,47 @@ func mbGoInline(h C.uintptr_t, fn C.int, c *C.mb_inline) C.int {
 			return putOut(&c.out, []byte(err.Error()), statusErr)
 		}
 	}
-	vals, status, err := invoke((*l.funcs.Load())[fn], l.baseCtx, a)
-	for i := range a { // keep no argument alive past the call
-		if a[i].kind >= valueString {
-			a[i] = Value{}
+	// One recover for the whole call (invoke's, inlined): a panic in the
+	// function, or in encoding what it returned, is the call's error.
+	defer func() {
+		if p := recover(); p != nil {
+			l.args = dropArgs(a)
+			c.nres = -1
+			status = putOut(&c.out, []byte(fmt.Sprintf("%v", p)), statusPanic)
 		}
-	}
-	l.args = a[:0]
-	if status == statusOK {
+	}()
+	vals, err := (*l.funcs.Load())[c.fn].fn(l.baseCtx, a)
+	l.args = dropArgs(a)
+	if err == nil {
 		if inlineResults(&c.vals, vals) {
 			c.nres = C.int(len(vals))
-			return status
+			return statusOK
 		}
 		// Encode straight into the caller's buffer when it is big enough.
 		out := &c.out
 		enc, eerr := AppendMessage(unsafe.Slice((*byte)(unsafe.Pointer(out.data)), int(out.cap))[:0], vals...)
 		if eerr == nil {
-			return putOut(out, enc, status)
+			return putOut(out, enc, statusOK)
 		}
-		status, err = statusErr, errBadResult(eerr)
+		err = errBadResult(eerr)
 	}
-	if status == statusErr {
-		var run int64 // the calling task's run, if any (a finalizer may call outside one)
-		if t := l.c.current; t != nil {
-			run = int64(t.run.id)
+	var run int64 // the calling task's run, if any (a finalizer may call outside one)
+	if t := l.c.current; t != nil {
+		run = int64(t.run.id)
+	}
+	b, st := l.appendGoError(nil, run, err)
+	return putOut(&c.out, b, st)
+}
+
+// dropArgs keeps no argument of an inline call alive past it, and
+// returns the slice emptied for the next call.
+func dropArgs(a []Value) []Value {
+	for i := range a {
+		if a[i].kind >= valueString {
+			a[i] = Value{}
 		}
-		b, st := l.appendGoError(nil, run, err)
-		return putOut(&c.out, b, st)
 	}
-	return putOut(&c.out, []byte(err.Error()), status)
+	return a[:0]
 }
 
 // inlineArgs decodes the arguments C left in vals into a (as many as it

@@ -181,3 +181,34 @@ float	-inf	true	true
 		t.Errorf("printed\n%s\nwant\n%s", got, want)
 	}
 }
+
+// A panic in an inline function, with its arguments in place or in a
+// message, is the call's error, and the next call starts clean.
+func TestInlinePanicsBecomeErrorsAndTheNextCallWorks(t *testing.T) {
+	l, out := newTestLoop(t, Options{})
+	registerEcho(t, l, "iecho")
+	if err := l.RegisterFunc("ipanic", true, func(_ context.Context, args []Value) ([]any, error) {
+		s, _ := args[0].Str()
+		panic("boom " + s + " " + strconv.Itoa(len(args)))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err := l.RunChunk(context.Background(), "=panics", []byte(`
+		for _, n in ipairs({1, 8, 9, 30}) do
+			local args = {}
+			for i = 1, n do args[i] = "a" .. i end
+			local ok, e = pcall(ipanic, table.unpack(args, 1, n))
+			print(ok, e.message)
+			print(iecho(n, "x", 2.5))
+		end`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ""
+	for _, n := range []int{1, 8, 9, 30} {
+		want += "false\tipanic: panic: boom a1 " + strconv.Itoa(n) + "\n" + strconv.Itoa(n) + "\tx\t2.5\n"
+	}
+	if got := out.String(); got != want {
+		t.Errorf("printed\n%s\nwant\n%s", got, want)
+	}
+}
