@@ -81,11 +81,10 @@ func mbGoInline(c *C.mb_inline) (status C.int) {
 	}
 	// One recover for the whole call (invoke's, inlined): a panic in the
 	// function, or in encoding what it returned, is the call's error.
+	// The closure holds c alone: each word it captures is paid per call.
 	defer func() {
 		if p := recover(); p != nil {
-			l.args = dropArgs(a)
-			c.nres = -1
-			status = putOut(&c.out, []byte(fmt.Sprintf("%v", p)), statusPanic)
+			status = inlinePanic(c, p)
 		}
 	}()
 	vals, err := (*l.funcs.Load())[c.fn].fn(l.baseCtx, a)
@@ -109,6 +108,17 @@ func mbGoInline(c *C.mb_inline) (status C.int) {
 	}
 	b, st := l.appendGoError(nil, run, err)
 	return putOut(&c.out, b, st)
+}
+
+// inlinePanic makes panic p the error of inline call c. The arguments
+// are dropped: those in the Loop's slice cleared, a bigger slice left to
+// the collector.
+func inlinePanic(c *C.mb_inline, p any) C.int {
+	l := loopOf(c.rt)
+	clear(l.args[:cap(l.args)])
+	l.args = l.args[:0]
+	c.nres = -1
+	return putOut(&c.out, []byte(fmt.Sprintf("%v", p)), statusPanic)
 }
 
 // dropArgs keeps no argument of an inline call alive past it, and
