@@ -71,8 +71,9 @@ func mbGoInline(c *C.mb_inline) (status C.int) {
 	// results are decoded), never inside this function: one argument
 	// slice per Loop serves them all.
 	var a []Value
+	refs := true // some argument holds memory: drop it after the call
 	if n := int(c.nargs); n >= 0 {
-		a = inlineArgs(l.args[:n], &c.vals)
+		a, refs = inlineArgs(l.args[:n], &c.vals)
 	} else {
 		var err error
 		if a, err = AppendValues(l.args[:0], cslice(c.msg, c.msglen)); err != nil {
@@ -88,7 +89,10 @@ func mbGoInline(c *C.mb_inline) (status C.int) {
 		}
 	}()
 	vals, err := (*l.funcs.Load())[c.fn].fn(l.baseCtx, a)
-	l.args = dropArgs(a)
+	if refs {
+		dropArgs(a)
+	}
+	l.args = a[:0]
 	if err == nil {
 		if inlineResults(&c.vals, vals) {
 			c.nres = C.int(len(vals))
@@ -121,20 +125,20 @@ func inlinePanic(c *C.mb_inline, p any) C.int {
 	return putOut(&c.out, []byte(fmt.Sprintf("%v", p)), statusPanic)
 }
 
-// dropArgs keeps no argument of an inline call alive past it, and
-// returns the slice emptied for the next call.
-func dropArgs(a []Value) []Value {
+// dropArgs keeps no argument of an inline call alive past it.
+func dropArgs(a []Value) {
 	for i := range a {
 		if a[i].kind >= valueString {
 			a[i] = Value{}
 		}
 	}
-	return a[:0]
 }
 
 // inlineArgs decodes the arguments C left in vals into a (as many as it
-// is long): scalars as they are, strings copied out of Lua's memory.
-func inlineArgs(a []Value, vals *[C.MB_INLINE_VALS]C.mb_inline_val) []Value {
+// is long): scalars as they are, strings copied out of Lua's memory. It
+// reports whether there was a string (which dropArgs then drops).
+func inlineArgs(a []Value, vals *[C.MB_INLINE_VALS]C.mb_inline_val) ([]Value, bool) {
+	strs := false
 	for i := range a {
 		v := &vals[i]
 		switch v.tag {
@@ -148,11 +152,12 @@ func inlineArgs(a []Value, vals *[C.MB_INLINE_VALS]C.mb_inline_val) []Value {
 			a[i] = Value{kind: valueBool}
 		case C.MB_CODEC_STRING:
 			a[i] = Value{kind: valueString, str: string(cslice(v.str, C.size_t(v.num)))}
+			strs = true
 		default:
 			a[i] = Value{}
 		}
 	}
-	return a
+	return a, strs
 }
 
 // inlineResults writes vals into out for C to push, when they are few
