@@ -63,10 +63,17 @@ func luaType(v any) string { return core.KindName(v) }
 // String returns argument i, which must be a string (numbers are
 // converted, as Lua does).
 func (a Args) String(i int) (string, error) {
-	v := a.at(i)
-	if s, ok := v.Str(); ok {
-		return s, nil
+	if uint(i) < uint(len(a.vals)) { // the common case, inlined at the caller
+		if s, ok := a.vals[i].Str(); ok {
+			return s, nil
+		}
 	}
+	return a.stringOther(i)
+}
+
+// stringOther is String for anything but a string argument.
+func (a Args) stringOther(i int) (string, error) {
+	v := a.at(i)
 	if n, ok := v.Int(); ok {
 		return strconv.FormatInt(n, 10), nil
 	}
@@ -79,10 +86,18 @@ func (a Args) String(i int) (string, error) {
 // Int returns argument i, which must be an integer or a float with an
 // exact integer value.
 func (a Args) Int(i int) (int64, error) {
-	v := a.at(i)
-	if n, ok := v.Int(); ok {
-		return n, nil
+	if uint(i) < uint(len(a.vals)) { // the common case, inlined at the caller
+		if n, ok := a.vals[i].Int(); ok {
+			return n, nil
+		}
 	}
+	return intOther(a.vals, i)
+}
+
+// intOther is Int for anything but an integer argument.
+func intOther(vals []core.Value, i int) (int64, error) {
+	a := Args{vals: vals}
+	v := a.at(i)
 	if f, ok := v.Float(); ok {
 		if !core.IsIntegral(f) {
 			return 0, fmt.Errorf("bad argument #%d (%w)", i+1, core.NotIntegerError(f))
@@ -97,11 +112,17 @@ func (a Args) Int(i int) (int64, error) {
 
 // Float returns argument i, which must be a number.
 func (a Args) Float(i int) (float64, error) {
-	v := a.at(i)
-	if f, ok := v.Float(); ok {
-		return f, nil
+	if uint(i) < uint(len(a.vals)) { // the common case, inlined at the caller
+		if f, ok := a.vals[i].Float(); ok {
+			return f, nil
+		}
 	}
-	if n, ok := v.Int(); ok {
+	return a.floatOther(i)
+}
+
+// floatOther is Float for anything but a float argument.
+func (a Args) floatOther(i int) (float64, error) {
+	if n, ok := a.at(i).Int(); ok {
 		return float64(n), nil
 	}
 	return 0, a.bad(i, "number")
@@ -109,8 +130,10 @@ func (a Args) Float(i int) (float64, error) {
 
 // Bool returns argument i, which must be a boolean.
 func (a Args) Bool(i int) (bool, error) {
-	if b, ok := a.at(i).Bool(); ok {
-		return b, nil
+	if uint(i) < uint(len(a.vals)) { // the common case, inlined at the caller
+		if b, ok := a.vals[i].Bool(); ok {
+			return b, nil
+		}
 	}
 	return false, a.bad(i, "boolean")
 }

@@ -9,6 +9,7 @@
 ** they never block, so they run right here.
 */
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "_cgo_export.h"
@@ -22,7 +23,10 @@
 /* ---------------------------------------------------------------------
 ** Inline calls: straight into Go and back, on this thread.
 **
-** Arguments and results travel in buffers on this C stack frame, so an
+** Up to MB_INLINE_VALS nils, booleans, numbers and strings go to Go as
+** tagged values in an mb_inline on this C stack frame, and scalar results
+** come back in it: no message, no codec. Other arguments and results
+** travel as messages in buffers on this C stack frame, so an
 ** inline call nested in another's decoding (a finalizer that calls one
 ** while a big result is being pushed) has buffers of its own and cannot
 ** move the outer call's under its decoder. Bigger ones go to the heap:
@@ -55,37 +59,107 @@ static int mb_bridge_inline_results(lua_State *L, int status, const char *data, 
   return mb_call_raise(L, lua_tostring(L, lua_upvalueindex(2)), status, data, len);
 }
 
+/* Read the n arguments into v when each is a nil, boolean, number or
+** string (the common calls): 1, else 0 and the message codec takes them. */
+static int mb_bridge_inline_args(lua_State *L, int n, mb_inline_val *v) {
+  int i;
+  for (i = 1; i <= n; i++, v++) {
+    if (lua_isinteger(L, i)) { /* first: integers are the common case */
+      v->tag = MB_CODEC_INT;
+      v->num = (uint64_t)lua_tointeger(L, i);
+      continue;
+    }
+    switch (lua_type(L, i)) {
+      case LUA_TNIL:
+        v->tag = MB_CODEC_NIL;
+        break;
+      case LUA_TBOOLEAN:
+        v->tag = lua_toboolean(L, i) ? MB_CODEC_TRUE : MB_CODEC_FALSE;
+        break;
+      case LUA_TNUMBER: { /* a float: integers were taken above */
+        lua_Number x = lua_tonumber(L, i);
+        v->tag = MB_CODEC_FLOAT;
+        memcpy(&v->num, &x, sizeof x);
+        break;
+      }
+      case LUA_TSTRING: {
+        size_t len;
+        v->str = lua_tolstring(L, i, &len);
+        if ((uint64_t)len > UINT32_MAX) return 0; /* the codec says why not */
+        v->tag = MB_CODEC_STRING;
+        v->num = len;
+        break;
+      }
+      default:
+        return 0;
+    }
+  }
+  return 1;
+}
+
+/* Push the n scalar results Go left in v. At most MB_INLINE_VALS, fewer
+** than the LUA_MINSTACK slots a C function starts with. */
+static int mb_bridge_inline_push(lua_State *L, const mb_inline_val *v, int n) {
+  int i;
+  for (i = 0; i < n; i++, v++) {
+    switch (v->tag) {
+      case MB_CODEC_INT: lua_pushinteger(L, (lua_Integer)v->num); break;
+      case MB_CODEC_FLOAT: {
+        lua_Number x;
+        memcpy(&x, &v->num, sizeof x);
+        lua_pushnumber(L, x);
+        break;
+      }
+      case MB_CODEC_TRUE: lua_pushboolean(L, 1); break;
+      case MB_CODEC_FALSE: lua_pushboolean(L, 0); break;
+      default: lua_pushnil(L); break;
+    }
+  }
+  return n;
+}
+
 static int mb_bridge_l_inline(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
   char in_stack[MB_BRIDGE_INLINE_BUF], out_stack[MB_BRIDGE_INLINE_BUF];
   mb_buf in = {0};
-  mb_buf out = {out_stack, 0, sizeof out_stack};
-  const char *args = in_stack;
-  int fn = (int)lua_tointeger(L, lua_upvalueindex(1));
-  int status, n = mb_codec_encode_flat(L, lua_gettop(L), in_stack, sizeof in_stack);
-  size_t nargs = (size_t)n;
-  if (n < 0) { /* tables, or too big for the stack buffer */
+  mb_inline c;
+  int status, n = lua_gettop(L);
+  c.rt = rt->go_handle;
+  c.fn = (int)lua_tointeger(L, lua_upvalueindex(1));
+  c.nres = -1;
+  c.out.data = out_stack;
+  c.out.len = 0;
+  c.out.cap = sizeof out_stack;
+  if (n <= MB_INLINE_VALS && mb_bridge_inline_args(L, n, c.vals)) {
+    c.nargs = n;
+  } else if ((n = mb_codec_encode_flat(L, n, in_stack, sizeof in_stack)) >= 0) {
+    c.nargs = -1;
+    c.msg = in_stack;
+    c.msglen = (size_t)n;
+  } else { /* tables, or too big for the stack buffer */
     char err[200];
     if (mb_codec_encode(L, 1, lua_gettop(L), &in, err, sizeof err) != 0) {
       const char *name = lua_tostring(L, lua_upvalueindex(2));
       mb_buf_free(&in);
       return mb_errors_throw(L, "bridge", name, "%s: %s", name, err);
     }
-    args = in.data;
-    nargs = in.len;
+    c.nargs = -1;
+    c.msg = in.data;
+    c.msglen = in.len;
   }
-  status = mbGoInline(rt->go_handle, fn, (char *)args, nargs, &out);
-  mb_buf_free(&in);
-  if (out.data != out_stack) { /* Go moved the results to the heap */
+  status = mbGoInline(&c);
+  if (in.data != NULL) mb_buf_free(&in);
+  if (c.nres >= 0) return mb_bridge_inline_push(L, c.vals, c.nres);
+  if (c.out.data != out_stack) { /* Go moved the results to the heap */
     int st;
     lua_pushcfunction(L, mb_bridge_push_out_p);
-    lua_pushlightuserdata(L, &out);
+    lua_pushlightuserdata(L, &c.out);
     st = lua_pcall(L, 1, 1, 0);
-    free(out.data);
+    free(c.out.data);
     if (st != LUA_OK) return lua_error(L);
-    out.data = (char *)lua_tolstring(L, -1, &out.len); /* anchored below the results */
+    c.out.data = (char *)lua_tolstring(L, -1, &c.out.len); /* anchored below the results */
   }
-  return mb_bridge_inline_results(L, status, out.data, out.len);
+  return mb_bridge_inline_results(L, status, c.out.data, c.out.len);
 }
 
 /* Go's side of an inline call: the results do not fit in the caller's

@@ -2,6 +2,8 @@ package core
 
 import (
 	"context"
+	"math"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -99,5 +101,114 @@ func TestInlineCallsCarryValuesPastTheirBuffers(t *testing.T) {
 	got := out.String()
 	if !strings.HasPrefix(got, "false\t") || !strings.Contains(got, "iecho: argument #1: cannot send a function to Go") {
 		t.Errorf("printed %q", got)
+	}
+}
+
+// Up to MB_INLINE_VALS arguments that are nil, booleans, numbers or
+// strings, and as many scalar results, cross without the message codec;
+// more, or other kinds, take the codec. Both ways give Go and Lua the
+// same values: kinds, integer against float, NaN, -0.0, the extremes,
+// strings with zero bytes and strings longer than the stack buffers.
+func TestInlineCallsCrossScalarsExactly(t *testing.T) {
+	l, out := newTestLoop(t, Options{})
+	registerEcho(t, l, "iecho")
+	if err := l.RegisterFunc("ikinds", true, func(_ context.Context, args []Value) ([]any, error) {
+		kinds := make([]string, len(args))
+		for i := range args {
+			kinds[i] = args[i].KindName()
+			if s, ok := args[i].Str(); ok {
+				kinds[i] += ":" + strconv.Itoa(len(s))
+			}
+		}
+		return []any{strings.Join(kinds, " ")}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	results := map[int64][]any{
+		1: {int(7), int64(-1), 2.5, true, false, nil, int64(math.MaxInt64), math.Inf(-1)}, // 8: in place
+		2: {1, 2, 3, 4, 5, 6, 7, 8, 9},                                                    // 9: the codec
+		3: {1, "two", 3.0},                                                                // a string: the codec
+		4: {math.NaN(), math.Copysign(0, -1), int64(math.MinInt64)},
+		5: {},
+	}
+	if err := l.RegisterFunc("ires", true, func(_ context.Context, args []Value) ([]any, error) {
+		k, _ := args[0].Int()
+		return results[k], nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err := l.RunChunk(context.Background(), "=scalars", []byte(`
+		local big = string.rep("b", 1000)
+		print(ikinds(1, 2.0, true, false, nil, "a\0b", big, ""))
+		print(ikinds(1, 2, 3, 4, 5, 6, 7, 8, 9))
+		print(ikinds(nil, nil))
+		print(ikinds())
+		print(ikinds("x", {}))
+		local function show(...)
+			local t = table.pack(...)
+			for i = 1, t.n do t[i] = math.type(t[i]) or tostring(t[i]) end
+			return t.n .. ": " .. table.concat(t, " ", 1, t.n)
+		end
+		print(show(ires(1)))
+		print(select(7, ires(1)) == math.maxinteger, select(8, ires(1)) == -math.huge)
+		print(show(ires(2)), select(9, ires(2)))
+		print(show(ires(3)), select(2, ires(3)))
+		local nan, negz, minint = ires(4)
+		print(nan ~= nan, 1 / negz, minint == math.mininteger)
+		print(select("#", ires(5)))
+		local x, y, z, w = iecho(0.0, -0.0, 0/0, math.mininteger)
+		print(math.type(x), 1 / y, z ~= z, w == math.mininteger)
+		local s = iecho(big .. "\0" .. big)
+		print(#s, s == big .. "\0" .. big)`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `integer float boolean boolean nil string:3 string:1000 string:0
+integer integer integer integer integer integer integer integer integer
+nil nil
+
+string:1 table
+8: integer integer float true false nil integer float
+true	true
+9: integer integer integer integer integer integer integer integer integer	9
+3: integer two float	two	3.0
+true	-inf	true
+0
+float	-inf	true	true
+2001	true
+`
+	if got := out.String(); got != want {
+		t.Errorf("printed\n%s\nwant\n%s", got, want)
+	}
+}
+
+// A panic in an inline function, with its arguments in place or in a
+// message, is the call's error, and the next call starts clean.
+func TestInlinePanicsBecomeErrorsAndTheNextCallWorks(t *testing.T) {
+	l, out := newTestLoop(t, Options{})
+	registerEcho(t, l, "iecho")
+	if err := l.RegisterFunc("ipanic", true, func(_ context.Context, args []Value) ([]any, error) {
+		s, _ := args[0].Str()
+		panic("boom " + s + " " + strconv.Itoa(len(args)))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err := l.RunChunk(context.Background(), "=panics", []byte(`
+		for _, n in ipairs({1, 8, 9, 30}) do
+			local args = {}
+			for i = 1, n do args[i] = "a" .. i end
+			local ok, e = pcall(ipanic, table.unpack(args, 1, n))
+			print(ok, e.message)
+			print(iecho(n, "x", 2.5))
+		end`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ""
+	for _, n := range []int{1, 8, 9, 30} {
+		want += "false\tipanic: panic: boom a1 " + strconv.Itoa(n) + "\n" + strconv.Itoa(n) + "\tx\t2.5\n"
+	}
+	if got := out.String(); got != want {
+		t.Errorf("printed\n%s\nwant\n%s", got, want)
 	}
 }
