@@ -1,10 +1,9 @@
 /*
 ** heap.c — a size-class heap for Lua's small blocks (see heap.h).
 **
-** Layer 0 (base). A class's pages with a block to give are on its avail
-** list, the one to use first at the front: a page that had none and just
-** got one back goes there, so allocation fills nearly full pages again and
-** leaves sparse ones (at the back) to empty out and go back to malloc.
+** Layer 0 (base). A class's pages with a block to give are in a min-heap
+** by address, and blocks come from the lowest: allocation fills the low
+** pages again and leaves the high ones to empty out and go back to malloc.
 ** A block is either free in its page (on the page's list, or above its
 ** bump pointer) or Lua's; which page and class is known from its address
 ** and the size Lua passes, so blocks carry nothing of their own.
@@ -19,12 +18,10 @@
 #define MB_HEAP_HDR ((sizeof(mb_heap_page) + 15) & ~(size_t)15)
 
 void mb_heap_init(mb_heap *h) {
-  for (int i = 0; i < MB_HEAP_NCLASS; i++) {
-    mb_list_init(&h->cls[i].avail);
-    mb_list_init(&h->cls[i].full);
-  }
+  memset(h->cls, 0, sizeof h->cls);
+  mb_list_init(&h->pages);
   h->spare = NULL;
-  h->pages = 0;
+  h->npages = 0;
 }
 
 #if defined(MB_HEAP_OFF)
@@ -54,83 +51,153 @@ static inline mb_heap_page *mb_heap_page_of(void *p) {
   return (mb_heap_page *)((uintptr_t)p & ~(uintptr_t)(MB_HEAP_PAGE - 1));
 }
 
-/* A fresh page for class c, at the front of its avail list: the spare if
-** there is one, else from malloc. NULL when malloc fails. */
+/* ---------------------------------------------------------------------
+** A class's nonfull pages: a binary min-heap by address.
+** ------------------------------------------------------------------- */
+
+static inline void mb_heap_set(mb_heap_class *k, unsigned i, mb_heap_page *pg) {
+  k->nonfull[i] = pg;
+  pg->at = i;
+}
+
+/* Move the page at i up to its place. */
+static void mb_heap_up(mb_heap_class *k, unsigned i) {
+  mb_heap_page *pg = k->nonfull[i];
+  while (i > 0) {
+    unsigned up = (i - 1) / 2;
+    if ((uintptr_t)k->nonfull[up] < (uintptr_t)pg) break;
+    mb_heap_set(k, i, k->nonfull[up]);
+    i = up;
+  }
+  mb_heap_set(k, i, pg);
+}
+
+/* Move the page at i down to its place. */
+static void mb_heap_down(mb_heap_class *k, unsigned i) {
+  mb_heap_page *pg = k->nonfull[i];
+  for (;;) {
+    unsigned c = 2 * i + 1;
+    if (c >= k->n) break;
+    if (c + 1 < k->n && (uintptr_t)k->nonfull[c + 1] < (uintptr_t)k->nonfull[c]) c++;
+    if ((uintptr_t)pg < (uintptr_t)k->nonfull[c]) break;
+    mb_heap_set(k, i, k->nonfull[c]);
+    i = c;
+  }
+  mb_heap_set(k, i, pg);
+}
+
+/* Add pg: never allocates (cap covers every page of the class). */
+static void mb_heap_insert(mb_heap_class *k, mb_heap_page *pg) {
+  mb_assert(k->n < k->cap, "a class's nonfull heap without room");
+  k->nonfull[k->n] = pg;
+  mb_heap_up(k, k->n++);
+}
+
+/* Take out the page at i. */
+static void mb_heap_remove(mb_heap_class *k, unsigned i) {
+  mb_heap_page *last = k->nonfull[--k->n];
+  if (i == k->n) return;
+  mb_heap_set(k, i, last);
+  if (i > 0 && (uintptr_t)last < (uintptr_t)k->nonfull[(i - 1) / 2])
+    mb_heap_up(k, i);
+  else
+    mb_heap_down(k, i);
+}
+
+/* ---------------------------------------------------------------------
+** Pages.
+** ------------------------------------------------------------------- */
+
+/* A fresh page for class c, in its nonfull heap: the spare if there is
+** one, else from malloc. NULL when malloc fails. */
 static mb_heap_page *mb_heap_page_new(mb_heap *h, unsigned c) {
-  mb_heap_page *pg = h->spare;
+  mb_heap_class *k = &h->cls[c];
+  mb_heap_page *pg;
+  if (k->npages == k->cap) { /* room first: mb_heap_insert must not fail */
+    unsigned cap = k->cap < 8 ? 8 : 2 * k->cap;
+    mb_heap_page **a = realloc(k->nonfull, cap * sizeof *a);
+    if (a == NULL) return NULL;
+    k->nonfull = a;
+    k->cap = cap;
+  }
+  pg = h->spare;
   if (pg != NULL) {
     h->spare = NULL;
   } else {
     pg = aligned_alloc(MB_HEAP_PAGE, MB_HEAP_PAGE);
     if (pg == NULL) return NULL;
-    h->pages++;
+    h->npages++;
   }
   pg->free = NULL;
   pg->bump = (char *)pg + MB_HEAP_HDR;
   pg->end = (char *)pg + MB_HEAP_PAGE;
   pg->used = 0;
   pg->cls = c;
-  mb_list_init(&pg->link);
-  mb_list_push(h->cls[c].avail.next, &pg->link); /* before the first: the front */
+  mb_list_push(&h->pages, &pg->link);
+  k->npages++;
+  mb_heap_insert(k, pg);
   return pg;
 }
 
-/* A page's last block came back: keep it as the spare, or give it back,
-** so memory Lua frees leaves the process as it would with malloc. */
+/* A page's last block came back (it is out of its nonfull heap): keep it
+** as the spare, or give it back, so memory Lua frees leaves the process as
+** it would with malloc. */
 static void mb_heap_page_drop(mb_heap *h, mb_heap_page *pg) {
   mb_list_remove(&pg->link);
+  h->cls[pg->cls].npages--;
   if (h->spare == NULL) {
     h->spare = pg;
     return;
   }
-  h->pages--;
+  h->npages--;
   free(pg);
 }
 
-/* A block of class c: from the first page with one, a new page if none.
-** The page it fills up moves to the full list. */
+/* Whether pg has no block to give. */
+static inline int mb_heap_page_full(const mb_heap_page *pg) {
+  return pg->free == NULL &&
+         (size_t)(pg->end - pg->bump) < (size_t)(pg->cls + 1) * MB_HEAP_STEP;
+}
+
+/* A block of class c: from the lowest page with one, a new page if none.
+** A page it fills up leaves the nonfull heap. */
 static void *mb_heap_alloc(mb_heap *h, unsigned c) {
-  size_t size = (size_t)(c + 1) * MB_HEAP_STEP;
   mb_heap_class *k = &h->cls[c];
   mb_heap_page *pg;
   void *b;
-  if (mb_list_empty(&k->avail)) {
+  if (k->n == 0) {
     pg = mb_heap_page_new(h, c);
     if (pg == NULL) return NULL;
   } else {
-    pg = mb_container_of(k->avail.next, mb_heap_page, link);
+    pg = k->nonfull[0];
   }
   if (pg->free != NULL) {
     b = pg->free;
     pg->free = *(void **)b;
   } else {
     b = pg->bump;
-    pg->bump += size;
+    pg->bump += (size_t)(c + 1) * MB_HEAP_STEP;
   }
   pg->used++;
-  if (pg->free == NULL && (size_t)(pg->end - pg->bump) < size) { /* full now */
-    mb_list_remove(&pg->link);
-    mb_list_push(&k->full, &pg->link);
-  }
+  if (mb_heap_page_full(pg)) mb_heap_remove(k, 0);
   return b;
 }
 
-/* Put block b back on its page. A full page gets to the front of the avail
-** list; an empty one goes (mb_heap_page_drop). */
+/* Put block b back on its page. A full page goes back in the nonfull
+** heap; an empty one goes (mb_heap_page_drop). */
 static void mb_heap_free(mb_heap *h, void *b) {
   mb_heap_page *pg = mb_heap_page_of(b);
-  int was_full = pg->free == NULL &&
-                 (size_t)(pg->end - pg->bump) < (size_t)(pg->cls + 1) * MB_HEAP_STEP;
+  mb_heap_class *k = &h->cls[pg->cls];
+  int was_full = mb_heap_page_full(pg);
   *(void **)b = pg->free;
   pg->free = b;
-  if (--pg->used == 0) {
+  if (--pg->used == 0) { /* never full with one block: a page holds several */
+    mb_heap_remove(k, pg->at);
     mb_heap_page_drop(h, pg);
   } else if (was_full) {
-    mb_list_remove(&pg->link);
-    mb_list_push(h->cls[pg->cls].avail.next, &pg->link);
+    mb_heap_insert(k, pg);
   }
 }
-
 /* A block of n > 0 bytes, from a page or from malloc. */
 static inline void *mb_heap_get(mb_heap *h, size_t n) {
   return n <= MB_HEAP_MAX ? mb_heap_alloc(h, mb_heap_class_of(n)) : malloc(n);
@@ -163,27 +230,24 @@ void *mb_heap_realloc(mb_heap *h, void *ptr, size_t osize, size_t nsize) {
   return q;
 }
 
-/* Free every page of list l. */
-static void mb_heap_free_list(mb_heap *h, mb_link *l) {
+void mb_heap_close(mb_heap *h) {
   mb_link *n, *next;
-  mb_list_foreach_safe(n, next, l) {
+  mb_list_foreach_safe(n, next, &h->pages) {
     mb_list_remove(n);
     free(mb_container_of(n, mb_heap_page, link));
-    h->pages--;
-  }
-}
-
-void mb_heap_close(mb_heap *h) {
-  for (int i = 0; i < MB_HEAP_NCLASS; i++) {
-    mb_heap_free_list(h, &h->cls[i].avail);
-    mb_heap_free_list(h, &h->cls[i].full);
+    h->npages--;
   }
   if (h->spare != NULL) {
     free(h->spare);
     h->spare = NULL;
-    h->pages--;
+    h->npages--;
   }
-  mb_assert(h->pages == 0, "a heap page on no list");
+  for (int i = 0; i < MB_HEAP_NCLASS; i++) {
+    free(h->cls[i].nonfull);
+    h->cls[i].nonfull = NULL;
+    h->cls[i].n = h->cls[i].cap = h->cls[i].npages = 0;
+  }
+  mb_assert(h->npages == 0, "a heap page on no list");
 }
 
 #endif

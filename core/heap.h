@@ -7,7 +7,8 @@
 ** one class are carved from a page of MB_HEAP_PAGE bytes aligned on its
 ** size, and a block finds its page's header by masking its address. A page
 ** whose last block is freed goes back to malloc (one spare is kept), so
-** memory that Lua frees leaves the process's heap as with malloc itself.
+** memory that Lua frees leaves the process's heap as with malloc itself;
+** blocks come from a class's lowest page first, so that pages do empty.
 **
 ** Single-threaded: only the thread that runs the runtime's Lua state (the
 ** loop, or Close's) calls in, as for the lua_State itself. Built with
@@ -25,30 +26,40 @@
 #define MB_HEAP_OFF 1
 #endif
 
-#define MB_HEAP_PAGE ((size_t)16384) /* bytes a page, and its alignment */
+#ifndef MB_HEAP_PAGE
+#define MB_HEAP_PAGE ((size_t)4096) /* bytes a page, and its alignment */
+#endif
 #define MB_HEAP_MAX 256              /* the largest block a page holds */
 #define MB_HEAP_STEP 16              /* classes: 16, 32, ... MB_HEAP_MAX bytes */
 #define MB_HEAP_NCLASS (MB_HEAP_MAX / MB_HEAP_STEP)
 
 /* A page's header, at its start; its blocks follow. */
 typedef struct mb_heap_page {
-  mb_link link;      /* on its class's avail or full list */
+  mb_link link;      /* on the heap's list of every page */
   void *free;        /* blocks freed, each holding the next */
   char *bump;        /* blocks never handed out start here */
   char *end;
   unsigned used;     /* blocks handed out */
   unsigned cls;      /* its class: blocks of (cls + 1) * MB_HEAP_STEP bytes */
+  unsigned at;       /* its index in its class's nonfull heap, while there */
 } mb_heap_page;
 
+/* A class's pages that have a block to give, in a binary min-heap by
+** address: blocks come from the lowest page, so survivors gather at the
+** low end and pages above empty out and go back to malloc (jemalloc picks
+** its slabs so, against fragmentation). cap is at least the class's page
+** count, so that a free, which may put a page back, never allocates. */
 typedef struct mb_heap_class {
-  mb_link avail; /* pages with a block to give, the one to use first */
-  mb_link full;  /* pages with none: kept only so that close finds them */
+  mb_heap_page **nonfull;
+  unsigned n, cap;
+  unsigned npages; /* pages of this class, full or not */
 } mb_heap_class;
 
 typedef struct mb_heap {
   mb_heap_class cls[MB_HEAP_NCLASS];
+  mb_link pages;       /* every page but the spare, for mb_heap_close */
   mb_heap_page *spare; /* an empty page kept for the next class that needs one */
-  size_t pages;        /* pages from malloc, spare included */
+  size_t npages;       /* pages from malloc, spare included */
 } mb_heap;
 
 void mb_heap_init(mb_heap *h);
