@@ -24,22 +24,7 @@ void mb_heap_init(mb_heap *h) {
   h->npages = 0;
 }
 
-#if defined(MB_HEAP_OFF)
-
-/* Every block from malloc, so that AddressSanitizer sees each one. */
-void *mb_heap_realloc(mb_heap *h, void *ptr, size_t osize, size_t nsize) {
-  (void)h;
-  (void)osize;
-  if (nsize == 0) {
-    free(ptr);
-    return NULL;
-  }
-  return realloc(ptr, nsize);
-}
-
-void mb_heap_close(mb_heap *h) { (void)h; }
-
-#else
+#if !defined(MB_HEAP_OFF)
 
 /* The class of a block of n bytes, 1 <= n <= MB_HEAP_MAX. */
 static inline unsigned mb_heap_class_of(size_t n) {
@@ -211,7 +196,20 @@ static inline void mb_heap_put(mb_heap *h, void *p, size_t n) {
     free(p);
 }
 
+#endif
+
+/* With MB_HEAP_OFF every block is malloc's, so that AddressSanitizer sees
+** each one. */
 void *mb_heap_realloc(mb_heap *h, void *ptr, size_t osize, size_t nsize) {
+#if defined(MB_HEAP_OFF)
+  (void)h;
+  (void)osize;
+  if (nsize == 0) {
+    free(ptr);
+    return NULL;
+  }
+  return realloc(ptr, nsize);
+#else
   void *q;
   if (ptr == NULL) return nsize > 0 ? mb_heap_get(h, nsize) : NULL;
   if (nsize == 0) {
@@ -228,9 +226,12 @@ void *mb_heap_realloc(mb_heap *h, void *ptr, size_t osize, size_t nsize) {
   memcpy(q, ptr, osize < nsize ? osize : nsize);
   mb_heap_put(h, ptr, osize);
   return q;
+#endif
 }
 
 void mb_heap_close(mb_heap *h) {
+  (void)h; /* without MB_DEBUG and with MB_HEAP_OFF, nothing reads it */
+#if !defined(MB_HEAP_OFF)
   mb_link *n, *next;
   mb_list_foreach_safe(n, next, &h->pages) {
     mb_list_remove(n);
@@ -247,7 +248,6 @@ void mb_heap_close(mb_heap *h) {
     h->cls[i].nonfull = NULL;
     h->cls[i].n = h->cls[i].cap = h->cls[i].npages = 0;
   }
+#endif
   mb_assert(h->npages == 0, "a heap page on no list");
 }
-
-#endif
