@@ -17,10 +17,17 @@
 /* Where a page's blocks start: past its header, aligned as malloc's. */
 #define MB_HEAP_HDR ((sizeof(mb_heap_page) + 15) & ~(size_t)15)
 
+/* The bytes a page takes from malloc: its size less glibc's chunk header
+** (two size_t before each block), so that pages malloc lays end to end
+** stay aligned, without the gap of almost a page that a whole page's size
+** leaves before each (free for malloc's other blocks, but in the RSS). */
+#define MB_HEAP_TAKE (MB_HEAP_PAGE - 2 * sizeof(size_t))
+
 void mb_heap_init(mb_heap *h) {
   memset(h->cls, 0, sizeof h->cls);
   mb_list_init(&h->pages);
   h->spare = NULL;
+  h->nspare = 0;
   h->npages = 0;
 }
 
@@ -93,7 +100,7 @@ static void mb_heap_remove(mb_heap_class *k, unsigned i) {
 ** Pages.
 ** ------------------------------------------------------------------- */
 
-/* A fresh page for class c, in its nonfull heap: the spare if there is
+/* A fresh page for class c, in its nonfull heap: a spare if there is
 ** one, else from malloc. NULL when malloc fails. */
 static mb_heap_page *mb_heap_page_new(mb_heap *h, unsigned c) {
   mb_heap_class *k = &h->cls[c];
@@ -107,15 +114,17 @@ static mb_heap_page *mb_heap_page_new(mb_heap *h, unsigned c) {
   }
   pg = h->spare;
   if (pg != NULL) {
-    h->spare = NULL;
+    h->spare = (mb_heap_page *)pg->free;
+    h->nspare--;
   } else {
-    pg = aligned_alloc(MB_HEAP_PAGE, MB_HEAP_PAGE);
-    if (pg == NULL) return NULL;
+    void *p;
+    if (posix_memalign(&p, MB_HEAP_PAGE, MB_HEAP_TAKE) != 0) return NULL;
+    pg = p;
     h->npages++;
   }
   pg->free = NULL;
   pg->bump = (char *)pg + MB_HEAP_HDR;
-  pg->end = (char *)pg + MB_HEAP_PAGE;
+  pg->end = (char *)pg + MB_HEAP_TAKE;
   pg->used = 0;
   pg->cls = c;
   mb_list_push(&h->pages, &pg->link);
@@ -125,13 +134,15 @@ static mb_heap_page *mb_heap_page_new(mb_heap *h, unsigned c) {
 }
 
 /* A page's last block came back (it is out of its nonfull heap): keep it
-** as the spare, or give it back, so memory Lua frees leaves the process as
-** it would with malloc. */
+** as a spare (on their list through its free field), or give it back, so
+** memory Lua frees leaves the process as it would with malloc. */
 static void mb_heap_page_drop(mb_heap *h, mb_heap_page *pg) {
   mb_list_remove(&pg->link);
   h->cls[pg->cls].npages--;
-  if (h->spare == NULL) {
+  if (h->nspare < MB_HEAP_SPARES) {
+    pg->free = h->spare;
     h->spare = pg;
+    h->nspare++;
     return;
   }
   h->npages--;
@@ -238,11 +249,13 @@ void mb_heap_close(mb_heap *h) {
     free(mb_container_of(n, mb_heap_page, link));
     h->npages--;
   }
-  if (h->spare != NULL) {
-    free(h->spare);
-    h->spare = NULL;
+  while (h->spare != NULL) {
+    mb_heap_page *pg = h->spare;
+    h->spare = (mb_heap_page *)pg->free;
+    free(pg);
     h->npages--;
   }
+  h->nspare = 0;
   for (int i = 0; i < MB_HEAP_NCLASS; i++) {
     free(h->cls[i].nonfull);
     h->cls[i].nonfull = NULL;

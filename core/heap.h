@@ -29,6 +29,9 @@
 #ifndef MB_HEAP_PAGE
 #define MB_HEAP_PAGE ((size_t)4096) /* bytes a page, and its alignment */
 #endif
+#ifndef MB_HEAP_SPARES
+#define MB_HEAP_SPARES 1 /* empty pages kept */
+#endif
 #define MB_HEAP_MAX 256              /* the largest block a page holds */
 #define MB_HEAP_STEP 16              /* classes: 16, 32, ... MB_HEAP_MAX bytes */
 #define MB_HEAP_NCLASS (MB_HEAP_MAX / MB_HEAP_STEP)
@@ -57,9 +60,10 @@ typedef struct mb_heap_class {
 
 typedef struct mb_heap {
   mb_heap_class cls[MB_HEAP_NCLASS];
-  mb_link pages;       /* every page but the spare, for mb_heap_close */
-  mb_heap_page *spare; /* an empty page kept for the next class that needs one */
-  size_t npages;       /* pages from malloc, spare included */
+  mb_link pages;       /* every page but the spares, for mb_heap_close */
+  mb_heap_page *spare; /* empty pages kept for the next class that needs one */
+  unsigned nspare;     /* at most MB_HEAP_SPARES */
+  size_t npages;       /* pages from malloc, spares included */
 } mb_heap;
 
 void mb_heap_init(mb_heap *h);
