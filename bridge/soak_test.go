@@ -306,7 +306,7 @@ func TestSoak(t *testing.T) {
 	if last.luaKiB > second.luaKiB+slackLuaKiB {
 		t.Errorf("Lua memory grew from %d to %d KiB", second.luaKiB, last.luaKiB)
 	}
-	if last.cHeap > second.cHeap+slackC {
+	if last.cHeap > second.cHeap+slackC+slackHeapPages*heapPage {
 		t.Errorf("C heap grew from %d to %d bytes", second.cHeap, last.cHeap)
 	}
 	if last.threads > second.threads+2 {
@@ -338,6 +338,21 @@ func TestSoak(t *testing.T) {
 // slackLuaKiB is how much Lua's memory, after a full collection, may
 // differ from round to round without a leak.
 const slackLuaKiB = 64
+
+// Lua's small blocks live in pages of heapPage bytes (core/heap.h,
+// MB_HEAP_PAGE), which mallinfo2 counts whole, however few of their blocks
+// are in use; glibc's malloc counted only the blocks. Which pages a round's
+// survivors land on varies from round to round, so the C heap measured
+// between rounds moves by whole pages with nothing leaked: up to 32 pages
+// (128 KiB) between the second and last round of the short form, and
+// within a band of 41 pages (165 KiB) over the ten rounds of -soak 200000,
+// without a trend (bench/RESULTS.md, "A size-class heap for Lua's small
+// blocks"). The check after Close, when every page is freed, stays exact;
+// Lua's own count (slackLuaKiB) catches a leak of Lua memory.
+const (
+	heapPage       = 4096
+	slackHeapPages = 64
+)
 
 // slackC is how much the C heap may differ without a leak: Lua's own
 // heap (allocated from malloc) varies by a few hundred bytes after a full

@@ -23,6 +23,7 @@
 #include "coro.h"
 #include "env.h"
 #include "errors.h"
+#include "heap.h"
 #include "inspect.h"
 #include "lbug.h"
 #include "interrupt.h"
@@ -199,13 +200,14 @@ int mb_rt_close(mb_rt *rt) {
 ** do not allow (mb_limit_alloc_refuses: MemoryLimit, with the scheduler's
 ** reserve outside tasks, and a task's run past its deadline or budget),
 ** noting where the task is: Lua then collects garbage, tries once more,
-** and raises a memory error (LUA_ERRMEM) without a message handler. */
+** and raises a memory error (LUA_ERRMEM) without a message handler.
+** Blocks come from the runtime's small-block heap (heap.c), or malloc. */
 static void *mb_rt_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   mb_rt *rt = (mb_rt *)ud;
   size_t old = ptr != NULL ? osize : 0; /* without ptr, osize is a type tag */
   void *p;
   if (nsize == 0) {
-    free(ptr);
+    mb_heap_realloc(&rt->heap, ptr, osize, 0);
     rt->mem_used -= old;
     return NULL;
   }
@@ -214,7 +216,7 @@ static void *mb_rt_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     mb_limit_oom_where(rt); /* for the error's traceback */
     return NULL;
   }
-  p = realloc(ptr, nsize);
+  p = mb_heap_realloc(&rt->heap, ptr, osize, nsize);
   if (p != NULL)
     rt->mem_used = rt->mem_used - old + nsize;
   else
@@ -285,6 +287,7 @@ mb_rt *mb_rt_new(uintptr_t go_handle) {
   if (mb_sleep_init(&rt->sleepers, &rt->loop, mb_rt_timer_cb, rt) != 0) goto fail_queue;
   /* Inline calls encode their results here: sized so they rarely grow. */
   if (mb_buf_reserve(&rt->scratch_out, 4096) != 0) goto fail_sleep;
+  mb_heap_init(&rt->heap);
   rt->L = lua_newstate(mb_rt_alloc, rt);
   if (rt->L == NULL) goto fail_scratch;
   lua_atpanic(rt->L, mb_rt_panic);
@@ -295,6 +298,7 @@ mb_rt *mb_rt_new(uintptr_t go_handle) {
 fail_lua:
   lua_close(rt->L);
 fail_scratch:
+  mb_heap_close(&rt->heap);
   mb_buf_free(&rt->scratch_out);
 fail_sleep:
   mb_sleep_close(&rt->sleepers);
@@ -363,6 +367,7 @@ void mb_rt_free(mb_rt *rt, int64_t *leaked_lua_bytes, int *leaked_loop) {
   rt->mem_reserve = 0; /* finalizers run now get MemoryLimit itself */
   lua_close(rt->L); /* collects iterators: releases Lua's share of streams */
   rt->L = NULL;
+  mb_heap_close(&rt->heap); /* every page, even one a leak would keep */
   *leaked_lua_bytes = (int64_t)rt->mem_used;
   mb_run_free_all(rt);
   mb_call_pool_free(rt);

@@ -23,6 +23,7 @@
 
 #include "buf.h"
 #include "event.h"
+#include "heap.h"
 #include "list.h"
 #include "mb.h"
 #include "queue.h"
@@ -240,6 +241,7 @@ typedef struct mb_rt {
   mb_buf scratch_out;
   char fatal[256];      /* why the loop cannot continue (MB_STEP_FATAL) */
   mb_msg close_msg;
+  mb_heap heap;         /* Lua's small blocks (heap.c), freed after lua_close */
 } mb_rt;
 
 /* The runtime a Lua state belongs to: it is the allocator's user data. */

@@ -1,0 +1,116 @@
+//go:build !asan
+
+// The C heap around the small-block heap, read with glibc's mallinfo2:
+// under -asan malloc is AddressSanitizer's (mallinfo2 reads 0), the heap is
+// off, and LeakSanitizer checks what Close frees instead.
+
+package core
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/moonbridge/moonbridge/internal/cheap"
+)
+
+// exactHeapTunable turns malloc's per-thread caches off, whose chunks
+// mallinfo2 counts as in use (as bridge/soak_test.go does).
+const exactHeapTunable = "glibc.malloc.tcache_count=0"
+
+// exactHeap reports whether cheap.Bytes is exact in this process; when
+// not, it runs the calling test again in a child process with the caches
+// off, relays its report and returns false (the caller then returns).
+func exactHeap(t *testing.T) bool {
+	t.Helper()
+	if strings.Contains(os.Getenv("GLIBC_TUNABLES"), exactHeapTunable) {
+		return true
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), "GLIBC_TUNABLES="+strings.TrimPrefix(os.Getenv("GLIBC_TUNABLES")+":"+exactHeapTunable, ":"))
+	out, err := cmd.CombinedOutput()
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		t.Log(line)
+	}
+	if err != nil {
+		t.Fatalf("%s (run with %s): %v", t.Name(), exactHeapTunable, err)
+	}
+	if !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("the child process ran no %s", t.Name())
+	}
+	return false
+}
+
+// The heap gives pages back: after a script drops 200,000 small objects
+// and collects, the C heap is back near where it was before they were
+// made, not at the peak (pages that keep no block go back to malloc).
+func TestHeapGivesPagesBack(t *testing.T) {
+	if !exactHeap(t) {
+		return
+	}
+	l, _ := newTestLoop(t, Options{})
+	luaKiB := func() int64 {
+		v, err := l.GetGlobal(context.Background(), "kib")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, ok := v.(float64)
+		if !ok {
+			t.Fatalf("kib is %T %v", v, v)
+		}
+		return int64(f)
+	}
+	runOK(t, l, `collectgarbage() kib = collectgarbage("count")`)
+	before, luaBefore := cheap.Bytes(), luaKiB()
+	runOK(t, l, `
+		keep = {}
+		for i = 1, 200000 do keep[i] = {i} ; keep[-i] = "s" .. i end
+		collectgarbage()`)
+	peak := cheap.Bytes()
+	runOK(t, l, `keep = nil collectgarbage() collectgarbage() kib = collectgarbage("count")`)
+	after, luaAfter := cheap.Bytes(), luaKiB()
+	t.Logf("C heap: %d KiB before, %d KiB with the objects, %d KiB after; Lua: %d KiB before, %d KiB after",
+		before>>10, peak>>10, after>>10, luaBefore, luaAfter)
+	if peak-before < 8<<20 {
+		t.Fatalf("the objects took %d KiB: the test made too few to tell", (peak-before)>>10)
+	}
+	// What Lua itself still holds (its string table keeps some of the size
+	// it grew to) stays; beyond it, the spare page and pages of blocks
+	// kept by the run itself: far under a percent of the peak.
+	if grew := after - before - (luaAfter-luaBefore)<<10; grew > 256<<10 {
+		t.Errorf("C heap %d KiB above Lua's own growth after the objects were freed (peak %d KiB above)",
+			grew>>10, (peak-before)>>10)
+	}
+}
+
+// A Runtime made, used and closed again and again leaves the C heap
+// where it was: Close frees every page, the spare and the class tables.
+func TestHeapNewCloseFlat(t *testing.T) {
+	if !exactHeap(t) {
+		return
+	}
+	cycle := func() {
+		l, err := NewLoop(Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runOK(t, l, `local t = {} for i = 1, 5000 do t[i] = {tostring(i)} end`)
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cycle() // the first warms malloc's arenas and the process's one-time state
+	before := cheap.Bytes()
+	const n = 40
+	for range n {
+		cycle()
+	}
+	left := cheap.Bytes() - before
+	t.Logf("C heap after %d Runtimes: %+d bytes", n, left)
+	// A page (4 KiB) left per Runtime would be 160 KiB.
+	if left > 16<<10 {
+		t.Errorf("C heap: %d bytes more after %d Runtimes made and closed", left, n)
+	}
+}
