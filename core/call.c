@@ -101,6 +101,11 @@ static void mb_call_free(mb_rt *rt, mb_call *c) {
   rt->ncall_pool++;
 }
 
+/* A delivered record whose task was killed before its continuation ran. */
+static void mb_call_release(mb_rt *rt, void *obj) {
+  mb_call_free(rt, (mb_call *)obj);
+}
+
 void mb_call_pool_free(mb_rt *rt) {
   while (rt->call_pool != NULL) {
     mb_call *c = rt->call_pool;
@@ -173,7 +178,7 @@ void mb_call_drain(mb_rt *rt, mb_call *c) {
   mb_call_done(rt, c);
   if (c->task != NULL && !rt->closing) {
     mb_call_prefetch(c);
-    mb_task_wake(rt, c->task);
+    mb_task_wake_holding(rt, c->task, c, mb_call_release);
     c->task = NULL;
   } else {
     mb_call_free(rt, c);
@@ -193,6 +198,11 @@ static int mb_call_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   if (rt->current != NULL && rt->current->aborted)
     mb_task_wait_check(L); /* an aborted wait: the drain frees c */
+  {
+    void *held = mb_task_take_held(rt); /* c is the continuation's now */
+    mb_assert(held == c, "a call's results delivered to another wait");
+    (void)held;
+  }
   if (c->status != MB_OK) {
     /* Copy the message to Lua before freeing its buffer. */
     lua_pushlstring(L, c->buf.data ? c->buf.data : "", c->buf.len);

@@ -145,6 +145,8 @@ typedef struct mb_task {
   void *wait_obj;       /* what it waits on (MB_WAIT_OTHER) */
   const char *wait_what; /* what it waits for, in words, for deadlock reports */
   mb_wait_undo wait_undo; /* MB_WAIT_OTHER */
+  void *held;           /* what its woken continuation takes (a call's record) */
+  mb_wait_undo held_free; /* frees held if the task is killed before it runs */
   int nres;             /* DONE: results on co's stack (1..nres); FAILED: error at top */
   int observed;         /* someone took its result or error */
   int64_t id;           /* sequence number, for names */

@@ -72,6 +72,8 @@ void mb_task_wait_check(lua_State *L);
 void mb_task_wait_end(mb_rt *rt, mb_task *t);
 void mb_task_ready(mb_rt *rt, mb_task *t);
 void mb_task_wake(mb_rt *rt, mb_task *t);
+void mb_task_wake_holding(mb_rt *rt, mb_task *t, void *held, mb_wait_undo held_free);
+void *mb_task_take_held(mb_rt *rt);
 int mb_task_wake_sleepers(mb_rt *rt);
 void mb_task_waiter_init(mb_waiter *w, mb_task *t, lua_State *L, int index, int op);
 void mb_task_waiter_fire(mb_rt *rt, mb_waiter *w, int ok);
