@@ -24,18 +24,21 @@ type callCtx struct {
 	parent context.Context
 	run    *runCalls    // the run's count of cancelled calls, or nil
 	state  atomic.Int32 // callRunning, callCancelled (counted in run), callReturned
+	how    int32        // how runCall runs the call: runPooled, runOwn, runReclaim
 	mu     sync.Mutex
 	done   chan struct{}
 	err    error
-	began  time.Time // when a call timed by its goroutine began (pool.go)
 
-	// The call running in this context, for runCall's deferred handOff.
-	l   *Loop
-	f   *function
-	c   *C.mb_call
-	how int
-	out outcome
+	// The call running in this context, for runCall's deferred handOff
+	// (kept here, not on the goroutine's stack: see runCall).
+	c     *C.mb_call
+	began time.Duration // runOwn: when it began, on clock's scale
+	vals  []any         // what the function returned
+	ret   error         // and its error; errRunning until it returns
 }
+
+// clock is the origin of callCtx.began: a monotonic reading as one word.
+var clock = time.Now()
 
 const (
 	callRunning   = 0

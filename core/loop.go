@@ -1083,9 +1083,6 @@ func statusOf(err error) C.int {
 	return C.MB_OK
 }
 
-// errGoexit is a call's error when its Go function called runtime.Goexit.
-var errGoexit = errors.New("the Go function exited its goroutine (runtime.Goexit) instead of returning")
-
 // errBadResult is the error for results that cannot cross to Lua.
 func errBadResult(err error) error { return fmt.Errorf("bad result: %w", err) }
 
@@ -1096,7 +1093,7 @@ func moveOut(out *C.mb_buf, n int) bool { return C.mb_bridge_out_move(out, C.siz
 // (its function blocks: the call is timed, pool.go), or on the goroutine
 // that drove the loop (runHere: it then reclaims the loop).
 const (
-	runPooled = iota
+	runPooled int32 = iota
 	runOwn
 	runReclaim
 )
@@ -1112,48 +1109,42 @@ const (
 // the function decide whether the stack fits in Go's first 2 KB (or the
 // collector can shrink it back there) or stays at 4 KB — that was two
 // thirds of what a suspended call held.
-func (l *Loop) runCall(f *function, c *C.mb_call, ctx *callCtx, how int) (held bool) {
-	ctx.l, ctx.f, ctx.c, ctx.how = l, f, c, how
-	defer ctx.handOff(&held)
+func (l *Loop) runCall(f *function, c *C.mb_call, ctx *callCtx, how int32) (held bool) {
+	ctx.c, ctx.how, ctx.ret = c, how, errRunning
+	defer l.handOff(ctx, &held)
 	if how == runOwn {
-		ctx.began = time.Now()
+		ctx.began = time.Since(clock)
 	}
 	args, err := AppendValues(nil, cslice(c.buf.data, c.buf.len))
 	if err != nil {
-		ctx.out.status, ctx.out.err = C.MB_ERR, err
+		ctx.ret = err
 		return
 	}
-	ctx.out.status = C.MB_PANIC // until the function returns
-	vals, err := f.fn(ctx, args)
-	ctx.out.vals, ctx.out.err, ctx.out.status = vals, err, statusOf(err)
+	ctx.vals, ctx.ret = f.fn(ctx, args)
 	return
 }
 
-// outcome is what a call's Go function gave.
-type outcome struct {
-	vals   []any
-	err    error
-	status C.int
-}
+// errRunning is a call's error until its function returns: still there
+// after, the function neither returned nor panicked (runtime.Goexit).
+var errRunning = errors.New("the Go function exited its goroutine (runtime.Goexit) instead of returning")
 
 // handOff ends runCall: it turns a panic into the call's error, stores the
 // outcome in the call's record and queues it for the loop (as the driver
 // again, with runReclaim, if the token is free).
-func (ctx *callCtx) handOff(held *bool) {
-	l, c, o, how := ctx.l, ctx.c, &ctx.out, ctx.how
+func (l *Loop) handOff(ctx *callCtx, held *bool) {
+	c, how := ctx.c, ctx.how
+	vals, err, status := ctx.vals, ctx.ret, statusOf(ctx.ret)
 	if p := recover(); p != nil {
-		o.vals, o.err = nil, fmt.Errorf("%v", p)
-	} else if o.status == C.MB_PANIC && o.err == nil {
-		// Neither returned nor panicked: runtime.Goexit. The call still
-		// ends (as an error), and this goroutine, on its way out, does not
-		// take the loop back.
-		o.err, how = errGoexit, runPooled
+		vals, err, status = nil, fmt.Errorf("%v", p), C.MB_PANIC
+	} else if err == errRunning {
+		// runtime.Goexit: the call still ends, and this goroutine, on its
+		// way out, does not take the loop back.
+		vals, status, how = nil, C.MB_PANIC, runPooled
 	}
 	if how == runOwn {
-		ctx.f.timed(time.Since(ctx.began))
+		(*l.funcs.Load())[c.fn].timed(time.Since(clock) - ctx.began)
 	}
-	vals, status, err := o.vals, o.status, o.err
-	*o = outcome{}
+	ctx.vals, ctx.ret = nil, nil
 	ctx.returned()
 	l.store(c, vals, status, err)
 	if how == runReclaim && l.token.TryLock() {

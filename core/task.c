@@ -386,25 +386,6 @@ void mb_task_wake(mb_rt *rt, mb_task *t) {
   mb_list_push(&rt->ready, &t->ready);
 }
 
-/* mb_task_wake, delivering a record the task's continuation takes (a
-** call's results): the task owns it until then, so a task killed before
-** it runs frees it (mb_task_kill) instead of losing it. */
-void mb_task_wake_holding(mb_rt *rt, mb_task *t, void *held, mb_wait_undo held_free) {
-  mb_task_wake(rt, t);
-  t->held = held;
-  t->held_free = held_free;
-}
-
-/* The running task's continuation takes what its wake delivered. */
-void *mb_task_take_held(mb_rt *rt) {
-  mb_task *t = rt->current;
-  void *held;
-  if (t == NULL) return NULL;
-  held = t->held;
-  t->held = NULL;
-  return held;
-}
-
 /* Fire one registration: the task learns which case completed and how. */
 void mb_task_waiter_fire(mb_rt *rt, mb_waiter *w, int ok) {
   mb_task *t = w->task;

@@ -72,8 +72,25 @@ void mb_task_wait_check(lua_State *L);
 void mb_task_wait_end(mb_rt *rt, mb_task *t);
 void mb_task_ready(mb_rt *rt, mb_task *t);
 void mb_task_wake(mb_rt *rt, mb_task *t);
-void mb_task_wake_holding(mb_rt *rt, mb_task *t, void *held, mb_wait_undo held_free);
-void *mb_task_take_held(mb_rt *rt);
+
+/* mb_task_wake, delivering a record the task's continuation takes (a
+** call's results): the task owns it until then, so a task killed before
+** it runs frees it (mb_task_kill) instead of losing it. */
+static inline void mb_task_wake_holding(mb_rt *rt, mb_task *t, void *held, mb_wait_undo held_free) {
+  mb_task_wake(rt, t);
+  t->held = held;
+  t->held_free = held_free;
+}
+
+/* The running task's continuation takes what its wake delivered. */
+static inline void *mb_task_take_held(mb_rt *rt) {
+  mb_task *t = rt->current;
+  void *held;
+  if (t == NULL) return NULL;
+  held = t->held;
+  t->held = NULL;
+  return held;
+}
 int mb_task_wake_sleepers(mb_rt *rt);
 void mb_task_waiter_init(mb_waiter *w, mb_task *t, lua_State *L, int index, int op);
 void mb_task_waiter_fire(mb_rt *rt, mb_waiter *w, int ok);
