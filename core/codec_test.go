@@ -33,19 +33,26 @@ func codecEqualBits(a, b any) bool {
 		}
 		return true
 	case map[string]any:
-		y, ok := b.(map[string]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for k, xv := range x {
-			yv, ok := y[k]
-			if !ok || !codecEqualBits(xv, yv) {
-				return false
-			}
-		}
-		return true
+		return codecEqualMaps(x, b)
+	case map[int64]any: // a table with integer keys that is not a sequence
+		return codecEqualMaps(x, b)
 	}
 	return reflect.TypeOf(a) == reflect.TypeOf(b) && a == b
+}
+
+// codecEqualMaps is codecEqualBits for two maps of x's type.
+func codecEqualMaps[K comparable](x map[K]any, b any) bool {
+	y, ok := b.(map[K]any)
+	if !ok || len(x) != len(y) {
+		return false
+	}
+	for k, xv := range x {
+		yv, ok := y[k]
+		if !ok || !codecEqualBits(xv, yv) {
+			return false
+		}
+	}
+	return true
 }
 
 // luaView predicts what a decoded value becomes after a trip through Lua:
@@ -93,6 +100,31 @@ func codecLuaView(v any, depth int) (any, bool) {
 			}
 		}
 		return out, true
+	case map[int64]any: // Go -> Lua only: Lua sends it back as a sequence, or cannot
+		if depth >= wireMaxEncodeDepth {
+			return nil, false
+		}
+		n := 0
+		for _, el := range x {
+			if el != nil {
+				n++
+			}
+		}
+		if n == 0 {
+			return map[string]any{}, true
+		}
+		out := make([]any, n)
+		for i := range out {
+			el := x[int64(i+1)]
+			if el == nil {
+				return nil, false // not 1..n: not a sequence
+			}
+			var ok bool
+			if out[i], ok = codecLuaView(el, depth+1); !ok {
+				return nil, false
+			}
+		}
+		return out, true
 	}
 	return v, true
 }
@@ -118,6 +150,11 @@ func codecDepth(v any) int {
 		}
 		return d + 1
 	case map[string]any:
+		for _, el := range x {
+			d = max(d, codecDepth(el))
+		}
+		return d + 1
+	case map[int64]any:
 		for _, el := range x {
 			d = max(d, codecDepth(el))
 		}
