@@ -197,7 +197,7 @@ static int mb_call_k(lua_State *L, int status, lua_KContext ctx) {
   mb_call *c = (mb_call *)ctx;
   (void)status;
   if (rt->current != NULL && rt->current->aborted)
-    mb_task_wait_check(L); /* an aborted wait: the drain frees c */
+    mb_task_wait_check(L); /* aborted: the drain frees c, or the wait's end did */
   {
     void *held = mb_task_take_held(rt); /* c is the continuation's now */
     mb_assert(held == c, "a call's results delivered to another wait");

@@ -486,8 +486,15 @@ mb_task *mb_task_current(lua_State *L, const char *name) {
 void mb_task_wait_end(mb_rt *rt, mb_task *t) {
   switch (t->wait) {
     case MB_WAIT_READY:
-    case MB_WAIT_WOKEN:
       mb_list_remove(&t->ready);
+      break;
+    case MB_WAIT_WOKEN: /* its continuation will not take what was delivered */
+      mb_list_remove(&t->ready);
+      if (t->held != NULL) {
+        void *held = t->held;
+        t->held = NULL;
+        t->held_free(rt, held);
+      }
       break;
     case MB_WAIT_OTHER:
       t->wait_undo(rt, t->wait_obj);
@@ -847,11 +854,6 @@ void mb_task_kill(mb_rt *rt, mb_task *t) {
   lua_State *running = rt->running;
   int count = rt->hook_count;
   mb_task_wait_end(rt, t);
-  if (t->held != NULL) { /* woken, never resumed: its continuation's record */
-    void *held = t->held;
-    t->held = NULL;
-    t->held_free(rt, held);
-  }
   t->killed = 1;
   rt->current = t;
   rt->running = t->co;

@@ -74,8 +74,9 @@ void mb_task_ready(mb_rt *rt, mb_task *t);
 void mb_task_wake(mb_rt *rt, mb_task *t);
 
 /* mb_task_wake, delivering a record the task's continuation takes (a
-** call's results): the task owns it until then, so a task killed before
-** it runs frees it (mb_task_kill) instead of losing it. */
+** call's results): the task owns it until then, so a task killed (or its
+** wait aborted) before it runs frees it in mb_task_wait_end instead of
+** losing it. */
 static inline void mb_task_wake_holding(mb_rt *rt, mb_task *t, void *held, mb_wait_undo held_free) {
   mb_task_wake(rt, t);
   t->held = held;
