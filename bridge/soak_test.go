@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
@@ -359,36 +358,10 @@ const (
 // collection, and new OS threads take a little.
 const slackC = 16 << 10
 
-// exactHeapTunable is the glibc tunable that turns malloc's per-thread
-// caches off. Chunks parked in those caches count as in use in mallinfo2,
-// and which thread frees what varies from run to run, so with the caches
-// on the C heap drifts by a few KiB a round with not a byte leaked.
-const exactHeapTunable = "glibc.malloc.tcache_count=0"
-
-// exactHeap reports whether cheap.Bytes is exact in this process
-// (malloc's thread caches off). Tunables are read at start-up, so when it
-// is not, exactHeap runs the calling test again in a child process of
-// this test binary with the tunable set, passing the flags on, relays its
-// report, and returns false: the caller then returns.
+// exactHeap is cheap.Exact, passing the soak's size on to the child.
 func exactHeap(t *testing.T) bool {
 	t.Helper()
-	if strings.Contains(os.Getenv("GLIBC_TUNABLES"), exactHeapTunable) {
-		return true
-	}
-	args := []string{"-test.run=^" + t.Name() + "$", "-test.v", "-test.count=1", fmt.Sprintf("-soak=%d", *soakTasks)}
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "GLIBC_TUNABLES="+strings.TrimPrefix(os.Getenv("GLIBC_TUNABLES")+":"+exactHeapTunable, ":"))
-	out, err := cmd.CombinedOutput()
-	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
-		t.Log(line)
-	}
-	if err != nil {
-		t.Fatalf("%s (run with %s): %v", t.Name(), exactHeapTunable, err)
-	}
-	if !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-		t.Fatalf("the child process ran no %s", t.Name())
-	}
-	return false
+	return cheap.Exact(t, fmt.Sprintf("-soak=%d", *soakTasks))
 }
 
 // leftBehind is what a test measures before it makes a Runtime, to check

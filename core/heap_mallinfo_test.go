@@ -8,46 +8,16 @@ package core
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"strings"
 	"testing"
 
 	"github.com/moonbridge/moonbridge/internal/cheap"
 )
 
-// exactHeapTunable turns malloc's per-thread caches off, whose chunks
-// mallinfo2 counts as in use (as bridge/soak_test.go does).
-const exactHeapTunable = "glibc.malloc.tcache_count=0"
-
-// exactHeap reports whether cheap.Bytes is exact in this process; when
-// not, it runs the calling test again in a child process with the caches
-// off, relays its report and returns false (the caller then returns).
-func exactHeap(t *testing.T) bool {
-	t.Helper()
-	if strings.Contains(os.Getenv("GLIBC_TUNABLES"), exactHeapTunable) {
-		return true
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), "GLIBC_TUNABLES="+strings.TrimPrefix(os.Getenv("GLIBC_TUNABLES")+":"+exactHeapTunable, ":"))
-	out, err := cmd.CombinedOutput()
-	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
-		t.Log(line)
-	}
-	if err != nil {
-		t.Fatalf("%s (run with %s): %v", t.Name(), exactHeapTunable, err)
-	}
-	if !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-		t.Fatalf("the child process ran no %s", t.Name())
-	}
-	return false
-}
-
 // The heap gives pages back: after a script drops 200,000 small objects
 // and collects, the C heap is back near where it was before they were
 // made, not at the peak (pages that keep no block go back to malloc).
 func TestHeapGivesPagesBack(t *testing.T) {
-	if !exactHeap(t) {
+	if !cheap.Exact(t) {
 		return
 	}
 	l, _ := newTestLoop(t, Options{})
@@ -88,7 +58,7 @@ func TestHeapGivesPagesBack(t *testing.T) {
 // A Runtime made, used and closed again and again leaves the C heap
 // where it was: Close frees every page, the spare and the class tables.
 func TestHeapNewCloseFlat(t *testing.T) {
-	if !exactHeap(t) {
+	if !cheap.Exact(t) {
 		return
 	}
 	cycle := func() {
@@ -119,7 +89,7 @@ func TestHeapNewCloseFlat(t *testing.T) {
 // Go results are delivered but not yet taken (killedWakeRounds): the
 // killed tasks free their call records (1 KiB each here).
 func TestKilledWokenTasksLeaveNoCHeap(t *testing.T) {
-	if !exactHeap(t) {
+	if !cheap.Exact(t) {
 		return
 	}
 	cycle := func(rounds int) {

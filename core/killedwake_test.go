@@ -3,7 +3,6 @@ package core
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -14,27 +13,11 @@ import (
 // plain in the C heap. Every round must end with main's error.
 func killedWakeRounds(t *testing.T, l *Loop, rounds int) {
 	t.Helper()
-	var mu sync.Mutex
-	var entered int
-	var all chan struct{}
-	reset := func() {
-		mu.Lock()
-		entered, all = 0, make(chan struct{})
-		mu.Unlock()
-	}
+	r := newRendezvous(9)
 	big := strings.Repeat("x", 1024)
 	if err := l.RegisterFunc("meet", false, func(ctx context.Context, _ []Value) ([]any, error) {
-		mu.Lock()
-		entered++
-		ch := all
-		if entered == 9 {
-			close(ch)
-		}
-		mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := r.wait(ctx); err != nil {
+			return nil, err
 		}
 		return []any{big}, nil
 	}); err != nil {
@@ -45,7 +28,7 @@ for i = 1, 8 do task.spawn(meet) end
 meet()
 error("main is done", 0)`)
 	for range rounds {
-		reset()
+		r.reset()
 		err := l.RunChunk(context.Background(), "=round", src, nil)
 		if err == nil || !strings.Contains(err.Error(), "main is done") {
 			t.Fatalf("a round ended with %v, want main's error", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -16,20 +17,14 @@ import (
 func TestBlockingCallsAllRunAtOnceAndQuickOnesReturnToThePool(t *testing.T) {
 	const n = 2000 // beyond poolMaxIdle and GOMAXPROCS: only new workers or goroutines let them all in
 	l, _ := newTestLoop(t, Options{})
-	var entered atomic.Int64
 	var quick atomic.Bool
-	all := make(chan struct{})
+	r := newRendezvous(n)
 	if err := l.RegisterFunc("meet", false, func(ctx context.Context, args []Value) ([]any, error) {
 		if quick.Load() {
 			return []any{int64(0)}, nil
 		}
-		if entered.Add(1) == n {
-			close(all)
-		}
-		select {
-		case <-all:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := r.wait(ctx); err != nil {
+			return nil, err
 		}
 		return []any{int64(1)}, nil
 	}); err != nil {
@@ -104,5 +99,42 @@ func TestGoexitInAGoFunctionEndsItsCallAsAnError(t *testing.T) {
 	}
 	if err := l.RunChunk(context.Background(), "=after", []byte(`assert(1 + 1 == 2)`), nil); err != nil {
 		t.Fatalf("the Runtime does not serve after Goexit: %v", err)
+	}
+}
+
+// rendezvous holds its callers until n of them have come (or their
+// context ends); reset starts a new round.
+type rendezvous struct {
+	n   int
+	mu  sync.Mutex
+	in  int
+	all chan struct{}
+}
+
+func newRendezvous(n int) *rendezvous {
+	r := &rendezvous{n: n}
+	r.reset()
+	return r
+}
+
+func (r *rendezvous) reset() {
+	r.mu.Lock()
+	r.in, r.all = 0, make(chan struct{})
+	r.mu.Unlock()
+}
+
+func (r *rendezvous) wait(ctx context.Context) error {
+	r.mu.Lock()
+	r.in++
+	all := r.all
+	if r.in == r.n {
+		close(all)
+	}
+	r.mu.Unlock()
+	select {
+	case <-all:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
