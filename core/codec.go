@@ -49,6 +49,7 @@ var (
 	typeOfAnySlice = reflect.TypeFor[[]any]()
 	typeOfAnyMap   = reflect.TypeFor[map[string]any]()
 	typeOfFields   = reflect.TypeFor[Fields]()
+	typeOfField    = reflect.TypeFor[Field]()
 	typeOfTime     = reflect.TypeFor[time.Time]()
 	typeOfError    = reflect.TypeFor[error]()
 )
@@ -136,6 +137,18 @@ func (e *msgEncoder) value(v any) *encodeError {
 		return e.anyMap(x)
 	case Fields:
 		return e.fields(x)
+	case *Fields: // a stream's chunk: no allocation to box a slice per emit
+		if x == nil {
+			e.buf = append(e.buf, wireNil)
+			return nil
+		}
+		return e.fields(*x)
+	case *string: // a reused field: no allocation to box a string per emit
+		if x == nil {
+			e.buf = append(e.buf, wireNil)
+			return nil
+		}
+		return e.str(*x)
 	default:
 		return e.reflect(reflect.ValueOf(v))
 	}
@@ -304,6 +317,9 @@ func (e *msgEncoder) reflect(v reflect.Value) *encodeError {
 	case reflect.Pointer:
 		return e.pointer(v)
 	case reflect.Slice:
+		if v.Type().Elem() == typeOfField { // Fields, held in a struct, a typed slice or map
+			return e.fields(unsafe.Slice((*Field)(v.UnsafePointer()), v.Len()))
+		}
 		if v.Type().Elem().Kind() == reflect.Uint8 {
 			b := v.Bytes()
 			return e.str(unsafe.String(unsafe.SliceData(b), len(b)))

@@ -211,12 +211,13 @@ func codecErrContains(t *testing.T, err error, want string) {
 // round trips Go -> C/Lua -> Go
 
 type (
-	codecString string
-	codecInt    int16
-	codecFloat  float32
-	codecBytes  []byte
-	codecSlice  []codecInt
-	codecMap    map[codecString]codecInt
+	codecString    string
+	codecInt       int16
+	codecFloat     float32
+	codecBytes     []byte
+	codecSlice     []codecInt
+	codecMap       map[codecString]codecInt
+	codecFieldList []Field
 )
 
 type codecInner struct {
@@ -304,6 +305,14 @@ func TestCodecRoundTrip(t *testing.T) {
 		{"fields key twice keeps the last", Fields{{"a", 1}, {"a", "two"}}, map[string]any{"a": "two"}},
 		{"fields nested", Fields{{"in", Fields{{"x", []any{1}}}}, {"m", map[string]any{"y": 2.5}}}, map[string]any{"in": map[string]any{"x": []any{int64(1)}}, "m": map[string]any{"y": 2.5}}},
 		{"fields empty", Fields{}, map[string]any{}},
+		{"pointer to fields", &Fields{{"a", 1}, {"b", nil}}, map[string]any{"a": int64(1)}},
+		{"nil pointer to fields", (*Fields)(nil), nil},
+		{"typed slice of fields", []Fields{{{"a", 1}}, {{"b", "x"}}}, []any{map[string]any{"a": int64(1)}, map[string]any{"b": "x"}}},
+		{"fields in a struct", struct{ Chunk Fields }{Fields{{"a", true}}}, map[string]any{"Chunk": map[string]any{"a": true}}},
+		{"fields in a typed map", map[string]Fields{"k": {{"n", 2.5}}}, map[string]any{"k": map[string]any{"n": 2.5}}},
+		{"named slice of Field", codecFieldList{{"a", "z"}}, map[string]any{"a": "z"}},
+		{"pointer to string", func() *string { s := "p"; return &s }(), "p"},
+		{"nil pointer to string", (*string)(nil), nil},
 		{"typed map", map[string]int{"a": 1}, map[string]any{"a": int64(1)}},
 		{"named string", codecString("s"), "s"},
 		{"named int", codecInt(-3), int64(-3)},

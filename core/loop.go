@@ -16,6 +16,12 @@ package core
 // call there is.
 static inline int mb_loop_step(uintptr_t rt) { return mb_rt_step((mb_rt *)rt); }
 
+// A stream's chunk, for the same reason: the bytes are Go memory, and C
+// copies them before it returns.
+static inline int mb_loop_emit(uintptr_t rt, uintptr_t s, uintptr_t data, size_t len) {
+  return mb_stream_emit((mb_rt *)rt, (mb_stream *)s, (const char *)data, len);
+}
+
 // The completion path: these keep no Go pointer and never call into Go.
 #cgo noescape uv_async_send
 #cgo nocallback uv_async_send
@@ -23,8 +29,6 @@ static inline int mb_loop_step(uintptr_t rt) { return mb_rt_step((mb_rt *)rt); }
 #cgo nocallback mb_buf_reserve
 #cgo noescape mb_call_complete
 #cgo nocallback mb_call_complete
-#cgo noescape mb_stream_emit
-#cgo nocallback mb_stream_emit
 #cgo noescape mb_stream_end
 #cgo nocallback mb_stream_end
 #cgo nocallback mb_stream_room
@@ -515,6 +519,10 @@ func cbool(b bool) C.int {
 	return 0
 }
 
+// cptr is p as an integer, for the hot calls whose pointer arguments cgo
+// would otherwise check one by one (see mb_loop_step).
+func cptr(p unsafe.Pointer) C.uintptr_t { return C.uintptr_t(uintptr(p)) }
+
 func cbytes(b []byte) (*C.char, C.size_t) {
 	if len(b) == 0 {
 		return nil, 0
@@ -693,7 +701,7 @@ func (l *Loop) driver() {
 // standby driver.
 func (l *Loop) drive(w *runWaiter) bool {
 	for {
-		st := C.mb_loop_step(C.uintptr_t(uintptr(unsafe.Pointer(l.c))))
+		st := C.mb_loop_step(cptr(unsafe.Pointer(l.c)))
 		l.raceAcquire()
 		switch st {
 		case C.MB_STEP_EVENTS:
@@ -1291,9 +1299,10 @@ func (l *Loop) runStream(f *function, s *C.mb_stream, ctx context.Context, credi
 			return fmt.Errorf("emit: %w", err)
 		}
 		buf = out
-		p, n := cbytes(out)
 		l.raceRelease()
-		rc := C.mb_stream_emit(l.c, s, p, n)
+		rc := C.mb_loop_emit(cptr(unsafe.Pointer(l.c)), cptr(unsafe.Pointer(s)),
+			cptr(unsafe.Pointer(unsafe.SliceData(out))), C.size_t(len(out)))
+		runtime.KeepAlive(out)
 		if rc < 0 {
 			return errors.New("emit: out of memory")
 		}

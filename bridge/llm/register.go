@@ -356,19 +356,21 @@ func (m *module) stream(ctx context.Context, args bridge.Args, emit func(any) er
 		return emit(map[string]any{"error": kerr[1]})
 	}
 	// emit encodes its value before it returns, so one table serves every
-	// chunk but the last: no allocation per token, and its fields go in
-	// order, no map to hash and walk.
-	part := bridge.Fields{{Key: "content"}, {Key: "done", Value: false}, {Key: "reasoning"}, {Key: "refusal"}}
+	// chunk but the last, its fields in order (no map to hash and walk).
+	// It and its strings go by pointer: nothing is boxed, so nothing is
+	// allocated, per token.
+	var content, reasoning, refusal string
+	part := bridge.Fields{{Key: "content", Value: &content}, {Key: "done", Value: false}, {Key: "reasoning"}, {Key: "refusal"}}
 	var text []byte
 	return m.p.Stream(ctx, c.req, func(ch Chunk) error {
 		if !ch.Done {
-			part[0].Value = ch.Content
-			part[2].Value = nonEmpty(ch.Reasoning)
-			part[3].Value = nonEmpty(ch.Refusal)
+			content, reasoning, refusal = ch.Content, ch.Reasoning, ch.Refusal
+			part[2].Value = nonEmpty(&reasoning)
+			part[3].Value = nonEmpty(&refusal)
 			if c.schema != nil {
 				text = append(text, ch.Content...)
 			}
-			return emit(part)
+			return emit(&part)
 		}
 		if ch.Usage != nil {
 			rs.add(ctx, *ch.Usage)
@@ -383,9 +385,9 @@ func (m *module) stream(ctx context.Context, args bridge.Args, emit func(any) er
 	})
 }
 
-// nonEmpty is s, or nil (a field left out) when s is empty.
-func nonEmpty(s string) any {
-	if s == "" {
+// nonEmpty is s, or nil (a field left out) when *s is empty.
+func nonEmpty(s *string) any {
+	if *s == "" {
 		return nil
 	}
 	return s
