@@ -36,7 +36,7 @@ const (
 	FanOutTasks            = 10_000  // FanOut: coroutines, each making one async go_sleep call
 	FanOutSleepMs          = 1       // FanOut: milliseconds each go_sleep sleeps
 	StreamChunkN           = 100_000 // StreamChunks: chunks per stream (plus the final done chunk)
-	LLMStreamWindow        = 64      // StreamChunks: chunks buffered between provider and Lua (moonbridge's MB_STREAM_WINDOW)
+	LLMStreamWindow        = 256     // StreamChunks: chunks buffered between provider and Lua (moonbridge's MB_STREAM_WINDOW)
 	GenerateAllN           = 1_000   // GenerateAll: requests per run
 	GenerateAllConcurrency = 64      // GenerateAll: requests in flight
 	ChatReplyTokens        = 20      // GenerateAll: content events per reply (ChatServer)

@@ -157,7 +157,13 @@ static void mb_stream_took(mb_rt *rt, mb_stream *s) {
 ** decoding list, so a memory error raised meanwhile (the limit) loses it
 ** to nobody: the stream frees the list. A finalizer run by the decode's
 ** allocations may take the next chunk meanwhile; each call unlinks its own. */
-static int mb_stream_decode(lua_State *L, mb_stream *s, mb_chunk *ch, const char *name) {
+/* The stream function's name, for messages: the iterator's second upvalue,
+** read only on the paths that print it, not once a chunk. */
+static const char *mb_stream_name(lua_State *L) {
+  return lua_tostring(L, lua_upvalueindex(2));
+}
+
+static int mb_stream_decode(lua_State *L, mb_stream *s, mb_chunk *ch) {
   mb_chunk **pp;
   int n;
   char err[160];
@@ -168,7 +174,10 @@ static int mb_stream_decode(lua_State *L, mb_stream *s, mb_chunk *ch, const char
   }
   *pp = ch->qnext;
   mb_stream_chunk_recycle(s, ch);
-  if (n < 0) return mb_errors_throw(L, "bridge", name, "%s: bad chunk: %s", name, err);
+  if (n < 0) {
+    const char *name = mb_stream_name(L);
+    return mb_errors_throw(L, "bridge", name, "%s: bad chunk: %s", name, err);
+  }
   return n;
 }
 
@@ -201,22 +210,23 @@ static mb_chunk *mb_stream_sleep(mb_rt *rt, mb_stream *s) {
 }
 
 /* Give the next chunk, the end (nil), or the Go error; -1 when none yet. */
-static int mb_stream_take(lua_State *L, mb_rt *rt, mb_stream *s, const char *name) {
+static int mb_stream_take(lua_State *L, mb_rt *rt, mb_stream *s) {
   mb_chunk *ch = mb_stream_next_chunk(rt, s);
-  if (ch != NULL) return mb_stream_decode(L, s, ch, name);
+  if (ch != NULL) return mb_stream_decode(L, s, ch);
   if (s->ended) {
     if (s->call.status != MB_OK) {
       int status = s->call.status;
       lua_pushlstring(L, s->call.buf.data ? s->call.buf.data : "", s->call.buf.len);
       s->call.status = MB_OK; /* raised once; the next call ends the loop */
       s->call.buf.len = 0;
-      return mb_call_raise(L, name, status, lua_tostring(L, -1), lua_rawlen(L, -1));
+      return mb_call_raise(L, mb_stream_name(L), status, lua_tostring(L, -1),
+                           lua_rawlen(L, -1));
     }
     lua_pushnil(L);
     return 1;
   }
   ch = mb_stream_sleep(rt, s);
-  if (ch != NULL) return mb_stream_decode(L, s, ch, name);
+  if (ch != NULL) return mb_stream_decode(L, s, ch);
   return -1;
 }
 
@@ -229,7 +239,6 @@ static void mb_stream_undo(mb_rt *rt, void *obj) {
 static int mb_stream_next_k(lua_State *L, int status, lua_KContext ctx) {
   mb_rt *rt = mb_rt_of(L);
   mb_stream **sp = (mb_stream **)lua_touserdata(L, lua_upvalueindex(1));
-  const char *name = lua_tostring(L, lua_upvalueindex(2));
   mb_stream *s = *sp;
   mb_task *t = rt->current;
   int n;
@@ -244,7 +253,8 @@ static int mb_stream_next_k(lua_State *L, int status, lua_KContext ctx) {
   ** and a chunk wakes one waiter. */
   if (t != NULL && (!s->has_reader || s->reader != t->id || s->reader_run != t->run->id)) {
     if (s->has_reader)
-      return mb_errors_misuse(L, "%s: the stream is read by another task", name);
+      return mb_errors_misuse(L, "%s: the stream is read by another task",
+                              mb_stream_name(L));
     s->has_reader = 1, s->reader_run = t->run->id, s->reader = t->id;
   }
   /* Go hears of a credit only when the step ends: end it now, this task
@@ -258,11 +268,11 @@ static int mb_stream_next_k(lua_State *L, int status, lua_KContext ctx) {
       return mb_task_wait_yield(L, t, MB_WAIT_READY, "its turn", 0, mb_stream_next_k);
     }
   }
-  n = mb_stream_take(L, rt, s, name);
+  n = mb_stream_take(L, rt, s);
   if (n >= 0) return n;
-  t = mb_task_wait_begin_as(L, name, "wait for Go");
+  t = mb_task_wait_begin_as(L, mb_stream_name(L), "wait for Go");
   s->waiter = t;
-  return mb_task_wait_other(L, t, s, mb_stream_undo, name, 0, mb_stream_next_k);
+  return mb_task_wait_other(L, t, s, mb_stream_undo, mb_stream_name(L), 0, mb_stream_next_k);
 }
 
 static int mb_stream_next(lua_State *L) {

@@ -18,7 +18,7 @@
 
 /* Backpressure window: Go may run this many chunks ahead of Lua, and is
 ** let go again when Lua is within half of it. It is also the ring's size. */
-#define MB_STREAM_WINDOW 64
+#define MB_STREAM_WINDOW 256
 
 /* A chunk a stream emitted: in a slot of the ring, then Lua's while it is
 ** decoded, then back on the producer's spare stack. */
