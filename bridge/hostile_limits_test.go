@@ -369,3 +369,79 @@ func TestHostileDetachedTasksBeyondTheReserve(t *testing.T) {
 		servesAfter(t, rt, out)
 	}
 }
+
+// spinShapes are a task spinning with no limit, no time slice and no
+// deadline, in each place a turn can be stuck: where it can yield, and
+// where it cannot (a C function's callback, a message handler).
+var spinShapes = map[string]string{
+	"loop":                  `while true do end`,
+	"in pcall":              `pcall(function() while true do end end)`,
+	"in a handler":          `xpcall(error, function() while true do end end)`,
+	"in a comparator":       `table.sort({3, 2, 1}, function(a, b) while true do end end)`,
+	"pcall in a comparator": `table.sort({3, 2, 1}, function(a, b) while true do pcall(function() while true do end end) end end)`,
+	"in __index":            `local t = setmetatable({}, {__index = function() while true do end end}); local _ = t.x`,
+	"in a coroutine":        `coroutine.wrap(function() while true do end end)()`,
+	"in a task":             `require("task").spawn(function() while true do end end):wait()`,
+}
+
+// spinning starts script in a new Runtime with no limits and returns once
+// its spin has begun, with the run's result to come on done.
+func spinning(t *testing.T, ctx context.Context, spin string) (rt *bridge.Runtime, done chan error) {
+	t.Helper()
+	rt, err := bridge.New(bridge.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	if err := rt.RegisterFunc("started", func(context.Context, bridge.Args) ([]any, error) {
+		close(started)
+		return nil, nil
+	}, bridge.Inline()); err != nil {
+		t.Fatal(err)
+	}
+	done = make(chan error, 1)
+	go func() { done <- rt.RunString(ctx, "spin", "started()\n"+spin) }()
+	<-started
+	return rt, done
+}
+
+// Close ends a task that spins anywhere (spinShapes): Close preempts it
+// (a signal), and where it cannot give up its turn it fails, at every
+// instruction until it is out. Before, Close waited for a turn that never
+// ended.
+func TestCloseEndsASpinningTaskWithNoLimits(t *testing.T) {
+	for name, spin := range spinShapes {
+		t.Run(name, func(t *testing.T) {
+			rt, done := spinning(t, context.Background(), spin)
+			if err := hostileDo(t, "Close", rt.Close); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			if err := <-done; !errors.Is(err, bridge.ErrClosed) {
+				t.Errorf("the run: %v", err)
+			}
+		})
+	}
+}
+
+// Cancelling a run's context ends it wherever its task spins, the same
+// way, and the Runtime serves the next run.
+func TestCancelEndsASpinningTaskWithNoLimits(t *testing.T) {
+	for name, spin := range spinShapes {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			rt, done := spinning(t, ctx, spin)
+			defer rt.Close()
+			cancel()
+			err, ok := within(hostileHang, func() error { return <-done })
+			if !ok {
+				t.Fatalf("the cancelled run still runs after %v", hostileHang)
+			}
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("the run: %v", err)
+			}
+			if err := rt.RunString(context.Background(), "next", `assert(1 + 1 == 2)`); err != nil {
+				t.Errorf("the next run: %v", err)
+			}
+		})
+	}
+}

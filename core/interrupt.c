@@ -72,7 +72,8 @@ void mb_interrupt_leave(mb_rt *rt) {
 
 /* A thread that left the step meanwhile ignores the signal (or is in
 ** another runtime's step, whose task then merely gives up one turn). */
-void mb_interrupt_kick(mb_rt *rt) {
+void mb_interrupt_kick(mb_rt *rt, int64_t run) {
+  if (run != 0) atomic_store(&rt->interrupt_run, run);
   if (!atomic_load(&rt->in_step)) return;
   pthread_kill((pthread_t)atomic_load(&rt->step_thread), MB_INTERRUPT_SIG);
 }

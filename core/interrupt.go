@@ -39,8 +39,36 @@ func (l *Loop) interruptRun(ctx context.Context, id int64) {
 			l.mu.RUnlock()
 			return
 		}
-		C.mb_interrupt_kick(l.c)
+		C.mb_interrupt_kick(l.c, C.int64_t(id))
 		l.mu.RUnlock()
 		time.Sleep(interruptEvery)
+	}
+}
+
+// interruptClose preempts the running task until the loop has stopped, so
+// that a task in a tight loop, under no limit and no time slice, cannot
+// keep Close waiting: each kick makes it give up its turn, and the
+// scheduler then reads the close message and ends every run. The runtime
+// is freed only after stopped is set under the write lock, so a kick
+// (under the read lock) never reaches a freed runtime.
+func (l *Loop) interruptClose() {
+	if C.mb_interrupt_install() != 0 {
+		return // no signal to use: Close waits for the task's turn to end
+	}
+	tick := time.NewTicker(interruptEvery)
+	defer tick.Stop()
+	for {
+		l.mu.RLock()
+		if l.stopped.Load() {
+			l.mu.RUnlock()
+			return
+		}
+		C.mb_interrupt_kick(l.c, 0)
+		l.mu.RUnlock()
+		select {
+		case <-l.stop:
+			return
+		case <-tick.C:
+		}
 	}
 }

@@ -663,6 +663,9 @@ func (l *Loop) Close() error {
 		l.pushed(C.mb_rt_close(l.c))
 	}
 	l.mu.Unlock()
+	if !already {
+		l.interruptClose()
+	}
 	<-l.done
 	return l.closeErr
 }
@@ -765,7 +768,9 @@ func (l *Loop) shutdown(fatal error) {
 			return true
 		})
 	}
+	l.mu.Lock() // interruptClose kicks under the read lock: no kick after this
 	l.stopped.Store(true)
+	l.mu.Unlock()
 	close(l.stop)
 	l.token.Unlock() // a driver waiting for it sees stop and leaves
 	l.pool.drain()

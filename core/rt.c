@@ -189,6 +189,7 @@ int mb_rt_step(mb_rt *rt) {
 
 /* Any thread: the runtime is closing. The message is embedded in rt. */
 int mb_rt_close(mb_rt *rt) {
+  atomic_store(&rt->close_asked, 1);
   rt->close_msg.kind = MB_MSG_CLOSE;
   return mb_queue_push(&rt->q, &rt->close_msg);
 }

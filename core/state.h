@@ -224,6 +224,8 @@ typedef struct mb_rt {
   int accounting;       /* time tasks' turns: on once someone asked (inspect.c) */
   volatile sig_atomic_t interrupt; /* preempt the running task (interrupt.c) */
   _Atomic int in_step;  /* a thread is inside mb_rt_step: step_thread */
+  _Atomic int close_asked; /* Go called Close: the message is on its way (task.c) */
+  _Atomic int64_t interrupt_run; /* the cancelled run Go last preempted for (task.c) */
   _Atomic unsigned long step_thread; /* its pthread_t (interrupt.c) */
   int over_limit;       /* some run went over a limit: end it after this turn */
   size_t mem_used;      /* bytes held by Lua's allocator */
