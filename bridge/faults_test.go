@@ -116,7 +116,7 @@ func TestEmitAfterTheConsumerLeft(t *testing.T) {
 	results := make(chan []error, 1)
 	rt.RegisterStream("gen.forever", func(ctx context.Context, args bridge.Args, emit func(any) error) error {
 		var errs []error
-		for i := 0; i < 200; i++ { // keeps emitting after the loop is gone
+		for i := 0; i < 1000; i++ { // keeps emitting after the loop is gone, past the window
 			if err := emit(i); err != nil {
 				errs = append(errs, err)
 			}

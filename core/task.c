@@ -1016,15 +1016,12 @@ static void mb_task_hook(lua_State *L, lua_Debug *ar) {
   if ((r->insn_limited || r->deadline > 0 || r->limit != MB_LIMIT_NONE) && mb_limit_tick(rt, r))
     mb_limit_raise(L, r);
   /* Interrupted where it cannot give up its turn (in a C function's
-  ** callback, a message handler) while Close waits, or its run's context
-  ** is cancelled: it fails instead, at every instruction until it is out
-  ** (where it yields), so no pcall on the way holds it. */
-  if (rt->interrupt) {
-    if (atomic_load(&rt->close_asked))
-      mb_errors_throw(L, "closed", NULL, "the runtime was closed");
-    if (r->id == atomic_load(&rt->interrupt_run))
-      mb_errors_throw(L, "cancelled", NULL, "the run's context was cancelled");
-  }
+  ** callback, a message handler) while Close waits: it fails instead, at
+  ** every instruction until it is out (where it yields), so no pcall on
+  ** the way holds it. The same for its run's cancellation, unless the
+  ** cancellation already killed it: its cleanup runs on, as below. */
+  if (rt->interrupt && atomic_load(&rt->close_asked))
+    mb_errors_throw(L, "closed", NULL, "the runtime was closed");
   if (t->killed) {
     /* The cleanup of a task killed with its runtime closing: the runtime
     ** cannot wait for it. */
@@ -1033,6 +1030,8 @@ static void mb_task_hook(lua_State *L, lua_Debug *ar) {
     rt->hook_raised_in = NULL;
     return;
   }
+  if (rt->interrupt && r->id == atomic_load(&rt->interrupt_run))
+    mb_errors_throw(L, "cancelled", NULL, "the run's context was cancelled");
   if (t->cancel == MB_CANCEL_PENDING) mb_task_cancel_raise(L, t);
   rt->hook_raised = 0;
   rt->hook_raised_in = NULL;
