@@ -105,7 +105,10 @@ func New(opts Options) (*Runtime, error) {
 // StreamFunc emits, encoded in its order without a map's hashing: for
 // values of a fixed shape sent often (a stream's chunks). A Field whose
 // Value is nil is left out, as in a Lua table. Values are what a result
-// may be (the same as in a map[string]any).
+// may be (the same as in a map[string]any). A *Fields, and a Fields held in
+// a struct, slice or map, encode the same way; a stream that emits &f and
+// keeps a *string in a field boxes nothing per value (the llm module's
+// chunks do).
 type Fields = core.Fields
 
 // Field is one key and value of Fields.

@@ -244,7 +244,9 @@ func (e *msgEncoder) anyMap(m map[string]any) *encodeError {
 // map's hashing and shuffled iteration: for a value of fixed shape sent
 // often, such as a stream's chunks (the caller may reuse it once emit or
 // the function has returned). A field whose Value is nil is left out, as
-// in a Lua table; a key given twice keeps its last value.
+// in a Lua table; a key given twice keeps its last value. A *Fields, and a
+// Fields reached by reflection (a struct field, a typed slice or map),
+// encode the same way.
 type Fields []Field
 
 // Field is one key and value of Fields.
