@@ -153,16 +153,16 @@ static void mb_stream_took(mb_rt *rt, mb_stream *s) {
   }
 }
 
-/* Decode chunk ch onto L's stack. While it is decoded it is on the
-** decoding list, so a memory error raised meanwhile (the limit) loses it
-** to nobody: the stream frees the list. A finalizer run by the decode's
-** allocations may take the next chunk meanwhile; each call unlinks its own. */
 /* The stream function's name, for messages: the iterator's second upvalue,
 ** read only on the paths that print it, not once a chunk. */
 static const char *mb_stream_name(lua_State *L) {
   return lua_tostring(L, lua_upvalueindex(2));
 }
 
+/* Decode chunk ch onto L's stack. While it is decoded it is on the
+** decoding list, so a memory error raised meanwhile (the limit) loses it
+** to nobody: the stream frees the list. A finalizer run by the decode's
+** allocations may take the next chunk meanwhile; each call unlinks its own. */
 static int mb_stream_decode(lua_State *L, mb_stream *s, mb_chunk *ch) {
   mb_chunk **pp;
   int n;
