@@ -31,7 +31,7 @@ var loops struct {
 	free []uintptr
 }
 
-// addLoop gives l a slot and returns its index.
+// addLoop gives l a slot and returns its index, never 0.
 func addLoop(l *Loop) uintptr {
 	loops.mu.Lock()
 	defer loops.mu.Unlock()
@@ -41,7 +41,9 @@ func addLoop(l *Loop) uintptr {
 		(*loops.tab.Load())[i].Store(l)
 		return i
 	}
-	var old []atomic.Pointer[Loop]
+	// Slot 0 is never a Loop's: a runtime whose go_handle is 0 has no Go
+	// side (output.c drops its warnings), so the first Loop takes slot 1.
+	old := make([]atomic.Pointer[Loop], 1)
 	if p := loops.tab.Load(); p != nil {
 		old = *p
 	}

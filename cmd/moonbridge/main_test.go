@@ -470,3 +470,22 @@ func TestRunCtrlCStopsATightLoop(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, rest, stderr)
 	}
 }
+
+// Lua's warnings reach stderr as stock lua5.4 writes them, in a process
+// whose one Runtime is its first (before, that Runtime's C side took the
+// Go handle 0, which means "no Go side", and every warning was dropped).
+func TestRunShowsWarnings(t *testing.T) {
+	cmd, out, stderr := startChild(t, `print("ready")
+		warn("@on")
+		warn("hello ", "there")
+		setmetatable({}, {__gc = function() error("boom") end})
+		collectgarbage()
+		print("done")`)
+	code, rest := waitExit(t, cmd, out)
+	if code != 0 || rest != "done\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %s", code, rest, stderr)
+	}
+	if !strings.HasPrefix(stderr.String(), "Lua warning: hello there\nLua warning: error in __gc (") {
+		t.Errorf("stderr %q", stderr)
+	}
+}
