@@ -66,13 +66,20 @@ static int mb_coro_status_of(lua_State *L, lua_State *co) {
 ** under an instruction budget the new count's last period is paid now,
 ** as a new coroutine's is (mb_coro_new). */
 static void mb_coro_hook(lua_State *L, lua_State *co) {
+  mb_rt *rt = mb_rt_of(L);
+  mb_task *t = rt->current;
   lua_Hook hook = lua_gethook(L);
   int mask = lua_gethookmask(L), count = lua_gethookcount(L);
-  mb_task *t;
+  if (rt->userhook_ref != 0) { /* a script set hooks: co keeps its own */
+    count = t == NULL ? 0 : rt->interrupt ? 1 : rt->hook_count;
+    if (mb_task_hook_ok(L, co, count)) return;
+    if (t != NULL && mb_limit_precharge(rt, t->run)) mb_limit_raise(L, t->run);
+    mb_task_hook_set(L, co, count);
+    return;
+  }
   if (lua_gethook(co) == hook && lua_gethookmask(co) == mask && lua_gethookcount(co) == count)
     return;
-  t = mb_rt_of(L)->current;
-  if (t != NULL && mb_limit_precharge(mb_rt_of(L), t->run)) mb_limit_raise(L, t->run);
+  if (t != NULL && mb_limit_precharge(rt, t->run)) mb_limit_raise(L, t->run);
   lua_sethook(co, hook, mask, count);
 }
 

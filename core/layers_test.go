@@ -20,7 +20,7 @@ import (
 var coreLayers = [][]string{
 	{"mb", "list", "buf", "codec", "queue", "sleep", "event", "pack", "lbug", "heap"}, // 0 base
 	{"state", "errors", "output"}, // 1 records, errors
-	{"limit", "task"},             // 2 scheduler
+	{"limit", "userhook", "task"}, // 2 scheduler
 	{"call", "stream", "bridge", "chan", "promise", "timer", "coro", "env", "sandbox", "json", "strlib", "tablib"}, // 3 objects
 	{"await", "inspect"},       // 4 combinators, introspection
 	{"run", "rt", "interrupt"}, // 5 life cycle

@@ -20,6 +20,7 @@
 #include "limit.h"
 #include "output.h"
 #include "task.h"
+#include "userhook.h"
 
 #define MB_TASK_MT "moonbridge.Task"
 #define MB_GROUP_MT "moonbridge.Group"
@@ -83,6 +84,7 @@ static void mb_task_thread_put(mb_rt *rt, mb_task *t) {
       lua_gettop(t->co) != 0)
     return;
   mb_task_mark(t->co) = NULL;
+  if (rt->userhook_ref != 0) mb_userhook_forget(L, t->co); /* a new task's hook is its own */
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
   lua_pushthread(t->co);
   lua_xmove(t->co, L, 1);
@@ -324,8 +326,7 @@ void mb_task_pass_error_at(lua_State *L, int taskidx) {
 ** its handlers raised is dropped: nobody waits for a killed task. */
 static void mb_task_kill_close(mb_rt *rt, lua_State *co) {
   lua_State *L = rt->L;
-  if (rt->hook_count > 0) lua_sethook(co, mb_task_hook, LUA_MASKCOUNT, rt->hook_count);
-  else if (lua_gethook(co) != NULL) lua_sethook(co, NULL, 0, 0);
+  mb_task_hook_set(L, co, rt->hook_count);
   if (mb_limit_closethread(L, co) != LUA_OK) lua_pop(L, 1);
   lua_settop(co, 0);
 }
@@ -752,7 +753,10 @@ static void mb_task_set_hook(mb_rt *rt, mb_task *t, int first) {
   int carry = !first && (t->run->insn_limited || t->run->deadline > 0);
   rt->hook_count = count;
   t->slice_used = 0;
-  if (count == 0) {
+  if (rt->userhook_ref != 0) { /* a script set hooks: keep co's own */
+    if ((carry || count == 0) && mb_task_hook_ok(rt->L, co, count)) return;
+    mb_task_hook_set(rt->L, co, count);
+  } else if (count == 0) {
     if (lua_gethook(co) != NULL) lua_sethook(co, NULL, 0, 0);
   } else if (!carry || lua_gethook(co) != mb_task_hook || lua_gethookcount(co) != count) {
     lua_sethook(co, mb_task_hook, LUA_MASKCOUNT, count);
@@ -1003,9 +1007,18 @@ static void mb_task_hook(lua_State *L, lua_Debug *ar) {
   mb_rt *rt = mb_rt_of(L);
   mb_task *t = rt->current;
   mb_run *r;
-  (void)ar;
+  if (rt->userhook_ref != 0) { /* a script's hook first: see userhook.h */
+    mb_userhook_call(L, ar);
+    if (ar->event != LUA_HOOKCOUNT) return;
+  }
   if (t == NULL) return;
   if (rt->interrupt && mb_task_interrupted(L, rt, t)) return;
+  if (rt->userhook_ref != 0 && !rt->interrupt && lua_gethookcount(L) < rt->hook_count) {
+    /* A script's count hook is shorter than the turn's: the work below
+    ** is for every hook_count instructions. */
+    if ((rt->hook_part += lua_gethookcount(L)) < rt->hook_count) return;
+    rt->hook_part = 0;
+  }
   r = t->run;
   /* An error raised from here reaches the message handlers with this
   ** thread's hooks off (Lua calls them before it unwinds out of the
@@ -1050,8 +1063,7 @@ static void mb_task_hook(lua_State *L, lua_Debug *ar) {
 static int mb_task_interrupted(lua_State *L, mb_rt *rt, mb_task *t) {
   if (!mb_task_can_yield(L)) return 0;
   rt->interrupt = 0;
-  if (rt->hook_count == 0) lua_sethook(L, NULL, 0, 0);
-  else lua_sethook(L, mb_task_hook, LUA_MASKCOUNT, rt->hook_count);
+  mb_task_hook_set(L, L, rt->hook_count);
   mb_task_ready(rt, t);
   rt->yielding = 1;
   lua_yield(L, 0);
@@ -1064,7 +1076,47 @@ static int mb_task_interrupted(lua_State *L, mb_rt *rt, mb_task *t) {
 void mb_task_interrupt(mb_rt *rt) {
   lua_State *L = rt->running;
   rt->interrupt = 1;
-  if (L != NULL) lua_sethook(L, mb_task_hook, LUA_MASKCOUNT, 1);
+  if (L != NULL) lua_sethook(L, mb_task_hook, lua_gethookmask(L) | LUA_MASKCOUNT, 1);
+}
+
+/* The mask and count co's hook needs (mb_task_hook_ok). */
+static int mb_task_hook_mask(lua_State *L, lua_State *co, int count, int *n) {
+  int user = 0, ucount = 0;
+  if (mb_rt_of(L)->userhook_ref != 0) user = mb_userhook_mask(L, co, &ucount);
+  *n = count > 0 && (ucount == 0 || count < ucount) ? count : ucount; /* the shorter */
+  return user | (count > 0 ? LUA_MASKCOUNT : 0);
+}
+
+int mb_task_hook_ok(lua_State *L, lua_State *co, int count) {
+  int n, mask = mb_task_hook_mask(L, co, count, &n);
+  if (mask == 0) return lua_gethook(co) == NULL;
+  return lua_gethook(co) == mb_task_hook && lua_gethookmask(co) == mask &&
+         lua_gethookcount(co) == n;
+}
+
+void mb_task_hook_set(lua_State *L, lua_State *co, int count) {
+  int n, mask = mb_task_hook_mask(L, co, count, &n);
+  if (mask == 0)
+    lua_sethook(co, NULL, 0, 0);
+  else
+    lua_sethook(co, mb_task_hook, mask, n);
+}
+
+/* debug.sethook: the script's hook recorded (userhook.c), then the
+** thread's hook: the scheduler's count (the running turn's, which a
+** script cannot take away) with the script's events. Changing a hook
+** restarts its count, so a change is a checkpoint of the run's limits: a
+** loop of sethook calls cannot dodge the budget or the deadline. */
+static int mb_task_l_sethook(lua_State *L) {
+  mb_rt *rt = mb_rt_of(L);
+  mb_task *t = rt->current;
+  lua_State *L1 = mb_userhook_sethook(L);
+  int count = t == NULL ? 0 : rt->interrupt ? 1 : rt->hook_count;
+  if (mb_task_hook_ok(L, L1, count)) return 0;
+  if (t != NULL && (t->run->insn_limited || t->run->deadline > 0) && mb_limit_tick(rt, t->run))
+    mb_limit_raise(L, t->run);
+  mb_task_hook_set(L, L1, count);
+  return 0;
 }
 
 void mb_task_set_slice(mb_rt *rt, int instructions) {
@@ -1602,4 +1654,11 @@ void mb_task_open(lua_State *L) {
   lua_setglobal(L, "pcall");
   lua_pushcfunction(L, mb_task_l_xpcall);
   lua_setglobal(L, "xpcall");
+  if (lua_getglobal(L, "debug") == LUA_TTABLE) { /* a script's hook beside ours */
+    lua_pushcfunction(L, mb_task_l_sethook);
+    lua_setfield(L, -2, "sethook");
+    lua_pushcfunction(L, mb_userhook_l_gethook);
+    lua_setfield(L, -2, "gethook");
+  }
+  lua_pop(L, 1);
 }

@@ -32,6 +32,13 @@ int mb_task_blocked_where(mb_task *t, char *buf, size_t len);
 void mb_task_push_info(lua_State *L, mb_task *t); /* t:info()'s table; inspect.c */
 void mb_task_interrupt(mb_rt *rt); /* async-signal-safe: preempt the running task */
 
+/* co's hook for a turn that counts count instructions (0: none): the
+** scheduler's, with the events co's script hook asks for (userhook.h).
+** _ok: co has it already (setting it again would restart its count). L
+** lends its stack. */
+int mb_task_hook_ok(lua_State *L, lua_State *co, int count);
+void mb_task_hook_set(lua_State *L, lua_State *co, int count);
+
 /* Errors crossing waits (see mb_task_msgh): a wait raises again in the
 ** running task the error value on L's top, from src (a failed task) or
 ** from the task at taskidx (a promise's). push_error pushes an ended
