@@ -285,10 +285,15 @@ func (rt *Runtime) Tasks() []TaskInfo {
 
 // Close cancels every in-flight call's context, ends every run with
 // ErrClosed, waits for the loop and for the goroutines of calls to return,
-// and frees every C resource. It is idempotent. A bridge function that
-// has not returned Options.CloseGrace after its context was cancelled
-// makes Close return an error instead of waiting on; the C resources are
-// then freed when it returns.
+// and frees every C resource. It is idempotent. A task that never yields
+// is preempted, wherever it spins, so no script keeps Close waiting. A
+// bridge function that has not returned Options.CloseGrace after its
+// context was cancelled makes Close return an error instead of waiting
+// on; the C resources are then freed when it returns. Called from a Go
+// function registered with Inline (which runs on the loop's own thread),
+// Close cannot wait for the loop it runs on: it ends every run and
+// returns nil at once, and the Runtime finishes closing once that
+// function has returned.
 func (rt *Runtime) Close() error {
 	err := rt.loop.Close()
 	rt.closeMu.Lock()

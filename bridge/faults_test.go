@@ -322,3 +322,39 @@ print(pcall(wrapped))`)
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+// A Go function running inline runs on the loop's own thread: a Close it
+// calls cannot wait for the loop, so it ends the runs and returns at once,
+// and the Runtime finishes closing, leaving nothing behind, once the
+// function has returned. Before, that Close waited for itself forever.
+func TestCloseFromAnInlineFunction(t *testing.T) {
+	before := measureLeftBehind()
+	rt, err := bridge.New(bridge.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	if err := rt.RegisterFunc("shutdown", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		closed <- rt.Close()
+		return []any{"after Close"}, nil
+	}, bridge.Inline()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- rt.RunString(context.Background(), "main", `shutdown() while true do end`) }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close from the inline function: %v", err)
+		}
+	case <-time.After(hostileHang):
+		t.Fatal("Close from an inline function did not return")
+	}
+	if err, ok := within(hostileHang, func() error { return <-done }); !ok || !errors.Is(err, bridge.ErrClosed) {
+		t.Errorf("the run: %v (ended: %v)", err, ok)
+	}
+	if err, ok := within(hostileHang, rt.Close); !ok || err != nil {
+		t.Fatalf("Close from outside afterwards: %v (returned: %v)", err, ok)
+	}
+	before.checkNothingLeft(t, false)
+}

@@ -70,6 +70,13 @@ void mb_interrupt_leave(mb_rt *rt) {
   mb_interrupt_here = NULL;
 }
 
+/* Is the calling thread inside rt's step? A Go function the loop calls
+** inline runs there, on the loop's own thread. */
+int mb_interrupt_in_step(mb_rt *rt) {
+  return atomic_load(&rt->in_step) &&
+         pthread_equal((pthread_t)atomic_load(&rt->step_thread), pthread_self());
+}
+
 /* A thread that left the step meanwhile ignores the signal (or is in
 ** another runtime's step, whose task then merely gives up one turn). */
 void mb_interrupt_kick(mb_rt *rt, int64_t run) {

@@ -72,3 +72,7 @@ func (l *Loop) interruptClose() {
 		}
 	}
 }
+
+// onLoopThread reports whether the caller runs inside the loop's step (a
+// Go function called inline). Call it with l.mu held and l not stopped.
+func (l *Loop) onLoopThread() bool { return C.mb_interrupt_in_step(l.c) != 0 }

@@ -16,6 +16,7 @@
 int mb_interrupt_install(void); /* once per process; 0, or errno */
 void mb_interrupt_enter(mb_rt *rt); /* the step starts on this thread */
 void mb_interrupt_leave(mb_rt *rt);
+int mb_interrupt_in_step(mb_rt *rt); /* the calling thread is in rt's step */
 /* Any thread: preempt the running task, for run (Go's id; 0: for Close). */
 void mb_interrupt_kick(mb_rt *rt, int64_t run);
 

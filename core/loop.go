@@ -655,6 +655,11 @@ var waiterPool = sync.Pool{New: func() any { return &runWaiter{done: make(chan r
 // Close stops the loop: every run ends with ErrClosed, every in-flight
 // call's context is cancelled, and Close returns once those goroutines
 // have returned and every C resource is freed. It is idempotent.
+//
+// Called from a Go function the loop runs inline (on its own thread),
+// Close cannot wait for the loop it runs on: it ends every run as usual
+// and returns nil at once; the runtime finishes closing, and frees its
+// memory, once that function has returned.
 func (l *Loop) Close() error {
 	l.mu.Lock()
 	already := l.closed
@@ -662,7 +667,15 @@ func (l *Loop) Close() error {
 	if !already {
 		l.pushed(C.mb_rt_close(l.c))
 	}
+	// Under the lock, the runtime is not freed: stopped is set under it.
+	inside := !l.stopped.Load() && l.onLoopThread()
 	l.mu.Unlock()
+	if inside {
+		if !already {
+			go l.interruptClose() // the task may go on spinning once the function returns
+		}
+		return nil
+	}
 	if !already {
 		l.interruptClose()
 	}
