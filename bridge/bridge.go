@@ -127,7 +127,10 @@ func (inlineOption) apply(c *funcConfig) { c.inline = true }
 // it runs on the loop's own thread, with no goroutine and no wake-up, and
 // its ctx is the Runtime's. Blocking in an inline function stalls every
 // task of the Runtime: that is a misuse. Its Args are reused by the next
-// inline call: keep the values, not the Args, past the call.
+// inline call: keep the values, not the Args, past the call. For the same
+// reason it cannot wait for its own Runtime: a RunString, RunFile, Call,
+// Get or Tasks of that Runtime made from it fails at once with an error
+// that says so (Tasks returns nil), and its Close returns at once.
 func Inline() FuncOption { return inlineOption{} }
 
 // RegisterFunc makes fn callable from Lua. A name with dots, "kv.get", is

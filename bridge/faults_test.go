@@ -358,3 +358,41 @@ func TestCloseFromAnInlineFunction(t *testing.T) {
 	}
 	before.checkNothingLeft(t, false)
 }
+
+// A Go function running inline cannot wait for its own Runtime: a run,
+// Call or Tasks it asks for is an error at once that says why, not a
+// deadlock (the loop waits for the function, which would wait for the
+// loop), and the run that called it goes on.
+func TestRequestsFromAnInlineFunctionAreErrors(t *testing.T) {
+	rt, out := newRuntime(t)
+	var errs []error
+	if err := rt.RegisterFunc("reenter", func(ctx context.Context, a bridge.Args) ([]any, error) {
+		errs = append(errs, rt.RunString(ctx, "inner", `x = 1`))
+		_, err := rt.Call(ctx, "print", "from Go")
+		errs = append(errs, err)
+		_, err = rt.Get(ctx, "x")
+		errs = append(errs, err)
+		if rt.Tasks() != nil {
+			errs = append(errs, errors.New("Tasks returned tasks"))
+		}
+		return []any{"done"}, nil
+	}, bridge.Inline()); err != nil {
+		t.Fatal(err)
+	}
+	err, ok := within(hostileHang, func() error { return run(t, rt, `print(reenter())`) })
+	if !ok {
+		t.Fatal("a request from an inline function hangs")
+	}
+	if err != nil || out.String() != "done\n" {
+		t.Fatalf("the run: %v, output %q", err, out.String())
+	}
+	if len(errs) != 3 {
+		t.Fatalf("errors %v", errs)
+	}
+	for _, e := range errs {
+		if e == nil || !strings.Contains(e.Error(), "registered with Inline") {
+			t.Errorf("want the inline error, got %v", e)
+		}
+	}
+	mustRun(t, rt, `assert(x == nil)`) // the inner run never ran
+}

@@ -87,6 +87,11 @@ type StreamFunc func(ctx context.Context, args []Value, emit func(any) error) er
 // ErrClosed is returned by a Loop that has been closed.
 var ErrClosed = errors.New("moonbridge: runtime is closed")
 
+// errInlineReentry: a Go function the loop runs inline (on its own thread)
+// asked the loop for a run and would wait for it, while the loop waits
+// for the function.
+var errInlineReentry = errors.New("moonbridge: a Go function registered with Inline runs on the loop's thread and cannot wait for a run, Call, Get or Tasks of its own Runtime; make the request from another goroutine, or register the function without Inline")
+
 // Error is an error that ended a run: the fields of a moonbridge error
 // table. Code is os.exit's code for Kind "exit", else 0. GoErr is the Go
 // error a bridge function returned, when the Lua error is the one its
@@ -579,6 +584,15 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte,
 	// goroutine with no hand-off to another (a Call on an idle Runtime is
 	// a few cgo calls, not two goroutine wake-ups).
 	driving := l.token.TryLock()
+	if !driving && l.onLoopThread() {
+		l.mu.RUnlock()
+		l.runs.Delete(id)
+		C.mb_run_free(r)
+		if cancelReq != nil {
+			C.mb_run_cancel_free(cancelReq)
+		}
+		return 0, nil, errInlineReentry
+	}
 	l.raceRelease()
 	if driving {
 		C.mb_run_submit_driver(l.c, r)
