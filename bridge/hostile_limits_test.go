@@ -445,3 +445,41 @@ func TestCancelEndsASpinningTaskWithNoLimits(t *testing.T) {
 		})
 	}
 }
+
+// Close ends a looping cleanup in a coroutine its killed task waited in,
+// in a run with no limit at all: the coroutine's to-be-closed variable is
+// closed as the task is killed, and Close's preemption reaches it there.
+func TestCloseEndsALoopingCleanupInACoroutine(t *testing.T) {
+	out := &syncBuffer{}
+	rt, err := bridge.New(bridge.Options{Stdout: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	if err := rt.RegisterFunc("started", func(context.Context, bridge.Args) ([]any, error) {
+		close(started)
+		return nil, nil
+	}, bridge.Inline()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- rt.RunString(context.Background(), "main", `
+			local task = require("task")
+			coroutine.wrap(function()
+				local x <close> = setmetatable({}, {__close = function() print("cleanup") while true do end end})
+				started()
+				task.sleep(1e6)
+			end)()`)
+	}()
+	<-started
+	if err := hostileDo(t, "Close", rt.Close); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := <-done; !errors.Is(err, bridge.ErrClosed) {
+		t.Errorf("the run: %v", err)
+	}
+	if out.String() != "cleanup\n" {
+		t.Errorf("output %q: the cleanup did not run", out.String())
+	}
+}

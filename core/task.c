@@ -849,8 +849,9 @@ int mb_task_resume(mb_rt *rt, mb_task *t) {
 ** to-be-closed variables are closed; they cannot wait. That cleanup is the
 ** run's code, so it runs as the task: under MemoryLimit and the count hook
 ** of its run's limits (the deadline and the budget), and, when the run is
-** over a limit already or the runtime is closing, ended at the hook's
-** first tick (mb_task_hook), so a handler that loops cannot hold the loop.
+** over a limit already, ended at the hook's first tick (mb_task_hook), so
+** a handler that loops cannot hold the loop. When the runtime is closing,
+** Close's preemption (interruptClose) ends it the same way.
 ** Its Task is left pushed on rt->L, as mb_task_resume does when a task
 ** ends. */
 void mb_task_kill(mb_rt *rt, mb_task *t) {
@@ -862,7 +863,6 @@ void mb_task_kill(mb_rt *rt, mb_task *t) {
   rt->current = t;
   rt->running = t->co;
   rt->hook_count = mb_limit_hook_count(rt, t->run);
-  if (rt->hook_count == 0 && rt->closing) rt->hook_count = MB_LIMIT_GRAIN;
   mb_task_kill_coros(rt, t);
   if (lua_status(t->co) != LUA_OK) mb_task_kill_close(rt, t->co);
   rt->current = current;
