@@ -388,7 +388,14 @@ var spinShapes = map[string]string{
 // its spin has begun, with the run's result to come on done.
 func spinning(t *testing.T, ctx context.Context, spin string) (rt *bridge.Runtime, done chan error) {
 	t.Helper()
-	rt, err := bridge.New(bridge.Options{})
+	return runUntilStarted(t, ctx, bridge.Options{}, "started()\n"+spin)
+}
+
+// runUntilStarted starts src in a new Runtime made with opts and returns
+// once src has called started(), with the run's result to come on done.
+func runUntilStarted(t *testing.T, ctx context.Context, opts bridge.Options, src string) (rt *bridge.Runtime, done chan error) {
+	t.Helper()
+	rt, err := bridge.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +407,7 @@ func spinning(t *testing.T, ctx context.Context, spin string) (rt *bridge.Runtim
 		t.Fatal(err)
 	}
 	done = make(chan error, 1)
-	go func() { done <- rt.RunString(ctx, "spin", "started()\n"+spin) }()
+	go func() { done <- rt.RunString(ctx, "main", src) }()
 	<-started
 	return rt, done
 }
@@ -451,28 +458,13 @@ func TestCancelEndsASpinningTaskWithNoLimits(t *testing.T) {
 // closed as the task is killed, and Close's preemption reaches it there.
 func TestCloseEndsALoopingCleanupInACoroutine(t *testing.T) {
 	out := &syncBuffer{}
-	rt, err := bridge.New(bridge.Options{Stdout: out})
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	if err := rt.RegisterFunc("started", func(context.Context, bridge.Args) ([]any, error) {
-		close(started)
-		return nil, nil
-	}, bridge.Inline()); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		done <- rt.RunString(context.Background(), "main", `
-			local task = require("task")
-			coroutine.wrap(function()
-				local x <close> = setmetatable({}, {__close = function() print("cleanup") while true do end end})
-				started()
-				task.sleep(1e6)
-			end)()`)
-	}()
-	<-started
+	rt, done := runUntilStarted(t, context.Background(), bridge.Options{Stdout: out}, `
+		local task = require("task")
+		coroutine.wrap(function()
+			local x <close> = setmetatable({}, {__close = function() print("cleanup") while true do end end})
+			started()
+			task.sleep(1e6)
+		end)()`)
 	if err := hostileDo(t, "Close", rt.Close); err != nil {
 		t.Fatalf("Close: %v", err)
 	}

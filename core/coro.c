@@ -70,8 +70,8 @@ static void mb_coro_hook(lua_State *L, lua_State *co) {
   mb_task *t = rt->current;
   lua_Hook hook = lua_gethook(L);
   int mask = lua_gethookmask(L), count = lua_gethookcount(L);
-  if (rt->userhook_ref != 0) { /* a script set hooks: co keeps its own */
-    count = t == NULL ? 0 : rt->interrupt ? 1 : rt->hook_count;
+  if (rt->userhooks) { /* a script set hooks: co keeps its own */
+    count = mb_task_turn_count(rt);
     if (mb_task_hook_ok(L, co, count)) return;
     if (t != NULL && mb_limit_precharge(rt, t->run)) mb_limit_raise(L, t->run);
     mb_task_hook_set(L, co, count);

@@ -33,22 +33,6 @@ static const char mb_env_key_last;      /* sandbox: the globals of the last chun
 
 #define MB_ENV_INTERNAL_PREFIX "moonbridge."
 
-/* Push registry[key], creating it (a table, weak-keyed if mode) when
-** missing. */
-static void mb_env_registry(lua_State *L, const void *key, const char *mode) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
-  lua_pop(L, 1);
-  lua_newtable(L);
-  if (mode != NULL) {
-    lua_createtable(L, 0, 1);
-    lua_pushstring(L, mode);
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-  }
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
-}
-
 /* ---------------------------------------------------------------------
 ** Read-only proxies. A proxy's metatable reads its real table: straight
 ** (__index is the table, as fast as Lua's own lookup) when the real table
@@ -136,12 +120,12 @@ static void mb_env_new_proxy(lua_State *L, int idx) {
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "__metatable");
   lua_setmetatable(L, -2);
-  mb_env_registry(L, &mb_env_key_proxy, "k");
+  mb_registry_table(L, &mb_env_key_proxy, "k");
   lua_pushvalue(L, idx);
   lua_pushvalue(L, -3);
   lua_rawset(L, -3);
   lua_pop(L, 1);
-  mb_env_registry(L, &mb_env_key_real, "k");
+  mb_registry_table(L, &mb_env_key_real, "k");
   lua_pushvalue(L, -2);
   lua_pushvalue(L, idx);
   lua_rawset(L, -3);
@@ -152,7 +136,7 @@ int mb_env_is_readonly(lua_State *L, int idx) {
   int is;
   if (!lua_istable(L, idx)) return 0;
   idx = lua_absindex(L, idx);
-  mb_env_registry(L, &mb_env_key_real, "k");
+  mb_registry_table(L, &mb_env_key_real, "k");
   lua_pushvalue(L, idx);
   is = lua_rawget(L, -2) != LUA_TNIL;
   lua_pop(L, 2);
@@ -165,7 +149,7 @@ void mb_env_readonly(lua_State *L, int idx) {
     lua_pushvalue(L, idx);
     return;
   }
-  mb_env_registry(L, &mb_env_key_proxy, "k");
+  mb_registry_table(L, &mb_env_key_proxy, "k");
   lua_pushvalue(L, idx);
   if (lua_rawget(L, -2) == LUA_TTABLE) {
     lua_remove(L, -2);
@@ -182,7 +166,7 @@ static void mb_env_real(lua_State *L, int idx) {
     lua_pushvalue(L, idx);
     return;
   }
-  mb_env_registry(L, &mb_env_key_real, "k");
+  mb_registry_table(L, &mb_env_key_real, "k");
   lua_pushvalue(L, idx);
   if (lua_rawget(L, -2) == LUA_TNIL) {
     lua_pop(L, 1);
@@ -293,8 +277,8 @@ static void mb_env_lock_metatable(lua_State *L, int mt) {
 ** carry their own registry name as __name) and of strings. */
 static void mb_env_lock_metatables(lua_State *L) {
   /* The proxies' own tables exist before the walk: it may add no key. */
-  mb_env_registry(L, &mb_env_key_proxy, "k");
-  mb_env_registry(L, &mb_env_key_real, "k");
+  mb_registry_table(L, &mb_env_key_proxy, "k");
+  mb_registry_table(L, &mb_env_key_real, "k");
   lua_pop(L, 2);
   lua_pushnil(L);
   while (lua_next(L, LUA_REGISTRYINDEX) != 0) {
@@ -367,10 +351,10 @@ void mb_env_publish(lua_State *L, const char *name) {
 static int mb_env_private_require(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   lua_settop(L, 1);
-  mb_env_registry(L, &mb_env_key_ienv_done, NULL); /* 2 */
+  mb_registry_table(L, &mb_env_key_ienv_done, NULL); /* 2 */
   if (lua_getfield(L, 2, name) != LUA_TNIL) return 1;
   lua_pop(L, 1);
-  mb_env_registry(L, &mb_env_key_internal, NULL); /* 3 */
+  mb_registry_table(L, &mb_env_key_internal, NULL); /* 3 */
   if (lua_getfield(L, 3, name) != LUA_TFUNCTION) {
     lua_settop(L, 1);
     lua_pushvalue(L, lua_upvalueindex(1));
@@ -415,7 +399,7 @@ static void mb_env_hide_internal(lua_State *L) {
   int preload, internal;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   preload = lua_gettop(L);
-  mb_env_registry(L, &mb_env_key_internal, NULL);
+  mb_registry_table(L, &mb_env_key_internal, NULL);
   internal = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, preload) != 0) {
@@ -446,7 +430,7 @@ int mb_env_preload_lua(lua_State *L, const char *name, const char *src, size_t l
   mb_env_push_private(L);
   lua_setupvalue(L, -2, 1);
   if (internal) {
-    mb_env_registry(L, &mb_env_key_internal, NULL);
+    mb_registry_table(L, &mb_env_key_internal, NULL);
   } else {
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   }
@@ -468,7 +452,7 @@ int mb_env_preload_lua(lua_State *L, const char *name, const char *src, size_t l
 ** run's loaded table, for env (at index env) and require. */
 static void mb_env_push_loaded_of(lua_State *L, int env) {
   env = lua_absindex(L, env);
-  mb_env_registry(L, &mb_env_key_loaded, "k");
+  mb_registry_table(L, &mb_env_key_loaded, "k");
   lua_pushvalue(L, env);
   if (lua_rawget(L, -2) == LUA_TTABLE) {
     lua_remove(L, -2);
@@ -545,7 +529,7 @@ void mb_env_push_loaded(lua_State *L) {
 }
 
 int mb_env_push_script(lua_State *L, int64_t id) {
-  mb_env_registry(L, &mb_env_key_scripts, NULL);
+  mb_registry_table(L, &mb_env_key_scripts, NULL);
   lua_rawgeti(L, -1, (lua_Integer)id);
   lua_remove(L, -2);
   return !lua_isnil(L, -1);
@@ -593,7 +577,7 @@ void mb_env_release_run(lua_State *L, mb_run *r) {
 }
 
 void mb_env_keep_script(lua_State *L, mb_run *r) {
-  mb_env_registry(L, &mb_env_key_scripts, NULL);
+  mb_registry_table(L, &mb_env_key_scripts, NULL);
   mb_env_push_run(L, r);
   lua_rawseti(L, -2, (lua_Integer)r->id);
   lua_pop(L, 1);
@@ -629,7 +613,7 @@ int mb_env_push_last(lua_State *L) {
 }
 
 void mb_env_drop_script(lua_State *L, int64_t id) {
-  mb_env_registry(L, &mb_env_key_scripts, NULL);
+  mb_registry_table(L, &mb_env_key_scripts, NULL);
   lua_pushnil(L);
   lua_rawseti(L, -2, (lua_Integer)id);
   lua_pop(L, 1);

@@ -32,17 +32,10 @@ func (l *Loop) interruptRun(ctx context.Context, id int64) {
 	if C.mb_interrupt_install() != 0 {
 		return // no signal to use: the scheduler's own checks remain
 	}
-	for {
-		l.mu.RLock()
+	l.kick(id, func() bool {
 		_, live := l.runs.Load(id)
-		if l.closed || !live {
-			l.mu.RUnlock()
-			return
-		}
-		C.mb_interrupt_kick(l.c, C.int64_t(id))
-		l.mu.RUnlock()
-		time.Sleep(interruptEvery)
-	}
+		return l.closed || !live
+	}, nil)
 }
 
 // interruptClose preempts the running task until the loop has stopped, so
@@ -55,18 +48,25 @@ func (l *Loop) interruptClose() {
 	if C.mb_interrupt_install() != 0 {
 		return // no signal to use: Close waits for the task's turn to end
 	}
+	l.kick(0, l.stopped.Load, l.stop)
+}
+
+// kick preempts the running task for run (0: for Close) now and every
+// interruptEvery after, until over (asked under l.mu, which keeps l.c
+// alive) says to stop or quit is closed.
+func (l *Loop) kick(run int64, over func() bool, quit <-chan struct{}) {
 	tick := time.NewTicker(interruptEvery)
 	defer tick.Stop()
 	for {
 		l.mu.RLock()
-		if l.stopped.Load() {
+		if over() {
 			l.mu.RUnlock()
 			return
 		}
-		C.mb_interrupt_kick(l.c, 0)
+		C.mb_interrupt_kick(l.c, C.int64_t(run))
 		l.mu.RUnlock()
 		select {
-		case <-l.stop:
+		case <-quit:
 			return
 		case <-tick.C:
 		}

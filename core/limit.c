@@ -323,16 +323,7 @@ static int mb_limit_cstack_room(void) {
 static const char mb_limit_key_hooksoff;
 
 void mb_limit_died_in_hook(lua_State *L, lua_State *co) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &mb_limit_key_hooksoff) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &mb_limit_key_hooksoff);
-  }
+  mb_registry_table(L, &mb_limit_key_hooksoff, "k");
   if (!lua_checkstack(co, 1)) { /* no room to name it: its handlers run, as stock */
     lua_pop(L, 1);
     return;

@@ -570,28 +570,25 @@ func (l *Loop) submit(ctx context.Context, kind C.int, name string, data []byte,
 	}
 	C.mb_run_set_limits(r, C.int64_t(insn), C.int64_t(deadline))
 	l.runs.Store(id, w)
-	l.mu.RLock()
-	if l.closed {
+	drop := func(err error) (int64, []any, error) { // the run is not sent after all
 		l.mu.RUnlock()
 		l.runs.Delete(id)
 		C.mb_run_free(r)
 		if cancelReq != nil {
 			C.mb_run_cancel_free(cancelReq)
 		}
-		return 0, nil, ErrClosed
+		return 0, nil, err
+	}
+	l.mu.RLock()
+	if l.closed {
+		return drop(ErrClosed)
 	}
 	// If nobody is stepping the loop, step it here: the run starts on this
 	// goroutine with no hand-off to another (a Call on an idle Runtime is
 	// a few cgo calls, not two goroutine wake-ups).
 	driving := l.token.TryLock()
 	if !driving && l.onLoopThread() {
-		l.mu.RUnlock()
-		l.runs.Delete(id)
-		C.mb_run_free(r)
-		if cancelReq != nil {
-			C.mb_run_cancel_free(cancelReq)
-		}
-		return 0, nil, errInlineReentry
+		return drop(errInlineReentry)
 	}
 	l.raceRelease()
 	if driving {

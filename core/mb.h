@@ -43,6 +43,22 @@ static inline void mb_preload(lua_State *L, const char *name, lua_CFunction open
   lua_pop(L, 1);
 }
 
+/* Push registry[key] (a light userdata key: a static's address), made
+** when missing: a table, weak as mode says ("k", "v") unless mode is NULL. */
+static inline void mb_registry_table(lua_State *L, const void *key, const char *mode) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  if (mode != NULL) {
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, mode);
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+  }
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
 /* The metatable of a userdata class, registered as name: its methods
 ** are its __index, meta its other metamethods. Left on the top. */
 static inline void mb_newclass(lua_State *L, const char *name, const luaL_Reg *methods,

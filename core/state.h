@@ -223,8 +223,8 @@ typedef struct mb_rt {
   int hook_count;       /* the count hook's period for the task being resumed */
   int hook_part;        /* instructions counted towards hook_count under a
                         ** script's shorter count hook (task.c) */
-  int userhook_ref;     /* debug.sethook's records, from the first one on; 0: none
-                        ** yet, and no hook but the scheduler's (userhook.c) */
+  int userhooks;        /* a script called debug.sethook: its records exist;
+                        ** until then no hook but the scheduler's (userhook.c) */
   int accounting;       /* time tasks' turns: on once someone asked (inspect.c) */
   volatile sig_atomic_t interrupt; /* preempt the running task (interrupt.c) */
   _Atomic int in_step;  /* a thread is inside mb_rt_step: step_thread */

@@ -84,7 +84,7 @@ static void mb_task_thread_put(mb_rt *rt, mb_task *t) {
       lua_gettop(t->co) != 0)
     return;
   mb_task_mark(t->co) = NULL;
-  if (rt->userhook_ref != 0) mb_userhook_forget(L, t->co); /* a new task's hook is its own */
+  if (rt->userhooks) mb_userhook_forget(L, t->co); /* a new task's hook is its own */
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
   lua_pushthread(t->co);
   lua_xmove(t->co, L, 1);
@@ -753,7 +753,7 @@ static void mb_task_set_hook(mb_rt *rt, mb_task *t, int first) {
   int carry = !first && (t->run->insn_limited || t->run->deadline > 0);
   rt->hook_count = count;
   t->slice_used = 0;
-  if (rt->userhook_ref != 0) { /* a script set hooks: keep co's own */
+  if (rt->userhooks) { /* a script set hooks: keep co's own */
     if ((carry || count == 0) && mb_task_hook_ok(rt->L, co, count)) return;
     mb_task_hook_set(rt->L, co, count);
   } else if (count == 0) {
@@ -1007,13 +1007,13 @@ static void mb_task_hook(lua_State *L, lua_Debug *ar) {
   mb_rt *rt = mb_rt_of(L);
   mb_task *t = rt->current;
   mb_run *r;
-  if (rt->userhook_ref != 0) { /* a script's hook first: see userhook.h */
+  if (rt->userhooks) { /* a script's hook first: see userhook.h */
     mb_userhook_call(L, ar);
     if (ar->event != LUA_HOOKCOUNT) return;
   }
   if (t == NULL) return;
   if (rt->interrupt && mb_task_interrupted(L, rt, t)) return;
-  if (rt->userhook_ref != 0 && !rt->interrupt && lua_gethookcount(L) < rt->hook_count) {
+  if (rt->userhooks && !rt->interrupt && lua_gethookcount(L) < rt->hook_count) {
     /* A script's count hook is shorter than the turn's: the work below
     ** is for every hook_count instructions. */
     if ((rt->hook_part += lua_gethookcount(L)) < rt->hook_count) return;
@@ -1082,7 +1082,7 @@ void mb_task_interrupt(mb_rt *rt) {
 /* The mask and count co's hook needs (mb_task_hook_ok). */
 static int mb_task_hook_mask(lua_State *L, lua_State *co, int count, int *n) {
   int user = 0, ucount = 0;
-  if (mb_rt_of(L)->userhook_ref != 0) user = mb_userhook_mask(L, co, &ucount);
+  if (mb_rt_of(L)->userhooks) user = mb_userhook_mask(L, co, &ucount);
   *n = count > 0 && (ucount == 0 || count < ucount) ? count : ucount; /* the shorter */
   return user | (count > 0 ? LUA_MASKCOUNT : 0);
 }
@@ -1111,7 +1111,7 @@ static int mb_task_l_sethook(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
   mb_task *t = rt->current;
   lua_State *L1 = mb_userhook_sethook(L);
-  int count = t == NULL ? 0 : rt->interrupt ? 1 : rt->hook_count;
+  int count = mb_task_turn_count(rt);
   if (mb_task_hook_ok(L, L1, count)) return 0;
   if (t != NULL && (t->run->insn_limited || t->run->deadline > 0) && mb_limit_tick(rt, t->run))
     mb_limit_raise(L, t->run);

@@ -37,6 +37,11 @@ void mb_task_interrupt(mb_rt *rt); /* async-signal-safe: preempt the running tas
 ** _ok: co has it already (setting it again would restart its count). L
 ** lends its stack. */
 int mb_task_hook_ok(lua_State *L, lua_State *co, int count);
+/* The count the running turn's hook has: 1 while preempted, none outside
+** a task. */
+static inline int mb_task_turn_count(mb_rt *rt) {
+  return rt->current == NULL ? 0 : rt->interrupt ? 1 : rt->hook_count;
+}
 void mb_task_hook_set(lua_State *L, lua_State *co, int count);
 
 /* Errors crossing waits (see mb_task_msgh): a wait raises again in the

@@ -3,7 +3,7 @@
 ** count hook (see userhook.h).
 **
 ** The records: a table with weak keys, in the registry from the first
-** debug.sethook on (rt->userhook_ref; until then nothing here runs), maps
+** debug.sethook on (rt->userhooks says so; until then nothing here runs), maps
 ** a thread to {function, mask, count, run}: what the script asked for,
 ** and the run it asked in. The registry's _HOOKKEY table, stock ldblib's,
 ** maps the thread to the function too, as it does in stock Lua.
@@ -21,22 +21,15 @@ static int64_t mb_userhook_run(mb_rt *rt) {
   return rt->current != NULL ? rt->current->run->id : 0;
 }
 
+static const char mb_userhook_key;
+
 /* Push the records, made at the first call with create set; 0 (nothing
 ** pushed) when there are none yet. */
 static int mb_userhook_records(lua_State *L, int create) {
   mb_rt *rt = mb_rt_of(L);
-  if (rt->userhook_ref != 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->userhook_ref);
-    return 1;
-  }
-  if (!create) return 0;
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  rt->userhook_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (!rt->userhooks && !create) return 0;
+  mb_registry_table(L, &mb_userhook_key, "k");
+  rt->userhooks = 1;
   return 1;
 }
 
