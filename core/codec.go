@@ -780,8 +780,8 @@ func (d *msgDecoder) intObject(depth, at int) (any, error) {
 	}
 	m := make(map[int64]any, n)
 	for range n {
-		if d.left() < 8 {
-			return nil, d.fail(d.pos, "truncated map key")
+		if err := d.need(8); err != nil { // the key, as the C decoder says it
+			return nil, err
 		}
 		k := int64(binary.LittleEndian.Uint64(d.data[d.pos:]))
 		d.pos += 8
