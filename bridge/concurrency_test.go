@@ -207,3 +207,61 @@ assert(select("#", task.race({function() task.sleep(10) end, function() return 1
 	}
 	before.checkNothingLeft(t, false)
 }
+
+// A task that returned gives its thread back for the next spawn, results
+// or not (its results stay with its Task). After a burst the pool holds
+// the burst's threads, lets them go once they sat unused for a whole
+// period, and under a MemoryLimit keeps only a few: idle threads must not
+// count against a script's memory. Lua's own count of its memory shows it.
+func TestTaskThreadsOfABurstAreKeptThenLetGo(t *testing.T) {
+	const probe = `
+local task = require("task")
+local function burst(n)
+  local ts = {}
+  for i = 1, n do ts[i] = task.spawn(function() task.yield(); return i, "r" end) end
+  for i = 1, n do assert(select(2, ts[i]:wait()) == "r") end
+end
+local function kb() collectgarbage(); collectgarbage(); return collectgarbage("count") end
+function probe(periods)
+  burst(300)
+  local base = kb()
+  burst(5000)
+  local high = kb()
+  for _ = 1, periods do -- a thread given back after a period's wait sees it
+    task.sleep(1.05)
+    task.spawn(function() end):wait()
+  end
+  return high - base, kb() - base
+end`
+	for _, c := range []struct {
+		name             string
+		limit            int64
+		periods          int
+		keptMin, keptMax float64 // KiB over the base after the burst
+		afterMax         float64 // and after the periods
+	}{
+		{"no limit", 0, 2, 2048, 1 << 20, 1024},
+		{"memory limit", 256 << 20, 0, -1 << 20, 1024, 1024},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rt, err := bridge.New(bridge.Options{MemoryLimit: c.limit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rt.Close()
+			mustRun(t, rt, probe)
+			out, err := rt.Call(context.Background(), "probe", c.periods)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept, after := out[0].(float64), out[1].(float64)
+			t.Logf("KiB over the base: %.0f after the burst, %.0f after %d periods", kept, after, c.periods)
+			if kept < c.keptMin || kept > c.keptMax {
+				t.Errorf("after a burst of 5,000 tasks Lua holds %.0f KiB more, want %.0f..%.0f", kept, c.keptMin, c.keptMax)
+			}
+			if after > c.afterMax {
+				t.Errorf("after %d idle periods Lua still holds %.0f KiB more, want at most %.0f", c.periods, after, c.afterMax)
+			}
+		})
+	}
+}

@@ -77,7 +77,7 @@ static int mb_await_outcome(lua_State *L, int idx, int kind) {
       mb_task_pass_error(L, t);
       return 0;
     }
-    mb_pack_values(L, mb_task_results(L, t));
+    mb_pack_values(L, mb_task_results(L, idx));
     return 1;
   }
   if (kind == MB_AW_PROMISE) {
@@ -120,7 +120,7 @@ static void mb_await_cancel(lua_State *L, int idx, int kind) {
 static int mb_await_l_await(lua_State *L) {
   lua_settop(L, 1);
   switch (mb_await_kind(L, 1)) {
-    case MB_AW_TASK: return mb_task_await(L, (mb_task *)lua_touserdata(L, 1));
+    case MB_AW_TASK: return mb_task_await(L, 1);
     case MB_AW_PROMISE: return mb_promise_await(L, 1);
     case MB_AW_CHAN: return mb_chan_await(L, 1);
   }

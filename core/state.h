@@ -241,6 +241,8 @@ typedef struct mb_rt {
   uint32_t rand;        /* xorshift state: fair choices among ready cases */
   int pool_ref;         /* registry ref of the pool of finished threads */
   int npool;
+  int pool_low;         /* the fewest threads in the pool since pool_since */
+  uint64_t pool_since;  /* uv_now() when the pool last let idle threads go */
   int task_mt_ref;      /* registry refs of the metatables */
   int error_mt_ref;
   int error_fresh_mt_ref; /* errors raised here, not yet through a handler */

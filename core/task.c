@@ -27,7 +27,8 @@
 
 /* A Task's user values. */
 enum {
-  MB_TASK_UV_THREAD = 1, /* its root thread */
+  MB_TASK_UV_THREAD = 1, /* its root thread; once it is done, its results
+                         ** when they moved off it (mb_task_forget) */
   MB_TASK_UV_NAME,       /* its name, or nil */
   MB_TASK_UV_CANCEL,     /* the error its cancellation delivers */
   MB_TASK_UV_GROUP,      /* the group that owns it */
@@ -41,7 +42,6 @@ enum {
 ** run's report); and the last error a wait raised in it again (a hop),
 ** with the traceback it came with. */
 enum { MB_TERR_VALUE = 1, MB_TERR_TB, MB_TERR_MSG, MB_TERR_HOP, MB_TERR_HOPTB };
-#define MB_POOL_MAX 256
 
 /* A task group (task.group()): its live children and who waits for them. */
 typedef struct mb_group {
@@ -59,9 +59,18 @@ static const char *const mb_task_status_names[] = {
     "pending", "running", "suspended", "done", "failed", "cancelled"};
 
 /* ---------------------------------------------------------------------
-** Threads: finished threads that ended cleanly are reused (about ten times
-** cheaper than a new one). The pool is a Lua table, which anchors them.
+** Threads: a task that returned gives its thread back for the next spawn
+** (about ten times cheaper than a new one, and a thread the collector need
+** not mark, sweep and free). The pool is a Lua table, which anchors them.
+** It grows to what a burst of tasks gave back, up to MB_POOL_MAX; threads
+** that sat there a whole MB_POOL_AGE_MS (the pool never went below them)
+** are let go, down to MB_POOL_KEEP. Under a MemoryLimit it keeps
+** MB_POOL_KEEP at most: idle threads must not count against scripts.
 ** ------------------------------------------------------------------- */
+#define MB_POOL_KEEP 256
+#define MB_POOL_MAX 16384
+#define MB_POOL_AGE_MS 1000
+
 static lua_State *mb_task_thread_get(lua_State *L, mb_rt *rt) {
   lua_State *co;
   if (rt->npool > 0) {
@@ -69,7 +78,7 @@ static lua_State *mb_task_thread_get(lua_State *L, mb_rt *rt) {
     lua_rawgeti(L, -1, rt->npool);
     lua_pushnil(L);
     lua_rawseti(L, -3, rt->npool);
-    rt->npool--;
+    if (--rt->npool < rt->pool_low) rt->pool_low = rt->npool;
     lua_remove(L, -2);
     co = lua_tothread(L, -1);
   } else {
@@ -78,17 +87,33 @@ static lua_State *mb_task_thread_get(lua_State *L, mb_rt *rt) {
   return co;
 }
 
+/* Let go of the threads no spawn took in the last period (the pool table
+** on L's top). Clearing the top slots allocates nothing. */
+static void mb_task_pool_age(mb_rt *rt, lua_State *L, uint64_t now) {
+  int idle = rt->pool_low;
+  if (idle > rt->npool - MB_POOL_KEEP) idle = rt->npool - MB_POOL_KEEP;
+  for (; idle > 0; idle--) {
+    lua_pushnil(L);
+    lua_rawseti(L, -2, rt->npool--);
+  }
+  rt->pool_low = rt->npool;
+  rt->pool_since = now;
+}
+
 static void mb_task_thread_put(mb_rt *rt, mb_task *t) {
   lua_State *L = rt->L;
-  if (rt->npool >= MB_POOL_MAX || lua_status(t->co) != LUA_OK ||
-      lua_gettop(t->co) != 0)
-    return;
-  mb_task_mark(t->co) = NULL;
-  if (rt->userhooks) mb_userhook_forget(L, t->co); /* a new task's hook is its own */
+  uint64_t now = uv_now(&rt->loop);
+  int max = rt->mem_limit > 0 ? MB_POOL_KEEP : MB_POOL_MAX;
+  if (lua_status(t->co) != LUA_OK || lua_gettop(t->co) != 0) return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
-  lua_pushthread(t->co);
-  lua_xmove(t->co, L, 1);
-  lua_rawseti(L, -2, ++rt->npool);
+  if (now - rt->pool_since >= MB_POOL_AGE_MS) mb_task_pool_age(rt, L, now);
+  if (rt->npool < max) {
+    mb_task_mark(t->co) = NULL;
+    if (rt->userhooks) mb_userhook_forget(L, t->co); /* a new task's hook is its own */
+    lua_pushthread(t->co);
+    lua_xmove(t->co, L, 1);
+    lua_rawseti(L, -2, ++rt->npool);
+  }
   lua_pop(L, 1);
 }
 
@@ -729,13 +754,51 @@ static void mb_task_end_unstarted(mb_rt *rt, mb_task *t) {
   mb_task_end(rt, t, MB_TASK_CANCELLED);
 }
 
-/* The run is done with the ended task (see mb_task_resume): pop its Task,
-** and keep its thread for reuse when it holds nothing worth keeping. */
+/* Pack the n values on top of L into a table (protected: it allocates). */
+static int mb_task_pack_p(lua_State *L) {
+  int i, n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lua_createtable(L, n, 0);
+  lua_insert(L, -(n + 1));
+  for (i = n; i >= 1; i--) lua_rawseti(L, -(i + 1), i);
+  return 1;
+}
+
+/* Move a done task's results off its thread into its Task (on rt->L's
+** top), so the thread can go: one value as it is, several in a table.
+** Returns 0, keeping them where they are, when there is no room to. */
+static int mb_task_move_results(mb_rt *rt, mb_task *t) {
+  lua_State *L = rt->L;
+  int i, n = t->nres;
+  if (!lua_checkstack(L, n + 3)) return 0;
+  if (n > 1) { /* copies: a failure leaves them on the thread */
+    if (!lua_checkstack(t->co, n)) return 0;
+    lua_pushcfunction(L, mb_task_pack_p);
+    for (i = 1; i <= n; i++) lua_pushvalue(t->co, i);
+    lua_xmove(t->co, L, n);
+    lua_pushinteger(L, n);
+    if (lua_pcall(L, n + 1, 1, 0) != LUA_OK) { /* out of memory */
+      lua_pop(L, 1);
+      return 0;
+    }
+    lua_settop(t->co, 0);
+  } else {
+    lua_xmove(t->co, L, 1);
+  }
+  lua_setiuservalue(L, -2, MB_TASK_UV_THREAD);
+  return 1;
+}
+
+/* The run is done with the ended task (see mb_task_resume): pop its Task.
+** A task that returned gives up its thread, for reuse if the pool has
+** room: a spawn then costs no new thread, and the collector has none to
+** mark and sweep; its results, if any, move into the Task. */
 void mb_task_forget(mb_rt *rt, mb_task *t) {
   mb_assert(t->status >= MB_TASK_DONE, "forgetting a live task");
-  if (t->status == MB_TASK_DONE && t->nres == 0 && t->ref == LUA_NOREF) {
+  if (t->status == MB_TASK_DONE && t->ref == LUA_NOREF &&
+      (t->nres == 0 || mb_task_move_results(rt, t))) {
     mb_task_thread_put(rt, t);
-    t->co = NULL; /* the Task's uservalue still anchors the thread; harmless */
+    t->co = NULL; /* with no results, the Task may still anchor the thread; harmless */
   }
   lua_pop(rt->L, 1);
 }
@@ -1353,8 +1416,10 @@ static mb_task *mb_task_check(lua_State *L, int i) {
   return (mb_task *)luaL_checkudata(L, i, MB_TASK_MT);
 }
 
-/* Push the finished task's results, or raise its error. */
-int mb_task_results(lua_State *L, mb_task *t) {
+/* Push the finished task's (the Task at idx) results, or raise its error.
+** Its results are on its thread, or in the Task once the thread is gone. */
+int mb_task_results(lua_State *L, int idx) {
+  mb_task *t = (mb_task *)lua_touserdata(L, idx);
   lua_State *co = t->co;
   int i, n = t->nres;
   t->observed = 1;
@@ -1365,8 +1430,17 @@ int mb_task_results(lua_State *L, mb_task *t) {
     mb_task_pass_error(L, t);
     return lua_error(L);
   }
-  if (n == 0 || co == NULL) return 0;
-  luaL_checkstack(L, n, "too many results to wait for");
+  if (n == 0) return 0;
+  luaL_checkstack(L, n + 1, "too many results to wait for");
+  if (co == NULL) { /* moved into the Task */
+    lua_getiuservalue(L, idx, MB_TASK_UV_THREAD);
+    if (n == 1) return 1;
+    for (i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
+    lua_remove(L, -(n + 1));
+    return n;
+  }
+  if (!lua_checkstack(co, n)) /* the copies go through co's own stack */
+    return luaL_error(L, "too many results to wait for");
   for (i = 1; i <= n; i++) lua_pushvalue(co, i);
   lua_xmove(co, L, n);
   return n;
@@ -1375,29 +1449,30 @@ int mb_task_results(lua_State *L, mb_task *t) {
 static int mb_task_wait_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   mb_task_wait_check(L);
-  return mb_task_results(L, (mb_task *)ctx);
+  return mb_task_results(L, (int)ctx);
 }
 
 static int mb_task_finished(const mb_task *t) {
   return t->status >= MB_TASK_DONE;
 }
 
-/* Wait for t (on L's stack, which anchors it) to end. */
-int mb_task_await(lua_State *L, mb_task *t) {
-  mb_task *self;
-  if (mb_task_finished(t)) return mb_task_results(L, t);
+/* Wait for the Task at idx (L's stack anchors it) to end. */
+int mb_task_await(lua_State *L, int idx) {
+  mb_task *self, *t = (mb_task *)lua_touserdata(L, idx);
+  idx = lua_absindex(L, idx);
+  if (mb_task_finished(t)) return mb_task_results(L, idx);
   self = mb_task_current(L, "Task:wait");
   if (self == t) return mb_errors_misuse(L, "Task:wait: a task cannot wait for itself");
   mb_task_wait_begin(L, "Task:wait");
   mb_task_waiter_init(&self->w1, self, L, 1, MB_OP_DONE);
   mb_list_push(&t->waiters, &self->w1.link);
-  return mb_task_wait_objs(L, self, &self->w1, 1, "another task", (lua_KContext)t, mb_task_wait_k);
+  return mb_task_wait_objs(L, self, &self->w1, 1, "another task", (lua_KContext)idx, mb_task_wait_k);
 }
 
 static int mb_task_l_wait(lua_State *L) {
-  mb_task *t = mb_task_check(L, 1);
+  mb_task_check(L, 1);
   lua_settop(L, 1); /* keeps the awaited Task anchored on our stack */
-  return mb_task_await(L, t);
+  return mb_task_await(L, 1);
 }
 
 static int mb_task_l_done(lua_State *L) {

@@ -25,8 +25,8 @@ mb_task *mb_task_current(lua_State *L, const char *name);
 int mb_task_resume(mb_rt *rt, mb_task *t); /* 1: it ended (see mb_task_forget) */
 void mb_task_kill(mb_rt *rt, mb_task *t);  /* it ends (see mb_task_forget) */
 void mb_task_forget(mb_rt *rt, mb_task *t);
-int mb_task_results(lua_State *L, mb_task *t);
-int mb_task_await(lua_State *L, mb_task *t);
+int mb_task_results(lua_State *L, int idx); /* the Task at idx */
+int mb_task_await(lua_State *L, int idx);
 void mb_task_unfail(lua_State *L, mb_task *t);
 int mb_task_blocked_where(mb_task *t, char *buf, size_t len);
 void mb_task_push_info(lua_State *L, mb_task *t); /* t:info()'s table; inspect.c */

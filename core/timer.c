@@ -41,10 +41,10 @@ static int mb_timer_tick_k(lua_State *L, int status, lua_KContext ctx) {
   if (self->timer == MB_TIMER_ONCE) {
     /* The callback is a task queued in deadline order with every other
     ** timer's; the timer waits for it, so await(id) gets its results. */
-    mb_task *cb = mb_task_spawn(L, self->run, nargs, "setTimeout callback");
+    mb_task_spawn(L, self->run, nargs, "setTimeout callback");
     lua_replace(L, MB_TM_REPEAT);
     lua_settop(L, MB_TM_REPEAT);
-    return mb_task_await(L, cb);
+    return mb_task_await(L, MB_TM_REPEAT);
   }
   mb_task_spawn(L, self->run, nargs, "setInterval callback");
   lua_replace(L, MB_TM_REPEAT); /* clearInterval finds it there */

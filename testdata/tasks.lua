@@ -57,6 +57,32 @@ for i = 1, 3 do waiters[i]:wait() end
 print(table.concat(got, " "))
 print(shared:wait()) -- a finished task can be waited on again
 
+print("-- results outlive the thread, which the next task reuses")
+-- A task that returned gives its thread back for reuse; its results stay
+-- with its Task, however many, whatever they are, for every later wait.
+local root
+local one = task.spawn(function() root = coroutine.running(); return {k = "t"} end)
+print(one:wait().k)
+local reused
+task.spawn(function() reused = coroutine.running() end):wait()
+print("thread reused", reused == root)
+local shapes = {
+  task.spawn(function() return nil end),
+  task.spawn(function() return nil, 2, nil end),
+  task.spawn(function() return false end),
+  task.spawn(function() local t = {} for i = 1, 200 do t[i] = i end return table.unpack(t) end),
+  task.spawn(function() end),
+}
+task.yield()
+for _ = 1, 50 do -- more tasks, on the same threads, filling their stacks
+  task.spawn(function(...) return ... end, "x", "y", "z"):wait()
+end
+for _, s in ipairs(shapes) do
+  local r = table.pack(s:wait())
+  print(s:status(), r.n, r[1], r[2], r[3], r[r.n])
+end
+print(select("#", shapes[2]:wait()), select("#", await(shapes[2])), shapes[4]:wait() == 1)
+
 print("-- wait re-raises the task's error")
 local bad = task.spawn({name = "x"}, function() error("boom", 0) end)
 ok, err = pcall(bad.wait, bad)
