@@ -272,6 +272,7 @@ static int mb_task_failed_raw(lua_State *L, mb_task *t) {
 void mb_task_push_error(lua_State *L, mb_task *t) {
   lua_State *co = t->co;
   luaL_checkstack(L, 4, "a task's error");
+  (void)lua_checkstack(co, 3); /* fails only out of memory with the stack full */
   if (!mb_task_failed_raw(L, t)) {
     lua_pushvalue(co, -1);
     lua_xmove(co, L, 1);
@@ -601,6 +602,8 @@ mb_task *mb_task_spawn(lua_State *L, mb_run *run, int nargs, const char *name) {
     mb_errors_misuse(L, "cannot start a task: the run has ended");
   luaL_checkstack(L, 4, "spawning a task");
   co = mb_task_thread_get(L, rt);
+  if (!lua_checkstack(co, nargs + 1)) /* the function and its arguments */
+    luaL_error(L, "cannot start a task: too many arguments (%d)", nargs);
   t = (mb_task *)lua_newuserdatauv(L, sizeof *t, MB_TASK_NUV);
   memset(t, 0, sizeof *t);
   t->co = co;

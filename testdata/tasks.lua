@@ -82,6 +82,14 @@ for _, s in ipairs(shapes) do
   print(s:status(), r.n, r[1], r[2], r[3], r[r.n])
 end
 print(select("#", shapes[2]:wait()), select("#", await(shapes[2])), shapes[4]:wait() == 1)
+local many = {}
+for i = 1, 300 do many[i] = i end
+local function count(...) return select("#", ...), (select(300, ...)) end
+print("arguments", task.spawn(count, table.unpack(many)):wait())
+local g = task.group()
+print("group arguments", g:spawn(count, table.unpack(many)):wait())
+g:wait()
+print("timer arguments", await(setTimeout(count, 1, table.unpack(many))))
 
 print("-- wait re-raises the task's error")
 local bad = task.spawn({name = "x"}, function() error("boom", 0) end)
