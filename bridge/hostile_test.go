@@ -803,3 +803,35 @@ func TestMainTasksRecordReusedByALaterTask(t *testing.T) {
 	}
 	servesAfter(t, rt, out)
 }
+
+// A limit's error raised from a C function that filled its stack with
+// results (table.unpack of 200,000 values, charged as it runs) is built
+// with room of its own: before, the error and its traceback were written
+// past the thread's stack (ASan with an instrumented Lua: heap overflow
+// in luaL_traceback), and the traceback came out as "[C]: in ?".
+func TestHostileLimitErrorFromAFullStack(t *testing.T) {
+	const src = `local t = {}
+for i = 1, 200000 do t[i] = i end
+local function unpack_all() return table.unpack(t) end
+return select("#", unpack_all())`
+	for _, limit := range []int64{700_000, 900_000, 1_100_000} {
+		rt, err := bridge.New(bridge.Options{Sandbox: true, InstructionLimit: limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = rt.RunString(context.Background(), "full", src)
+		var le *bridge.LuaError
+		if !errors.Is(err, bridge.ErrInstructionLimit) || !errors.As(err, &le) {
+			t.Fatalf("limit %d: got %v, want the instruction limit's error", limit, err)
+		}
+		for _, want := range []string{"in function 'table.unpack'", "full:3: in "} {
+			if !strings.Contains(le.Traceback, want) {
+				t.Errorf("limit %d: traceback lacks %q:\n%s", limit, want, le.Traceback)
+			}
+		}
+		if err := rt.RunString(context.Background(), "after", `assert(select("#", table.unpack({1, 2, 3})) == 3)`); err != nil {
+			t.Errorf("limit %d: the Runtime does not serve on: %v", limit, err)
+		}
+		rt.Close()
+	}
+}

@@ -130,6 +130,16 @@ static void mb_errors_traceback(lua_State *L, int idx, const char *msg) {
     luaL_traceback(L, L, msg, 1);
 }
 
+/* Raising builds a table and a traceback, about a dozen slots, which a C
+** function that filled its stack (with results, say) may not have left.
+** Lua keeps a few slots past the limit: room for this message. */
+static void mb_errors_room(lua_State *L) {
+  if (!lua_checkstack(L, MB_ERRORS_ROOM)) {
+    lua_pushliteral(L, "stack overflow (no room left to raise an error)");
+    lua_error(L);
+  }
+}
+
 /* Raise the error on the top, stamping the traceback of where it is
 ** raised, so that one caught by pcall in the same task has it too. It is
 ** marked fresh (its own metatable, same behaviour): a task's message
@@ -137,6 +147,7 @@ static void mb_errors_traceback(lua_State *L, int idx, const char *msg) {
 ** with the task's name, instead of appending a second copy. */
 int mb_errors_raise(lua_State *L) {
   mb_rt *rt = mb_rt_of(L);
+  mb_errors_room(L);
   mb_errors_traceback(L, lua_gettop(L), NULL);
   mb_errors_set(L, -2, "traceback");
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->error_fresh_mt_ref);
@@ -165,6 +176,7 @@ int mb_errors_throw(lua_State *L, const char *kind, const char *op,
                    const char *fmt, ...) {
   const char *msg;
   va_list ap;
+  mb_errors_room(L);
   va_start(ap, fmt);
   msg = lua_pushvfstring(L, fmt, ap);
   va_end(ap);
@@ -194,6 +206,7 @@ void mb_errors_fork(lua_State *L) {
 ** position, as luaL_error's does. */
 int mb_errors_misuse(lua_State *L, const char *fmt, ...) {
   va_list ap;
+  mb_errors_room(L);
   luaL_where(L, 1);
   va_start(ap, fmt);
   lua_pushvfstring(L, fmt, ap);

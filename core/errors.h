@@ -22,6 +22,10 @@ void mb_errors_push(lua_State *L, const char *kind, const char *op,
 void mb_errors_push_exit(lua_State *L, int code);
 void mb_errors_fork(lua_State *L);
 
+/* The stack slots raising an error takes (a table, its fields, a
+** traceback): each raise below makes sure of them first. */
+#define MB_ERRORS_ROOM LUA_MINSTACK
+
 /* Raise: each never returns (the int is for `return mb_errors_...(L)`). */
 MB_NORETURN int mb_errors_raise(lua_State *L);
 MB_NORETURN int mb_errors_throw(lua_State *L, const char *kind, const char *op,

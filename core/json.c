@@ -509,7 +509,7 @@ mb_json_noret mb_json_enc_fail(mb_json_enc *e, int upto, const char *fmt, ...) {
   lua_State *L = e->L;
   const char *msg, *path;
   va_list ap;
-  lua_checkstack(L, 8);
+  luaL_checkstack(L, MB_ERRORS_ROOM, "json.encode");
   va_start(ap, fmt);
   msg = lua_pushvfstring(L, fmt, ap);
   va_end(ap);
@@ -776,7 +776,7 @@ static void mb_json_enc_table(mb_json_enc *e, int t) {
   if (d > MB_JSON_MAXDEPTH) mb_json_enc_fail(e, e->depth, "nesting deeper than %d levels", MB_JSON_MAXDEPTH);
   for (i = 1; i < d; i++) {
     if (e->level[i].table == p) {
-      lua_checkstack(L, 8);
+      luaL_checkstack(L, MB_ERRORS_ROOM, "json.encode");
       mb_json_path(e, e->depth);
       mb_json_path(e, i - 1);
       mb_errors_throw(L, "runtime", "json.encode", "json.encode: a cycle at %s (the table at %s again)",

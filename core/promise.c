@@ -186,6 +186,7 @@ static int mb_promise_reaction_k(lua_State *L, int status, lua_KContext ctx) {
     if (self != NULL) self->reraise = 1;
     return lua_error(L);
   }
+  luaL_checkstack(L, 3, "too many results"); /* the handler's may fill the stack */
   if ((int)ctx == MB_R_FINALLY) { /* its results do not matter */
     lua_pushvalue(L, 3);
     mb_promise_settle(L, 4, p->state == MB_PROM_FULFILLED ? MB_PROM_FULFILLED : MB_PROM_REJECTED);
@@ -331,6 +332,7 @@ static void mb_promise_adopt(lua_State *L, int pidx, int qidx) {
 /* Resolve the promise at pidx with the n values on the top (popped). */
 static void mb_promise_resolve_values(lua_State *L, int pidx, int n) {
   pidx = lua_absindex(L, pidx);
+  luaL_checkstack(L, 3, "too many results"); /* a handler's may fill the stack */
   if (n >= 1 && mb_promise_test(L, -n) != NULL) {
     lua_pop(L, n - 1);
     mb_promise_adopt(L, pidx, -1);

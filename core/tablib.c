@@ -216,10 +216,12 @@ static int mb_tablib_unpack(lua_State *L) {
   n = (lua_Unsigned)e - (lua_Unsigned)i; /* one less than the count: cannot overflow */
   if (n >= (unsigned int)INT_MAX || !lua_checkstack(L, (int)(++n)))
     return luaL_error(L, "too many results to unpack");
+  /* Charged first, as string.byte does: the limit's error, raised once
+  ** the stack is full of results, would have no room to be built. */
+  mb_tablib_charge(L, n); /* at most a million or so: the stack's limit */
   for (; i < e; i++) /* stop before e: e + 1 may overflow */
     lua_geti(L, 1, i);
   lua_geti(L, 1, e);
-  mb_tablib_charge(L, n); /* at most a million or so: the stack's limit */
   return (int)n;
 }
 

@@ -577,6 +577,7 @@ int mb_task_wake_sleepers(mb_rt *rt) {
 ** results or the error, in the message handler's slot. */
 static int mb_task_main_k(lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
+  luaL_checkstack(L, 1, "too many results"); /* the function's fill the stack */
   lua_pushinteger(L, status == LUA_YIELD ? LUA_OK : status);
   lua_replace(L, 1);
   return lua_gettop(L);
@@ -602,7 +603,7 @@ mb_task *mb_task_spawn(lua_State *L, mb_run *run, int nargs, const char *name) {
     mb_errors_misuse(L, "cannot start a task: the run has ended");
   luaL_checkstack(L, 4, "spawning a task");
   co = mb_task_thread_get(L, rt);
-  if (!lua_checkstack(co, nargs + 1)) /* the function and its arguments */
+  if (!lua_checkstack(co, nargs + 2)) /* mb_task_main, the function, its arguments */
     luaL_error(L, "cannot start a task: too many arguments (%d)", nargs);
   t = (mb_task *)lua_newuserdatauv(L, sizeof *t, MB_TASK_NUV);
   memset(t, 0, sizeof *t);
