@@ -289,10 +289,13 @@ func (rt *Runtime) Tasks() []TaskInfo {
 // Close cancels every in-flight call's context, ends every run with
 // ErrClosed, waits for the loop and for the goroutines of calls to return,
 // and frees every C resource. It is idempotent. A task that never yields
-// is preempted, wherever it spins, so no script keeps Close waiting. A
+// is preempted, wherever it spins, so no task keeps Close waiting. A
 // bridge function that has not returned Options.CloseGrace after its
-// context was cancelled makes Close return an error instead of waiting
-// on; the C resources are then freed when it returns. Called from a Go
+// context was cancelled, or Lua that has not given the loop's thread back
+// by then (a finalizer or hook function in an endless loop, which Lua
+// runs with hooks off, so nothing preempts it; the sandbox allows
+// neither), makes Close return an error instead of waiting on; the C
+// resources are then freed when it returns. Called from a Go
 // function registered with Inline (which runs on the loop's own thread),
 // Close cannot wait for the loop it runs on: it ends every run and
 // returns nil at once, and the Runtime finishes closing once that

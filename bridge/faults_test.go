@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -395,4 +396,71 @@ func TestRequestsFromAnInlineFunctionAreErrors(t *testing.T) {
 		}
 	}
 	mustRun(t, rt, `assert(x == nil)`) // the inner run never ran
+}
+
+// Lua runs finalizers and hook functions with hooks off, so Close's
+// preemption cannot reach one in an endless loop (the sandbox allows
+// neither). Close returns after CloseGrace with an error rather than wait
+// forever, and the runtime is freed once the loop returns.
+func TestCloseIsBoundedByLuaThatNeverReturns(t *testing.T) {
+	for name, src := range map[string]string{
+		"finalizer": `setmetatable({}, {__gc = function() started(); while not released() do end end})
+collectgarbage()`,
+		"hook function": `debug.sethook(function() started(); while not released() do end end, "", 1)
+local x = 0
+while true do x = x + 1 end`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			before := measureLeftBehind()
+			rt, err := bridge.New(bridge.Options{CloseGrace: closeGrace})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var released atomic.Bool
+			entered := make(chan struct{})
+			var once sync.Once
+			for fn, f := range map[string]bridge.Func{
+				"started": func(context.Context, bridge.Args) ([]any, error) {
+					once.Do(func() { close(entered) })
+					return nil, nil
+				},
+				"released": func(context.Context, bridge.Args) ([]any, error) {
+					return []any{released.Load()}, nil
+				},
+			} {
+				if err := rt.RegisterFunc(fn, f, bridge.Inline()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			done := make(chan error, 1)
+			go func() { done <- rt.RunString(context.Background(), "stuck", src) }()
+			<-entered
+			start := time.Now()
+			err, ok := within(hostileHang, rt.Close)
+			waited := time.Since(start)
+			if !ok {
+				released.Store(true) // let the loop go, or it spins through the other tests
+				t.Fatalf("Close still waiting after %v", waited)
+			}
+			if err == nil || !strings.Contains(err.Error(), "had not given the loop's thread back 200ms after Close asked") {
+				t.Errorf("Close: %v", err)
+			}
+			if waited < closeGrace || waited > closeGrace+closeTolerance {
+				t.Errorf("Close returned after %v; with CloseGrace %v it must wait that long, and not much longer", waited, closeGrace)
+			}
+			if err2 := rt.Close(); err2 == nil || err2.Error() != err.Error() {
+				t.Errorf("a second Close: %v", err2)
+			}
+			released.Store(true)
+			if err := <-done; !errors.Is(err, bridge.ErrClosed) {
+				t.Errorf("the run: %v, want ErrClosed", err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := leaks.WaitLive(ctx, before.live); err != nil {
+				t.Fatalf("the C runtime was not freed once Lua returned: %v", err)
+			}
+			before.checkNothingLeft(t, false)
+		})
+	}
 }

@@ -255,9 +255,12 @@ type Options struct {
 	OutputLimit int64
 
 	// CloseGrace bounds how long Close waits for bridge functions to
-	// return once it has cancelled their contexts; 0 means 5 s. A function
-	// that ignores its context past it makes Close return an error; the
-	// Runtime's C memory is freed when the last such function returns.
+	// return once it has cancelled their contexts, and for Lua to give
+	// the loop's thread back; 0 means 5 s. A function that ignores its
+	// context past it, or Lua held where no preemption reaches (a
+	// finalizer or hook function that never returns: Lua runs them with
+	// hooks off), makes Close return an error; the Runtime's C memory is
+	// freed when the last such function, or Lua, returns.
 	CloseGrace time.Duration
 
 	// TracerProvider, when set, receives OpenTelemetry spans: one per run
@@ -688,7 +691,18 @@ func (l *Loop) Close() error {
 		return nil
 	}
 	if !already {
-		l.interruptClose()
+		go l.interruptClose() // until the loop stops
+	}
+	// Lua may hold the thread where no preemption reaches: a finalizer or
+	// a hook function, which Lua runs with hooks off, in an endless loop,
+	// or a C module's call. Close does not wait for it past the grace;
+	// the loop goes on closing, and frees everything, if it ever returns.
+	t := time.NewTimer(l.grace)
+	defer t.Stop()
+	select {
+	case <-l.stop:
+	case <-t.C:
+		return fmt.Errorf("moonbridge: closed, but Lua had not given the loop's thread back %v after Close asked (a finalizer, a hook function or a C call that does not return); the runtime's memory is freed if it does", l.grace)
 	}
 	<-l.done
 	return l.closeErr
