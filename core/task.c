@@ -604,7 +604,7 @@ mb_task *mb_task_spawn(lua_State *L, mb_run *run, int nargs, const char *name) {
   luaL_checkstack(L, 4, "spawning a task");
   co = mb_task_thread_get(L, rt);
   if (!lua_checkstack(co, nargs + 2)) /* mb_task_main, the function, its arguments */
-    luaL_error(L, "cannot start a task: too many arguments (%d)", nargs);
+    mb_errors_misuse(L, "cannot start a task: too many arguments (%d)", nargs);
   t = (mb_task *)lua_newuserdatauv(L, sizeof *t, MB_TASK_NUV);
   memset(t, 0, sizeof *t);
   t->co = co;
