@@ -835,3 +835,24 @@ return select("#", unpack_all())`
 		rt.Close()
 	}
 }
+
+// Outside the sandbox debug.setuservalue works as stock's, except on the
+// runtime's own userdata: a Task's user values anchor its thread, and a
+// script that replaced them let the collector free a thread the core
+// still ran (or lose a finished task's results).
+func TestDebugSetUserValueCannotUnanchorTheRuntimesObjects(t *testing.T) {
+	rt, _ := newRuntime(t)
+	mustRun(t, rt, `
+local task, channel = require("task"), require("channel")
+local t = task.spawn(function() task.sleep(0.001); return 1, 2 end)
+for _, u in ipairs({t, channel.new(), task.group()}) do
+  local ok, err = pcall(debug.setuservalue, u, 42, 1)
+  assert(not ok and tostring(err):find("user values are the runtime's"), tostring(err))
+end
+collectgarbage()
+local a, b = t:wait()
+assert(a == 1 and b == 2)
+assert(debug.setuservalue(io.stdout, 1, 1) == nil) -- stock: no such user value
+local ok, err = pcall(debug.setuservalue, {}, 1)
+assert(not ok and err:find("bad argument #1 to 'debug.setuservalue'"), err)`)
+}

@@ -1169,6 +1169,30 @@ void mb_task_hook_set(lua_State *L, lua_State *co, int count) {
     lua_sethook(co, mb_task_hook, mask, n);
 }
 
+/* debug.setuservalue(udata, value [, n]) as stock's, but refused for the
+** runtime's own classes (a Task, a channel, a promise...): their user
+** values anchor what the C core points to, a task's thread among them, and
+** one replaced would leave the core a dangling pointer. A class is ours
+** when the registry holds its metatable under its "moonbridge." __name. */
+static int mb_task_l_setuservalue(lua_State *L) {
+  int n = (int)luaL_optinteger(L, 3, 1);
+  luaL_checktype(L, 1, LUA_TUSERDATA);
+  luaL_checkany(L, 2);
+  lua_settop(L, 2);
+  if (lua_getmetatable(L, 1)) {
+    if (lua_getfield(L, -1, "__name") == LUA_TSTRING &&
+        strncmp(lua_tostring(L, -1), "moonbridge.", 11) == 0) {
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, LUA_REGISTRYINDEX) != LUA_TNIL && lua_rawequal(L, -1, -3))
+        return mb_errors_misuse(L, "debug.setuservalue: a %s's user values are the runtime's",
+                                lua_tostring(L, -2));
+    }
+    lua_settop(L, 2);
+  }
+  if (!lua_setiuservalue(L, 1, n)) luaL_pushfail(L);
+  return 1;
+}
+
 /* debug.sethook: the script's hook recorded (userhook.c), then the
 ** thread's hook: the scheduler's count (the running turn's, which a
 ** script cannot take away) with the script's events. Changing a hook
@@ -1437,8 +1461,10 @@ int mb_task_results(lua_State *L, int idx) {
   if (n == 0) return 0;
   luaL_checkstack(L, n + 1, "too many results to wait for");
   if (co == NULL) { /* moved into the Task */
-    lua_getiuservalue(L, idx, MB_TASK_UV_THREAD);
+    int tt = lua_getiuservalue(L, idx, MB_TASK_UV_THREAD);
     if (n == 1) return 1;
+    mb_assert(tt == LUA_TTABLE, "a Task's results replaced"); /* see mb_task_l_setuservalue */
+    (void)tt;
     for (i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
     lua_remove(L, -(n + 1));
     return n;
@@ -1738,6 +1764,8 @@ void mb_task_open(lua_State *L) {
     lua_setfield(L, -2, "sethook");
     lua_pushcfunction(L, mb_userhook_l_gethook);
     lua_setfield(L, -2, "gethook");
+    lua_pushcfunction(L, mb_task_l_setuservalue);
+    lua_setfield(L, -2, "setuservalue");
   }
   lua_pop(L, 1);
 }
