@@ -836,23 +836,38 @@ return select("#", unpack_all())`
 	}
 }
 
-// Outside the sandbox debug.setuservalue works as stock's, except on the
-// runtime's own userdata: a Task's user values anchor its thread, and a
-// script that replaced them let the collector free a thread the core
-// still ran (or lose a finished task's results).
-func TestDebugSetUserValueCannotUnanchorTheRuntimesObjects(t *testing.T) {
+// Outside the sandbox debug.setuservalue and debug.setmetatable work as
+// stock's, except on the runtime's own objects: a Task's user values
+// anchor its thread (a script that replaced them let the collector free a
+// thread the core still ran: SIGSEGV), and an object's metatable says what
+// the core takes it for (a channel given the Task metatable was read as a
+// Task; io.stdout given it, as one too).
+func TestDebugCannotUnanchorOrRetypeTheRuntimesObjects(t *testing.T) {
 	rt, _ := newRuntime(t)
 	mustRun(t, rt, `
 local task, channel = require("task"), require("channel")
 local t = task.spawn(function() task.sleep(0.001); return 1, 2 end)
+local taskmt = debug.getmetatable(t)
 for _, u in ipairs({t, channel.new(), task.group()}) do
   local ok, err = pcall(debug.setuservalue, u, 42, 1)
-  assert(not ok and tostring(err):find("user values are the runtime's"), tostring(err))
+  assert(not ok and tostring(err):find("user values of the runtime's objects"), tostring(err))
+  ok, err = pcall(debug.setmetatable, u, nil)
+  assert(not ok and tostring(err):find("metatables of the runtime's objects"), tostring(err))
+end
+for _, v in ipairs({channel.new(), io.stdout, {}, 1}) do
+  local ok, err = pcall(debug.setmetatable, v, taskmt)
+  assert(not ok and tostring(err):find("metatables of the runtime's objects"), tostring(err))
 end
 collectgarbage()
 local a, b = t:wait()
 assert(a == 1 and b == 2)
-assert(debug.setuservalue(io.stdout, 1, 1) == nil) -- stock: no such user value
+-- stock's behaviour otherwise
+assert(debug.setuservalue(io.stdout, 1, 1) == nil) -- no such user value
 local ok, err = pcall(debug.setuservalue, {}, 1)
-assert(not ok and err:find("bad argument #1 to 'debug.setuservalue'"), err)`)
+assert(not ok and err:find("bad argument #1 to 'debug.setuservalue'"), err)
+local mt = {__index = function() return "x" end}
+assert(debug.setmetatable(10, mt) == 10 and (5).anything == "x")
+debug.setmetatable(10, nil)
+ok, err = pcall(debug.setmetatable, {}, 5)
+assert(not ok and err:find("nil or table expected"), err)`)
 }

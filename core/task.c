@@ -1169,27 +1169,54 @@ void mb_task_hook_set(lua_State *L, lua_State *co, int count) {
     lua_sethook(co, mb_task_hook, mask, n);
 }
 
-/* debug.setuservalue(udata, value [, n]) as stock's, but refused for the
-** runtime's own classes (a Task, a channel, a promise...): their user
-** values anchor what the C core points to, a task's thread among them, and
-** one replaced would leave the core a dangling pointer. A class is ours
-** when the registry holds its metatable under its "moonbridge." __name. */
+/* Whether the table at idx is the metatable of one of the runtime's own
+** classes (a Task, a channel, a promise...): the registry holds it under
+** its "moonbridge." __name. */
+static int mb_task_class_mt(lua_State *L, int idx) {
+  int ours = 0;
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) != LUA_TTABLE) return 0;
+  if (lua_getfield(L, idx, "__name") == LUA_TSTRING &&
+      strncmp(lua_tostring(L, -1), "moonbridge.", 11) == 0 &&
+      lua_rawget(L, LUA_REGISTRYINDEX) != LUA_TNIL) /* replaces the name */
+    ours = lua_rawequal(L, -1, idx);
+  lua_pop(L, 1);
+  return ours;
+}
+
+/* Whether the value at idx is an object of one of the runtime's classes. */
+static int mb_task_class_obj(lua_State *L, int idx) {
+  int ours;
+  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return 0;
+  ours = mb_task_class_mt(L, -1);
+  lua_pop(L, 1);
+  return ours;
+}
+
+/* debug.setuservalue(udata, value [, n]) and debug.setmetatable(value, mt)
+** as stock's, refused for the runtime's own objects: their user values
+** anchor what the C core points to (a task's thread), and their metatable
+** says what the core takes them for. A script outside the sandbox that
+** replaced either left the core a dangling pointer or a wrong type; one
+** that gave another value a class's metatable, a forged object. */
 static int mb_task_l_setuservalue(lua_State *L) {
   int n = (int)luaL_optinteger(L, 3, 1);
   luaL_checktype(L, 1, LUA_TUSERDATA);
   luaL_checkany(L, 2);
   lua_settop(L, 2);
-  if (lua_getmetatable(L, 1)) {
-    if (lua_getfield(L, -1, "__name") == LUA_TSTRING &&
-        strncmp(lua_tostring(L, -1), "moonbridge.", 11) == 0) {
-      lua_pushvalue(L, -1);
-      if (lua_rawget(L, LUA_REGISTRYINDEX) != LUA_TNIL && lua_rawequal(L, -1, -3))
-        return mb_errors_misuse(L, "debug.setuservalue: a %s's user values are the runtime's",
-                                lua_tostring(L, -2));
-    }
-    lua_settop(L, 2);
-  }
+  if (mb_task_class_obj(L, 1))
+    return mb_errors_misuse(L, "debug.setuservalue: the user values of the runtime's objects are its own");
   if (!lua_setiuservalue(L, 1, n)) luaL_pushfail(L);
+  return 1;
+}
+
+static int mb_task_l_setmetatable(lua_State *L) {
+  int t = lua_type(L, 2);
+  luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+  lua_settop(L, 2);
+  if (mb_task_class_obj(L, 1) || mb_task_class_mt(L, 2))
+    return mb_errors_misuse(L, "debug.setmetatable: the metatables of the runtime's objects are its own");
+  lua_setmetatable(L, 1);
   return 1;
 }
 
@@ -1766,6 +1793,8 @@ void mb_task_open(lua_State *L) {
     lua_setfield(L, -2, "gethook");
     lua_pushcfunction(L, mb_task_l_setuservalue);
     lua_setfield(L, -2, "setuservalue");
+    lua_pushcfunction(L, mb_task_l_setmetatable);
+    lua_setfield(L, -2, "setmetatable");
   }
   lua_pop(L, 1);
 }
