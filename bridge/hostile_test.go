@@ -844,7 +844,29 @@ return select("#", unpack_all())`
 // Task; io.stdout given it, as one too).
 func TestDebugCannotUnanchorOrRetypeTheRuntimesObjects(t *testing.T) {
 	rt, _ := newRuntime(t)
+	for _, opts := range [][]bridge.FuncOption{nil, {bridge.Inline()}} {
+		name := "inc"
+		if opts != nil {
+			name = "inc_inline"
+		}
+		if err := rt.RegisterFunc(name, func(ctx context.Context, a bridge.Args) ([]any, error) {
+			x, err := a.Int(0)
+			return []any{x + 1}, err
+		}, opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
 	mustRun(t, rt, `
+-- A bridge function's upvalue is its index in the Go side's table: a
+-- script that replaced it made Go index past the table and panic.
+for _, f in ipairs({inc, inc_inline, string.gmatch("a", "a")}) do
+  local ok, err = pcall(debug.setupvalue, f, 1, 123456789)
+  assert(not ok and tostring(err):find("upvalues of a C function are its own"), tostring(err))
+end
+assert(inc(1) == 2 and inc_inline(2) == 3)
+local up = 1
+local function lua_fn() return up end
+assert(debug.setupvalue(lua_fn, 1, 7) == "up" and lua_fn() == 7) -- Lua functions as stock
 local task, channel = require("task"), require("channel")
 local t = task.spawn(function() task.sleep(0.001); return 1, 2 end)
 local taskmt = debug.getmetatable(t)

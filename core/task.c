@@ -1220,6 +1220,26 @@ static int mb_task_l_setmetatable(lua_State *L) {
   return 1;
 }
 
+/* debug.setupvalue(f, n, value) as stock's for Lua functions, refused for
+** C functions: their upvalues are what their C code trusts (a bridge
+** function's index in the Go side's table, a library's state), and one a
+** script replaced made the Go side index past its table and panic, or a
+** C library read a wrong type. */
+static int mb_task_l_setupvalue(lua_State *L) {
+  const char *name;
+  int n;
+  luaL_checkany(L, 3);
+  n = (int)luaL_checkinteger(L, 2);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (lua_iscfunction(L, 1))
+    return mb_errors_misuse(L, "debug.setupvalue: the upvalues of a C function are its own");
+  lua_settop(L, 3);
+  name = lua_setupvalue(L, 1, n);
+  if (name == NULL) return 0;
+  lua_pushstring(L, name);
+  return 1;
+}
+
 /* debug.sethook: the script's hook recorded (userhook.c), then the
 ** thread's hook: the scheduler's count (the running turn's, which a
 ** script cannot take away) with the script's events. Changing a hook
@@ -1795,6 +1815,8 @@ void mb_task_open(lua_State *L) {
     lua_setfield(L, -2, "setuservalue");
     lua_pushcfunction(L, mb_task_l_setmetatable);
     lua_setfield(L, -2, "setmetatable");
+    lua_pushcfunction(L, mb_task_l_setupvalue);
+    lua_setfield(L, -2, "setupvalue");
   }
   lua_pop(L, 1);
 }
