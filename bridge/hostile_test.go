@@ -867,6 +867,37 @@ assert(inc(1) == 2 and inc_inline(2) == 3)
 local up = 1
 local function lua_fn() return up end
 assert(debug.setupvalue(lua_fn, 1, 7) == "up" and lua_fn() == 7) -- Lua functions as stock
+-- A task waiting in select keeps its registrations in its C frame's
+-- slots: a script that cleared them had them freed under the wait (the
+-- select then returned without its value).
+do
+  local task, channel = require("task"), require("channel")
+  local a, b = channel.new(), channel.new()
+  local co
+  local sel = task.spawn(function()
+    co = coroutine.running()
+    local mine = "lua local"
+    local r = table.pack(channel.select({{a, "recv"}, {b, "recv"}}))
+    return mine, table.unpack(r, 1, r.n)
+  end)
+  task.yield()
+  local refused = 0
+  for level = 0, 3 do -- the C frames of the wait: select's, and the task's root
+    local info = debug.getinfo(co, level, "S")
+    for i = 1, info and info.what == "C" and 8 or 0 do
+      local ok, err = pcall(debug.setlocal, co, level, i, nil)
+      assert(not ok and tostring(err):find("slots of a C function are its own"), tostring(err))
+      refused = refused + 1
+    end
+  end
+  assert(refused > 0)
+  collectgarbage(); collectgarbage()
+  a:send("v")
+  local mine, i, v, ok = sel:wait()
+  assert(i == 1 and v == "v" and ok == true, tostring(i) .. " " .. tostring(v) .. " " .. tostring(ok))
+  local function lua_level() local l = 1; debug.setlocal(1, 1, 5); return l end
+  assert(lua_level() == 5) -- a Lua function's locals as stock
+end
 local task, channel = require("task"), require("channel")
 local t = task.spawn(function() task.sleep(0.001); return 1, 2 end)
 local taskmt = debug.getmetatable(t)

@@ -1240,6 +1240,29 @@ static int mb_task_l_setupvalue(lua_State *L) {
   return 1;
 }
 
+/* debug.setlocal([thread,] level, n, value) as stock's for Lua functions,
+** refused for a C function's slots: the core keeps what a waiting task's
+** C frame points to there (a select's registrations), and a slot a script
+** cleared would be freed under it. */
+static int mb_task_l_setlocal(lua_State *L) {
+  int arg = lua_isthread(L, 1) ? 1 : 0, level, nvar;
+  lua_State *L1 = arg ? lua_tothread(L, 1) : L;
+  const char *name;
+  lua_Debug ar;
+  level = (int)luaL_checkinteger(L, arg + 1);
+  nvar = (int)luaL_checkinteger(L, arg + 2);
+  if (!lua_getstack(L1, level, &ar)) return luaL_argerror(L, arg + 1, "level out of range");
+  lua_getinfo(L1, "S", &ar);
+  if (*ar.what == 'C')
+    return mb_errors_misuse(L, "debug.setlocal: the slots of a C function are its own");
+  if (L != L1 && !lua_checkstack(L1, 1)) return luaL_error(L, "stack overflow");
+  lua_xmove(L, L1, 1);
+  name = lua_setlocal(L1, &ar, nvar);
+  if (name == NULL) lua_pop(L1, 1); /* not popped by lua_setlocal */
+  lua_pushstring(L, name);
+  return 1;
+}
+
 /* debug.sethook: the script's hook recorded (userhook.c), then the
 ** thread's hook: the scheduler's count (the running turn's, which a
 ** script cannot take away) with the script's events. Changing a hook
@@ -1817,6 +1840,8 @@ void mb_task_open(lua_State *L) {
     lua_setfield(L, -2, "setmetatable");
     lua_pushcfunction(L, mb_task_l_setupvalue);
     lua_setfield(L, -2, "setupvalue");
+    lua_pushcfunction(L, mb_task_l_setlocal);
+    lua_setfield(L, -2, "setlocal");
   }
   lua_pop(L, 1);
 }
