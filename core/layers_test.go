@@ -19,8 +19,8 @@ import (
 // must be placed here (the test fails until it is).
 var coreLayers = [][]string{
 	{"mb", "list", "buf", "codec", "queue", "sleep", "event", "pack", "lbug", "heap"}, // 0 base
-	{"state", "errors", "output"}, // 1 records, errors
-	{"limit", "userhook", "task"}, // 2 scheduler
+	{"state", "errors", "output"},           // 1 records, errors
+	{"limit", "userhook", "dbglib", "task"}, // 2 scheduler
 	{"call", "stream", "bridge", "chan", "promise", "timer", "coro", "env", "sandbox", "json", "strlib", "tablib"}, // 3 objects
 	{"await", "inspect"},       // 4 combinators, introspection
 	{"run", "rt", "interrupt"}, // 5 life cycle
