@@ -71,6 +71,22 @@ const (
 	closeTolerance = time.Second
 )
 
+// checkCloseBoundedByGrace: Close, which took waited, returned an error
+// saying want after CloseGrace (and not much later), and a second Close
+// returns the same error.
+func checkCloseBoundedByGrace(t *testing.T, rt *bridge.Runtime, err error, waited time.Duration, want string) {
+	t.Helper()
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Close: %v", err)
+	}
+	if waited < closeGrace || waited > closeGrace+closeTolerance {
+		t.Errorf("Close returned after %v; with CloseGrace %v it must wait that long, and not much longer", waited, closeGrace)
+	}
+	if err2 := rt.Close(); err2 == nil || err2.Error() != err.Error() {
+		t.Errorf("a second Close: %v", err2)
+	}
+}
+
 func TestCloseIsBoundedByAFunctionThatNeverReturns(t *testing.T) {
 	before := measureLeftBehind()
 	rt, err := bridge.New(bridge.Options{CloseGrace: closeGrace})
@@ -88,16 +104,7 @@ func TestCloseIsBoundedByAFunctionThatNeverReturns(t *testing.T) {
 	<-entered
 	start := time.Now()
 	err = rt.Close()
-	waited := time.Since(start)
-	if err == nil || !strings.Contains(err.Error(), "had not returned 200ms after their contexts were cancelled") {
-		t.Errorf("Close: %v", err)
-	}
-	if waited < closeGrace || waited > closeGrace+closeTolerance {
-		t.Errorf("Close returned after %v; with CloseGrace %v it must wait that long, and not much longer", waited, closeGrace)
-	}
-	if err2 := rt.Close(); err2 == nil || err2.Error() != err.Error() {
-		t.Errorf("a second Close: %v", err2)
-	}
+	checkCloseBoundedByGrace(t, rt, err, time.Since(start), "had not returned 200ms after their contexts were cancelled")
 	// The function will still complete into the C runtime: it must not be
 	// freed yet, and must be once the function returns.
 	if n := leaks.Live(); n != before.live+1 {
@@ -442,15 +449,7 @@ while true do x = x + 1 end`,
 				released.Store(true) // let the loop go, or it spins through the other tests
 				t.Fatalf("Close still waiting after %v", waited)
 			}
-			if err == nil || !strings.Contains(err.Error(), "had not given the loop's thread back 200ms after Close asked") {
-				t.Errorf("Close: %v", err)
-			}
-			if waited < closeGrace || waited > closeGrace+closeTolerance {
-				t.Errorf("Close returned after %v; with CloseGrace %v it must wait that long, and not much longer", waited, closeGrace)
-			}
-			if err2 := rt.Close(); err2 == nil || err2.Error() != err.Error() {
-				t.Errorf("a second Close: %v", err2)
-			}
+			checkCloseBoundedByGrace(t, rt, err, waited, "had not given the loop's thread back 200ms after Close asked")
 			released.Store(true)
 			if err := <-done; !errors.Is(err, bridge.ErrClosed) {
 				t.Errorf("the run: %v, want ErrClosed", err)

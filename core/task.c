@@ -16,11 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dbglib.h"
 #include "errors.h"
 #include "limit.h"
 #include "output.h"
+#include "pack.h"
 #include "task.h"
-#include "dbglib.h"
 #include "userhook.h"
 
 #define MB_TASK_MT "moonbridge.Task"
@@ -759,19 +760,18 @@ static void mb_task_end_unstarted(mb_rt *rt, mb_task *t) {
   mb_task_end(rt, t, MB_TASK_CANCELLED);
 }
 
-/* Pack the n values on top of L into a table (protected: it allocates). */
+/* mb_pack_values, protected (it allocates): n is on the top. */
 static int mb_task_pack_p(lua_State *L) {
-  int i, n = (int)lua_tointeger(L, -1);
+  int n = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
-  lua_createtable(L, n, 0);
-  lua_insert(L, -(n + 1));
-  for (i = n; i >= 1; i--) lua_rawseti(L, -(i + 1), i);
+  mb_pack_values(L, n);
   return 1;
 }
 
 /* Move a done task's results off its thread into its Task (on rt->L's
-** top), so the thread can go: one value as it is, several in a table.
-** Returns 0, keeping them where they are, when there is no room to. */
+** top), so the thread can go: one value as it is, several packed
+** (pack.h). Returns 0, keeping them where they are, when there is no
+** room to. */
 static int mb_task_move_results(mb_rt *rt, mb_task *t) {
   lua_State *L = rt->L;
   int i, n = t->nres;
@@ -1442,7 +1442,7 @@ int mb_task_results(lua_State *L, int idx) {
     if (n == 1) return 1;
     mb_assert(tt == LUA_TTABLE, "a Task's results replaced"); /* dbglib.c refuses debug.setuservalue on a Task */
     (void)tt;
-    for (i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
+    mb_pack_unpack(L, -1);
     lua_remove(L, -(n + 1));
     return n;
   }
