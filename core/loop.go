@@ -159,6 +159,7 @@ type Loop struct {
 	stop    chan struct{} // closed at shutdown: waiters leave
 	stopped atomic.Bool   // set just before stop is closed
 	standby atomic.Int32  // goroutines waiting on wake
+	trimSet atomic.Bool   // a timer will ask the parked loop to trim (armTrim)
 	done    chan struct{} // closed when everything is freed
 
 	mu     sync.RWMutex // held for reading while pushing requests; Close takes it
@@ -179,6 +180,7 @@ type Loop struct {
 	lastID    int64     // the run whose context runCtx found last, that context and its calls
 	last      context.Context
 	lastCalls *runCalls
+	trimTimer *time.Timer // armTrim's, stopped at shutdown
 
 	raceSync atomic.Int64 // the race detector's view of hand-offs through C (race.go)
 
@@ -753,6 +755,7 @@ func (l *Loop) drive(w *runWaiter) bool {
 				return true
 			}
 		case C.MB_STEP_EVENTS_PARK:
+			l.armTrim()
 			if c := l.events(true); c != nil {
 				if l.runHere(c) {
 					continue // nobody took over: still the driver
@@ -762,6 +765,7 @@ func (l *Loop) drive(w *runWaiter) bool {
 			l.token.Unlock()
 			return true
 		case C.MB_STEP_PARK:
+			l.armTrim()
 			l.token.Unlock()
 			return true
 		case C.MB_STEP_CLOSED:
@@ -772,6 +776,28 @@ func (l *Loop) drive(w *runWaiter) bool {
 			return false
 		}
 	}
+}
+
+// armTrim, as the loop parks (the token held, so the C runtime is still),
+// sets a timer when its pool holds more finished threads than it keeps:
+// an idle loop puts none back, so nothing else would let a burst's go.
+// The timer asks the loop to trim (mb_task_pool_trim), which lets go of
+// those that stayed a whole period; a park with some left sets another.
+func (l *Loop) armTrim() {
+	if l.c.npool <= C.MB_POOL_KEEP || l.trimSet.Load() {
+		return
+	}
+	l.trimSet.Store(true)
+	period := C.MB_POOL_AGE_MS * time.Millisecond
+	// A little over a period: the loop's clock is coarse.
+	l.trimTimer = time.AfterFunc(period+period/8, func() {
+		l.mu.RLock()
+		defer l.mu.RUnlock()
+		l.trimSet.Store(false)
+		if !l.closed {
+			l.pushed(C.mb_rt_trim(l.c))
+		}
+	})
 }
 
 // runHere runs the one call the loop waits for on this goroutine instead
@@ -791,6 +817,9 @@ func (l *Loop) runHere(c *C.mb_call) bool {
 // what is still in flight, wait for it, then free the C runtime.
 func (l *Loop) shutdown(fatal error) {
 	l.baseStop()
+	if l.trimTimer != nil {
+		l.trimTimer.Stop()
+	}
 	for i := range l.calls {
 		if c := l.calls[i].ctx; c != nil {
 			c.cancel()

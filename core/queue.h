@@ -21,7 +21,8 @@ enum {
   MB_MSG_RUN,        /* Go asks to run a chunk or call a global (mb_run, run.c) */
   MB_MSG_CANCEL,     /* Go cancels a run (mb_run_cancel, run.c) */
   MB_MSG_REGISTER,   /* Go registered a function (mb_call_reg, call.c) */
-  MB_MSG_CLOSE       /* the runtime is closing (embedded in mb_rt) */
+  MB_MSG_CLOSE,      /* the runtime is closing (embedded in mb_rt) */
+  MB_MSG_TRIM        /* the loop idled with a surplus of threads (embedded in mb_rt) */
 };
 
 typedef struct mb_msg {

@@ -70,6 +70,9 @@ static int mb_rt_drain(mb_rt *rt) {
         rt->closing = 1;
         mb_run_close_all(rt);
         break;
+      case MB_MSG_TRIM:
+        mb_task_pool_trim(rt);
+        break;
       default:
         mb_assert(0, "a message of no known kind");
     }
@@ -192,6 +195,15 @@ int mb_rt_close(mb_rt *rt) {
   atomic_store(&rt->close_asked, 1);
   rt->close_msg.kind = MB_MSG_CLOSE;
   return mb_queue_push(&rt->q, &rt->close_msg);
+}
+
+/* Any thread: the loop idled with more threads pooled than it keeps
+** (mb_rt_pool_surplus); let them go. The message is embedded in rt, so
+** it is queued once at a time. Returns as mb_queue_push, 0 if queued. */
+int mb_rt_trim(mb_rt *rt) {
+  if (atomic_exchange(&rt->trim_asked, 1)) return 0;
+  rt->trim_msg.kind = MB_MSG_TRIM;
+  return mb_queue_push(&rt->q, &rt->trim_msg);
 }
 
 /* ---------------------------------------------------------------------
@@ -362,7 +374,7 @@ void mb_rt_free(mb_rt *rt, int64_t *leaked_lua_bytes, int *leaked_loop) {
       case MB_MSG_RUN: mb_run_free((mb_run *)m); break;
       case MB_MSG_CANCEL:
       case MB_MSG_REGISTER: free(m); break;
-      default: break; /* MB_MSG_CLOSE is embedded in rt */
+      default: break; /* MB_MSG_CLOSE and _TRIM are embedded in rt */
     }
   }
   rt->mem_reserve = 0; /* finalizers run now get MemoryLimit itself */

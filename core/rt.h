@@ -25,6 +25,7 @@ mb_rt *mb_rt_new(uintptr_t go_handle);
 int mb_rt_preload(mb_rt *rt, const char *name, const char *src, size_t len, int global);
 int mb_rt_step(mb_rt *rt);
 int mb_rt_close(mb_rt *rt);
+int mb_rt_trim(mb_rt *rt);
 void mb_rt_free(mb_rt *rt, int64_t *leaked_lua_bytes, int *leaked_loop);
 
 #endif

@@ -229,6 +229,7 @@ typedef struct mb_rt {
   volatile sig_atomic_t interrupt; /* preempt the running task (interrupt.c) */
   _Atomic int in_step;  /* a thread is inside mb_rt_step: step_thread */
   _Atomic int close_asked; /* Go called Close: the message is on its way (task.c) */
+  _Atomic int trim_asked; /* trim_msg is queued (mb_rt_trim) */
   _Atomic int64_t interrupt_run; /* the cancelled run Go last preempted for (task.c) */
   _Atomic unsigned long step_thread; /* its pthread_t (interrupt.c) */
   int over_limit;       /* some run went over a limit: end it after this turn */
@@ -251,6 +252,7 @@ typedef struct mb_rt {
   mb_buf scratch_out;
   char fatal[256];      /* why the loop cannot continue (MB_STEP_FATAL) */
   mb_msg close_msg;
+  mb_msg trim_msg;
   mb_heap heap;         /* Lua's small blocks (heap.c), freed after lua_close */
 } mb_rt;
 

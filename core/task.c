@@ -68,10 +68,11 @@ static const char *const mb_task_status_names[] = {
 ** that sat there a whole MB_POOL_AGE_MS (the pool never went below them)
 ** are let go, down to MB_POOL_KEEP. Under a MemoryLimit it keeps
 ** MB_POOL_KEEP at most: idle threads must not count against scripts.
+** A loop that parks with more than MB_POOL_KEEP has the Go driver ask
+** for mb_task_pool_trim after a period, since an idle loop puts no
+** thread back and its collector, with nothing allocated, never runs.
 ** ------------------------------------------------------------------- */
-#define MB_POOL_KEEP 256
 #define MB_POOL_MAX 16384
-#define MB_POOL_AGE_MS 1000
 
 static lua_State *mb_task_thread_get(lua_State *L, mb_rt *rt) {
   lua_State *co;
@@ -102,13 +103,22 @@ static void mb_task_pool_age(mb_rt *rt, lua_State *L, uint64_t now) {
   rt->pool_since = now;
 }
 
+/* Is a period over since the pool last aged? The loop's clock is read
+** afresh: a loop that never sleeps in libuv (only Go calls) never
+** updates it. Only a pool beyond MB_POOL_KEEP asks, so the spawns of a
+** steady load do not pay the clock. */
+static int mb_task_pool_aged(mb_rt *rt) {
+  if (rt->npool <= MB_POOL_KEEP) return 0;
+  uv_update_time(&rt->loop);
+  return uv_now(&rt->loop) - rt->pool_since >= MB_POOL_AGE_MS;
+}
+
 static void mb_task_thread_put(mb_rt *rt, mb_task *t) {
   lua_State *L = rt->L;
-  uint64_t now = uv_now(&rt->loop);
   int max = rt->mem_limit > 0 ? MB_POOL_KEEP : MB_POOL_MAX;
   if (lua_status(t->co) != LUA_OK || lua_gettop(t->co) != 0) return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
-  if (now - rt->pool_since >= MB_POOL_AGE_MS) mb_task_pool_age(rt, L, now);
+  if (mb_task_pool_aged(rt)) mb_task_pool_age(rt, L, uv_now(&rt->loop));
   if (rt->npool < max) {
     mb_task_mark(t->co) = NULL;
     if (rt->userhooks) mb_userhook_forget(L, t->co); /* a new task's hook is its own */
@@ -117,6 +127,21 @@ static void mb_task_thread_put(mb_rt *rt, mb_task *t) {
     lua_rawseti(L, -2, ++rt->npool);
   }
   lua_pop(L, 1);
+}
+
+/* The loop sat parked with a surplus in the pool (MB_MSG_TRIM, queued by
+** the Go driver's timer): age the pool as a put would, and collect the
+** threads let go now, or an idle Lua would hold them until its next
+** burst. Another park with a surplus left asks again. */
+void mb_task_pool_trim(mb_rt *rt) {
+  lua_State *L = rt->L;
+  int had = rt->npool;
+  atomic_store(&rt->trim_asked, 0);
+  if (!mb_task_pool_aged(rt)) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
+  mb_task_pool_age(rt, L, uv_now(&rt->loop));
+  lua_pop(L, 1);
+  if (rt->npool < had) lua_gc(L, LUA_GCCOLLECT);
 }
 
 /* ---------------------------------------------------------------------

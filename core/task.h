@@ -32,6 +32,12 @@ int mb_task_blocked_where(mb_task *t, char *buf, size_t len);
 void mb_task_push_info(lua_State *L, mb_task *t); /* t:info()'s table; inspect.c */
 void mb_task_interrupt(mb_rt *rt); /* async-signal-safe: preempt the running task */
 
+/* The pool of finished threads keeps MB_POOL_KEEP; more, after a burst,
+** until no spawn took them for MB_POOL_AGE_MS. */
+#define MB_POOL_KEEP 256
+#define MB_POOL_AGE_MS 1000
+void mb_task_pool_trim(mb_rt *rt); /* MB_MSG_TRIM: the loop idled with a surplus */
+
 /* co's hook for a turn that counts count instructions (0: none): the
 ** scheduler's, with the events co's script hook asks for (userhook.h).
 ** _ok: co has it already (setting it again would restart its count). L
