@@ -197,9 +197,10 @@ int mb_rt_close(mb_rt *rt) {
   return mb_queue_push(&rt->q, &rt->close_msg);
 }
 
-/* Any thread: the loop idled with more threads pooled than it keeps
-** (mb_rt_pool_surplus); let them go. The message is embedded in rt, so
-** it is queued once at a time. Returns as mb_queue_push, 0 if queued. */
+/* Any thread (the Go driver's timer, Loop.armTrim): the loop parked with
+** more threads pooled than it keeps; let those it no longer uses go. The
+** message is embedded in rt, so it is queued once at a time. Returns as
+** mb_queue_push (1: wake the driver), or 0 when it is queued already. */
 int mb_rt_trim(mb_rt *rt) {
   if (atomic_exchange(&rt->trim_asked, 1)) return 0;
   rt->trim_msg.kind = MB_MSG_TRIM;
