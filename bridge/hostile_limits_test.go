@@ -475,3 +475,36 @@ func TestCloseEndsALoopingCleanupInACoroutine(t *testing.T) {
 		t.Errorf("output %q: the cleanup did not run", out.String())
 	}
 }
+
+// TestHostileTasksFillingTheMemoryEndTheRunNotTheRuntime: a run that
+// fills its MemoryLimit with tasks, then ends, kills them all. The kills
+// share one error: one each exhausted the scheduler's reserve, and the
+// Runtime died with "scheduler failed: not enough memory" (a pipeline
+// stage asking for 1e9 workers did it). A task that died of the memory
+// error before its first instruction has its error made on its dead
+// thread: that needs room first, which make asan's Lua (API checks on)
+// aborted without.
+func TestHostileTasksFillingTheMemoryEndTheRunNotTheRuntime(t *testing.T) {
+	scripts := map[string]string{
+		"waiting tasks": `
+			local task = require("task")
+			local c = require("channel").new()
+			local ts = {}
+			print(pcall(function()
+			  while true do ts[#ts + 1] = task.spawn({name = "w" .. #ts}, function() c:recv() end) end
+			end))`,
+		"pipeline workers": `
+			local p = require("pipeline").new({{name = "a", fn = function(x) return x end, parallel = 1e9}})
+			print(pcall(p.collect, p, {1, 2, 3}))`,
+	}
+	for name, src := range scripts {
+		for _, limit := range []int64{2 << 20, 3 << 20, 4 << 20, 8 << 20, 16 << 20, 32 << 20} {
+			rt, out := hostileRuntime(t, func(o *bridge.Options) { o.MemoryLimit = limit })
+			err := hostileRun(t, rt, src)
+			if !errors.Is(err, bridge.ErrMemoryLimit) {
+				t.Errorf("%s, limit %d MiB: %v, want the memory limit's error", name, limit>>20, err)
+			}
+			servesAfter(t, rt, out)
+		}
+	}
+}

@@ -312,12 +312,14 @@ void mb_errors_stamp(lua_State *L, const char *head) {
 ** ours as the handler would: kind and op as given, the value as cause,
 ** and a traceback under head. The failing stack is unwound by now, so the
 ** traceback is where, read before it was (see mb_limit_oom_where), or a
-** note saying why there is none. An error of ours is left alone. */
+** note saying why there is none. An error of ours is left alone. L may
+** be a thread that died of the error, whose frame then has no free slot:
+** room is made first (without it, the error stays as it was raised). */
 void mb_errors_adopt(lua_State *L, const char *kind, const char *op, const char *head,
                      const char *where) {
   const char *msg;
   int e = lua_absindex(L, -1);
-  if (mb_errors_is(L, e)) return;
+  if (!lua_checkstack(L, MB_ERRORS_ROOM) || mb_errors_is(L, e)) return;
   if (lua_type(L, e) == LUA_TSTRING || lua_type(L, e) == LUA_TNUMBER) {
     lua_pushvalue(L, e);
     msg = lua_tostring(L, -1); /* converts the copy, if a number */

@@ -163,15 +163,24 @@ static void mb_run_fail(mb_rt *rt, mb_run *r, const char *kind, const char *op,
 }
 
 /* Kill every live task of the run. Its result must be decided first, so
-** the kills do not decide it. */
+** the kills do not decide it. They share one error, as detached tasks
+** share theirs (mb_run_reap_detached): it is made in the scheduler's
+** reserve, and one per task let a run that filled its memory with
+** thousands of waiting tasks exhaust the reserve and fail the scheduler. */
 static void mb_run_kill_all(mb_rt *rt, mb_run *r) {
+  lua_State *L = rt->L;
   mb_task *t;
+  int err;
+  if (mb_list_empty(&r->tasks)) return;
   r->killing++;
+  mb_errors_push(L, "cancelled", NULL, MB_LIT("the task's run ended"));
+  err = lua_gettop(L);
   while (!mb_list_empty(&r->tasks)) {
     t = mb_list_first(&r->tasks, mb_task, run_link);
-    mb_task_kill(rt, t);
+    mb_task_kill(rt, t, err);
     mb_run_task_end(rt, r, t);
   }
+  lua_remove(L, err);
   r->killing--;
 }
 

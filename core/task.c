@@ -945,9 +945,10 @@ int mb_task_resume(mb_rt *rt, mb_task *t) {
 ** over a limit already, ended at the hook's first tick (mb_task_hook), so
 ** a handler that loops cannot hold the loop. When the runtime is closing,
 ** Close's preemption (interruptClose) ends it the same way.
-** Its Task is left pushed on rt->L, as mb_task_resume does when a task
-** ends. */
-void mb_task_kill(mb_rt *rt, mb_task *t) {
+** It ends with the error at rt->L's index err, which the run's tasks
+** share. Its Task is left pushed on rt->L, as mb_task_resume does when a
+** task ends. */
+void mb_task_kill(mb_rt *rt, mb_task *t, int err) {
   mb_task *current = rt->current;
   lua_State *running = rt->running;
   int count = rt->hook_count;
@@ -963,7 +964,9 @@ void mb_task_kill(mb_rt *rt, mb_task *t) {
   rt->hook_count = count;
   rt->hook_raised = 0;
   lua_settop(t->co, 0);
-  mb_errors_push(t->co, "cancelled", NULL, MB_LIT("the task's run ended"));
+  (void)lua_checkstack(t->co, 1);
+  lua_pushvalue(rt->L, err);
+  lua_xmove(rt->L, t->co, 1);
   t->nres = 0;
   t->observed = 1;
   mb_task_end(rt, t, MB_TASK_CANCELLED);

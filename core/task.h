@@ -23,7 +23,7 @@ mb_task *mb_task_spawn(lua_State *L, mb_run *run, int nargs, const char *name);
 mb_task *mb_task_test(lua_State *L, int i);
 mb_task *mb_task_current(lua_State *L, const char *name);
 int mb_task_resume(mb_rt *rt, mb_task *t); /* 1: it ended (see mb_task_forget) */
-void mb_task_kill(mb_rt *rt, mb_task *t);  /* it ends (see mb_task_forget) */
+void mb_task_kill(mb_rt *rt, mb_task *t, int err); /* it ends with rt->L's err (see mb_task_forget) */
 void mb_task_forget(mb_rt *rt, mb_task *t);
 int mb_task_results(lua_State *L, int idx); /* the Task at idx */
 int mb_task_await(lua_State *L, int idx);
