@@ -145,16 +145,27 @@ local function without_fn(opts)
 end
 
 -- run_tool runs one call's fn as a task of the step's group. An error is
--- the tool's answer (the model may recover); a cancellation is not.
+-- the tool's answer (the model may recover); a cancellation is not: it is
+-- kept for the step to raise (the group's wait does not raise it).
 local function run_tool(tool, call, out, i)
   local ok, r = pcall(tool.fn, call.arguments)
   if ok then
     out[i] = {result = r}
   elseif errors.is(r) and r.kind == "cancelled" then
+    out[i] = {cancelled = r}
     error(r, 0)
   else
     out[i] = {error = tostring(r)}
   end
+end
+
+-- A tool's task that was cancelled (by itself, or by whoever holds its
+-- Task) ends the chat with that cancellation, as a cancelled chat would;
+-- one cancelled before it ran left no record.
+local function raise_cancelled(op, call, r)
+  if r ~= nil then error(r.cancelled, 0) end
+  error(errors.new({kind = "cancelled", op = op,
+    message = string.format("%s: the task of tool %q was cancelled", op, tostring(call.name))}), 0)
 end
 
 local function add_usage(sum, u)
@@ -200,6 +211,9 @@ local function agent(raw_chat, op, messages, send, plan)
       g:wait()
     end
     local answers = {}
+    for i = 1, #calls do
+      if out[i] == nil or out[i].cancelled ~= nil then raise_cancelled(op, calls[i], out[i]) end
+    end
     for i = 1, #calls do
       local c, r = calls[i], out[i]
       local rec = {id = c.id, name = c.name, arguments = c.arguments}

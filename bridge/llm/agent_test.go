@@ -199,6 +199,32 @@ func TestAgentToolErrorsGoBackToTheModel(t *testing.T) {
 	}
 }
 
+// TestAgentToolTaskCancelledEndsTheChat: a tool's own task cancelled (by
+// itself here, by another tool holding its Task there) ends the chat with
+// the cancellation, not with an internal error, and asks the model no more.
+func TestAgentToolTaskCancelledEndsTheChat(t *testing.T) {
+	for name, tools := range map[string]string{
+		"by itself": `{name = "t", fn = function() task.current():cancel(); task.yield() end}`,
+		"by another tool": `{name = "t", fn = function() victim = task.current(); task.sleep(10) end},
+			{name = "u", fn = function() task.yield(); victim:cancel(); return "done" end}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := &scriptLLM{replies: []llm.Response{toolReply(call("c", "t", `{}`), call("d", "u", `{}`)), textReply("never")}}
+			rt, out := newProviderRuntime(t, p)
+			mustRun(t, rt, `
+				task = require("task")
+				local ok, err = pcall(require("llm").chat, {{role = "user", content = "x"}}, {tools = {`+tools+`}})
+				print(ok, err.kind)`)
+			if got := out.String(); got != "false\tcancelled\n" {
+				t.Errorf("output %q, want the cancellation", got)
+			}
+			if n := len(p.requests()); n != 1 {
+				t.Errorf("%d requests, want 1", n)
+			}
+		})
+	}
+}
+
 func TestAgentStopsAtMaxSteps(t *testing.T) {
 	p := &scriptLLM{replies: []llm.Response{toolReply(call("c", "again", `{}`))}}
 	rt, out := newProviderRuntime(t, p)
