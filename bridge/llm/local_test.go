@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // localGenerate returns p's reply to req, failing the test on error.
@@ -492,4 +493,45 @@ func BenchmarkLocalStream(b *testing.B) {
 	}
 	b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tokens/s")
 	b.ReportMetric(float64(tokens)/float64(b.N), "tokens/op")
+}
+
+// TestLocalRepliesAreBounded: the local generator fits strings and arrays
+// to a schema's lengths, but a schema asking for a gigabyte (a script's
+// minLength or minItems of 1e9, arrays of arrays) gets a reply cut short,
+// which the schema's check then refuses, not the host allocating without
+// end or padding a byte at a time.
+func TestLocalRepliesAreBounded(t *testing.T) {
+	for _, c := range []struct {
+		in     string
+		schema map[string]any
+		want   string
+	}{
+		{"ab", map[string]any{"minLength": 5.0}, "abxxx"},
+		{"é", map[string]any{"minLength": 3.0}, "éxx"},
+		{"héllo", map[string]any{"maxLength": 2.0}, "hé"},
+		{"héllo", map[string]any{"maxLength": -1.0}, ""},
+	} {
+		if got := localString(c.in, c.schema); got != c.want {
+			t.Errorf("localString(%q, %v) = %q, want %q", c.in, c.schema, got, c.want)
+		}
+	}
+	if got := localString("ab", map[string]any{"minLength": 1e9}); utf8.RuneCountInString(got) != localMaxString {
+		t.Errorf("minLength 1e9 made %d runes, want %d", utf8.RuneCountInString(got), localMaxString)
+	}
+	inner := map[string]any{"type": "array", "minItems": 1e9}
+	schema := map[string]any{"type": "array", "minItems": 1e9, "items": inner}
+	var count func(v any) int
+	count = func(v any) int {
+		n := 1
+		if a, ok := v.([]any); ok {
+			n += len(a)
+			for _, e := range a {
+				n += count(e)
+			}
+		}
+		return n
+	}
+	if n := count(newLocalWords("x", nil).value(schema, schema, "", 0)); n > 2*localMaxValues {
+		t.Errorf("arrays of 1e9 arrays made %d values and slots, want at most %d", n, 2*localMaxValues)
+	}
 }

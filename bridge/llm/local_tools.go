@@ -234,7 +234,14 @@ type localWords struct {
 	toks    []localTok
 	numbers []float64
 	nn      int
+	made    int // values made and array slots taken (localMaxValues)
 }
+
+// localMaxValues bounds what one reply is made of: values, and the slots
+// of the arrays that hold them. A schema asking for more (minItems of 1e9,
+// or arrays of arrays) gets a reply cut short, which its check refuses,
+// instead of the host allocating without end.
+const localMaxValues = 1 << 16
 
 type localTok struct {
 	text, low  string
@@ -334,9 +341,10 @@ func (w *localWords) num() (float64, bool) {
 // for "$ref": "#/..."). Every property is filled, so required ones are.
 func (w *localWords) value(schema, root any, prop string, depth int) any {
 	s, ok := schema.(map[string]any)
-	if !ok || depth > 16 {
+	if !ok || depth > 16 || w.made >= localMaxValues {
 		return nil
 	}
+	w.made++
 	if ref, ok := s["$ref"].(string); ok {
 		return w.value(localResolve(root, ref), root, prop, depth+1)
 	}
@@ -360,12 +368,14 @@ func (w *localWords) value(schema, root any, prop string, depth int) any {
 		return w.object(s, root, depth)
 	case "array":
 		n := 1
-		if m, ok := localNum(s["minItems"]); ok {
-			n = max(n, int(m))
+		if m, ok := localNum(s["minItems"]); ok && m > 1 {
+			n = int(min(m, localMaxValues))
 		}
-		if m, ok := localNum(s["maxItems"]); ok {
-			n = min(n, int(m))
+		if m, ok := localNum(s["maxItems"]); ok && m < float64(n) {
+			n = int(max(m, 0))
 		}
+		n = min(n, localMaxValues-w.made)
+		w.made += n
 		items := s["items"]
 		out := make([]any, n)
 		for i := range out {
@@ -500,6 +510,12 @@ func localNumber(w *localWords, s map[string]any, integer bool) any {
 	return v
 }
 
+// localMaxString is the longest string the local generator pads to: a
+// schema asking for more (a script's minLength of 1e9) gets this many
+// runes, which the schema's check then refuses, instead of the host
+// building a gigabyte.
+const localMaxString = 1 << 16
+
 // localString fits a word to minLength, maxLength and (simple) pattern.
 func localString(v string, s map[string]any) string {
 	if p, ok := s["pattern"].(string); ok {
@@ -507,13 +523,16 @@ func localString(v string, s map[string]any) string {
 			v = localPatternExample(p, v)
 		}
 	}
-	if m, ok := localNum(s["minLength"]); ok {
-		for utf8.RuneCountInString(v) < int(m) {
-			v += "x"
+	n := utf8.RuneCountInString(v)
+	if m, ok := localNum(s["minLength"]); ok && float64(n) < m {
+		want := int(min(m, localMaxString))
+		if want > n {
+			v += strings.Repeat("x", want-n)
+			n = want
 		}
 	}
-	if m, ok := localNum(s["maxLength"]); ok && utf8.RuneCountInString(v) > int(m) {
-		v = string([]rune(v)[:int(m)])
+	if m, ok := localNum(s["maxLength"]); ok && float64(n) > m {
+		v = string([]rune(v)[:int(max(m, 0))])
 	}
 	return v
 }
