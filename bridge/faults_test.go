@@ -409,6 +409,64 @@ func TestRequestsFromAnInlineFunctionAreErrors(t *testing.T) {
 // preemption cannot reach one in an endless loop (the sandbox allows
 // neither). Close returns after CloseGrace with an error rather than wait
 // forever, and the runtime is freed once the loop returns.
+// registerStuckProbes gives Lua started(), which closes the channel it
+// returns, and released(), which reads released: Inline functions, so
+// they answer where Lua cannot yield.
+func registerStuckProbes(t *testing.T, rt *bridge.Runtime, released *atomic.Bool) chan struct{} {
+	t.Helper()
+	entered := make(chan struct{})
+	var once sync.Once
+	for fn, f := range map[string]bridge.Func{
+		"started": func(context.Context, bridge.Args) ([]any, error) {
+			once.Do(func() { close(entered) })
+			return nil, nil
+		},
+		"released": func(context.Context, bridge.Args) ([]any, error) {
+			return []any{released.Load()}, nil
+		},
+	} {
+		if err := rt.RegisterFunc(fn, f, bridge.Inline()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return entered
+}
+
+// TestCloseIsBoundedByAFinalizerLeftForIt: a finalizer that never
+// returns, left for Close (lua_close runs it while the runtime is freed),
+// holds Close no longer than the grace either. Before, Close bounded only
+// the wait for the loop to stop, and moonbridge run hung for ever.
+func TestCloseIsBoundedByAFinalizerLeftForIt(t *testing.T) {
+	before := measureLeftBehind()
+	rt, err := bridge.New(bridge.Options{CloseGrace: closeGrace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var released atomic.Bool
+	entered := registerStuckProbes(t, rt, &released)
+	mustRun(t, rt, `keep = setmetatable({}, {__gc = function() started(); while not released() do end end})`)
+	start := time.Now()
+	err, ok := within(hostileHang, rt.Close)
+	waited := time.Since(start)
+	if !ok {
+		released.Store(true)
+		t.Fatalf("Close still waiting after %v", waited)
+	}
+	select {
+	case <-entered:
+	default:
+		t.Error("the finalizer did not run at Close")
+	}
+	checkCloseBoundedByGrace(t, rt, err, waited, "had not returned from the runtime's finalizers 200ms after freeing began")
+	released.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := leaks.WaitLive(ctx, before.live); err != nil {
+		t.Fatalf("the C runtime was not freed once Lua returned: %v", err)
+	}
+	before.checkNothingLeft(t, false)
+}
+
 func TestCloseIsBoundedByLuaThatNeverReturns(t *testing.T) {
 	for name, src := range map[string]string{
 		"finalizer": `setmetatable({}, {__gc = function() started(); while not released() do end end})
@@ -424,21 +482,7 @@ while true do x = x + 1 end`,
 				t.Fatal(err)
 			}
 			var released atomic.Bool
-			entered := make(chan struct{})
-			var once sync.Once
-			for fn, f := range map[string]bridge.Func{
-				"started": func(context.Context, bridge.Args) ([]any, error) {
-					once.Do(func() { close(entered) })
-					return nil, nil
-				},
-				"released": func(context.Context, bridge.Args) ([]any, error) {
-					return []any{released.Load()}, nil
-				},
-			} {
-				if err := rt.RegisterFunc(fn, f, bridge.Inline()); err != nil {
-					t.Fatal(err)
-				}
-			}
+			entered := registerStuckProbes(t, rt, &released)
 			done := make(chan error, 1)
 			go func() { done <- rt.RunString(context.Background(), "stuck", src) }()
 			<-entered

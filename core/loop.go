@@ -161,6 +161,7 @@ type Loop struct {
 	standby atomic.Int32  // goroutines waiting on wake
 	trimSet atomic.Bool   // a timer will ask the parked loop to trim (armTrim)
 	done    chan struct{} // closed when everything is freed
+	freeing chan struct{} // closed when shutdown starts freeing (lua_close: finalizers run)
 
 	mu     sync.RWMutex // held for reading while pushing requests; Close takes it
 	closed bool
@@ -289,6 +290,7 @@ func NewLoop(opts Options) (*Loop, error) {
 		wake:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
+		freeing:   make(chan struct{}),
 	}
 	if l.grace <= 0 {
 		l.grace = DefaultCloseGrace
@@ -706,8 +708,21 @@ func (l *Loop) Close() error {
 	case <-t.C:
 		return fmt.Errorf("moonbridge: closed, but Lua had not given the loop's thread back %v after Close asked (a finalizer, a hook function or a C call that does not return); the runtime's memory is freed if it does", l.grace)
 	}
-	<-l.done
-	return l.closeErr
+	// Shutdown waits for bridge functions (at most the grace), then frees
+	// the runtime, and lua_close runs every finalizer Lua still holds:
+	// one that never returns is waited for the grace too.
+	select {
+	case <-l.done:
+		return l.closeErr
+	case <-l.freeing:
+	}
+	t.Reset(l.grace)
+	select {
+	case <-l.done:
+		return l.closeErr
+	case <-t.C:
+		return fmt.Errorf("moonbridge: closed, but Lua had not returned from the runtime's finalizers %v after freeing began (a finalizer that does not return); the runtime's memory is freed if it does", l.grace)
+	}
 }
 
 // ---------------------------------------------------------------------
@@ -848,6 +863,7 @@ func (l *Loop) shutdown(fatal error) {
 	// start) free now: racing a waiter goroutine against the grace timer
 	// could report an idle Runtime as stuck under a short grace.
 	if l.wg.n.Load() == 0 {
+		close(l.freeing)
 		l.freeC()
 		close(l.done)
 		return
@@ -859,6 +875,7 @@ func (l *Loop) shutdown(fatal error) {
 	}()
 	select {
 	case <-returned:
+		close(l.freeing)
 		l.freeC()
 	case <-time.After(l.grace):
 		l.closeErr = fmt.Errorf("moonbridge: closed, but bridge functions had not returned %v after their contexts were cancelled; the runtime's memory is freed when they do", l.grace)

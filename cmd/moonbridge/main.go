@@ -196,9 +196,17 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	stopDump := dumpOnQuit(rt, stderr)
 	name, err := runScript(ctx, rt, fs.Args(), stdin)
 	stopDump()
-	rt.Close()
+	// Close fails only when the script's Lua or Go functions would not
+	// stop (a finalizer that loops, say): say so, and do not exit 0.
+	closeErr := rt.Close()
 	if tree != nil {
 		tree.print(stderr, name)
+	}
+	if closeErr != nil {
+		fmt.Fprintf(stderr, "moonbridge: %s\n", strings.TrimPrefix(closeErr.Error(), "moonbridge: "))
+		if err == nil {
+			return 1
+		}
 	}
 	if interrupted(sigCtx) {
 		if err != nil && errors.Is(err, bridge.ErrCancelled) {
