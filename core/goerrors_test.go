@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 var errNotFound = errors.New("not found")
@@ -230,5 +231,47 @@ func TestRunWaitForCancelledCallsIsBounded(t *testing.T) {
 		task.sleep(3600)`), nil)
 	if err == nil || !strings.Contains(err.Error(), "cancelled") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestRunEndsAtItsDeadlineWithALoneStubbornCall: the run's only call, of a
+// function that ignores its context, does not hold the run past its
+// deadline and the grace. A lone call may run on the goroutine that
+// drives the loop for the run, which then cannot return before the
+// function does; so it runs there only for a run no context can end.
+func TestRunEndsAtItsDeadlineWithALoneStubbornCall(t *testing.T) {
+	const grace = 100 * time.Millisecond
+	l, err := NewLoop(Options{CloseGrace: grace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, gone := make(chan struct{}), make(chan struct{})
+	defer func() {
+		close(release)
+		<-gone
+		l.Close()
+	}()
+	if err := l.RegisterFunc("stuck", false, func(ctx context.Context, args []Value) ([]any, error) {
+		<-release
+		close(gone)
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- l.RunChunk(ctx, "=test", []byte(`stuck()`), nil) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "deadline passed") {
+			t.Errorf("got %v, want the deadline's error", err)
+		}
+		if waited := time.Since(start); waited > 100*time.Millisecond+grace+time.Second {
+			t.Errorf("the run ended after %v", waited)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run still waits for its stubborn call 10 s after its deadline")
 	}
 }

@@ -771,11 +771,20 @@ func (l *Loop) drive(w *runWaiter) bool {
 			}
 		case C.MB_STEP_EVENTS_PARK:
 			l.armTrim()
-			if c := l.events(true); c != nil {
-				if l.runHere(c) {
-					continue // nobody took over: still the driver
+			// A call run here holds this goroutine until the function
+			// returns. Driving for a run that its context can end, this
+			// goroutine must be free to return then (a function that
+			// ignores its context holds the run at most CloseGrace), and
+			// once the run has its result, at once.
+			if c := l.events(w == nil || w.ctx.Done() == nil); c != nil {
+				if w == nil || len(w.done) == 0 {
+					if l.runHere(c) {
+						continue // nobody took over: still the driver
+					}
+					return true
 				}
-				return true
+				l.start(c)
+				l.flushBatch()
 			}
 			l.token.Unlock()
 			return true
@@ -980,12 +989,17 @@ func (l *Loop) events(park bool) (here *C.mb_call) {
 	for l.c.done.next != &l.c.done {
 		l.finish(C.mb_run_take_done(l.c))
 	}
+	l.flushBatch()
+	return here
+}
+
+// flushBatch hands the calls start queued to the pool.
+func (l *Loop) flushBatch() {
 	if len(l.batch) > 0 {
 		l.pool.submit(l.batch)
 		clear(l.batch)
 		l.batch = l.batch[:0]
 	}
-	return here
 }
 
 // loneCall returns the batch's only call if there is exactly one and it is
