@@ -213,7 +213,7 @@ func (rt *Runtime) RunString(ctx context.Context, name, src string, args ...any)
 		return err
 	}
 	ctx, span := rt.startRun(ctx, "string", name)
-	err = wrap(rt.loop.RunChunk(ctx, "="+name, []byte(src), args), ctx)
+	err = rt.wrap(rt.loop.RunChunk(ctx, "="+name, []byte(src), args), ctx)
 	endRun(span, err)
 	return err
 }
@@ -229,7 +229,7 @@ func (rt *Runtime) RunFile(ctx context.Context, path string, args ...any) error 
 		return err
 	}
 	ctx, span := rt.startRun(ctx, "file", path)
-	err = wrap(rt.loop.RunChunk(ctx, "@"+filepath.Clean(path), src, args), ctx)
+	err = rt.wrap(rt.loop.RunChunk(ctx, "@"+filepath.Clean(path), src, args), ctx)
 	endRun(span, err)
 	return err
 }
@@ -244,7 +244,7 @@ func (rt *Runtime) Call(ctx context.Context, fn string, args ...any) ([]any, err
 	}
 	ctx, span := rt.startRun(ctx, "call", fn)
 	vals, err := rt.loop.CallGlobal(ctx, fn, args)
-	err = wrap(err, ctx)
+	err = rt.wrap(err, ctx)
 	endRun(span, err)
 	return vals, err
 }
@@ -253,7 +253,7 @@ func (rt *Runtime) Call(ctx context.Context, fn string, args ...any) ([]any, err
 // writes the global table directly: a __newindex metamethod a script set
 // on _G does not run.
 func (rt *Runtime) SetGlobal(ctx context.Context, name string, v any) error {
-	return wrap(rt.loop.SetGlobal(ctx, name, v), ctx)
+	return rt.wrap(rt.loop.SetGlobal(ctx, name, v), ctx)
 }
 
 // Get returns the value of the Lua global name, converted as a bridge
@@ -264,7 +264,7 @@ func (rt *Runtime) SetGlobal(ctx context.Context, name string, v any) error {
 // table) gives an error naming the global and the place in it.
 func (rt *Runtime) Get(ctx context.Context, name string) (any, error) {
 	v, err := rt.loop.GetGlobal(ctx, name)
-	return v, wrap(err, ctx)
+	return v, rt.wrap(err, ctx)
 }
 
 // TaskInfo describes a live task of a Runtime, as t:info() does for a
@@ -411,12 +411,21 @@ func (e *LuaError) Unwrap() error {
 	return e.ctxErr
 }
 
-func wrap(err error, ctx context.Context) error {
+// wrap turns the loop's error into the bridge's: os.exit's into an
+// ExitError (nil for code 0), the others into a LuaError. Under the
+// sandbox os.exit does not exist, so an error of kind "exit" there is an
+// error table the script rewrote: it fails the run as a LuaError, never
+// as an exit code the host did not allow, nor as success.
+func (rt *Runtime) wrap(err error, ctx context.Context) error {
+	return wrapError(err, ctx, rt.sandbox)
+}
+
+func wrapError(err error, ctx context.Context, sandbox bool) error {
 	var ce *core.Error
 	if !errors.As(err, &ce) {
 		return err
 	}
-	if ce.Kind == "exit" {
+	if ce.Kind == "exit" && !sandbox {
 		if ce.Code == 0 {
 			return nil
 		}

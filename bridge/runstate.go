@@ -121,7 +121,7 @@ func (rt *Runtime) runPreludes(ctx context.Context) error {
 	for len(p.list) > 0 {
 		first := p.list[0]
 		_, err := rt.loop.RunChunkEnv(ctx, "="+first.name, []byte(first.src), nil, core.Env{Internal: true})
-		if err := wrap(err, ctx); err != nil {
+		if err := rt.wrap(err, ctx); err != nil {
 			return fmt.Errorf("moonbridge: %s: %w", first.name, err)
 		}
 		p.list = p.list[1:]

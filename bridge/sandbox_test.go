@@ -1,6 +1,8 @@
 package bridge_test
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -170,5 +172,29 @@ func TestSandboxDirsAllowOnlyTheirFiles(t *testing.T) {
 	}
 	if _, err := bridge.New(bridge.Options{Sandbox: true, SandboxDirs: []string{filepath.Join(root, "missing")}}); err == nil {
 		t.Error("a missing sandbox directory was accepted")
+	}
+}
+
+// TestSandboxedScriptCannotForgeAnExit: under the sandbox os.exit does
+// not exist, so an error table a script rewrote to kind "exit" (as raised,
+// or as an unawaited task's failure) fails the run as a LuaError: not an
+// exit code the host did not allow, and not success.
+func TestSandboxedScriptCannotForgeAnExit(t *testing.T) {
+	forge := `local task = require("task")
+local _, e = pcall(task.timeout, 0, function() end)
+e.kind, e.code, e.message = "exit", %d, "forged"
+`
+	for name, src := range map[string]string{
+		"raised, code 7":         fmt.Sprintf(forge, 7) + `error(e)`,
+		"raised, code 0":         fmt.Sprintf(forge, 0) + `error(e)`,
+		"an unawaited task's, 0": fmt.Sprintf(forge, 0) + `task.spawn(function() error(e) end); task.sleep(0.01)`,
+	} {
+		rt, _ := hostileRuntime(t, nil)
+		err := hostileRun(t, rt, src)
+		var le *bridge.LuaError
+		var ee *bridge.ExitError
+		if errors.As(err, &ee) || !errors.As(err, &le) {
+			t.Errorf("%s: %v (%T), want a LuaError", name, err, err)
+		}
 	}
 }

@@ -72,7 +72,7 @@ func (rt *Runtime) load(ctx context.Context, what, name, chunk string, src []byt
 	}
 	ctx, span := rt.startRun(ctx, what, name)
 	id, err := rt.loop.RunChunkEnv(ctx, chunk, src, args, core.Env{Keep: true})
-	err = wrap(err, ctx)
+	err = rt.wrap(err, ctx)
 	endRun(span, err)
 	if err != nil {
 		if id != 0 {
@@ -122,7 +122,7 @@ func (s *Script) Call(ctx context.Context, fn string, args ...any) ([]any, error
 	}
 	ctx, span := rt.startRun(ctx, "call", fn)
 	vals, err := rt.loop.CallEnv(ctx, fn, args, core.Env{Script: part.id})
-	err = wrap(err, ctx)
+	err = rt.wrap(err, ctx)
 	if errors.Is(err, ErrClosed) && s.closed.Load() {
 		err = ErrScriptClosed
 	}
