@@ -409,11 +409,18 @@ func TestRequestsFromAnInlineFunctionAreErrors(t *testing.T) {
 // preemption cannot reach one in an endless loop (the sandbox allows
 // neither). Close returns after CloseGrace with an error rather than wait
 // forever, and the runtime is freed once the loop returns.
-// registerStuckProbes gives Lua started(), which closes the channel it
-// returns, and released(), which reads released: Inline functions, so
-// they answer where Lua cannot yield.
-func registerStuckProbes(t *testing.T, rt *bridge.Runtime, released *atomic.Bool) chan struct{} {
+// stuckProbeRuntime measures what is left behind, then makes a Runtime
+// with CloseGrace closeGrace where Lua has started(), which closes the
+// channel returned, and released(), which reads the flag returned: Inline
+// functions, so they answer where Lua cannot yield.
+func stuckProbeRuntime(t *testing.T) (leftBehind, *bridge.Runtime, *atomic.Bool, chan struct{}) {
 	t.Helper()
+	before := measureLeftBehind()
+	rt, err := bridge.New(bridge.Options{CloseGrace: closeGrace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := new(atomic.Bool)
 	entered := make(chan struct{})
 	var once sync.Once
 	for fn, f := range map[string]bridge.Func{
@@ -429,7 +436,7 @@ func registerStuckProbes(t *testing.T, rt *bridge.Runtime, released *atomic.Bool
 			t.Fatal(err)
 		}
 	}
-	return entered
+	return before, rt, released, entered
 }
 
 // TestCloseIsBoundedByAFinalizerLeftForIt: a finalizer that never
@@ -437,13 +444,7 @@ func registerStuckProbes(t *testing.T, rt *bridge.Runtime, released *atomic.Bool
 // holds Close no longer than the grace either. Before, Close bounded only
 // the wait for the loop to stop, and moonbridge run hung for ever.
 func TestCloseIsBoundedByAFinalizerLeftForIt(t *testing.T) {
-	before := measureLeftBehind()
-	rt, err := bridge.New(bridge.Options{CloseGrace: closeGrace})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var released atomic.Bool
-	entered := registerStuckProbes(t, rt, &released)
+	before, rt, released, entered := stuckProbeRuntime(t)
 	mustRun(t, rt, `keep = setmetatable({}, {__gc = function() started(); while not released() do end end})`)
 	start := time.Now()
 	err, ok := within(hostileHang, rt.Close)
@@ -476,13 +477,7 @@ local x = 0
 while true do x = x + 1 end`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			before := measureLeftBehind()
-			rt, err := bridge.New(bridge.Options{CloseGrace: closeGrace})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var released atomic.Bool
-			entered := registerStuckProbes(t, rt, &released)
+			before, rt, released, entered := stuckProbeRuntime(t)
 			done := make(chan error, 1)
 			go func() { done <- rt.RunString(context.Background(), "stuck", src) }()
 			<-entered

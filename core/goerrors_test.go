@@ -202,29 +202,40 @@ func TestRunWaitsForTheCallsItCancelled(t *testing.T) {
 	}
 }
 
-// The wait is bounded by CloseGrace: a function that ignores its
-// cancelled context holds the run's end no longer than it could hold Close.
-func TestRunWaitForCancelledCallsIsBounded(t *testing.T) {
-	l, err := NewLoop(Options{CloseGrace: 1})
+// loopWithStuck is a Loop with CloseGrace grace and stuck(), a Go
+// function that ignores its context until the test is over; the cleanup
+// lets it return, waits for it, and closes the Loop (whose error may say
+// the function had not returned after the grace).
+func loopWithStuck(t *testing.T, grace time.Duration) *Loop {
+	t.Helper()
+	l, err := NewLoop(Options{CloseGrace: grace})
 	if err != nil {
 		t.Fatal(err)
 	}
 	release, gone := make(chan struct{}), make(chan struct{})
-	defer func() {
-		close(release)
-		<-gone
-		l.Close() // its error may say the function had not returned 1ns after
-	}()
 	if err := l.RegisterFunc("stuck", false, func(ctx context.Context, args []Value) ([]any, error) {
 		<-release
 		close(gone)
 		return nil, nil
 	}); err != nil {
+		l.Close()
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		close(release)
+		<-gone
+		l.Close()
+	})
+	return l
+}
+
+// The wait is bounded by CloseGrace: a function that ignores its
+// cancelled context holds the run's end no longer than it could hold Close.
+func TestRunWaitForCancelledCallsIsBounded(t *testing.T) {
+	l := loopWithStuck(t, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	l.RegisterFunc("cancel_run", true, func(context.Context, []Value) ([]any, error) { cancel(); return nil, nil })
-	err = l.RunChunk(ctx, "=test", []byte(`local task = require("task")
+	err := l.RunChunk(ctx, "=test", []byte(`local task = require("task")
 		task.spawn(stuck)
 		task.yield()
 		cancel_run()
@@ -241,23 +252,7 @@ func TestRunWaitForCancelledCallsIsBounded(t *testing.T) {
 // function does; so it runs there only for a run no context can end.
 func TestRunEndsAtItsDeadlineWithALoneStubbornCall(t *testing.T) {
 	const grace = 100 * time.Millisecond
-	l, err := NewLoop(Options{CloseGrace: grace})
-	if err != nil {
-		t.Fatal(err)
-	}
-	release, gone := make(chan struct{}), make(chan struct{})
-	defer func() {
-		close(release)
-		<-gone
-		l.Close()
-	}()
-	if err := l.RegisterFunc("stuck", false, func(ctx context.Context, args []Value) ([]any, error) {
-		<-release
-		close(gone)
-		return nil, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	l := loopWithStuck(t, grace)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
